@@ -1,1 +1,160 @@
-fn main() {}
+//! `rivulet-tracker`: the tracker's command line (ingest, list, verify).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rivulet_tracker::catalogue::{self, CatalogueEntry};
+use rivulet_tracker::data_dir::DataDir;
+use rivulet_tracker::ingest::{self, IngestRequest};
+use rivulet_tracker::verify;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rivulet-tracker",
+    version,
+    about = "Rivulet's tracker and origin"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Add a movie to the catalogue; prints its new id.
+    Ingest {
+        /// The media file to ingest (any container ffmpeg reads).
+        file: PathBuf,
+        /// Title shown in the catalogue.
+        #[arg(long)]
+        title: String,
+        /// Price in points.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+        price: u64,
+        /// Use this id instead of a random one (lowercase letters, digits, '-', '_').
+        #[arg(long)]
+        id: Option<String>,
+        /// Data directory [default: the platform's data dir for rivulet-tracker].
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// List the catalogue.
+    Videos {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Rebuild every segment of a movie from random chunks and check every hash.
+    Verify {
+        /// The video id.
+        id: String,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+fn data_path(data: Option<PathBuf>) -> PathBuf {
+    data.unwrap_or_else(DataDir::default_path)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line: clap's first, without its usage block.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("rivulet-tracker: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rivulet-tracker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Ingest {
+            file,
+            title,
+            price,
+            id,
+            data,
+        } => {
+            ingest::remove_staging_on_signal()?;
+            let data = DataDir::create(data_path(data))?;
+            let id = ingest::ingest(
+                &data,
+                &IngestRequest {
+                    input: file,
+                    title,
+                    price,
+                    id,
+                },
+            )?;
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Videos { json, data } => {
+            let data = DataDir::open(data_path(data));
+            let (videos, bad) = catalogue::list(&data)?;
+            let entries: Vec<CatalogueEntry> = videos.iter().map(|v| v.entry()).collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                print_table(&entries);
+            }
+            for e in &bad {
+                eprintln!("rivulet-tracker: {e}");
+            }
+            Ok(if bad.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Verify { id, data } => {
+            let data = DataDir::open(data_path(data));
+            let report = verify::verify(&data, &id)?;
+            println!(
+                "video {id}: {} segments rebuilt from random chunks ({} parity) and verified; sha256 {}",
+                report.segments, report.parity_chunks_used, report.sha256
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_table(entries: &[CatalogueEntry]) {
+    println!(
+        "{:<14} {:<32} {:>9} {:>12} {:>8} {:>3} {:>3} {:>7}",
+        "ID", "TITLE", "DURATION", "BYTES", "SEGMENTS", "K", "N", "PRICE"
+    );
+    for e in entries {
+        let secs = e.duration_ms / 1000;
+        let title: String = e.title.chars().take(32).collect();
+        println!(
+            "{:<14} {:<32} {:>9} {:>12} {:>8} {:>3} {:>3} {:>7}",
+            e.id,
+            title,
+            format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+            e.bytes,
+            e.segments,
+            e.k,
+            e.n,
+            e.price
+        );
+    }
+}

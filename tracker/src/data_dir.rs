@@ -1,0 +1,197 @@
+//! Where the tracker keeps its files, all paths in one place:
+//!
+//! ```text
+//! DATA/videos/<id>/      one committed movie (see `catalogue`)
+//! DATA/staging/<name>/   an ingest in progress; <name>.lock is held while it runs
+//! ```
+//!
+//! A movie appears in `videos/` only by one atomic rename of a finished staging directory,
+//! so a reader never sees half a movie. Staging left by a killed ingest is swept by the
+//! next command that opens the data dir.
+
+use std::fs::{self, File, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Problems with the data directory itself.
+#[derive(Debug, Error)]
+pub enum DataDirError {
+    #[error("data dir {path} is not writable: {source}")]
+    NotWritable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("data dir {path} cannot be read: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The tracker's data directory.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The default location: the platform's data directory for Rivulet's tracker
+    /// (`~/.local/share/rivulet-tracker` on Linux), or `./rivulet-data` without a home.
+    pub fn default_path() -> PathBuf {
+        directories::ProjectDirs::from("org", "Rivulet", "rivulet-tracker")
+            .map(|d| d.data_dir().to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("rivulet-data"))
+    }
+
+    /// Opens `root` for reading; nothing is created. A missing directory reads as empty.
+    pub fn open(root: impl Into<PathBuf>) -> DataDir {
+        let dir = DataDir { root: root.into() };
+        dir.sweep_staging();
+        dir
+    }
+
+    /// Opens `root` for writing, creating it and its subdirectories as needed.
+    pub fn create(root: impl Into<PathBuf>) -> Result<DataDir, DataDirError> {
+        let dir = DataDir { root: root.into() };
+        for sub in [dir.videos_dir(), dir.staging_dir()] {
+            fs::create_dir_all(&sub).map_err(|source| DataDirError::NotWritable {
+                path: dir.root.clone(),
+                source,
+            })?;
+        }
+        dir.sweep_staging();
+        Ok(dir)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn videos_dir(&self) -> PathBuf {
+        self.root.join("videos")
+    }
+
+    pub fn video_dir(&self, id: &str) -> PathBuf {
+        self.videos_dir().join(id)
+    }
+
+    pub fn staging_dir(&self) -> PathBuf {
+        self.root.join("staging")
+    }
+
+    /// Starts a staging area: takes `<name>.lock`, then makes `<name>/`. The area is removed
+    /// when the returned guard drops, unless it was committed.
+    pub fn begin_staging(&self, name: &str) -> Result<Staging, DataDirError> {
+        let not_writable = |source| DataDirError::NotWritable {
+            path: self.root.clone(),
+            source,
+        };
+        let lock_path = self.staging_dir().join(format!("{name}.lock"));
+        let lock = File::create(&lock_path).map_err(not_writable)?;
+        lock.lock().map_err(not_writable)?;
+        let dir = self.staging_dir().join(name);
+        fs::create_dir(&dir).map_err(not_writable)?;
+        Ok(Staging {
+            dir,
+            lock_path,
+            _lock: lock,
+            committed: false,
+        })
+    }
+
+    /// Removes staging areas whose ingest is gone (its lock is free). Best effort: a sweep
+    /// that fails leaves the area for the next one.
+    pub fn sweep_staging(&self) {
+        let Ok(entries) = fs::read_dir(self.staging_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "lock") {
+                let Ok(lock) = File::open(&path) else {
+                    continue;
+                };
+                match lock.try_lock() {
+                    Ok(()) => {
+                        let _ = fs::remove_dir_all(path.with_extension(""));
+                        let _ = fs::remove_file(&path);
+                    }
+                    Err(TryLockError::WouldBlock | TryLockError::Error(_)) => {}
+                }
+            } else if path.is_dir() && !path.with_extension("lock").exists() {
+                let _ = fs::remove_dir_all(&path);
+            }
+        }
+    }
+}
+
+/// A staging directory owned by this process; removed on drop unless committed.
+#[derive(Debug)]
+pub struct Staging {
+    dir: PathBuf,
+    lock_path: PathBuf,
+    _lock: File,
+    committed: bool,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes the staging area now (also what drop does).
+    pub fn discard(&self) {
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(&self.lock_path);
+    }
+
+    /// Moves the finished area to `target` in one atomic step that fails if `target` exists.
+    pub fn commit(mut self, target: &Path) -> io::Result<()> {
+        rename_noreplace(&self.dir, target)?;
+        self.committed = true;
+        if let Some(parent) = target.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.committed {
+            let _ = fs::remove_file(&self.lock_path);
+        } else {
+            self.discard();
+        }
+    }
+}
+
+/// `rename(2)` that refuses to replace an existing target (Linux `RENAME_NOREPLACE`).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    };
+    let (from, to) = (cstr(from)?, cstr(to)?);
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD resolves them like rename(2).
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -1,0 +1,304 @@
+//! `rivulet-tracker ingest`: a media file becomes a catalogue movie — remuxed into
+//! Matroska with its index at the front, given a poster, hashed into its manifest — and
+//! appears in the catalogue by one atomic rename, or not at all.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use image::codecs::jpeg::JpegEncoder;
+use image::imageops::FilterType;
+use rivulet_node_core::format::{self, FormatError};
+use thiserror::Error;
+
+use crate::catalogue::{
+    self, CatalogueError, LEAVES_FILE, MANIFEST_FILE, MAX_TITLE_CHARS, POSTER_FILE, RECORD_FILE,
+    STREAM_FILE, VideoRecord, write_synced,
+};
+use crate::data_dir::{DataDir, DataDirError};
+use crate::ffmpeg::{self, ToolError};
+
+/// Longest side of a poster, in pixels.
+pub const POSTER_MAX_WIDTH: u32 = 480;
+pub const POSTER_MAX_HEIGHT: u32 = 360;
+
+/// What to ingest.
+#[derive(Clone, Debug)]
+pub struct IngestRequest {
+    pub input: PathBuf,
+    pub title: String,
+    pub price: u64,
+    /// A chosen id; a random one when `None`.
+    pub id: Option<String>,
+}
+
+/// Why an ingest failed; each message is one line that names the file or field at fault.
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error("title is empty")]
+    EmptyTitle,
+    #[error("title is {0} characters long; at most {MAX_TITLE_CHARS} are allowed")]
+    LongTitle(usize),
+    #[error("title contains control characters")]
+    TitleControl,
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{0} is empty")]
+    EmptyFile(PathBuf),
+    #[error("{path} is not a video ffmpeg can read: {reason}")]
+    NotVideo { path: PathBuf, reason: String },
+    #[error("{0} has no video stream")]
+    NoVideoStream(PathBuf),
+    #[error("{path} could not be remuxed: {reason}")]
+    Remux { path: PathBuf, reason: String },
+    #[error("no poster frame could be taken from {path}: {reason}")]
+    Poster { path: PathBuf, reason: String },
+    #[error("video id {0:?} is already taken")]
+    IdTaken(String),
+    #[error("{0}")]
+    Tool(ToolError),
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("hashing the stream file failed: {0}")]
+    Format(#[from] FormatError),
+    #[error("writing the new video into {path} failed: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The staging area of the ingest now running, for the signal handler to remove.
+static ACTIVE: Mutex<Option<(PathBuf, PathBuf)>> = Mutex::new(None);
+
+/// Makes SIGINT, SIGTERM and SIGHUP remove the running ingest's staging area before the
+/// process exits, so an interrupted ingest leaves nothing behind. (SIGKILL cannot be caught;
+/// its leftovers are swept by the next command that opens the data dir.)
+pub fn remove_staging_on_signal() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("ingest-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((dir, lock)) = active.as_ref() {
+                    let _ = std::fs::remove_dir_all(dir);
+                    let _ = std::fs::remove_file(lock);
+                }
+                eprintln!("rivulet-tracker: interrupted; nothing was added to the catalogue");
+                std::process::exit(128 + signal);
+            }
+        })?;
+    Ok(())
+}
+
+/// Checks a title and returns it trimmed.
+pub fn check_title(title: &str) -> Result<String, IngestError> {
+    let title = title.trim();
+    if title.is_empty() {
+        return Err(IngestError::EmptyTitle);
+    }
+    let chars = title.chars().count();
+    if chars > MAX_TITLE_CHARS {
+        return Err(IngestError::LongTitle(chars));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(IngestError::TitleControl);
+    }
+    Ok(title.to_owned())
+}
+
+/// Ingests one file; returns the new video id.
+pub fn ingest(data: &DataDir, request: &IngestRequest) -> Result<String, IngestError> {
+    let title = check_title(&request.title)?;
+    let id = match &request.id {
+        Some(id) => {
+            catalogue::check_id(id)?;
+            id.clone()
+        }
+        None => catalogue::new_id(),
+    };
+    if data.video_dir(&id).exists() {
+        return Err(IngestError::IdTaken(id));
+    }
+    let input = request.input.as_path();
+    check_readable(input)?;
+    let probe = ffmpeg::probe(input).map_err(|e| match e {
+        ToolError::Failed(reason) => IngestError::NotVideo {
+            path: input.to_owned(),
+            reason,
+        },
+        other => IngestError::Tool(other),
+    })?;
+    if probe.format_name.contains("_pipe") || probe.format_name == "image2" {
+        return Err(IngestError::NotVideo {
+            path: input.to_owned(),
+            reason: "it is a still image".into(),
+        });
+    }
+    let Some(video) = probe.video().cloned() else {
+        return Err(IngestError::NoVideoStream(input.to_owned()));
+    };
+
+    let staging = data.begin_staging(&format!("{id}.{}", catalogue::new_id()))?;
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some((
+        staging.path().to_owned(),
+        staging.path().with_extension("lock"),
+    ));
+    let dir = staging.path().to_owned();
+    let write_err = |source| IngestError::Write {
+        path: data.root().to_owned(),
+        source,
+    };
+
+    // The poster needs only the input, so it is taken while the remux runs.
+    let (remuxed, poster) = std::thread::scope(|scope| {
+        let poster = scope.spawn(|| make_poster(input, probe.duration_ms.unwrap_or(0)));
+        let remuxed = remux(input, &dir.join(STREAM_FILE), &probe);
+        (
+            remuxed,
+            poster
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    remuxed?;
+    write_synced(&dir, POSTER_FILE, &poster?).map_err(write_err)?;
+
+    let stream = dir.join(STREAM_FILE);
+    let stored = ffmpeg::probe(&stream).map_err(|e| IngestError::Remux {
+        path: input.to_owned(),
+        reason: format!("the remuxed file does not read back: {e}"),
+    })?;
+    let duration_ms =
+        stored
+            .duration_ms
+            .or(probe.duration_ms)
+            .ok_or_else(|| IngestError::NotVideo {
+                path: input.to_owned(),
+                reason: "it has no duration".into(),
+            })?;
+    std::fs::File::open(&stream)
+        .and_then(|f| f.sync_all())
+        .map_err(write_err)?;
+
+    let (manifest, leaves) = format::build_manifest(
+        &stream,
+        format::DEFAULT_SEGMENT_SIZE,
+        format::DEFAULT_K,
+        format::DEFAULT_N,
+    )?;
+    write_synced(&dir, MANIFEST_FILE, &manifest.to_json()).map_err(write_err)?;
+    let mut table = Vec::new();
+    leaves.write(&mut table).map_err(write_err)?;
+    write_synced(&dir, LEAVES_FILE, &table).map_err(write_err)?;
+    let record = VideoRecord {
+        id: id.clone(),
+        title,
+        price: request.price,
+        duration_ms,
+        video_codec: video.codec.clone(),
+        audio_codec: probe.audio().map(|a| a.codec.clone()),
+        width: video.width,
+        height: video.height,
+        created_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let record_json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    write_synced(&dir, RECORD_FILE, &record_json).map_err(write_err)?;
+    std::fs::File::open(&dir)
+        .and_then(|f| f.sync_all())
+        .map_err(write_err)?;
+
+    // Commit under the signal handler's lock: a signal now waits, then finds nothing to undo.
+    let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let committed = staging.commit(&data.video_dir(&id));
+    *active = None;
+    match committed {
+        Ok(()) => Ok(id),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(IngestError::IdTaken(id)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(IngestError::IdTaken(id)),
+        Err(source) => Err(write_err(source)),
+    }
+}
+
+fn check_readable(path: &Path) -> Result<(), IngestError> {
+    let unreadable = |reason: String| IngestError::Unreadable {
+        path: path.to_owned(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(io_reason(&e)))?;
+    if meta.is_dir() {
+        return Err(unreadable("it is a directory".into()));
+    }
+    std::fs::File::open(path).map_err(|e| unreadable(io_reason(&e)))?;
+    if meta.len() == 0 {
+        return Err(IngestError::EmptyFile(path.to_owned()));
+    }
+    Ok(())
+}
+
+/// An io::Error's message without Rust's " (os error N)" suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(at) => s[..at].to_owned(),
+        None => s,
+    }
+}
+
+/// Remuxes into the staging area, growing the reserved index space once if ffmpeg says it
+/// was too small, so the cues always end up at the front.
+fn remux(input: &Path, output: &Path, probe: &ffmpeg::Probe) -> Result<(), IngestError> {
+    let streams = ffmpeg::stream_args(probe);
+    let seconds = probe.duration_ms.unwrap_or(0) / 1000;
+    let mut reserve = 64 * 1024 + seconds * 32;
+    for _ in 0..2 {
+        let needed = ffmpeg::remux(input, output, &streams, reserve).map_err(|e| match e {
+            ToolError::Failed(reason) => IngestError::Remux {
+                path: input.to_owned(),
+                reason,
+            },
+            other => IngestError::Tool(other),
+        })?;
+        match needed {
+            None => return Ok(()),
+            Some(needed) => reserve = needed + needed / 4 + 4096,
+        }
+    }
+    Err(IngestError::Remux {
+        path: input.to_owned(),
+        reason: "its index did not fit at the front of the file".into(),
+    })
+}
+
+/// Takes a frame a tenth of the way in (the very first is often black), scales it to fit
+/// the poster box and encodes it as JPEG.
+fn make_poster(input: &Path, duration_ms: u64) -> Result<Vec<u8>, IngestError> {
+    let failed = |reason: String| IngestError::Poster {
+        path: input.to_owned(),
+        reason,
+    };
+    let mut png = ffmpeg::grab_frame(input, duration_ms / 10).map_err(|e| failed(e.to_string()))?;
+    if png.is_empty() {
+        png = ffmpeg::grab_frame(input, 0).map_err(|e| failed(e.to_string()))?;
+    }
+    if png.is_empty() {
+        return Err(failed("ffmpeg decoded no frame".into()));
+    }
+    let frame = image::load_from_memory(&png).map_err(|e| failed(e.to_string()))?;
+    let poster = frame
+        .resize(POSTER_MAX_WIDTH, POSTER_MAX_HEIGHT, FilterType::Triangle)
+        .to_rgb8();
+    let mut jpeg = Vec::new();
+    JpegEncoder::new_with_quality(&mut Cursor::new(&mut jpeg), 85)
+        .encode_image(&poster)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(jpeg)
+}
