@@ -328,6 +328,13 @@ pub fn remux(
         }))
 }
 
+/// Runs ffmpeg with `args` (after `-nostdin`) and waits for it.
+pub fn run_ffmpeg(args: &[&std::ffi::OsStr]) -> Result<(), ToolError> {
+    let mut cmd = command("ffmpeg");
+    cmd.args(args);
+    run("ffmpeg", cmd).map(|_| ())
+}
+
 /// One frame of `input` at `at_ms`, as PNG bytes (empty if the position is past the end).
 pub fn grab_frame(input: &Path, at_ms: u64) -> Result<Vec<u8>, ToolError> {
     let mut cmd = command("ffmpeg");

@@ -23,6 +23,9 @@ use crate::ffmpeg::{self, ToolError};
 pub const POSTER_MAX_WIDTH: u32 = 480;
 pub const POSTER_MAX_HEIGHT: u32 = 360;
 
+/// Demuxers that turn text into pictures.
+const TEXT_FORMATS: &[&str] = &["tty", "bin", "xbin", "adf", "idf"];
+
 /// What to ingest.
 #[derive(Clone, Debug)]
 pub struct IngestRequest {
@@ -139,6 +142,13 @@ pub fn ingest(data: &DataDir, request: &IngestRequest) -> Result<String, IngestE
         return Err(IngestError::NotVideo {
             path: input.to_owned(),
             reason: "it is a still image".into(),
+        });
+    }
+    // ffmpeg renders any text file as a video of "ANSI art"; that is not a movie.
+    if TEXT_FORMATS.contains(&probe.format_name.as_str()) {
+        return Err(IngestError::NotVideo {
+            path: input.to_owned(),
+            reason: "it is a text file".into(),
         });
     }
     let Some(video) = probe.video().cloned() else {

@@ -6,4 +6,5 @@ pub mod catalogue;
 pub mod data_dir;
 pub mod ffmpeg;
 pub mod ingest;
+pub mod sample;
 pub mod verify;

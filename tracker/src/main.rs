@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use rivulet_tracker::catalogue::{self, CatalogueEntry};
 use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{self, IngestRequest};
+use rivulet_tracker::sample::make_sample_movie;
 use rivulet_tracker::verify;
 
 #[derive(Parser, Debug)]
@@ -30,7 +31,8 @@ enum Command {
         #[arg(long)]
         title: String,
         /// Price in points.
-        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+        #[arg(long, value_name = "POINTS", default_value_t = 0, allow_negative_numbers = true,
+              value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
         price: u64,
         /// Use this id instead of a random one (lowercase letters, digits, '-', '_').
         #[arg(long)]
@@ -44,6 +46,15 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Make a sample movie with ffmpeg, ingest it as "sample" and verify it: a tour of the
+    /// data path with nothing but this binary and ffmpeg.
+    Sample {
+        /// Length of the sample movie in seconds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600))]
+        seconds: u32,
         #[arg(long)]
         data: Option<PathBuf>,
     },
@@ -68,10 +79,18 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line: clap's first, without its usage block.
+            // One line: clap's message without its usage block.
             let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("rivulet-tracker: {}", line.trim_start_matches("error: "));
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!(
+                "rivulet-tracker: {}",
+                message.join(" ").trim_start_matches("error: ")
+            );
             return ExitCode::from(2);
         }
     };
@@ -124,6 +143,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Sample { seconds, data } => {
+            ingest::remove_staging_on_signal()?;
+            let data = DataDir::create(data_path(data))?;
+            let id = "sample";
+            if data.video_dir(id).exists() {
+                eprintln!("rivulet-tracker: {id} is already in the catalogue; verifying it");
+            } else {
+                let work = tempfile::tempdir()?;
+                let movie = work.path().join("sample.mp4");
+                eprintln!("rivulet-tracker: making a {seconds} s sample movie with ffmpeg");
+                make_sample_movie(&movie, seconds, 1280, 720)?;
+                ingest::ingest(
+                    &data,
+                    &IngestRequest {
+                        input: movie,
+                        title: "Sample: test pattern and tone".into(),
+                        price: 10,
+                        id: Some(id.into()),
+                    },
+                )?;
+            }
+            let report = verify::verify(&data, id)?;
+            let (videos, _) = catalogue::list(&data)?;
+            print_table(&videos.iter().map(|v| v.entry()).collect::<Vec<_>>());
+            println!(
+                "verified {id}: {} segments rebuilt from random chunks ({} parity); data in {}",
+                report.segments,
+                report.parity_chunks_used,
+                data.root().display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Verify { id, data } => {
             let data = DataDir::open(data_path(data));

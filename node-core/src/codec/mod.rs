@@ -113,7 +113,7 @@ impl Codec {
     /// indices are ignored; duplicates are skipped.
     pub fn decode(&self, chunks: &[(usize, &[u8])], out: &mut [u8]) -> Result<(), CodecError> {
         let shard = out.len() / self.k;
-        if out.len() % self.k != 0 {
+        if !out.len().is_multiple_of(self.k) {
             return Err(CodecError::ChunkLength {
                 index: 0,
                 len: out.len(),

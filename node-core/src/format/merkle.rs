@@ -74,7 +74,7 @@ pub fn root_from_proof(index: usize, leaf: Digest, proof: &[Digest]) -> Digest {
     let mut at = index;
     let mut hash = leaf;
     for sibling in proof {
-        hash = if at % 2 == 0 {
+        hash = if at.is_multiple_of(2) {
             node_hash(&hash, sibling)
         } else {
             node_hash(sibling, &hash)

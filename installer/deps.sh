@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what Rivulet needs to build, run and test on Debian 12: the Debian packages
+# (as root, or through sudo) and cargo-nextest. Idempotent: a second run installs nothing.
+set -euo pipefail
+
+# Debian packages, one per line, with what needs them.
+packages=(
+  ffmpeg          # ingest: remux, probe, poster frames; tests: media in many containers
+  pkg-config      # building crates that link C libraries
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
+  echo "installer/deps.sh: installing ${missing[*]}" >&2
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "installer/deps.sh: Rust is missing; install Rust 1.95 or newer (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installer/deps.sh: installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest
+fi
