@@ -5,7 +5,7 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
@@ -116,8 +116,41 @@ pub fn check_title(title: &str) -> Result<String, IngestError> {
     Ok(title.to_owned())
 }
 
+/// Wall time of each phase of an ingest, for benchmarks and the curious.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IngestTimings {
+    /// ffprobe of the input.
+    pub probe: Duration,
+    /// ffmpeg remux (the poster is taken at the same time).
+    pub remux: Duration,
+    /// Hashing every chunk into the manifest (the stream file's fsync runs meanwhile).
+    pub hash: Duration,
+    /// Writing the other files, waiting for the fsyncs, and the commit.
+    pub commit: Duration,
+}
+
+/// A committed ingest.
+#[derive(Clone, Debug)]
+pub struct Ingested {
+    pub id: String,
+    pub timings: IngestTimings,
+}
+
 /// Ingests one file; returns the new video id.
 pub fn ingest(data: &DataDir, request: &IngestRequest) -> Result<String, IngestError> {
+    ingest_timed(data, request).map(|done| done.id)
+}
+
+/// [`ingest`], also telling how long each phase took.
+pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested, IngestError> {
+    let mut timings = IngestTimings::default();
+    let mut clock = Instant::now();
+    let mut lap = move || {
+        let now = Instant::now();
+        let spent = now - clock;
+        clock = now;
+        spent
+    };
     let title = check_title(&request.title)?;
     let id = match &request.id {
         Some(id) => {
@@ -154,6 +187,7 @@ pub fn ingest(data: &DataDir, request: &IngestRequest) -> Result<String, IngestE
     let Some(video) = probe.video().cloned() else {
         return Err(IngestError::NoVideoStream(input.to_owned()));
     };
+    timings.probe = lap();
 
     let staging = data.begin_staging(&format!("{id}.{}", catalogue::new_id()))?;
     *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some((
@@ -193,16 +227,27 @@ pub fn ingest(data: &DataDir, request: &IngestRequest) -> Result<String, IngestE
                 path: input.to_owned(),
                 reason: "it has no duration".into(),
             })?;
-    std::fs::File::open(&stream)
-        .and_then(|f| f.sync_all())
-        .map_err(write_err)?;
+    timings.remux = lap();
 
-    let (manifest, leaves) = format::build_manifest(
-        &stream,
-        format::DEFAULT_SEGMENT_SIZE,
-        format::DEFAULT_K,
-        format::DEFAULT_N,
-    )?;
+    // The stream file goes to disk while its chunks are hashed from the page cache.
+    let (synced, built) = std::thread::scope(|scope| {
+        let synced = scope.spawn(|| std::fs::File::open(&stream).and_then(|f| f.sync_all()));
+        let built = format::build_manifest(
+            &stream,
+            format::DEFAULT_SEGMENT_SIZE,
+            format::DEFAULT_K,
+            format::DEFAULT_N,
+        );
+        (
+            synced
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            built,
+        )
+    });
+    let (manifest, leaves) = built?;
+    timings.hash = lap();
+    synced.map_err(write_err)?;
     write_synced(&dir, MANIFEST_FILE, &manifest.to_json()).map_err(write_err)?;
     let mut table = Vec::new();
     leaves.write(&mut table).map_err(write_err)?;
@@ -230,8 +275,9 @@ pub fn ingest(data: &DataDir, request: &IngestRequest) -> Result<String, IngestE
     let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
     let committed = staging.commit(&data.video_dir(&id));
     *active = None;
+    timings.commit = lap();
     match committed {
-        Ok(()) => Ok(id),
+        Ok(()) => Ok(Ingested { id, timings }),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(IngestError::IdTaken(id)),
         Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(IngestError::IdTaken(id)),
         Err(source) => Err(write_err(source)),

@@ -14,6 +14,37 @@ pub(crate) static LOG: [u8; 256] = build_log();
 /// feed to a byte shuffle.
 pub(crate) static NIBBLE_TABLES: [[[u8; 16]; 2]; 256] = build_nibble_tables();
 
+/// For every coefficient c: the 8×8 bit matrix of x ↦ c·x in the layout of x86's
+/// `GF2P8AFFINEQB` (byte 7−i holds the row that makes output bit i), so one instruction
+/// multiplies 64 bytes by c whatever the field's polynomial.
+pub(crate) static AFFINE_MATRICES: [u64; 256] = build_affine_matrices();
+
+const fn build_affine_matrices() -> [u64; 256] {
+    let exp = build_exp();
+    let log = build_log();
+    let mut t = [0u64; 256];
+    let mut c = 0;
+    while c < 256 {
+        let mut matrix = 0u64;
+        let mut i = 0;
+        while i < 8 {
+            let mut row = 0u64;
+            let mut j = 0;
+            while j < 8 {
+                if const_mul(&exp, &log, c as u8, 1 << j) >> i & 1 != 0 {
+                    row |= 1 << j;
+                }
+                j += 1;
+            }
+            matrix |= row << (8 * (7 - i));
+            i += 1;
+        }
+        t[c] = matrix;
+        c += 1;
+    }
+    t
+}
+
 const fn build_exp() -> [u8; 512] {
     let mut exp = [0u8; 512];
     let mut x: u16 = 1;

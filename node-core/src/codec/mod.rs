@@ -108,6 +108,41 @@ impl Codec {
         Ok(())
     }
 
+    /// Writes the parity chunks `k..n` of the segment whose data shards are `data` into
+    /// `parity` (n−k buffers), reading the data once for all of them.
+    pub fn encode_parity(
+        &self,
+        data: &[&[u8]],
+        parity: &mut [&mut [u8]],
+    ) -> Result<(), CodecError> {
+        let len = data.first().map_or(0, |d| d.len());
+        if data.len() != self.k {
+            return Err(CodecError::TooFewChunks {
+                have: data.len(),
+                need: self.k,
+            });
+        }
+        if parity.len() != self.n - self.k {
+            return Err(CodecError::IndexOutOfRange {
+                index: self.k + parity.len(),
+                n: self.n,
+            });
+        }
+        self.check_shards(data.iter().copied().enumerate(), len)?;
+        self.check_shards(
+            parity.iter().enumerate().map(|(i, p)| (self.k + i, &**p)),
+            len,
+        )?;
+        let rows: Vec<&[u8]> = self.parity.chunks(self.k).collect();
+        kernel::dot_many(&rows, data, parity);
+        Ok(())
+    }
+
+    /// The SIMD kernel this CPU uses.
+    pub fn kernel(&self) -> Kernel {
+        Kernel::detect()
+    }
+
     /// Rebuilds the k data shards, concatenated into `out` (k × shard length), from any k
     /// distinct chunks given as (index, bytes). Extra chunks beyond the first k distinct
     /// indices are ignored; duplicates are skipped.
@@ -155,13 +190,17 @@ impl Codec {
             .collect();
         let inverse = invert(&rows, self.k);
         let sources: Vec<&[u8]> = chosen.iter().map(|&(_, bytes)| bytes).collect();
-        for j in missing {
-            kernel::dot(
-                &inverse[j * self.k..(j + 1) * self.k],
-                &sources,
-                &mut out[j * shard..(j + 1) * shard],
-            );
-        }
+        let rows: Vec<&[u8]> = missing
+            .iter()
+            .map(|&j| &inverse[j * self.k..(j + 1) * self.k])
+            .collect();
+        let mut targets: Vec<&mut [u8]> = out
+            .chunks_mut(shard)
+            .enumerate()
+            .filter(|(j, _)| !seen[*j])
+            .map(|(_, t)| t)
+            .collect();
+        kernel::dot_many(&rows, &sources, &mut targets);
         Ok(())
     }
 

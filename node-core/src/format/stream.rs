@@ -132,7 +132,7 @@ pub fn build_manifest(
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| -> Result<(), FormatError> {
-                    let mut chunk = Vec::new();
+                    let mut parity = Vec::new();
                     loop {
                         let segment = next.fetch_add(1, Ordering::Relaxed);
                         if segment >= manifest.segment_count() {
@@ -141,18 +141,16 @@ pub fn build_manifest(
                         let data = read_padded_segment(&file, &manifest, segment)?;
                         let shard = manifest.chunk_len(segment);
                         let shards: Vec<&[u8]> = data.chunks(shard).collect();
-                        chunk.resize(shard, 0);
-                        let leaves: Vec<Digest> = (0..n)
-                            .map(|index| {
-                                let payload = if index < shards.len() {
-                                    shards[index]
-                                } else {
-                                    codec.encode_chunk(&shards, index, &mut chunk)?;
-                                    &chunk
-                                };
-                                Ok(leaf_hash(index as u16, payload))
-                            })
-                            .collect::<Result<_, FormatError>>()?;
+                        parity.resize((n - shards.len()) * shard, 0);
+                        let mut outs: Vec<&mut [u8]> = parity.chunks_mut(shard).collect();
+                        codec.encode_parity(&shards, &mut outs)?;
+                        let leaves: Vec<Digest> = shards
+                            .iter()
+                            .copied()
+                            .chain(parity.chunks(shard))
+                            .enumerate()
+                            .map(|(index, payload)| leaf_hash(index as u16, payload))
+                            .collect();
                         let hashes = SegmentHashes {
                             root: MerkleTree::new(&leaves).root(),
                             blake3: blake3::hash(&data[..manifest.segment_len(segment)]).into(),
