@@ -137,7 +137,7 @@ fn viewer_path(c: &mut Criterion) {
         segment_size: SEGMENT as u32,
         k: 16,
         n: 64,
-        sha256: Digest::default(),
+        blake3: blake3::hash(&segment).into(),
         segments: vec![SegmentHashes {
             root: tree.root(),
             blake3: blake3::hash(&segment).into(),

@@ -45,14 +45,13 @@ proptest! {
     #[test]
     fn any_k_verified_chunks_rebuild_the_file(
         len in 1usize..20_000,
-        segment_size in 64u32..4096,
+        segment_shift in 10u32..=12,
         k in 1u16..=16,
         extra in 0u16..=48,
         seed in any::<u64>(),
     ) {
         let n = k + extra;
-        prop_assume!(segment_size >= u32::from(k));
-        let m = movie(len, segment_size, k, n, seed);
+        let m = movie(len, 1 << segment_shift, k, n, seed);
         let manifest = m.chunker.manifest().clone();
         let codec = manifest.codec();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -147,6 +146,25 @@ fn a_corrupted_stream_file_yields_chunks_that_fail_verification() {
     );
 }
 
+/// The manifest with segment 0's BLAKE3 node changed in its first hex digit.
+fn flip_first_segment_hash(json: &str) -> String {
+    let mut m: serde_json::Value = serde_json::from_str(json).unwrap();
+    let node = m["segments"][0]["blake3"].as_str().unwrap().to_owned();
+    let flipped = format!(
+        "{}{}",
+        if node.starts_with('0') { '1' } else { '0' },
+        &node[1..]
+    );
+    m["segments"][0]["blake3"] = flipped.into();
+    serde_json::to_string_pretty(&m).unwrap()
+}
+
+#[test]
+fn the_file_hash_is_plain_blake3_of_the_stream_file() {
+    let m = movie(10_000, 2048, 4, 16, 10);
+    assert_eq!(m.chunker.manifest().blake3, blake3::hash(&m.bytes).into());
+}
+
 #[test]
 fn malformed_manifests_are_refused_with_a_reason() {
     let m = movie(5_000, 1024, 4, 8, 9);
@@ -160,6 +178,11 @@ fn malformed_manifests_are_refused_with_a_reason() {
             "version 2",
         ),
         (&good.replace("\"k\": 4", "\"k\": 0"), "k=0"),
+        (
+            &good.replace("\"segment_size\": 1024", "\"segment_size\": 1000"),
+            "not a power of two",
+        ),
+        (&flip_first_segment_hash(&good), "do not add up"),
         (&good.replace("\"n\": 8", "\"n\": 300"), "n=300"),
         (&good.replace("\"n\": 8", "\"n\": 70000"), "not valid JSON"),
         (
@@ -182,4 +205,39 @@ fn malformed_manifests_are_refused_with_a_reason() {
             .to_string();
         assert!(err.contains(want), "{text:.60}: got {err:?}, want {want:?}");
     }
+}
+
+/// Hashing segments while the file is still being written, then finishing on the final
+/// file, gives exactly the manifest of hashing the final file once — also when the writer
+/// went back and changed bytes already hashed.
+#[test]
+fn hashing_while_writing_matches_hashing_the_finished_file() {
+    use rivulet_node_core::format::ManifestBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("growing.mkv");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let bytes: Vec<u8> = (0..40_000).map(|_| rng.random()).collect();
+    let builder = ManifestBuilder::new(4096, 4, 12).unwrap();
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut early = 0;
+    for piece in bytes.chunks(5000) {
+        file.write_all(piece).unwrap();
+        let len = file.metadata().unwrap().len();
+        early += builder
+            .hash_written(&std::fs::File::open(&path).unwrap(), len)
+            .unwrap();
+    }
+    assert!(early >= 7, "segments 1..9 are hashed early, got {early}");
+    // The writer rewrites its header and one segment in the middle after they were hashed.
+    let mut last = bytes.clone();
+    last[10] ^= 0xFF;
+    last[4096 * 5 + 3] ^= 0xFF;
+    std::fs::write(&path, &last).unwrap();
+    let (manifest, leaves) = builder
+        .finish(&std::fs::File::open(&path).unwrap())
+        .unwrap();
+    let (want, want_leaves) = build_manifest(&path, 4096, 4, 12).unwrap();
+    assert_eq!(manifest, want);
+    assert_eq!(leaves, want_leaves);
+    assert_eq!(manifest.blake3, blake3::hash(&last).into());
 }

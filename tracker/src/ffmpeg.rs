@@ -300,8 +300,8 @@ pub fn stream_args(probe: &Probe) -> Vec<String> {
 }
 
 /// Remuxes `input` into Matroska at `output`, reserving `reserve` bytes at the front for the
-/// index (cues). Returns how many bytes the cues needed when the reserve was too small
-/// (ffmpeg then put them at the end, and the caller retries with more room).
+/// index (cues). Returns how many bytes the cues needed when ffmpeg says the reserve was too
+/// small (it then puts them at the end, and the caller retries with more room).
 pub fn remux(
     input: &Path,
     output: &Path,

@@ -5,11 +5,12 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
-use rivulet_node_core::format::{self, FormatError};
+use rivulet_node_core::format::{self, FormatError, ManifestBuilder};
 use thiserror::Error;
 
 use crate::catalogue::{
@@ -18,6 +19,7 @@ use crate::catalogue::{
 };
 use crate::data_dir::{DataDir, DataDirError};
 use crate::ffmpeg::{self, ToolError};
+use crate::matroska::{self, MatroskaHead};
 
 /// Longest side of a poster, in pixels.
 pub const POSTER_MAX_WIDTH: u32 = 480;
@@ -200,10 +202,19 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
         source,
     };
 
-    // The poster needs only the input, so it is taken while the remux runs.
+    // While ffmpeg remuxes, the poster is taken and the segments already written are hashed.
+    let stream = dir.join(STREAM_FILE);
+    let builder = ManifestBuilder::new(
+        format::DEFAULT_SEGMENT_SIZE,
+        format::DEFAULT_K,
+        format::DEFAULT_N,
+    )?;
+    let remuxing = AtomicBool::new(true);
     let (remuxed, poster) = std::thread::scope(|scope| {
         let poster = scope.spawn(|| make_poster(input, probe.duration_ms.unwrap_or(0)));
-        let remuxed = remux(input, &dir.join(STREAM_FILE), &probe);
+        scope.spawn(|| hash_while_writing(&stream, &builder, &remuxing));
+        let remuxed = remux(input, &stream, &probe);
+        remuxing.store(false, Ordering::Relaxed);
         (
             remuxed,
             poster
@@ -211,17 +222,10 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
                 .unwrap_or_else(|p| std::panic::resume_unwind(p)),
         )
     });
-    remuxed?;
+    let head = remuxed?;
     write_synced(&dir, POSTER_FILE, &poster?).map_err(write_err)?;
-
-    let stream = dir.join(STREAM_FILE);
-    let stored = ffmpeg::probe(&stream).map_err(|e| IngestError::Remux {
-        path: input.to_owned(),
-        reason: format!("the remuxed file does not read back: {e}"),
-    })?;
     let duration_ms =
-        stored
-            .duration_ms
+        head.duration_ms
             .or(probe.duration_ms)
             .ok_or_else(|| IngestError::NotVideo {
                 path: input.to_owned(),
@@ -229,15 +233,11 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
             })?;
     timings.remux = lap();
 
-    // The stream file goes to disk while its chunks are hashed from the page cache.
+    // The stream file goes to disk while the rest of it is hashed from the page cache.
+    let file = std::fs::File::open(&stream).map_err(write_err)?;
     let (synced, built) = std::thread::scope(|scope| {
-        let synced = scope.spawn(|| std::fs::File::open(&stream).and_then(|f| f.sync_all()));
-        let built = format::build_manifest(
-            &stream,
-            format::DEFAULT_SEGMENT_SIZE,
-            format::DEFAULT_K,
-            format::DEFAULT_N,
-        );
+        let synced = scope.spawn(|| file.sync_all());
+        let built = builder.finish(&file);
         (
             synced
                 .join()
@@ -309,29 +309,52 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Remuxes into the staging area, growing the reserved index space once if ffmpeg says it
-/// was too small, so the cues always end up at the front.
-fn remux(input: &Path, output: &Path, probe: &ffmpeg::Probe) -> Result<(), IngestError> {
+/// Remuxes into the staging area and checks that the index landed at the front, growing the
+/// reserved index space and trying again when it did not.
+fn remux(input: &Path, output: &Path, probe: &ffmpeg::Probe) -> Result<MatroskaHead, IngestError> {
     let streams = ffmpeg::stream_args(probe);
     let seconds = probe.duration_ms.unwrap_or(0) / 1000;
     let mut reserve = 64 * 1024 + seconds * 32;
-    for _ in 0..2 {
+    let failed = |reason: String| IngestError::Remux {
+        path: input.to_owned(),
+        reason,
+    };
+    for _ in 0..3 {
         let needed = ffmpeg::remux(input, output, &streams, reserve).map_err(|e| match e {
-            ToolError::Failed(reason) => IngestError::Remux {
-                path: input.to_owned(),
-                reason,
-            },
+            ToolError::Failed(reason) => failed(reason),
             other => IngestError::Tool(other),
         })?;
-        match needed {
-            None => return Ok(()),
-            Some(needed) => reserve = needed + needed / 4 + 4096,
+        let head = matroska::read_head(output)
+            .map_err(|e| failed(format!("the remuxed file does not read back: {e}")))?
+            .ok_or_else(|| failed("ffmpeg did not write Matroska".into()))?;
+        if head.cues_first {
+            return Ok(head);
+        }
+        reserve = needed.map_or(reserve * 4, |n| n + n / 4 + 4096);
+    }
+    Err(failed(
+        "its index did not fit at the front of the file".into(),
+    ))
+}
+
+/// Hashes the segments ffmpeg has finished writing until `remuxing` turns false. Best
+/// effort: whatever it misses or gets wrong, `ManifestBuilder::finish` redoes.
+fn hash_while_writing(stream: &Path, builder: &ManifestBuilder, remuxing: &AtomicBool) {
+    let mut file = None;
+    while remuxing.load(Ordering::Relaxed) {
+        if file.is_none() {
+            file = std::fs::File::open(stream).ok();
+        }
+        let progressed = file.as_ref().is_some_and(|f| {
+            f.metadata()
+                .ok()
+                .and_then(|m| builder.hash_written(f, m.len()).ok())
+                .is_some_and(|n| n > 0)
+        });
+        if !progressed {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
-    Err(IngestError::Remux {
-        path: input.to_owned(),
-        reason: "its index did not fit at the front of the file".into(),
-    })
 }
 
 /// Takes a frame a tenth of the way in (the very first is often black), scales it to fit

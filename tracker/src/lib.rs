@@ -6,5 +6,6 @@ pub mod catalogue;
 pub mod data_dir;
 pub mod ffmpeg;
 pub mod ingest;
+pub mod matroska;
 pub mod sample;
 pub mod verify;

@@ -180,8 +180,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let data = DataDir::open(data_path(data));
             let report = verify::verify(&data, &id)?;
             println!(
-                "video {id}: {} segments rebuilt from random chunks ({} parity) and verified; sha256 {}",
-                report.segments, report.parity_chunks_used, report.sha256
+                "video {id}: {} segments rebuilt from random chunks ({} parity) and verified; blake3 {}",
+                report.segments, report.parity_chunks_used, report.blake3
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -4,7 +4,6 @@
 
 use rand::seq::index::sample;
 use rivulet_node_core::format::FormatError;
-use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 use crate::catalogue::{CatalogueError, StoredVideo};
@@ -15,7 +14,8 @@ use crate::data_dir::DataDir;
 pub struct VerifyReport {
     pub segments: u32,
     pub parity_chunks_used: u64,
-    pub sha256: String,
+    /// BLAKE3 of the rebuilt file, as `b3sum` prints it.
+    pub blake3: String,
 }
 
 #[derive(Debug, Error)]
@@ -28,7 +28,7 @@ pub enum VerifyError {
         #[source]
         source: FormatError,
     },
-    #[error("video {id}: the rebuilt file's SHA-256 {got} differs from the manifest's {want}")]
+    #[error("video {id}: the rebuilt file's BLAKE3 {got} differs from the manifest's {want}")]
     FileHash {
         id: String,
         got: String,
@@ -47,7 +47,7 @@ pub fn verify(data: &DataDir, id: &str) -> Result<VerifyReport, VerifyError> {
         source,
     };
     let mut rng = rand::rng();
-    let mut sha = Sha256::new();
+    let mut whole = blake3::Hasher::new();
     let mut parity_chunks_used = 0u64;
     for segment in 0..manifest.segment_count() {
         let picked = sample(&mut rng, manifest.n.into(), manifest.k.into());
@@ -68,19 +68,19 @@ pub fn verify(data: &DataDir, id: &str) -> Result<VerifyReport, VerifyError> {
         let bytes = manifest
             .rebuild_segment(&codec, segment, &payloads)
             .map_err(bad)?;
-        sha.update(&bytes);
+        whole.update(&bytes);
     }
-    let got = hex::encode(sha.finalize());
-    if got != manifest.sha256.to_hex() {
+    let got = whole.finalize().to_hex().to_string();
+    if got != manifest.blake3.to_hex() {
         return Err(VerifyError::FileHash {
             id: id.to_owned(),
             got,
-            want: manifest.sha256.to_hex(),
+            want: manifest.blake3.to_hex(),
         });
     }
     Ok(VerifyReport {
         segments: manifest.segment_count(),
         parity_chunks_used,
-        sha256: got,
+        blake3: got,
     })
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chunk::ChunkHeader;
 use super::merkle::{self, leaf_hash, root_from_proof};
-use super::{Digest, FormatError, MAX_MANIFEST_BYTES};
+use super::{Digest, FormatError, MAX_MANIFEST_BYTES, tree_hash};
 use crate::codec::{Codec, MAX_CHUNKS};
 
 /// The manifest version this build writes and reads.
@@ -13,13 +13,16 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Largest segment a manifest may declare (bounds a receiver's memory per segment).
 const MAX_SEGMENT_SIZE: u32 = 64 << 20;
+/// Smallest segment: one BLAKE3 chunk, so that every segment is a subtree of the file's hash.
+const MIN_SEGMENT_SIZE: u32 = 1024;
 
 /// Hashes of one segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentHashes {
     /// Merkle root over the leaf hashes of its n chunks.
     pub root: Digest,
-    /// BLAKE3 of the segment's bytes, checked after decoding.
+    /// The segment's node in the file's BLAKE3 tree (see `tree_hash`), checked after
+    /// decoding; the nodes of all segments add up to the file's hash.
     pub blake3: Digest,
 }
 
@@ -31,14 +34,14 @@ pub struct Manifest {
     pub version: u32,
     /// Bytes in the stream file.
     pub file_size: u64,
-    /// Bytes per segment; the last segment may be shorter.
+    /// Bytes per segment, a power of two ≥ 1 KiB; the last segment may be shorter.
     pub segment_size: u32,
     /// Data shards per segment: any k distinct chunks rebuild it.
     pub k: u16,
     /// Chunk indices per segment (0..k data, k..n parity).
     pub n: u16,
-    /// SHA-256 of the whole stream file.
-    pub sha256: Digest,
+    /// BLAKE3 of the whole stream file (as `b3sum` prints it).
+    pub blake3: Digest,
     /// One entry per segment, in order.
     pub segments: Vec<SegmentHashes>,
 }
@@ -60,6 +63,7 @@ impl Manifest {
         }
         let manifest: Manifest = serde_json::from_slice(bytes)?;
         manifest.validate()?;
+        manifest.check_hashes()?;
         Ok(manifest)
     }
 
@@ -81,13 +85,12 @@ impl Manifest {
                 self.k, self.n
             ));
         }
-        if self.segment_size == 0 || self.segment_size > MAX_SEGMENT_SIZE {
-            return bad(format!("segment size {} out of range", self.segment_size));
-        }
-        if self.segment_size < u32::from(self.k) {
+        if !self.segment_size.is_power_of_two()
+            || !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size)
+        {
             return bad(format!(
-                "segment size {} is smaller than k={}",
-                self.segment_size, self.k
+                "segment size {} is not a power of two from {MIN_SEGMENT_SIZE} to {MAX_SEGMENT_SIZE}",
+                self.segment_size
             ));
         }
         if self.file_size == 0 {
@@ -99,6 +102,18 @@ impl Manifest {
                 "{} segments listed, {want} expected for {} bytes",
                 self.segments.len(),
                 self.file_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that the segment hashes add up to the file hash: a manifest whose parts
+    /// disagree is refused before any chunk is fetched.
+    fn check_hashes(&self) -> Result<(), FormatError> {
+        let nodes: Vec<Digest> = self.segments.iter().map(|s| s.blake3).collect();
+        if tree_hash::file_hash(&nodes) != self.blake3 {
+            return Err(FormatError::ManifestInvalid(
+                "segment hashes do not add up to the file hash".into(),
             ));
         }
         Ok(())
@@ -201,7 +216,9 @@ impl Manifest {
         let chunks: Vec<(usize, &[u8])> = chunks.iter().map(|&(i, b)| (i.into(), b)).collect();
         codec.decode(&chunks, &mut out)?;
         out.truncate(self.segment_len(segment));
-        if Digest::from(blake3::hash(&out)) != hashes.blake3 {
+        let node =
+            tree_hash::segment_hash(&out, self.segment_offset(segment), self.segment_count());
+        if node != hashes.blake3 {
             return Err(FormatError::SegmentHash { segment });
         }
         Ok(out)

@@ -7,11 +7,12 @@ mod digest;
 mod manifest;
 pub mod merkle;
 mod stream;
+pub mod tree_hash;
 
 pub use chunk::{CHUNK_HEADER_LEN, ChunkHeader, encode_chunk};
 pub use digest::Digest;
 pub use manifest::{FORMAT_VERSION, Manifest, SegmentHashes};
-pub use stream::{LeafTable, StreamChunker, build_manifest};
+pub use stream::{LeafTable, ManifestBuilder, StreamChunker, build_manifest};
 
 use thiserror::Error;
 

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use sha2::{Digest as _, Sha256};
-
 use super::merkle::{MerkleTree, leaf_hash};
-use super::{Digest, FORMAT_VERSION, FormatError, Manifest, SegmentHashes, encode_chunk};
+use super::{
+    Digest, FORMAT_VERSION, FormatError, Manifest, SegmentHashes, encode_chunk, tree_hash,
+};
 use crate::codec::Codec;
 
 const LEAF_MAGIC: &[u8; 4] = b"RVLT";
@@ -89,9 +89,204 @@ fn read_padded_segment(
     Ok(buf)
 }
 
-/// Hashes the stream file at `path` into its manifest and leaf table: every chunk of every
-/// segment is encoded once to hash it. Segments are spread over all cores while one more
-/// thread takes the whole-file SHA-256.
+/// Everything ingest computes for one segment.
+#[derive(Clone, Debug)]
+struct SegmentDigest {
+    hashes: SegmentHashes,
+    leaves: Vec<Digest>,
+}
+
+/// Hashes a stream file into its manifest and leaf table: every chunk of every segment is
+/// encoded once to hash it.
+///
+/// Work can start while the file is still being written: [`ManifestBuilder::hash_written`]
+/// digests whole segments already on disk (a muxer rewrites the file's front when it
+/// finishes, so segment 0 waits), and [`ManifestBuilder::finish`] re-checks each of those
+/// against the final file by its BLAKE3 node, a fraction of the cost of redoing it, before
+/// digesting the rest on all cores.
+#[derive(Debug)]
+pub struct ManifestBuilder {
+    segment_size: u32,
+    k: u16,
+    n: u16,
+    codec: Codec,
+    early: Mutex<Vec<Option<SegmentDigest>>>,
+}
+
+impl ManifestBuilder {
+    pub fn new(segment_size: u32, k: u16, n: u16) -> Result<ManifestBuilder, FormatError> {
+        // A one-byte file checks the parameters.
+        Manifest {
+            version: FORMAT_VERSION,
+            file_size: 1,
+            segment_size,
+            k,
+            n,
+            blake3: Digest::default(),
+            segments: vec![SegmentHashes {
+                root: Digest::default(),
+                blake3: Digest::default(),
+            }],
+        }
+        .validate()?;
+        Ok(ManifestBuilder {
+            segment_size,
+            k,
+            n,
+            codec: Codec::new(k.into(), n.into())?,
+            early: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn layout(&self, file_size: u64) -> Manifest {
+        let count = file_size.div_ceil(u64::from(self.segment_size));
+        let blank = SegmentHashes {
+            root: Digest::default(),
+            blake3: Digest::default(),
+        };
+        Manifest {
+            version: FORMAT_VERSION,
+            file_size,
+            segment_size: self.segment_size,
+            k: self.k,
+            n: self.n,
+            blake3: Digest::default(),
+            segments: vec![blank; usize::try_from(count).unwrap_or(0).min(u32::MAX as usize)],
+        }
+    }
+
+    /// Digests every not yet digested whole segment, but the first, that lies within the
+    /// first `written` bytes of `file`. Returns how many it digested.
+    pub fn hash_written(&self, file: &File, written: u64) -> Result<usize, FormatError> {
+        let full = u32::try_from(written / u64::from(self.segment_size)).unwrap_or(u32::MAX);
+        let mut digested = 0;
+        for segment in 1..full {
+            let known = {
+                let early = self.early.lock().unwrap_or_else(|e| e.into_inner());
+                early.get(segment as usize).is_some_and(Option::is_some)
+            };
+            if known {
+                continue;
+            }
+            // Any file with more than one whole segment hashes segments as subtrees.
+            let layout = self.layout(u64::from(full) * u64::from(self.segment_size) + 1);
+            let digest = self.digest(file, &layout, segment)?;
+            let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
+            if early.len() <= segment as usize {
+                early.resize(segment as usize + 1, None);
+            }
+            early[segment as usize] = Some(digest);
+            digested += 1;
+        }
+        Ok(digested)
+    }
+
+    fn digest(
+        &self,
+        file: &File,
+        layout: &Manifest,
+        segment: u32,
+    ) -> Result<SegmentDigest, FormatError> {
+        let data = read_padded_segment(file, layout, segment)?;
+        let shard = layout.chunk_len(segment);
+        let shards: Vec<&[u8]> = data.chunks(shard).collect();
+        let mut parity = vec![0u8; (usize::from(self.n) - shards.len()) * shard];
+        let mut outs: Vec<&mut [u8]> = parity.chunks_mut(shard).collect();
+        self.codec.encode_parity(&shards, &mut outs)?;
+        let leaves: Vec<Digest> = shards
+            .iter()
+            .copied()
+            .chain(parity.chunks(shard))
+            .enumerate()
+            .map(|(index, payload)| leaf_hash(index as u16, payload))
+            .collect();
+        let node = tree_hash::segment_hash(
+            &data[..layout.segment_len(segment)],
+            layout.segment_offset(segment),
+            layout.segment_count(),
+        );
+        Ok(SegmentDigest {
+            hashes: SegmentHashes {
+                root: MerkleTree::new(&leaves).root(),
+                blake3: node,
+            },
+            leaves,
+        })
+    }
+
+    /// Completes the manifest for `file` as it now is, on all cores.
+    pub fn finish(self, file: &File) -> Result<(Manifest, LeafTable), FormatError> {
+        let file_size = file
+            .metadata()
+            .map_err(FormatError::io("reading the stream file's size"))?
+            .len();
+        let mut manifest = self.layout(file_size);
+        manifest.validate()?;
+        let count = manifest.segment_count();
+        let mut early = std::mem::take(&mut *self.early.lock().unwrap_or_else(|e| e.into_inner()));
+        early.resize(count as usize, None);
+        let slots: Vec<Mutex<Option<SegmentDigest>>> = early.into_iter().map(Mutex::new).collect();
+        let next = AtomicU32::new(0);
+        let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| -> Result<(), FormatError> {
+                        loop {
+                            let segment = next.fetch_add(1, Ordering::Relaxed);
+                            if segment >= count {
+                                return Ok(());
+                            }
+                            let mut slot = slots[segment as usize]
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner());
+                            let still_valid = slot.as_ref().is_some_and(|d| {
+                                manifest.segment_len(segment) == self.segment_size as usize
+                                    && read_padded_segment(file, &manifest, segment).is_ok_and(
+                                        |data| {
+                                            tree_hash::segment_hash(
+                                                &data,
+                                                manifest.segment_offset(segment),
+                                                count,
+                                            ) == d.hashes.blake3
+                                        },
+                                    )
+                            });
+                            if !still_valid {
+                                *slot = Some(self.digest(file, &manifest, segment)?);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })?;
+        let mut leaves = Vec::with_capacity(count as usize * usize::from(self.n));
+        for (segment, slot) in slots.into_iter().enumerate() {
+            let digest = slot
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .ok_or_else(|| {
+                    FormatError::StreamMismatch(format!("segment {segment} was not hashed"))
+                })?;
+            manifest.segments[segment] = digest.hashes;
+            leaves.extend(digest.leaves);
+        }
+        let nodes: Vec<Digest> = manifest.segments.iter().map(|s| s.blake3).collect();
+        manifest.blake3 = tree_hash::file_hash(&nodes);
+        Ok((
+            manifest,
+            LeafTable {
+                n: usize::from(self.n),
+                leaves,
+            },
+        ))
+    }
+}
+
+/// Hashes the finished stream file at `path` into its manifest and leaf table.
 pub fn build_manifest(
     path: &Path,
     segment_size: u32,
@@ -99,102 +294,7 @@ pub fn build_manifest(
     n: u16,
 ) -> Result<(Manifest, LeafTable), FormatError> {
     let file = File::open(path).map_err(FormatError::io(format!("opening {}", path.display())))?;
-    let file_size = file
-        .metadata()
-        .map_err(FormatError::io(format!("reading {}", path.display())))?
-        .len();
-    let segment_count = file_size.div_ceil(u64::from(segment_size.max(1)));
-    let mut manifest = Manifest {
-        version: FORMAT_VERSION,
-        file_size,
-        segment_size,
-        k,
-        n,
-        sha256: Digest::default(),
-        segments: vec![
-            SegmentHashes {
-                root: Digest::default(),
-                blake3: Digest::default()
-            };
-            usize::try_from(segment_count)
-                .unwrap_or(usize::MAX)
-                .min(u32::MAX as usize)
-        ],
-    };
-    manifest.validate()?;
-    let codec = manifest.codec();
-    let n = usize::from(n);
-    let next = AtomicU32::new(0);
-    let results: Mutex<Vec<(u32, SegmentHashes, Vec<Digest>)>> = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(1, |p| p.get());
-
-    let sha256 = std::thread::scope(|scope| -> Result<Digest, FormatError> {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| -> Result<(), FormatError> {
-                    let mut parity = Vec::new();
-                    loop {
-                        let segment = next.fetch_add(1, Ordering::Relaxed);
-                        if segment >= manifest.segment_count() {
-                            return Ok(());
-                        }
-                        let data = read_padded_segment(&file, &manifest, segment)?;
-                        let shard = manifest.chunk_len(segment);
-                        let shards: Vec<&[u8]> = data.chunks(shard).collect();
-                        parity.resize((n - shards.len()) * shard, 0);
-                        let mut outs: Vec<&mut [u8]> = parity.chunks_mut(shard).collect();
-                        codec.encode_parity(&shards, &mut outs)?;
-                        let leaves: Vec<Digest> = shards
-                            .iter()
-                            .copied()
-                            .chain(parity.chunks(shard))
-                            .enumerate()
-                            .map(|(index, payload)| leaf_hash(index as u16, payload))
-                            .collect();
-                        let hashes = SegmentHashes {
-                            root: MerkleTree::new(&leaves).root(),
-                            blake3: blake3::hash(&data[..manifest.segment_len(segment)]).into(),
-                        };
-                        results
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((segment, hashes, leaves));
-                    }
-                })
-            })
-            .collect();
-        let sha = whole_file_sha256(&file);
-        for h in handles {
-            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-        }
-        sha
-    })?;
-
-    manifest.sha256 = sha256;
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|r| r.0);
-    let mut leaves = Vec::with_capacity(results.len() * n);
-    for (segment, hashes, segment_leaves) in results {
-        manifest.segments[segment as usize] = hashes;
-        leaves.extend(segment_leaves);
-    }
-    Ok((manifest, LeafTable { n, leaves }))
-}
-
-fn whole_file_sha256(file: &File) -> Result<Digest, FormatError> {
-    let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    loop {
-        let got = file
-            .read_at(&mut buf, at)
-            .map_err(FormatError::io("hashing the stream file"))?;
-        if got == 0 {
-            return Ok(Digest(sha.finalize().into()));
-        }
-        sha.update(&buf[..got]);
-        at += got as u64;
-    }
+    ManifestBuilder::new(segment_size, k, n)?.finish(&file)
 }
 
 /// Produces chunks of one stored movie on demand: reads the segment from the stream file,
