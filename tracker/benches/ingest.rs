@@ -18,6 +18,13 @@ fn ffmpeg(args: &[&str]) {
     assert!(status.success(), "ffmpeg {args:?}");
 }
 
+/// Flushes earlier rounds' dirty pages so that their writeback does not land on the next
+/// measurement (whichever side it is).
+fn settle() {
+    let status = Command::new("sync").status().expect("sync runs");
+    assert!(status.success());
+}
+
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs[xs.len() / 2]
@@ -27,7 +34,7 @@ fn main() {
     let rounds: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(7);
     let work = tempfile::tempdir().expect("temp dir");
     let dir = work.path();
     // 10 s of 720p H.264 at 20 Mbit/s, looped ten times: ~200 MB without a long encode.
@@ -77,6 +84,7 @@ fn main() {
     let mut phases = Vec::new();
     for round in 0..rounds {
         let out = dir.join("remux.mkv");
+        settle();
         let t = Instant::now();
         ffmpeg(&[
             "-i",
@@ -89,6 +97,7 @@ fn main() {
         std::fs::remove_file(&out).unwrap();
 
         let data = DataDir::create(dir.join(format!("data{round}"))).unwrap();
+        settle();
         let t = Instant::now();
         let done = ingest_timed(
             &data,

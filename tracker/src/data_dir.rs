@@ -11,6 +11,7 @@
 
 use std::fs::{self, File, TryLockError};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -90,17 +91,30 @@ impl DataDir {
             path: self.root.clone(),
             source,
         };
-        let lock_path = self.staging_dir().join(format!("{name}.lock"));
-        let lock = File::create(&lock_path).map_err(not_writable)?;
-        lock.lock().map_err(not_writable)?;
         let dir = self.staging_dir().join(name);
-        fs::create_dir(&dir).map_err(not_writable)?;
-        Ok(Staging {
-            dir,
-            lock_path,
-            _lock: lock,
-            committed: false,
-        })
+        let lock_path = lock_path_of(&dir);
+        // A sweep in another process can take the new lock file between its creation and
+        // our lock and remove it; then the lock protects nothing, so start again.
+        for _ in 0..8 {
+            let lock = File::create(&lock_path).map_err(not_writable)?;
+            lock.lock().map_err(not_writable)?;
+            let held = lock.metadata().map_err(not_writable)?;
+            let still_ours = fs::metadata(&lock_path)
+                .is_ok_and(|m| m.dev() == held.dev() && m.ino() == held.ino());
+            if !still_ours {
+                continue;
+            }
+            fs::create_dir(&dir).map_err(not_writable)?;
+            return Ok(Staging {
+                dir,
+                lock_path,
+                _lock: lock,
+                committed: false,
+            });
+        }
+        Err(not_writable(io::Error::other(
+            "another process keeps removing the staging lock",
+        )))
     }
 
     /// Removes staging areas whose ingest is gone (its lock is free). Best effort: a sweep
@@ -111,22 +125,30 @@ impl DataDir {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.extension().is_some_and(|e| e == "lock") {
+            if let Some(dir) = path.to_str().and_then(|p| p.strip_suffix(".lock")) {
+                let dir = PathBuf::from(dir);
                 let Ok(lock) = File::open(&path) else {
                     continue;
                 };
                 match lock.try_lock() {
                     Ok(()) => {
-                        let _ = fs::remove_dir_all(path.with_extension(""));
+                        let _ = fs::remove_dir_all(&dir);
                         let _ = fs::remove_file(&path);
                     }
                     Err(TryLockError::WouldBlock | TryLockError::Error(_)) => {}
                 }
-            } else if path.is_dir() && !path.with_extension("lock").exists() {
+            } else if path.is_dir() && !lock_path_of(&path).exists() {
                 let _ = fs::remove_dir_all(&path);
             }
         }
     }
+}
+
+/// `<dir>.lock` beside a staging directory (names may contain dots, so not an extension).
+fn lock_path_of(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 /// A staging directory owned by this process; removed on drop unless committed.
@@ -141,6 +163,11 @@ pub struct Staging {
 impl Staging {
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// The lock file that marks this area as in use.
+    pub fn lock_path(&self) -> &Path {
+        &self.lock_path
     }
 
     /// Removes the staging area now (also what drop does).

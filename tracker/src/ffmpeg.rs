@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde::Deserialize;
 
@@ -77,36 +77,71 @@ fn command(tool: &str) -> Command {
     cmd
 }
 
-/// Runs `cmd` to the end; returns stdout, or the most telling line of stderr on failure.
-fn run(tool: &'static str, mut cmd: Command) -> Result<(Vec<u8>, String), ToolError> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| ToolError::Missing { tool, source })?;
-    let mut stderr = child.stderr.take();
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = stderr.as_mut() {
-            let _ = e.read_to_string(&mut s);
+/// A started tool whose output is being collected.
+#[derive(Debug)]
+pub struct Running {
+    tool: &'static str,
+    child: Child,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn spawn(tool: &'static str, mut cmd: Command) -> Result<Running, ToolError> {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| ToolError::Missing { tool, source })?;
+        let mut out = child.stdout.take();
+        let mut err = child.stderr.take();
+        Ok(Running {
+            tool,
+            child,
+            stdout: std::thread::spawn(move || {
+                let mut v = Vec::new();
+                if let Some(o) = out.as_mut() {
+                    let _ = o.read_to_end(&mut v);
+                }
+                v
+            }),
+            stderr: std::thread::spawn(move || {
+                let mut s = String::new();
+                if let Some(e) = err.as_mut() {
+                    let _ = e.read_to_string(&mut s);
+                }
+                s
+            }),
+        })
+    }
+
+    /// Waits for the end; returns stdout and stderr, or the most telling line of stderr.
+    pub fn wait(mut self) -> Result<(Vec<u8>, String), ToolError> {
+        let tool = self.tool;
+        let status = self
+            .child
+            .wait()
+            .map_err(|source| ToolError::Missing { tool, source })?;
+        let out = self.stdout.join().unwrap_or_default();
+        let err = self.stderr.join().unwrap_or_default();
+        if status.success() {
+            Ok((out, err))
+        } else {
+            Err(ToolError::Failed(
+                telling_line(&err).unwrap_or_else(|| format!("{tool} failed ({status})")),
+            ))
         }
-        s
-    });
-    let mut out = Vec::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_end(&mut out);
     }
-    let status = child
-        .wait()
-        .map_err(|source| ToolError::Missing { tool, source })?;
-    let err = err_reader.join().unwrap_or_default();
-    if status.success() {
-        Ok((out, err))
-    } else {
-        Err(ToolError::Failed(
-            telling_line(&err).unwrap_or_else(|| format!("{tool} failed ({status})")),
-        ))
+
+    /// Stops the tool and waits for it to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+fn run(tool: &'static str, cmd: Command) -> Result<(Vec<u8>, String), ToolError> {
+    Running::spawn(tool, cmd)?.wait()
 }
 
 /// The line of ffmpeg's stderr that says what went wrong, without the "[demuxer @ 0x…]"
@@ -299,33 +334,68 @@ pub fn stream_args(probe: &Probe) -> Vec<String> {
     args
 }
 
-/// Remuxes `input` into Matroska at `output`, reserving `reserve` bytes at the front for the
-/// index (cues). Returns how many bytes the cues needed when ffmpeg says the reserve was too
-/// small (it then puts them at the end, and the caller retries with more room).
-pub fn remux(
-    input: &Path,
-    output: &Path,
-    streams: &[String],
-    reserve: u64,
-) -> Result<Option<u64>, ToolError> {
-    let mut cmd = command("ffmpeg");
-    cmd.args(["-v", "warning", "-xerror", "-y", "-i"])
-        .arg(input)
-        .args(streams)
-        .args(["-map_metadata", "0", "-reserve_index_space"])
-        .arg(reserve.to_string())
-        .args(["-f", "matroska"])
-        .arg(output);
-    let (_, stderr) = run("ffmpeg", cmd)?;
-    Ok(stderr
-        .lines()
-        .find(|l| l.contains("Insufficient space reserved for cues"))
-        .map(|l| {
+/// The stream mapping to try before the input is probed: every video, audio, subtitle and
+/// attachment stream, copied. Right for nearly every input; [`copies_everything`] tells.
+pub fn copy_all_args() -> Vec<String> {
+    [
+        "-map", "0:V", "-map", "0:a?", "-map", "0:s?", "-map", "0:t?", "-c", "copy",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Whether [`stream_args`] would copy every stream [`copy_all_args`] maps, and map no other.
+pub fn copies_everything(probe: &Probe) -> bool {
+    probe.streams.iter().all(|s| match s.kind {
+        StreamKind::Video => MKV_VIDEO.contains(&s.codec.as_str()),
+        StreamKind::Audio => MKV_AUDIO.contains(&s.codec.as_str()),
+        StreamKind::Subtitle => MKV_SUBTITLE.contains(&s.codec.as_str()),
+        StreamKind::Attachment | StreamKind::Other => true,
+    })
+}
+
+/// A running remux of an input into Matroska.
+#[derive(Debug)]
+pub struct Remux(Running);
+
+impl Remux {
+    /// Starts remuxing `input` into Matroska at `output` with the stream arguments
+    /// `streams`, reserving `reserve` bytes at the front for the index (cues).
+    pub fn start(
+        input: &Path,
+        output: &Path,
+        streams: &[String],
+        reserve: u64,
+    ) -> Result<Remux, ToolError> {
+        let mut cmd = command("ffmpeg");
+        cmd.args(["-v", "warning", "-xerror", "-y", "-i"])
+            .arg(input)
+            .args(streams)
+            .args(["-map_metadata", "0", "-reserve_index_space"])
+            .arg(reserve.to_string())
+            .args(["-f", "matroska"])
+            .arg(output);
+        Running::spawn("ffmpeg", cmd).map(Remux)
+    }
+
+    /// Waits for the end. Returns how many bytes the cues needed when ffmpeg says the
+    /// reserve was too small (it then puts them at the end; the caller retries with room).
+    pub fn wait(self) -> Result<Option<u64>, ToolError> {
+        let reserve_hint = |l: &str| {
             l.rsplit("needed:")
                 .next()
                 .and_then(|n| n.trim().trim_end_matches(['.', ')']).trim().parse().ok())
-                .unwrap_or(reserve * 4)
-        }))
+        };
+        let (_, stderr) = self.0.wait()?;
+        Ok(stderr
+            .lines()
+            .find(|l| l.contains("Insufficient space reserved for cues"))
+            .and_then(reserve_hint))
+    }
+
+    pub fn kill(self) {
+        self.0.kill();
+    }
 }
 
 /// Runs ffmpeg with `args` (after `-nostdin`) and waits for it.
@@ -335,7 +405,8 @@ pub fn run_ffmpeg(args: &[&std::ffi::OsStr]) -> Result<(), ToolError> {
     run("ffmpeg", cmd).map(|_| ())
 }
 
-/// One frame of `input` at `at_ms`, as PNG bytes (empty if the position is past the end).
+/// One frame of `input` at `at_ms`, as a binary PPM image (empty if the position is past the
+/// end): uncompressed, so neither side spends time on a codec.
 pub fn grab_frame(input: &Path, at_ms: u64) -> Result<Vec<u8>, ToolError> {
     let mut cmd = command("ffmpeg");
     cmd.args(["-v", "error", "-ss"])
@@ -350,7 +421,7 @@ pub fn grab_frame(input: &Path, at_ms: u64) -> Result<Vec<u8>, ToolError> {
             "-f",
             "image2pipe",
             "-c:v",
-            "png",
+            "ppm",
             "-",
         ]);
     run("ffmpeg", cmd).map(|(out, _)| out)

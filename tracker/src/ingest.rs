@@ -165,45 +165,40 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
         return Err(IngestError::IdTaken(id));
     }
     let input = request.input.as_path();
-    check_readable(input)?;
-    let probe = ffmpeg::probe(input).map_err(|e| match e {
-        ToolError::Failed(reason) => IngestError::NotVideo {
-            path: input.to_owned(),
-            reason,
-        },
-        other => IngestError::Tool(other),
-    })?;
-    if probe.format_name.contains("_pipe") || probe.format_name == "image2" {
-        return Err(IngestError::NotVideo {
-            path: input.to_owned(),
-            reason: "it is a still image".into(),
-        });
-    }
-    // ffmpeg renders any text file as a video of "ANSI art"; that is not a movie.
-    if TEXT_FORMATS.contains(&probe.format_name.as_str()) {
-        return Err(IngestError::NotVideo {
-            path: input.to_owned(),
-            reason: "it is a text file".into(),
-        });
-    }
-    let Some(video) = probe.video().cloned() else {
-        return Err(IngestError::NoVideoStream(input.to_owned()));
-    };
-    timings.probe = lap();
+    let input_size = check_readable(input)?;
 
     let staging = data.begin_staging(&format!("{id}.{}", catalogue::new_id()))?;
-    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some((
-        staging.path().to_owned(),
-        staging.path().with_extension("lock"),
-    ));
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((staging.path().to_owned(), staging.lock_path().to_owned()));
     let dir = staging.path().to_owned();
+    let stream = dir.join(STREAM_FILE);
+
+    // Nearly every input is copied stream for stream, so that remux starts at once, while
+    // ffprobe looks at the input; it is stopped if the probe rejects the input or finds a
+    // stream Matroska cannot carry.
+    let reserve = index_reserve(input_size);
+    let optimistic = ffmpeg::Remux::start(input, &stream, &ffmpeg::copy_all_args(), reserve)
+        .map_err(IngestError::Tool)?;
+    let (probe, video) = match probe_input(input) {
+        Ok(found) => found,
+        Err(e) => {
+            optimistic.kill();
+            return Err(e);
+        }
+    };
+    let first = if ffmpeg::copies_everything(&probe) {
+        Some(optimistic)
+    } else {
+        optimistic.kill();
+        None
+    };
+    timings.probe = lap();
     let write_err = |source| IngestError::Write {
         path: data.root().to_owned(),
         source,
     };
 
     // While ffmpeg remuxes, the poster is taken and the segments already written are hashed.
-    let stream = dir.join(STREAM_FILE);
     let builder = ManifestBuilder::new(
         format::DEFAULT_SEGMENT_SIZE,
         format::DEFAULT_K,
@@ -213,7 +208,7 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
     let (remuxed, poster) = std::thread::scope(|scope| {
         let poster = scope.spawn(|| make_poster(input, probe.duration_ms.unwrap_or(0)));
         scope.spawn(|| hash_while_writing(&stream, &builder, &remuxing));
-        let remuxed = remux(input, &stream, &probe);
+        let remuxed = remux(input, &stream, &probe, first, reserve);
         remuxing.store(false, Ordering::Relaxed);
         (
             remuxed,
@@ -284,7 +279,8 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
     }
 }
 
-fn check_readable(path: &Path) -> Result<(), IngestError> {
+/// Checks that `path` is a readable, non-empty file; returns its size.
+fn check_readable(path: &Path) -> Result<u64, IngestError> {
     let unreadable = |reason: String| IngestError::Unreadable {
         path: path.to_owned(),
         reason,
@@ -297,7 +293,7 @@ fn check_readable(path: &Path) -> Result<(), IngestError> {
     if meta.len() == 0 {
         return Err(IngestError::EmptyFile(path.to_owned()));
     }
-    Ok(())
+    Ok(meta.len())
 }
 
 /// An io::Error's message without Rust's " (os error N)" suffix.
@@ -309,21 +305,61 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Remuxes into the staging area and checks that the index landed at the front, growing the
-/// reserved index space and trying again when it did not.
-fn remux(input: &Path, output: &Path, probe: &ffmpeg::Probe) -> Result<MatroskaHead, IngestError> {
+/// Index space to reserve at the front: ~16 bytes per second of the longest movie the file
+/// could be (at 0.5 Mbit/s), at least 64 KiB. Too little costs one more remux, never a
+/// wrong file.
+fn index_reserve(input_size: u64) -> u64 {
+    (input_size / 62_500 * 16).max(64 * 1024)
+}
+
+/// Probes the input and refuses what is not a movie; returns the probe and its video stream.
+fn probe_input(input: &Path) -> Result<(ffmpeg::Probe, ffmpeg::ProbedStream), IngestError> {
+    let not_video = |reason: String| IngestError::NotVideo {
+        path: input.to_owned(),
+        reason,
+    };
+    let probe = ffmpeg::probe(input).map_err(|e| match e {
+        ToolError::Failed(reason) => not_video(reason),
+        other => IngestError::Tool(other),
+    })?;
+    if probe.format_name.contains("_pipe") || probe.format_name == "image2" {
+        return Err(not_video("it is a still image".into()));
+    }
+    // ffmpeg renders any text file as a video of "ANSI art"; that is not a movie.
+    if TEXT_FORMATS.contains(&probe.format_name.as_str()) {
+        return Err(not_video("it is a text file".into()));
+    }
+    let video = probe
+        .video()
+        .cloned()
+        .ok_or_else(|| IngestError::NoVideoStream(input.to_owned()))?;
+    Ok((probe, video))
+}
+
+/// Finishes the remux (`first`, if one was started already) and checks that the index
+/// landed at the front, growing the reserved index space and trying again when it did not.
+fn remux(
+    input: &Path,
+    output: &Path,
+    probe: &ffmpeg::Probe,
+    mut first: Option<ffmpeg::Remux>,
+    mut reserve: u64,
+) -> Result<MatroskaHead, IngestError> {
     let streams = ffmpeg::stream_args(probe);
-    let seconds = probe.duration_ms.unwrap_or(0) / 1000;
-    let mut reserve = 64 * 1024 + seconds * 32;
     let failed = |reason: String| IngestError::Remux {
         path: input.to_owned(),
         reason,
     };
+    let tool = |e| match e {
+        ToolError::Failed(reason) => failed(reason),
+        other => IngestError::Tool(other),
+    };
     for _ in 0..3 {
-        let needed = ffmpeg::remux(input, output, &streams, reserve).map_err(|e| match e {
-            ToolError::Failed(reason) => failed(reason),
-            other => IngestError::Tool(other),
-        })?;
+        let running = match first.take() {
+            Some(running) => running,
+            None => ffmpeg::Remux::start(input, output, &streams, reserve).map_err(tool)?,
+        };
+        let needed = running.wait().map_err(tool)?;
         let head = matroska::read_head(output)
             .map_err(|e| failed(format!("the remuxed file does not read back: {e}")))?
             .ok_or_else(|| failed("ffmpeg did not write Matroska".into()))?;
@@ -364,14 +400,15 @@ fn make_poster(input: &Path, duration_ms: u64) -> Result<Vec<u8>, IngestError> {
         path: input.to_owned(),
         reason,
     };
-    let mut png = ffmpeg::grab_frame(input, duration_ms / 10).map_err(|e| failed(e.to_string()))?;
-    if png.is_empty() {
-        png = ffmpeg::grab_frame(input, 0).map_err(|e| failed(e.to_string()))?;
+    let mut ppm = ffmpeg::grab_frame(input, duration_ms / 10).map_err(|e| failed(e.to_string()))?;
+    if ppm.is_empty() {
+        ppm = ffmpeg::grab_frame(input, 0).map_err(|e| failed(e.to_string()))?;
     }
-    if png.is_empty() {
+    if ppm.is_empty() {
         return Err(failed("ffmpeg decoded no frame".into()));
     }
-    let frame = image::load_from_memory(&png).map_err(|e| failed(e.to_string()))?;
+    let frame = image::load_from_memory_with_format(&ppm, image::ImageFormat::Pnm)
+        .map_err(|e| failed(e.to_string()))?;
     let poster = frame
         .resize(POSTER_MAX_WIDTH, POSTER_MAX_HEIGHT, FilterType::Triangle)
         .to_rgb8();
