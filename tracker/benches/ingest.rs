@@ -25,6 +25,21 @@ fn settle() {
     assert!(status.success());
 }
 
+/// CPU time (user + system) used so far by this process and its waited-for children.
+fn cpu_time() -> Duration {
+    let total = |who| {
+        // SAFETY: getrusage writes one rusage into the zeroed struct we own.
+        let usage = unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            libc::getrusage(who, &mut u);
+            u
+        };
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        tv(usage.ru_utime) + tv(usage.ru_stime)
+    };
+    total(libc::RUSAGE_SELF) + total(libc::RUSAGE_CHILDREN)
+}
+
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs[xs.len() / 2]
@@ -34,7 +49,7 @@ fn main() {
     let rounds: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(7);
+        .unwrap_or(9);
     let work = tempfile::tempdir().expect("temp dir");
     let dir = work.path();
     // 10 s of 720p H.264 at 20 Mbit/s, looped ten times: ~200 MB without a long encode.
@@ -82,10 +97,11 @@ fn main() {
     let mut remux = Vec::new();
     let mut ingest = Vec::new();
     let mut phases = Vec::new();
+    let (mut remux_cpu, mut ingest_cpu) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let out = dir.join("remux.mkv");
         settle();
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_time());
         ffmpeg(&[
             "-i",
             input.to_str().unwrap(),
@@ -94,11 +110,12 @@ fn main() {
             out.to_str().unwrap(),
         ]);
         remux.push(t.elapsed());
+        remux_cpu.push(cpu_time() - c);
         std::fs::remove_file(&out).unwrap();
 
         let data = DataDir::create(dir.join(format!("data{round}"))).unwrap();
         settle();
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_time());
         let done = ingest_timed(
             &data,
             &IngestRequest {
@@ -110,6 +127,7 @@ fn main() {
         )
         .unwrap_or_else(|e| panic!("ingest: {e}"));
         ingest.push(t.elapsed());
+        ingest_cpu.push(cpu_time() - c);
         phases.push(done.timings);
         std::fs::remove_dir_all(data.root()).unwrap();
         println!(
@@ -118,7 +136,24 @@ fn main() {
             ingest[round].as_secs_f64() * 1e3
         );
     }
+    let (rmin, imin) = (
+        remux.iter().min().copied().unwrap_or_default(),
+        ingest.iter().min().copied().unwrap_or_default(),
+    );
+    println!(
+        "best: ffmpeg remux {:.0} ms, ingest {:.0} ms, ratio {:.2}",
+        rmin.as_secs_f64() * 1e3,
+        imin.as_secs_f64() * 1e3,
+        imin.as_secs_f64() / rmin.as_secs_f64()
+    );
     let (r, i) = (median(remux), median(ingest));
+    let (rc, ic) = (median(remux_cpu), median(ingest_cpu));
+    println!(
+        "median CPU time: ffmpeg remux {:.0} ms, ingest {:.0} ms, ratio {:.2}",
+        rc.as_secs_f64() * 1e3,
+        ic.as_secs_f64() * 1e3,
+        ic.as_secs_f64() / rc.as_secs_f64()
+    );
     let phase = |f: fn(&IngestTimings) -> Duration| median(phases.iter().map(f).collect());
     println!(
         "median: ffmpeg remux {:.0} ms, ingest {:.0} ms, ratio {:.2}",
@@ -127,8 +162,7 @@ fn main() {
         i.as_secs_f64() / r.as_secs_f64()
     );
     println!(
-        "ingest phases (median): probe {:.0} ms, remux+poster {:.0} ms, hash+fsync {:.0} ms, commit {:.0} ms",
-        phase(|t| t.probe).as_secs_f64() * 1e3,
+        "ingest phases (median): remux with probe, poster and early hashing {:.0} ms, rest of hashing + fsync {:.0} ms, commit {:.0} ms",
         phase(|t| t.remux).as_secs_f64() * 1e3,
         phase(|t| t.hash).as_secs_f64() * 1e3,
         phase(|t| t.commit).as_secs_f64() * 1e3,

@@ -405,11 +405,12 @@ pub fn run_ffmpeg(args: &[&std::ffi::OsStr]) -> Result<(), ToolError> {
     run("ffmpeg", cmd).map(|_| ())
 }
 
-/// One frame of `input` at `at_ms`, as a binary PPM image (empty if the position is past the
+/// One frame of `input` near `at_ms`, as a binary PPM image (empty if the position is past the
 /// end): uncompressed, so neither side spends time on a codec.
 pub fn grab_frame(input: &Path, at_ms: u64) -> Result<Vec<u8>, ToolError> {
     let mut cmd = command("ffmpeg");
-    cmd.args(["-v", "error", "-ss"])
+    // Decoding only keyframes makes the frame cheap: the first keyframe at or after `at_ms`.
+    cmd.args(["-v", "error", "-skip_frame", "nokey", "-ss"])
         .arg(format!("{}.{:03}", at_ms / 1000, at_ms % 1000))
         .arg("-i")
         .arg(input)

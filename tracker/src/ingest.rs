@@ -121,9 +121,7 @@ pub fn check_title(title: &str) -> Result<String, IngestError> {
 /// Wall time of each phase of an ingest, for benchmarks and the curious.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IngestTimings {
-    /// ffprobe of the input.
-    pub probe: Duration,
-    /// ffmpeg remux (the poster is taken at the same time).
+    /// Checks, ffmpeg's remux, and what runs beside it: ffprobe, the poster, early hashing.
     pub remux: Duration,
     /// Hashing every chunk into the manifest (the stream file's fsync runs meanwhile).
     pub hash: Duration,
@@ -173,52 +171,37 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
     let dir = staging.path().to_owned();
     let stream = dir.join(STREAM_FILE);
 
-    // Nearly every input is copied stream for stream, so that remux starts at once, while
-    // ffprobe looks at the input; it is stopped if the probe rejects the input or finds a
-    // stream Matroska cannot carry.
-    let reserve = index_reserve(input_size);
-    let optimistic = ffmpeg::Remux::start(input, &stream, &ffmpeg::copy_all_args(), reserve)
-        .map_err(IngestError::Tool)?;
-    let (probe, video) = match probe_input(input) {
-        Ok(found) => found,
-        Err(e) => {
-            optimistic.kill();
-            return Err(e);
-        }
-    };
-    let first = if ffmpeg::copies_everything(&probe) {
-        Some(optimistic)
-    } else {
-        optimistic.kill();
-        None
-    };
-    timings.probe = lap();
     let write_err = |source| IngestError::Write {
         path: data.root().to_owned(),
         source,
     };
 
-    // While ffmpeg remuxes, the poster is taken and the segments already written are hashed.
+    // Nearly every input is copied stream for stream, so the remux starts at once, and the
+    // segments it has written are hashed as it goes. Meanwhile ffprobe looks at the input;
+    // the remux is stopped if the probe rejects the input or finds a stream Matroska cannot
+    // carry as it is.
+    let reserve = index_reserve(input_size);
     let builder = ManifestBuilder::new(
         format::DEFAULT_SEGMENT_SIZE,
         format::DEFAULT_K,
         format::DEFAULT_N,
     )?;
+    let optimistic = ffmpeg::Remux::start(input, &stream, &ffmpeg::copy_all_args(), reserve)
+        .map_err(IngestError::Tool)?;
     let remuxing = AtomicBool::new(true);
-    let (remuxed, poster) = std::thread::scope(|scope| {
-        let poster = scope.spawn(|| make_poster(input, probe.duration_ms.unwrap_or(0)));
+    let remuxed = std::thread::scope(|scope| {
         scope.spawn(|| hash_while_writing(&stream, &builder, &remuxing));
-        let remuxed = remux(input, &stream, &probe, first, reserve);
+        let remuxed = probe_and_remux(input, &stream, optimistic, reserve);
         remuxing.store(false, Ordering::Relaxed);
-        (
-            remuxed,
-            poster
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        )
+        remuxed
     });
-    let head = remuxed?;
-    write_synced(&dir, POSTER_FILE, &poster?).map_err(write_err)?;
+    let Remuxed {
+        probe,
+        video,
+        head,
+        poster,
+    } = remuxed?;
+    write_synced(&dir, POSTER_FILE, &poster).map_err(write_err)?;
     let duration_ms =
         head.duration_ms
             .or(probe.duration_ms)
@@ -334,6 +317,53 @@ fn probe_input(input: &Path) -> Result<(ffmpeg::Probe, ffmpeg::ProbedStream), In
         .cloned()
         .ok_or_else(|| IngestError::NoVideoStream(input.to_owned()))?;
     Ok((probe, video))
+}
+
+/// What the remux phase produced.
+struct Remuxed {
+    probe: ffmpeg::Probe,
+    video: ffmpeg::ProbedStream,
+    head: MatroskaHead,
+    poster: Vec<u8>,
+}
+
+/// Probes the input while `optimistic` remuxes it, then finishes the remux (restarting it
+/// with the right stream plan if the probe asks for one) while the poster is taken.
+fn probe_and_remux(
+    input: &Path,
+    stream: &Path,
+    optimistic: ffmpeg::Remux,
+    reserve: u64,
+) -> Result<Remuxed, IngestError> {
+    let (probe, video) = match probe_input(input) {
+        Ok(found) => found,
+        Err(e) => {
+            optimistic.kill();
+            return Err(e);
+        }
+    };
+    let first = if ffmpeg::copies_everything(&probe) {
+        Some(optimistic)
+    } else {
+        optimistic.kill();
+        None
+    };
+    let (head, poster) = std::thread::scope(|scope| {
+        let poster = scope.spawn(|| make_poster(input, probe.duration_ms.unwrap_or(0)));
+        let head = remux(input, stream, &probe, first, reserve);
+        (
+            head,
+            poster
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    Ok(Remuxed {
+        head: head?,
+        poster: poster?,
+        probe,
+        video,
+    })
 }
 
 /// Finishes the remux (`first`, if one was started already) and checks that the index

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use xxhash_rust::xxh3::xxh3_64;
+
 use super::merkle::{MerkleTree, leaf_hash};
 use super::{
     Digest, FORMAT_VERSION, FormatError, Manifest, SegmentHashes, encode_chunk, tree_hash,
@@ -94,6 +96,9 @@ fn read_padded_segment(
 struct SegmentDigest {
     hashes: SegmentHashes,
     leaves: Vec<Digest>,
+    /// XXH3 of the bytes digested: a cheap check that they did not change afterwards (the
+    /// only "attacker" here is the muxer rewriting its own file).
+    check: u64,
 }
 
 /// Hashes a stream file into its manifest and leaf table: every chunk of every segment is
@@ -102,7 +107,7 @@ struct SegmentDigest {
 /// Work can start while the file is still being written: [`ManifestBuilder::hash_written`]
 /// digests whole segments already on disk (a muxer rewrites the file's front when it
 /// finishes, so segment 0 waits), and [`ManifestBuilder::finish`] re-checks each of those
-/// against the final file by its BLAKE3 node, a fraction of the cost of redoing it, before
+/// against the final file by a fast checksum, a fraction of the cost of redoing it, before
 /// digesting the rest on all cores.
 #[derive(Debug)]
 pub struct ManifestBuilder {
@@ -211,6 +216,7 @@ impl ManifestBuilder {
                 blake3: node,
             },
             leaves,
+            check: xxh3_64(&data),
         })
     }
 
@@ -242,15 +248,8 @@ impl ManifestBuilder {
                                 .unwrap_or_else(|e| e.into_inner());
                             let still_valid = slot.as_ref().is_some_and(|d| {
                                 manifest.segment_len(segment) == self.segment_size as usize
-                                    && read_padded_segment(file, &manifest, segment).is_ok_and(
-                                        |data| {
-                                            tree_hash::segment_hash(
-                                                &data,
-                                                manifest.segment_offset(segment),
-                                                count,
-                                            ) == d.hashes.blake3
-                                        },
-                                    )
+                                    && read_padded_segment(file, &manifest, segment)
+                                        .is_ok_and(|data| xxh3_64(&data) == d.check)
                             });
                             if !still_valid {
                                 *slot = Some(self.digest(file, &manifest, segment)?);
