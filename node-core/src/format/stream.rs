@@ -84,11 +84,31 @@ fn read_padded_segment(
     manifest: &Manifest,
     segment: u32,
 ) -> Result<Vec<u8>, FormatError> {
-    let len = manifest.segment_len(segment);
-    let mut buf = vec![0u8; manifest.chunk_len(segment) * usize::from(manifest.k)];
-    file.read_exact_at(&mut buf[..len], manifest.segment_offset(segment))
-        .map_err(FormatError::io(format!("reading segment {segment}")))?;
+    let mut buf = Vec::new();
+    read_padded_segment_into(file, manifest, segment, &mut buf)?;
     Ok(buf)
+}
+
+/// [`read_padded_segment`] into a reused buffer: fresh megabyte buffers cost page faults and
+/// kernel zeroing on every segment.
+fn read_padded_segment_into(
+    file: &File,
+    manifest: &Manifest,
+    segment: u32,
+    buf: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    let len = manifest.segment_len(segment);
+    buf.resize(manifest.chunk_len(segment) * usize::from(manifest.k), 0);
+    buf[len..].fill(0);
+    file.read_exact_at(&mut buf[..len], manifest.segment_offset(segment))
+        .map_err(FormatError::io(format!("reading segment {segment}")))
+}
+
+/// Buffers one hashing thread reuses from segment to segment.
+#[derive(Debug, Default)]
+struct Scratch {
+    data: Vec<u8>,
+    parity: Vec<u8>,
 }
 
 /// Everything ingest computes for one segment.
@@ -116,6 +136,8 @@ pub struct ManifestBuilder {
     n: u16,
     codec: Codec,
     early: Mutex<Vec<Option<SegmentDigest>>>,
+    /// Buffers of the thread calling `hash_written`.
+    scratch: Mutex<Scratch>,
 }
 
 impl ManifestBuilder {
@@ -140,6 +162,7 @@ impl ManifestBuilder {
             n,
             codec: Codec::new(k.into(), n.into())?,
             early: Mutex::new(Vec::new()),
+            scratch: Mutex::new(Scratch::default()),
         })
     }
 
@@ -165,6 +188,8 @@ impl ManifestBuilder {
     pub fn hash_written(&self, file: &File, written: u64) -> Result<usize, FormatError> {
         let full = u32::try_from(written / u64::from(self.segment_size)).unwrap_or(u32::MAX);
         let mut digested = 0;
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let scratch = &mut *scratch;
         for segment in 1..full {
             let known = {
                 let early = self.early.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,7 +200,7 @@ impl ManifestBuilder {
             }
             // Any file with more than one whole segment hashes segments as subtrees.
             let layout = self.layout(u64::from(full) * u64::from(self.segment_size) + 1);
-            let digest = self.digest(file, &layout, segment)?;
+            let digest = self.digest(file, &layout, segment, scratch)?;
             let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
             if early.len() <= segment as usize {
                 early.resize(segment as usize + 1, None);
@@ -191,11 +216,13 @@ impl ManifestBuilder {
         file: &File,
         layout: &Manifest,
         segment: u32,
+        scratch: &mut Scratch,
     ) -> Result<SegmentDigest, FormatError> {
-        let data = read_padded_segment(file, layout, segment)?;
+        read_padded_segment_into(file, layout, segment, &mut scratch.data)?;
+        let (data, parity) = (&scratch.data, &mut scratch.parity);
         let shard = layout.chunk_len(segment);
         let shards: Vec<&[u8]> = data.chunks(shard).collect();
-        let mut parity = vec![0u8; (usize::from(self.n) - shards.len()) * shard];
+        parity.resize((usize::from(self.n) - shards.len()) * shard, 0);
         let mut outs: Vec<&mut [u8]> = parity.chunks_mut(shard).collect();
         self.codec.encode_parity(&shards, &mut outs)?;
         let leaves: Vec<Digest> = shards
@@ -216,7 +243,7 @@ impl ManifestBuilder {
                 blake3: node,
             },
             leaves,
-            check: xxh3_64(&data),
+            check: xxh3_64(data),
         })
     }
 
@@ -238,6 +265,7 @@ impl ManifestBuilder {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
                     scope.spawn(|| -> Result<(), FormatError> {
+                        let mut scratch = Scratch::default();
                         loop {
                             let segment = next.fetch_add(1, Ordering::Relaxed);
                             if segment >= count {
@@ -248,11 +276,17 @@ impl ManifestBuilder {
                                 .unwrap_or_else(|e| e.into_inner());
                             let still_valid = slot.as_ref().is_some_and(|d| {
                                 manifest.segment_len(segment) == self.segment_size as usize
-                                    && read_padded_segment(file, &manifest, segment)
-                                        .is_ok_and(|data| xxh3_64(&data) == d.check)
+                                    && read_padded_segment_into(
+                                        file,
+                                        &manifest,
+                                        segment,
+                                        &mut scratch.data,
+                                    )
+                                    .is_ok_and(|()| xxh3_64(&scratch.data) == d.check)
                             });
                             if !still_valid {
-                                *slot = Some(self.digest(file, &manifest, segment)?);
+                                *slot =
+                                    Some(self.digest(file, &manifest, segment, &mut scratch)?);
                             }
                         }
                     })
