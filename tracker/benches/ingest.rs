@@ -162,7 +162,7 @@ fn main() {
         i.as_secs_f64() / r.as_secs_f64()
     );
     println!(
-        "ingest phases (median): remux with probe, poster and early hashing {:.0} ms, rest of hashing + fsync {:.0} ms, commit {:.0} ms",
+        "ingest phases (median): remux with early hashing {:.0} ms, rest of hashing + poster + fsync {:.0} ms, commit {:.0} ms",
         phase(|t| t.remux).as_secs_f64() * 1e3,
         phase(|t| t.hash).as_secs_f64() * 1e3,
         phase(|t| t.commit).as_secs_f64() * 1e3,

@@ -2,7 +2,7 @@
 //! Matroska with its index at the front, and grabbing a poster frame. Every child dies with
 //! the thread that started it, so a killed ingest leaves no ffmpeg writing behind it.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -86,8 +86,19 @@ pub struct Running {
     stderr: std::thread::JoinHandle<String>,
 }
 
+/// Called with each line a tool writes to stderr, as it writes it.
+pub type LineWatcher = Box<dyn FnMut(&str) + Send>;
+
 impl Running {
-    fn spawn(tool: &'static str, mut cmd: Command) -> Result<Running, ToolError> {
+    fn spawn(tool: &'static str, cmd: Command) -> Result<Running, ToolError> {
+        Running::spawn_watched(tool, cmd, None)
+    }
+
+    fn spawn_watched(
+        tool: &'static str,
+        mut cmd: Command,
+        mut watch: Option<LineWatcher>,
+    ) -> Result<Running, ToolError> {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -106,11 +117,16 @@ impl Running {
                 v
             }),
             stderr: std::thread::spawn(move || {
-                let mut s = String::new();
-                if let Some(e) = err.as_mut() {
-                    let _ = e.read_to_string(&mut s);
+                let mut all = String::new();
+                let Some(e) = err.take() else { return all };
+                for line in std::io::BufReader::new(e).lines().map_while(Result::ok) {
+                    if let Some(watch) = watch.as_mut() {
+                        watch(&line);
+                    }
+                    all.push_str(&line);
+                    all.push('\n');
                 }
-                s
+                all
             }),
         })
     }
@@ -145,18 +161,27 @@ fn run(tool: &'static str, cmd: Command) -> Result<(Vec<u8>, String), ToolError>
 }
 
 /// The line of ffmpeg's stderr that says what went wrong, without the "[demuxer @ 0x…]"
-/// prefix. ffmpeg often ends with a generic line, so prefer the first specific one.
+/// prefix. ffmpeg often ends with a generic line, so prefer the first specific one; when the
+/// lines carry their level (`-loglevel level+…`), look only at errors.
 fn telling_line(stderr: &str) -> Option<String> {
-    let clean = |l: &str| -> String {
+    let strip_context = |l: &str| -> String {
         let l = l.trim();
         match (l.starts_with('['), l.find("] ")) {
             (true, Some(end)) => l[end + 2..].trim().to_owned(),
             _ => l.to_owned(),
         }
     };
+    let leveled = stderr.lines().any(|l| l.starts_with("[info] "));
     let lines: Vec<String> = stderr
         .lines()
-        .map(clean)
+        .filter_map(|l| {
+            if !leveled {
+                return Some(l);
+            }
+            l.strip_prefix("[error] ")
+                .or_else(|| l.strip_prefix("[fatal] "))
+        })
+        .map(strip_context)
         .filter(|l| !l.is_empty())
         .collect();
     let generic = ["Conversion failed!", "Error opening input files"];
@@ -360,22 +385,31 @@ pub struct Remux(Running);
 
 impl Remux {
     /// Starts remuxing `input` into Matroska at `output` with the stream arguments
-    /// `streams`, reserving `reserve` bytes at the front for the index (cues).
+    /// `streams`, reserving `reserve` bytes at the front for the index (cues). The input's
+    /// duration, as soon as ffmpeg has read it, goes to `duration` (milliseconds).
     pub fn start(
         input: &Path,
         output: &Path,
         streams: &[String],
         reserve: u64,
+        duration: Option<std::sync::mpsc::Sender<u64>>,
     ) -> Result<Remux, ToolError> {
         let mut cmd = command("ffmpeg");
-        cmd.args(["-v", "warning", "-xerror", "-y", "-i"])
+        let watch: Option<LineWatcher> = duration.map(|tx| {
+            Box::new(move |line: &str| {
+                if let Some(ms) = parse_duration_line(line) {
+                    let _ = tx.send(ms);
+                }
+            }) as LineWatcher
+        });
+        cmd.args(["-loglevel", "level+info", "-nostats", "-xerror", "-y", "-i"])
             .arg(input)
             .args(streams)
             .args(["-map_metadata", "0", "-reserve_index_space"])
             .arg(reserve.to_string())
             .args(["-f", "matroska"])
             .arg(output);
-        Running::spawn("ffmpeg", cmd).map(Remux)
+        Running::spawn_watched("ffmpeg", cmd, watch).map(Remux)
     }
 
     /// Waits for the end. Returns how many bytes the cues needed when ffmpeg says the
@@ -396,6 +430,17 @@ impl Remux {
     pub fn kill(self) {
         self.0.kill();
     }
+}
+
+/// The milliseconds of ffmpeg's input banner line "  Duration: 00:01:40.02, start: …".
+fn parse_duration_line(line: &str) -> Option<u64> {
+    let rest = line.split_once("Duration: ")?.1;
+    let hms = rest.split(',').next()?.trim();
+    let mut parts = hms.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    let seconds =
+        h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?;
+    (seconds.is_finite() && seconds > 0.0).then(|| (seconds * 1000.0).round() as u64)
 }
 
 /// Runs ffmpeg with `args` (after `-nostdin`) and waits for it.

@@ -176,56 +176,60 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
         source,
     };
 
-    // Nearly every input is copied stream for stream, so the remux starts at once, and the
-    // segments it has written are hashed as it goes. Meanwhile ffprobe looks at the input;
-    // the remux is stopped if the probe rejects the input or finds a stream Matroska cannot
-    // carry as it is.
-    let reserve = index_reserve(input_size);
+    // Nearly every input is copied stream for stream: that remux starts at once, and the
+    // segments it has written are hashed as it goes. Only when its result is not a plain
+    // movie is the input probed, to refuse it with a reason or to transcode what Matroska
+    // cannot carry.
     let builder = ManifestBuilder::new(
         format::DEFAULT_SEGMENT_SIZE,
         format::DEFAULT_K,
         format::DEFAULT_N,
     )?;
-    let optimistic = ffmpeg::Remux::start(input, &stream, &ffmpeg::copy_all_args(), reserve)
-        .map_err(IngestError::Tool)?;
+    // The poster is taken from the input as soon as ffmpeg has said how long it is.
     let remuxing = AtomicBool::new(true);
-    let remuxed = std::thread::scope(|scope| {
+    let (duration_tx, duration_rx) = std::sync::mpsc::channel();
+    let (head, early_poster) = std::thread::scope(|scope| {
         scope.spawn(|| hash_while_writing(&stream, &builder, &remuxing));
-        let remuxed = probe_and_remux(input, &stream, optimistic, reserve);
+        let poster = scope.spawn(move || {
+            let duration_ms = duration_rx.recv().ok()?;
+            make_poster(input, duration_ms).ok()
+        });
+        let head = remux_movie(input, &stream, index_reserve(input_size), duration_tx);
         remuxing.store(false, Ordering::Relaxed);
-        remuxed
+        (head, join(poster))
     });
-    let Remuxed {
-        probe,
-        video,
-        head,
-        poster,
-    } = remuxed?;
-    write_synced(&dir, POSTER_FILE, &poster).map_err(write_err)?;
-    let duration_ms =
-        head.duration_ms
-            .or(probe.duration_ms)
-            .ok_or_else(|| IngestError::NotVideo {
-                path: input.to_owned(),
-                reason: "it has no duration".into(),
-            })?;
+    let head = head?;
+    let (Some(duration_ms), Some(video)) = (head.duration_ms, head.video()) else {
+        return Err(IngestError::NotVideo {
+            path: input.to_owned(),
+            reason: "it has no duration".into(),
+        });
+    };
     timings.remux = lap();
 
-    // The stream file goes to disk while the rest of it is hashed from the page cache.
+    // The stream file goes to disk while the rest of it is hashed from the page cache (and,
+    // if the input gave no poster, the poster is taken from the stream file).
     let file = std::fs::File::open(&stream).map_err(write_err)?;
-    let (synced, built) = std::thread::scope(|scope| {
+    let (synced, poster, built) = std::thread::scope(|scope| {
         let synced = scope.spawn(|| file.sync_all());
+        let poster = scope.spawn(|| match early_poster {
+            Some(poster) => Ok(poster),
+            None => make_poster(&stream, duration_ms),
+        });
         let built = builder.finish(&file);
-        (
-            synced
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            built,
-        )
+        (join(synced), join(poster), built)
     });
     let (manifest, leaves) = built?;
+    let poster = poster.map_err(|e| match e {
+        IngestError::Poster { reason, .. } => IngestError::Poster {
+            path: input.to_owned(),
+            reason,
+        },
+        other => other,
+    })?;
     timings.hash = lap();
     synced.map_err(write_err)?;
+    write_synced(&dir, POSTER_FILE, &poster).map_err(write_err)?;
     write_synced(&dir, MANIFEST_FILE, &manifest.to_json()).map_err(write_err)?;
     let mut table = Vec::new();
     leaves.write(&mut table).map_err(write_err)?;
@@ -235,8 +239,8 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
         title,
         price: request.price,
         duration_ms,
-        video_codec: video.codec.clone(),
-        audio_codec: probe.audio().map(|a| a.codec.clone()),
+        video_codec: codec_name(video),
+        audio_codec: head.audio().map(codec_name),
         width: video.width,
         height: video.height,
         created_at: SystemTime::now()
@@ -260,6 +264,13 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
         Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(IngestError::IdTaken(id)),
         Err(source) => Err(write_err(source)),
     }
+}
+
+/// Waits for a scoped thread, passing a panic on to the caller.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Checks that `path` is a readable, non-empty file; returns its size.
@@ -295,8 +306,8 @@ fn index_reserve(input_size: u64) -> u64 {
     (input_size / 62_500 * 16).max(64 * 1024)
 }
 
-/// Probes the input and refuses what is not a movie; returns the probe and its video stream.
-fn probe_input(input: &Path) -> Result<(ffmpeg::Probe, ffmpeg::ProbedStream), IngestError> {
+/// Probes the input and refuses what is not a movie.
+fn probe_input(input: &Path) -> Result<ffmpeg::Probe, IngestError> {
     let not_video = |reason: String| IngestError::NotVideo {
         path: input.to_owned(),
         reason,
@@ -312,70 +323,61 @@ fn probe_input(input: &Path) -> Result<(ffmpeg::Probe, ffmpeg::ProbedStream), In
     if TEXT_FORMATS.contains(&probe.format_name.as_str()) {
         return Err(not_video("it is a text file".into()));
     }
-    let video = probe
-        .video()
-        .cloned()
-        .ok_or_else(|| IngestError::NoVideoStream(input.to_owned()))?;
-    Ok((probe, video))
+    if probe.video().is_none() {
+        return Err(IngestError::NoVideoStream(input.to_owned()));
+    }
+    Ok(probe)
 }
 
-/// What the remux phase produced.
-struct Remuxed {
-    probe: ffmpeg::Probe,
-    video: ffmpeg::ProbedStream,
-    head: MatroskaHead,
-    poster: Vec<u8>,
-}
-
-/// Probes the input while `optimistic` remuxes it, then finishes the remux (restarting it
-/// with the right stream plan if the probe asks for one) while the poster is taken.
-fn probe_and_remux(
+/// Remuxes `input` into the stream file: first copying every stream; when the result is not
+/// a plain movie (or the copy fails), probing the input to refuse it with a reason or to
+/// remux it again with the streams Matroska cannot carry transcoded.
+///
+/// The input's duration goes to `duration` as soon as the first remux has read it.
+fn remux_movie(
     input: &Path,
     stream: &Path,
-    optimistic: ffmpeg::Remux,
     reserve: u64,
-) -> Result<Remuxed, IngestError> {
-    let (probe, video) = match probe_input(input) {
-        Ok(found) => found,
-        Err(e) => {
-            optimistic.kill();
-            return Err(e);
-        }
-    };
-    let first = if ffmpeg::copies_everything(&probe) {
-        Some(optimistic)
+    duration: std::sync::mpsc::Sender<u64>,
+) -> Result<MatroskaHead, IngestError> {
+    let copied = remux(
+        input,
+        stream,
+        &ffmpeg::copy_all_args(),
+        reserve,
+        Some(duration),
+    );
+    if copied.as_ref().is_ok_and(MatroskaHead::is_plain_movie) {
+        return copied;
+    }
+    let probe = probe_input(input)?;
+    let head = if ffmpeg::copies_everything(&probe) {
+        copied?
     } else {
-        optimistic.kill();
-        None
+        remux(input, stream, &ffmpeg::stream_args(&probe), reserve, None)?
     };
-    let (head, poster) = std::thread::scope(|scope| {
-        let poster = scope.spawn(|| make_poster(input, probe.duration_ms.unwrap_or(0)));
-        let head = remux(input, stream, &probe, first, reserve);
-        (
-            head,
-            poster
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-        )
-    });
-    Ok(Remuxed {
-        head: head?,
-        poster: poster?,
-        probe,
-        video,
-    })
+    if head.video().is_none() {
+        return Err(IngestError::NoVideoStream(input.to_owned()));
+    }
+    Ok(head)
 }
 
-/// Finishes the remux (`first`, if one was started already) and checks that the index
-/// landed at the front, growing the reserved index space and trying again when it did not.
+/// ffmpeg's short name for a track's codec, or its Matroska codec ID.
+fn codec_name(track: &matroska::Track) -> String {
+    track
+        .codec_name()
+        .map_or_else(|| track.codec_id.clone(), str::to_owned)
+}
+
+/// Remuxes with the stream arguments `streams` and checks that the index landed at the
+/// front, growing the reserved index space and trying again when it did not.
 fn remux(
     input: &Path,
     output: &Path,
-    probe: &ffmpeg::Probe,
-    mut first: Option<ffmpeg::Remux>,
+    streams: &[String],
     mut reserve: u64,
+    mut duration: Option<std::sync::mpsc::Sender<u64>>,
 ) -> Result<MatroskaHead, IngestError> {
-    let streams = ffmpeg::stream_args(probe);
     let failed = |reason: String| IngestError::Remux {
         path: input.to_owned(),
         reason,
@@ -385,11 +387,10 @@ fn remux(
         other => IngestError::Tool(other),
     };
     for _ in 0..3 {
-        let running = match first.take() {
-            Some(running) => running,
-            None => ffmpeg::Remux::start(input, output, &streams, reserve).map_err(tool)?,
-        };
-        let needed = running.wait().map_err(tool)?;
+        let needed = ffmpeg::Remux::start(input, output, streams, reserve, duration.take())
+            .map_err(tool)?
+            .wait()
+            .map_err(tool)?;
         let head = matroska::read_head(output)
             .map_err(|e| failed(format!("the remuxed file does not read back: {e}")))?
             .ok_or_else(|| failed("ffmpeg did not write Matroska".into()))?;
