@@ -472,3 +472,34 @@ pub fn grab_frame(input: &Path, at_ms: u64) -> Result<Vec<u8>, ToolError> {
         ]);
     run("ffmpeg", cmd).map(|(out, _)| out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_duration_is_read_from_ffmpegs_banner() {
+        let line = "[info]   Duration: 00:01:40.02, start: 0.000000, bitrate: 15636 kb/s";
+        assert_eq!(parse_duration_line(line), Some(100_020));
+        assert_eq!(
+            parse_duration_line("  Duration: 01:00:00.50, start: 1.4"),
+            Some(3_600_500)
+        );
+        assert_eq!(parse_duration_line("  Duration: N/A, bitrate: N/A"), None);
+        assert_eq!(parse_duration_line("[info] Stream #0:0: Video: h264"), None);
+    }
+
+    #[test]
+    fn the_telling_line_is_the_first_specific_error() {
+        let plain = "[mov,mp4 @ 0x55d0] moov atom not found\nt.mp4: Invalid data found when processing input\n";
+        assert_eq!(telling_line(plain).as_deref(), Some("moov atom not found"));
+        let leveled = "[info] Input #0, mov, from 'a.mov':\n[info]   Duration: 00:00:03.00\n\
+                       [error] [matroska @ 0x1] Subtitle codec 94213 is not supported.\n\
+                       [fatal] Conversion failed!\n";
+        assert_eq!(
+            telling_line(leveled).as_deref(),
+            Some("Subtitle codec 94213 is not supported.")
+        );
+        assert_eq!(telling_line(""), None);
+    }
+}
