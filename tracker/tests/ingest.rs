@@ -53,12 +53,7 @@ fn four_containers_ingest_and_verify() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let inputs = [
-        (
-            "a.mp4",
-            &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"][..],
-            "h264",
-            "aac",
-        ),
+        ("a.mp4", H264_AAC, "h264", "aac"),
         (
             "b.webm",
             &[
@@ -74,18 +69,8 @@ fn four_containers_ingest_and_verify() {
             "vp9",
             "opus",
         ),
-        (
-            "c.flv",
-            &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"][..],
-            "h264",
-            "aac",
-        ),
-        (
-            "d.ts",
-            &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"][..],
-            "h264",
-            "aac",
-        ),
+        ("c.flv", H264_AAC, "h264", "aac"),
+        ("d.ts", H264_AAC, "h264", "aac"),
     ];
     let mut ids = Vec::new();
     for (name, args, vcodec, acodec) in inputs {
@@ -188,12 +173,7 @@ fn only_what_matroska_cannot_carry_is_transcoded() {
 fn titles_keep_unicode_and_metacharacters_and_ids_can_be_chosen() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    let file = make_media(
-        work.path(),
-        "a.mp4",
-        2,
-        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
-    );
+    let file = make_media(work.path(), "a.mp4", 2, H264_AAC);
     let title = "Robert'); DROP TABLE videos;-- «映画» ✓";
     let o = run(
         &data,
@@ -235,12 +215,7 @@ fn bad_input_gets_one_line_and_leaves_nothing() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let dir = work.path();
-    let good = make_media(
-        dir,
-        "good.mp4",
-        3,
-        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
-    );
+    let good = make_media(dir, "good.mp4", 3, H264_AAC);
     let text = dir.join("notes.txt");
     std::fs::write(&text, "this is not a movie\n".repeat(100)).unwrap();
     let empty = dir.join("empty.mp4");
@@ -525,12 +500,7 @@ fn interrupted_ingest_leaves_nothing() {
 fn concurrent_ingests_commit_whole_movies_or_nothing() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
-    let file = make_media(
-        work.path(),
-        "a.mp4",
-        4,
-        &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"],
-    );
+    let file = make_media(work.path(), "a.mp4", 4, H264_AAC);
     let spawn = |id: Option<&str>| {
         let mut cmd = tracker();
         cmd.args([

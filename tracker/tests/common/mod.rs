@@ -30,6 +30,9 @@ pub fn make_media(dir: &Path, name: &str, seconds: u32, codec_args: &[&str]) -> 
     out
 }
 
+/// Codec arguments for an MP4 of H.264 and AAC, fast to make.
+pub const H264_AAC: &[&str] = &["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"];
+
 /// The tracker binary under test.
 pub fn tracker() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rivulet-tracker"))
