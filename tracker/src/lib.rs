@@ -1,11 +1,17 @@
-//! Rivulet's tracker as a library: the catalogue and its data dir, ingest and verification.
-//! The `rivulet-tracker` binary is a thin command line over it, and the desktop app embeds
-//! it for `--demo`.
+//! Rivulet's tracker as a library: the catalogue and its data dir, ingest and verification,
+//! accounts and the HTTP API. The `rivulet-tracker` binary is a thin command line over it,
+//! and the desktop app embeds it for `--demo`.
 
+pub mod accounts;
+pub mod api;
 pub mod catalogue;
+pub mod catalogue_cache;
 pub mod data_dir;
+pub mod db;
 pub mod ffmpeg;
 pub mod ingest;
+pub mod login_limit;
 pub mod matroska;
 pub mod sample;
+pub mod server;
 pub mod verify;

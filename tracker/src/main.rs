@@ -1,13 +1,15 @@
-//! `rivulet-tracker`: the tracker's command line (ingest, list, verify).
+//! `rivulet-tracker`: the tracker's command line (serve, accounts, ingest, list, verify).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rivulet_tracker::accounts;
 use rivulet_tracker::catalogue::{self, CatalogueEntry};
 use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{self, IngestRequest};
 use rivulet_tracker::sample::make_sample_movie;
+use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker::verify;
 
 #[derive(Parser, Debug)]
@@ -23,6 +25,32 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the tracker: HTTP API and database (SIGINT or SIGTERM stops it gracefully).
+    Serve {
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Address of the HTTP API.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        http: std::net::SocketAddr,
+        /// Points a new account starts with.
+        #[arg(long, value_name = "POINTS", default_value_t = 100, allow_negative_numbers = true,
+              value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+        initial_points: u64,
+    },
+    /// Create an account; the password comes from RIVULET_PASSWORD or the first line of stdin.
+    Account {
+        /// The username.
+        name: String,
+        /// Make it an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Starting balance in points.
+        #[arg(long, value_name = "N", default_value_t = 100, allow_negative_numbers = true,
+              value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+        points: u64,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Add a movie to the catalogue; prints its new id.
     Ingest {
         /// The media file to ingest (any container ffmpeg reads).
@@ -105,6 +133,52 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve {
+            data,
+            http,
+            initial_points,
+        } => {
+            let mut config = ServeConfig::new(data_path(data));
+            config.http = http;
+            config.initial_points = initial_points;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let server = Server::bind(config).await?;
+                // The first line says where to connect; tests and scripts read it.
+                println!("{}", server.url());
+                eprintln!("rivulet-tracker: serving {} (Ctrl-C stops)", server.url());
+                server.run_until_signal().await?;
+                eprintln!("rivulet-tracker: stopped");
+                anyhow::Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Account {
+            name,
+            admin,
+            points,
+            data,
+        } => {
+            let password = match std::env::var("RIVULET_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            accounts::check_username(&name)?;
+            accounts::check_password(&name, &password)?;
+            let data = DataDir::create(data_path(data))?;
+            let hash = accounts::hash_password(&password)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let db = rivulet_tracker::db::open(data.root()).await?;
+                accounts::create(&db, &name, &hash, admin, points).await?;
+                db.close().await;
+                println!("{name}");
+                anyhow::Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::Ingest {
             file,
             title,

@@ -1,0 +1,183 @@
+//! A typed async client for the tracker's API. Every method maps a non-2xx answer to
+//! [`ClientError::Api`] with the server's error code and message.
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{API_PREFIX, Account, Credentials, ErrorBody, Purchase, Session, Video};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The tracker answered with an error.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The tracker could not be reached or the connection broke.
+    #[error("tracker unreachable: {0}")]
+    Transport(String),
+    /// The tracker answered something that is not the expected body.
+    #[error("unexpected answer from the tracker: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The API error code, if the tracker answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A client for one tracker, optionally logged in.
+#[derive(Clone, Debug)]
+pub struct TrackerClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl TrackerClient {
+    /// A client for the tracker at `base_url` (e.g. `http://127.0.0.1:7878`).
+    pub fn new(base_url: &str) -> TrackerClient {
+        TrackerClient {
+            http: reqwest::Client::new(),
+            base: base_url.trim_end_matches('/').to_owned(),
+            token: None,
+        }
+    }
+
+    /// The same client, sending `token` with every request.
+    pub fn with_token(mut self, token: impl Into<String>) -> TrackerClient {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let req = self
+            .http
+            .request(method, format!("{}{API_PREFIX}{path}", self.base));
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
+    async fn send(req: RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => ClientError::Api {
+                status: status.as_u16(),
+                code: body.error.code,
+                message: body.error.message,
+            },
+            Err(_) => ClientError::Api {
+                status: status.as_u16(),
+                code: status_code_name(status),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(req: RequestBuilder) -> Result<T, ClientError> {
+        Self::send(req)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn bytes(req: RequestBuilder) -> Result<Vec<u8>, ClientError> {
+        Ok(Self::send(req)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?
+            .to_vec())
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        Self::json(self.request(Method::POST, path).json(body)).await
+    }
+
+    /// Creates an account.
+    pub async fn register(&self, credentials: &Credentials) -> Result<Account, ClientError> {
+        self.post("/accounts", credentials).await
+    }
+
+    /// Logs in; use `with_token(session.token)` for the calls that need it.
+    pub async fn login(&self, credentials: &Credentials) -> Result<Session, ClientError> {
+        self.post("/sessions", credentials).await
+    }
+
+    /// Ends this client's session.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        Self::send(self.request(Method::DELETE, "/sessions/current"))
+            .await
+            .map(|_| ())
+    }
+
+    /// The logged-in account.
+    pub async fn me(&self) -> Result<Account, ClientError> {
+        Self::json(self.request(Method::GET, "/me")).await
+    }
+
+    /// The catalogue.
+    pub async fn videos(&self) -> Result<Vec<Video>, ClientError> {
+        Self::json(self.request(Method::GET, "/videos")).await
+    }
+
+    /// One catalogue entry.
+    pub async fn video(&self, id: &str) -> Result<Video, ClientError> {
+        Self::json(self.request(Method::GET, &format!("/videos/{id}"))).await
+    }
+
+    /// The poster, as JPEG bytes.
+    pub async fn poster(&self, id: &str) -> Result<Vec<u8>, ClientError> {
+        Self::bytes(self.request(Method::GET, &format!("/videos/{id}/poster"))).await
+    }
+
+    /// The manifest's JSON bytes (only for a movie the account bought); parse and validate
+    /// them with node-core's `Manifest::from_json`.
+    pub async fn manifest(&self, id: &str) -> Result<Vec<u8>, ClientError> {
+        Self::bytes(self.request(Method::GET, &format!("/videos/{id}/manifest"))).await
+    }
+
+    /// Buys a movie: the price is taken once; buying again is free.
+    pub async fn buy(&self, id: &str) -> Result<Purchase, ClientError> {
+        Self::json(self.request(Method::POST, &format!("/videos/{id}/purchase"))).await
+    }
+}
+
+fn status_code_name(status: StatusCode) -> String {
+    status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_lowercase()
+        .replace(' ', "_")
+}

@@ -1,0 +1,13 @@
+//! The tracker's HTTP API as types: request and response bodies and the one error shape,
+//! shared by the tracker and every client so that both agree by construction. With the
+//! default `client` feature, also a typed async client over reqwest.
+
+mod types;
+
+#[cfg(feature = "client")]
+mod client;
+
+pub use types::*;
+
+#[cfg(feature = "client")]
+pub use client::{ClientError, TrackerClient};

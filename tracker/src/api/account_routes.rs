@@ -1,0 +1,82 @@
+//! Register, log in and out, and the caller's own account.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use rivulet_tracker_client::{Account, Credentials, Session, codes};
+
+use super::{ApiError, ApiJson, AppState, Authed, client_ip};
+use crate::accounts;
+
+/// `POST /accounts`: creates an account with the configured starting balance.
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(creds): ApiJson<Credentials>,
+) -> Result<(StatusCode, Json<Account>), ApiError> {
+    accounts::check_username(&creds.username)?;
+    accounts::check_password(&creds.username, &creds.password)?;
+    let password = creds.password.clone();
+    let hash = tokio::task::spawn_blocking(move || accounts::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)??;
+    let id = accounts::create(
+        &state.db,
+        &creds.username,
+        &hash,
+        false,
+        state.initial_points,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(accounts::account(&state.db, id).await?),
+    ))
+}
+
+/// `POST /sessions`: logs in, within the per-account and per-address failure limits.
+pub async fn login(
+    State(state): State<AppState>,
+    info: ConnectInfo<SocketAddr>,
+    ApiJson(creds): ApiJson<Credentials>,
+) -> Result<Json<Session>, ApiError> {
+    let ip = client_ip(&info);
+    if let Some(wait) = state.login_limiter.locked_for(&creds.username, ip) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::LOCKED_OUT,
+            format!(
+                "too many failed log-ins; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        ));
+    }
+    let id = match accounts::verify_login(&state.db, &creds.username, &creds.password).await {
+        Ok(id) => id,
+        Err(e) => {
+            state.login_limiter.failed(&creds.username, ip);
+            return Err(e.into());
+        }
+    };
+    state.login_limiter.succeeded(&creds.username);
+    let (token, expires_at) = accounts::start_session(&state.db, id).await?;
+    Ok(Json(Session {
+        token,
+        expires_at: u64::try_from(expires_at).unwrap_or(0),
+        account: accounts::account(&state.db, id).await?,
+    }))
+}
+
+/// `DELETE /sessions/current`: ends the caller's session.
+pub async fn logout(State(state): State<AppState>, authed: Authed) -> Result<StatusCode, ApiError> {
+    accounts::end_session(&state.db, &authed.token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /me`: the caller's account.
+pub async fn me(State(state): State<AppState>, authed: Authed) -> Result<Json<Account>, ApiError> {
+    Ok(Json(
+        accounts::account(&state.db, authed.caller.account_id).await?,
+    ))
+}

@@ -1,0 +1,251 @@
+//! The HTTP API under `/api/v1`: shared state, the error type every handler returns (always
+//! the `{"error": {"code", "message"}}` body), the extractors for JSON bodies and sessions,
+//! and the router.
+
+mod account_routes;
+mod video_routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use rivulet_tracker_client::{API_PREFIX, ErrorBody, ErrorDetail, codes};
+use serde::de::DeserializeOwned;
+use sqlx::SqlitePool;
+
+use crate::accounts::{self, AccountError, Caller};
+use crate::catalogue_cache::CatalogueCache;
+use crate::login_limit::LoginLimiter;
+
+/// Largest request body the API reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: SqlitePool,
+    pub catalogue: Arc<CatalogueCache>,
+    pub login_limiter: Arc<LoginLimiter>,
+    /// Points a new account starts with.
+    pub initial_points: u64,
+}
+
+/// An API failure: an HTTP status and the error body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::UNAUTHORIZED,
+            "log in first: no valid session token was given, or it expired",
+        )
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            codes::INTERNAL,
+            format!("the tracker failed: {message}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            AccountError::BadUsername => ApiError::bad_request(message),
+            AccountError::WeakPassword | AccountError::PasswordHasUsername => {
+                ApiError::new(StatusCode::BAD_REQUEST, codes::WEAK_PASSWORD, message)
+            }
+            AccountError::UsernameTaken(_) => {
+                ApiError::new(StatusCode::CONFLICT, codes::USERNAME_TAKEN, message)
+            }
+            AccountError::BadCredentials => {
+                ApiError::new(StatusCode::UNAUTHORIZED, codes::BAD_CREDENTIALS, message)
+            }
+            AccountError::NoSuchAccount(_) => ApiError::not_found(message),
+            AccountError::Hash(_) | AccountError::Db(_) => ApiError::internal(message),
+        }
+    }
+}
+
+/// A JSON body whose every rejection (syntax, types, missing fields, size, content type)
+/// becomes the API's error body.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let text = rejection.body_text();
+    if status == StatusCode::PAYLOAD_TOO_LARGE || text.contains("length limit exceeded") {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::TOO_LARGE,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    ApiError::bad_request(text)
+}
+
+/// The bearer token of a request, if any.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// A request from a logged-in account.
+#[derive(Clone, Debug)]
+pub struct Authed {
+    pub caller: Caller,
+    pub token: String,
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?.to_owned();
+        let caller = accounts::session_caller(&state.db, &token)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        Ok(Authed { caller, token })
+    }
+}
+
+/// A request that may come from a logged-in account. A token that is present but invalid
+/// is still refused, so a client learns its session ended.
+#[derive(Clone, Debug)]
+pub struct MaybeAuthed(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if bearer(parts).is_none() {
+            return Ok(MaybeAuthed(None));
+        }
+        Authed::from_request_parts(parts, state)
+            .await
+            .map(|a| MaybeAuthed(Some(a.caller)))
+    }
+}
+
+/// The client's address (for log-in rate limits).
+pub fn client_ip(info: &ConnectInfo<SocketAddr>) -> std::net::IpAddr {
+    info.0.ip()
+}
+
+/// Gives every error response without a body of ours (unknown routes, wrong methods,
+/// oversized bodies caught before a handler) the API's error body.
+async fn error_bodies(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (codes::NOT_FOUND, "no such endpoint".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            codes::BAD_REQUEST,
+            "method not allowed on this endpoint".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            codes::TOO_LARGE,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        ),
+        s if s.is_server_error() => (codes::INTERNAL, "the tracker failed".to_owned()),
+        s => (
+            codes::BAD_REQUEST,
+            s.canonical_reason().unwrap_or("bad request").to_owned(),
+        ),
+    };
+    ApiError::new(status, code, message).into_response()
+}
+
+/// The API's routes, under `/api/v1`.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/accounts", post(account_routes::register))
+        .route("/sessions", post(account_routes::login))
+        .route("/sessions/current", delete(account_routes::logout))
+        .route("/me", get(account_routes::me))
+        .route("/videos", get(video_routes::list))
+        .route("/videos/{id}", get(video_routes::one))
+        .route("/videos/{id}/poster", get(video_routes::poster))
+        .route("/videos/{id}/manifest", get(video_routes::manifest))
+        .route("/videos/{id}/purchase", post(video_routes::buy));
+    Router::new()
+        .nest(API_PREFIX, api)
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(error_bodies))
+        .with_state(state)
+}

@@ -1,0 +1,147 @@
+//! The catalogue: list, one movie, its poster, its manifest (for owners), and buying it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rivulet_tracker_client::{Purchase, Video, codes};
+
+use super::{ApiError, AppState, Authed, MaybeAuthed};
+use crate::accounts::{self, BuyOutcome};
+use crate::catalogue::{self, StoredVideo};
+
+fn to_video(v: &StoredVideo, bought: bool) -> Video {
+    let e = v.entry();
+    Video {
+        id: e.id,
+        title: e.title,
+        duration_ms: e.duration_ms,
+        bytes: e.bytes,
+        segments: e.segments,
+        k: e.k,
+        n: e.n,
+        price: e.price,
+        bought,
+    }
+}
+
+async fn find(state: &AppState, id: &str) -> Result<StoredVideo, ApiError> {
+    if catalogue::check_id(id).is_err() {
+        return Err(ApiError::not_found(format!("no video with id {id:?}")));
+    }
+    state
+        .catalogue
+        .get(id)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("no video with id {id:?}")))
+}
+
+async fn owned(
+    state: &AppState,
+    caller: Option<accounts::Caller>,
+    id: &str,
+) -> Result<bool, ApiError> {
+    match caller {
+        Some(c) => Ok(accounts::owns(&state.db, c.account_id, id).await?),
+        None => Ok(false),
+    }
+}
+
+/// `GET /videos`: every movie, with `bought` for the caller.
+pub async fn list(
+    State(state): State<AppState>,
+    MaybeAuthed(caller): MaybeAuthed,
+) -> Result<Json<Vec<Video>>, ApiError> {
+    let bought = match caller {
+        Some(c) => accounts::account(&state.db, c.account_id).await?.bought,
+        None => Vec::new(),
+    };
+    let videos = state.catalogue.all().await;
+    Ok(Json(
+        videos
+            .iter()
+            .map(|v| to_video(v, bought.contains(&v.record.id)))
+            .collect(),
+    ))
+}
+
+/// `GET /videos/{id}`.
+pub async fn one(
+    State(state): State<AppState>,
+    MaybeAuthed(caller): MaybeAuthed,
+    Path(id): Path<String>,
+) -> Result<Json<Video>, ApiError> {
+    let video = find(&state, &id).await?;
+    let bought = owned(&state, caller, &id).await?;
+    Ok(Json(to_video(&video, bought)))
+}
+
+/// `GET /videos/{id}/poster`: the JPEG poster.
+pub async fn poster(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let video = find(&state, &id).await?;
+    let bytes = tokio::fs::read(video.poster_path())
+        .await
+        .map_err(|e| ApiError::internal(format!("poster of {id}: {e}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `GET /videos/{id}/manifest`: only for accounts that bought the movie.
+pub async fn manifest(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let video = find(&state, &id).await?;
+    if !accounts::owns(&state.db, authed.caller.account_id, &id).await? {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::NOT_BOUGHT,
+            format!("buy {id:?} first: its manifest is for accounts that own it"),
+        ));
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        video.manifest.to_json(),
+    )
+        .into_response())
+}
+
+/// `POST /videos/{id}/purchase`: takes the price once; buying again is free.
+pub async fn buy(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Purchase>, ApiError> {
+    let video = find(&state, &id).await?;
+    let price = video.record.price;
+    match accounts::buy(&state.db, authed.caller.account_id, &id, price).await? {
+        BuyOutcome::Bought { charged, balance } => Ok(Json(Purchase {
+            video: id,
+            charged,
+            balance,
+        })),
+        BuyOutcome::AlreadyOwned { balance } => Ok(Json(Purchase {
+            video: id,
+            charged: 0,
+            balance,
+        })),
+        BuyOutcome::TooExpensive { balance } => Err(ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            codes::INSUFFICIENT_POINTS,
+            format!(
+                "{:?} costs {price} points; the balance is {balance}",
+                video.record.title
+            ),
+        )),
+    }
+}

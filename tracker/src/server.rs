@@ -1,0 +1,110 @@
+//! `rivulet-tracker serve`: binds the HTTP API, serves until told to stop, then drains.
+//! Tests start it on `127.0.0.1:0` with [`Server::bind`] and read the bound address.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::catalogue_cache::CatalogueCache;
+use crate::data_dir::DataDir;
+use crate::db;
+use crate::login_limit::{LoginLimiter, LoginLimits};
+
+/// How the tracker runs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The data directory (created if missing).
+    pub data: PathBuf,
+    /// Where the HTTP API listens.
+    pub http: SocketAddr,
+    /// Points a new account starts with.
+    pub initial_points: u64,
+    /// Failed log-in limits.
+    pub login_limits: LoginLimits,
+}
+
+impl ServeConfig {
+    /// Defaults that work on a laptop: HTTP on 127.0.0.1:7878, 100 starting points.
+    pub fn new(data: PathBuf) -> ServeConfig {
+        ServeConfig {
+            data,
+            http: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            initial_points: 100,
+            login_limits: LoginLimits::default(),
+        }
+    }
+}
+
+/// A bound, running tracker.
+#[derive(Debug)]
+pub struct Server {
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Opens the data dir and database, binds, and starts serving in a background task.
+    pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
+        let data = DataDir::create(&config.data)?;
+        let db = db::open(data.root()).await?;
+        let listener = TcpListener::bind(config.http).await?;
+        let http_addr = listener.local_addr()?;
+        let state = AppState {
+            db: db.clone(),
+            catalogue: Arc::new(CatalogueCache::new(data)),
+            login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),
+            initial_points: config.initial_points,
+        };
+        let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+            db.close().await;
+            served
+        });
+        Ok(Server {
+            http_addr,
+            stop,
+            task,
+        })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The API's base URL, e.g. `http://127.0.0.1:7878`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish, closes the database.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        self.shutdown().await
+    }
+}
