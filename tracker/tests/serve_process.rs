@@ -1,0 +1,210 @@
+//! The real `rivulet-tracker` binary: `account` creates accounts from RIVULET_PASSWORD or
+//! stdin, `serve` prints its address, and a SIGKILL during a burst of purchases loses no
+//! committed purchase and takes no uncommitted point.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Stdio};
+
+use common::*;
+use rivulet_tracker_client::{Credentials, TrackerClient};
+
+/// Starts `rivulet-tracker serve` on a free port; returns the child and its base URL.
+fn serve(data: &std::path::Path) -> (Child, String) {
+    let mut child = tracker()
+        .args(["serve", "--http", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("http://127.0.0.1:"), "{line:?}");
+    (child, line.trim().to_owned())
+}
+
+fn account(
+    data: &std::path::Path,
+    args: &[&str],
+    password: Option<&str>,
+    stdin: Option<&str>,
+) -> std::process::Output {
+    let mut cmd = tracker();
+    cmd.arg("account").args(args).arg("--data").arg(data);
+    cmd.env_remove("RIVULET_PASSWORD");
+    if let Some(p) = password {
+        cmd.env("RIVULET_PASSWORD", p);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn accounts_from_the_command_line_log_in_over_http() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let o = account(
+        &data,
+        &["root", "--admin", "--points", "5000"],
+        Some("admin-pass-1"),
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = account(&data, &["piped"], None, Some("other-secret-2\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_one_line_error(&account(&data, &["weak"], Some("short"), None), "password");
+    assert_one_line_error(
+        &account(&data, &["x"], Some("fine-pass-3"), None),
+        "username",
+    );
+    assert_one_line_error(
+        &account(&data, &["root"], Some("other-pass-4"), None),
+        "taken",
+    );
+    assert_one_line_error(
+        &account(&data, &["neg", "--points", "-3"], Some("fine-pass-3"), None),
+        "--points",
+    );
+
+    let (mut child, url) = serve(&data);
+    let c = TrackerClient::new(&url);
+    let login = |u: &str, p: &str| {
+        let c = c.clone();
+        let creds = Credentials {
+            username: u.into(),
+            password: p.into(),
+        };
+        async move { c.login(&creds).await }
+    };
+    let root = login("root", "admin-pass-1").await.unwrap().account;
+    assert!(root.admin);
+    assert_eq!(root.balance, 5000);
+    assert!(
+        !login("piped", "other-secret-2")
+            .await
+            .unwrap()
+            .account
+            .admin
+    );
+    // SIGTERM stops it gracefully.
+    // SAFETY: kill has no memory preconditions; the pid is our live child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn sigkill_during_purchases_keeps_every_balance_consistent() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let clip = make_media(work.path(), "clip.mp4", 2, H264_AAC);
+    let prices = [
+        ("m1", 7u64),
+        ("m2", 11),
+        ("m3", 13),
+        ("m4", 17),
+        ("m5", 19),
+        ("m6", 23),
+    ];
+    for (id, price) in prices {
+        let o = run(
+            &data,
+            &[
+                "ingest",
+                clip.to_str().unwrap(),
+                "--title",
+                id,
+                "--id",
+                id,
+                "--price",
+                &price.to_string(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let users: Vec<String> = (0..6).map(|i| format!("buyer{i}")).collect();
+    for u in &users {
+        assert!(
+            account(&data, &[u, "--points", "60"], Some("buyer-pass-1"), None)
+                .status
+                .success()
+        );
+    }
+    let (mut child, url) = serve(&data);
+    let mut sessions = Vec::new();
+    for u in &users {
+        let creds = Credentials {
+            username: u.clone(),
+            password: "buyer-pass-1".into(),
+        };
+        let token = TrackerClient::new(&url).login(&creds).await.unwrap().token;
+        sessions.push(TrackerClient::new(&url).with_token(token));
+    }
+    // A burst: every user buys every movie, many at once; the tracker dies in the middle.
+    let mut tasks = Vec::new();
+    for round in 0..8 {
+        for (i, c) in sessions.iter().enumerate() {
+            for (j, (id, _)) in prices.iter().enumerate() {
+                if (i + j + round) % 2 == 0 {
+                    let (c, id) = (c.clone(), id.to_string());
+                    tasks.push(tokio::spawn(async move { c.buy(&id).await }));
+                }
+            }
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut cut_off = 0;
+    for t in tasks {
+        cut_off += usize::from(t.await.unwrap().is_err());
+    }
+    assert!(
+        cut_off > 0,
+        "the kill landed after the burst; nothing was tested"
+    );
+
+    // After a restart every balance is its start minus the prices of what it owns.
+    let (mut child, url) = serve(&data);
+    let mut owned_total = 0;
+    for u in &users {
+        let creds = Credentials {
+            username: u.clone(),
+            password: "buyer-pass-1".into(),
+        };
+        let me = TrackerClient::new(&url)
+            .login(&creds)
+            .await
+            .unwrap()
+            .account;
+        let spent: u64 = me
+            .bought
+            .iter()
+            .map(|id| prices.iter().find(|(p, _)| p == id).unwrap().1)
+            .sum();
+        assert_eq!(
+            me.balance + spent,
+            60,
+            "{u}: balance {} bought {:?}",
+            me.balance,
+            me.bought
+        );
+        owned_total += me.bought.len();
+    }
+    assert!(owned_total > 0, "some purchases committed before the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
