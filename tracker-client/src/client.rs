@@ -5,7 +5,10 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{API_PREFIX, Account, Credentials, ErrorBody, Purchase, Session, Video};
+use crate::{
+    API_PREFIX, Account, Credentials, ErrorBody, Heartbeat, NodeInfo, NodeRegistered,
+    NodeRegistration, Purchase, Session, Video,
+};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +174,38 @@ impl TrackerClient {
     /// Buys a movie: the price is taken once; buying again is free.
     pub async fn buy(&self, id: &str) -> Result<Purchase, ClientError> {
         Self::json(self.request(Method::POST, &format!("/videos/{id}/purchase"))).await
+    }
+}
+
+impl TrackerClient {
+    /// Registers a node of the logged-in account.
+    pub async fn register_node(
+        &self,
+        registration: &NodeRegistration,
+    ) -> Result<NodeRegistered, ClientError> {
+        self.post("/nodes", registration).await
+    }
+
+    /// Sends node `node_id`'s heartbeat.
+    pub async fn heartbeat(&self, node_id: &str, heartbeat: &Heartbeat) -> Result<(), ClientError> {
+        Self::send(
+            self.request(Method::PUT, &format!("/nodes/{node_id}/heartbeat"))
+                .json(heartbeat),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Takes node `node_id` out of the network.
+    pub async fn leave(&self, node_id: &str) -> Result<(), ClientError> {
+        Self::send(self.request(Method::DELETE, &format!("/nodes/{node_id}")))
+            .await
+            .map(|_| ())
+    }
+
+    /// The logged-in account's live nodes.
+    pub async fn my_nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
+        Self::json(self.request(Method::GET, "/me/nodes")).await
     }
 }
 

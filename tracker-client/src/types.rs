@@ -111,3 +111,104 @@ pub struct Purchase {
     /// The balance after the purchase.
     pub balance: u64,
 }
+
+/// What a node does in the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// The tracker's own origin server, which holds every movie.
+    Origin,
+    /// Stores chunks and uploads them to viewers.
+    Cache,
+    /// Fetches chunks to play a movie.
+    Viewer,
+}
+
+/// A node announcing itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRegistration {
+    /// `cache` or `viewer` (the origin is the tracker's own).
+    pub kind: NodeKind,
+    /// Where the node's FTP server listens (`ip:port`); empty for a viewer.
+    #[serde(default)]
+    pub bind: String,
+    /// Where other nodes reach it (`host:port`), which may differ from `bind` (NAT, cloud).
+    #[serde(default)]
+    pub advertise: String,
+    /// Upload cap, bits per second.
+    #[serde(default)]
+    pub upload_bps: u64,
+    /// Storage budget, bytes.
+    #[serde(default)]
+    pub storage_bytes: u64,
+}
+
+/// The tracker's answer to a registration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRegistered {
+    /// The node's id for heartbeats and tickets.
+    pub node_id: String,
+    /// How often to send a heartbeat, seconds.
+    pub heartbeat_secs: u64,
+    /// Silence after which the node is dropped, seconds.
+    pub timeout_secs: u64,
+}
+
+/// Chunk indices of one movie a cache holds (for every segment).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Holding {
+    pub video: String,
+    pub indices: Vec<u16>,
+}
+
+/// Bytes moved between this node and one peer for one movie since the last heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerBytes {
+    /// The peer's node id (`origin` for the origin).
+    pub peer: String,
+    pub video: String,
+    pub bytes: u64,
+}
+
+/// A node's periodic report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The movie a viewer is watching.
+    #[serde(default)]
+    pub watching: Option<String>,
+    /// Everything a cache holds now (replaces the last report).
+    #[serde(default)]
+    pub holdings: Vec<Holding>,
+    /// Bytes sent to each peer since the last heartbeat.
+    #[serde(default)]
+    pub sent: Vec<PeerBytes>,
+    /// Verified bytes received from each peer since the last heartbeat.
+    #[serde(default)]
+    pub received: Vec<PeerBytes>,
+    /// New upload cap, if it changed.
+    #[serde(default)]
+    pub upload_bps: Option<u64>,
+    /// New storage budget, if it changed.
+    #[serde(default)]
+    pub storage_bytes: Option<u64>,
+}
+
+/// A node as the admin views list it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub account: String,
+    pub kind: NodeKind,
+    pub bind: String,
+    pub advertise: String,
+    pub upload_bps: u64,
+    pub storage_bytes: u64,
+    pub watching: Option<String>,
+    pub holdings: Vec<Holding>,
+    /// Seconds since the Unix epoch.
+    pub last_seen: u64,
+}

@@ -12,6 +12,7 @@ pub mod ffmpeg;
 pub mod ingest;
 pub mod login_limit;
 pub mod matroska;
+pub mod nodes;
 pub mod sample;
 pub mod server;
 pub mod verify;

@@ -36,6 +36,10 @@ enum Command {
         #[arg(long, value_name = "POINTS", default_value_t = 100, allow_negative_numbers = true,
               value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
         initial_points: u64,
+        /// Seconds of silence after which a node is dropped.
+        #[arg(long, value_name = "SECS", default_value_t = 15,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        node_timeout: u64,
     },
     /// Create an account; the password comes from RIVULET_PASSWORD or the first line of stdin.
     Account {
@@ -137,10 +141,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             http,
             initial_points,
+            node_timeout,
         } => {
             let mut config = ServeConfig::new(data_path(data));
             config.http = http;
             config.initial_points = initial_points;
+            config.node_timeout = std::time::Duration::from_secs(node_timeout);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let server = Server::bind(config).await?;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,6 +14,7 @@ use crate::catalogue_cache::CatalogueCache;
 use crate::data_dir::DataDir;
 use crate::db;
 use crate::login_limit::{LoginLimiter, LoginLimits};
+use crate::nodes;
 
 /// How the tracker runs.
 #[derive(Clone, Debug)]
@@ -25,6 +27,8 @@ pub struct ServeConfig {
     pub initial_points: u64,
     /// Failed log-in limits.
     pub login_limits: LoginLimits,
+    /// Silence after which a node is dropped and its holdings no longer offered.
+    pub node_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -35,6 +39,26 @@ impl ServeConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 7878)),
             initial_points: 100,
             login_limits: LoginLimits::default(),
+            node_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Drops silent nodes, checking a few times per timeout, until `stop` turns true.
+async fn expire_silent_nodes(
+    db: sqlx::SqlitePool,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval((timeout / 4).max(Duration::from_millis(100)));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = nodes::expire(&db, timeout.as_millis() as i64).await {
+                    eprintln!("rivulet-tracker: expiring silent nodes failed: {e}");
+                }
+            }
+            _ = stop.changed() => return,
         }
     }
 }
@@ -52,6 +76,9 @@ impl Server {
     pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
         let data = DataDir::create(&config.data)?;
         let db = db::open(data.root()).await?;
+        // Nothing is known to be alive after a restart: nodes learn it from their next
+        // heartbeat and register again.
+        nodes::forget_all(&db).await?;
         let listener = TcpListener::bind(config.http).await?;
         let http_addr = listener.local_addr()?;
         let state = AppState {
@@ -59,9 +86,15 @@ impl Server {
             catalogue: Arc::new(CatalogueCache::new(data)),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),
             initial_points: config.initial_points,
+            node_timeout: config.node_timeout,
         };
         let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, mut stopped) = watch::channel(false);
+        tokio::spawn(expire_silent_nodes(
+            db.clone(),
+            config.node_timeout,
+            stop.subscribe(),
+        ));
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

@@ -8,7 +8,10 @@ use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::sample::make_sample_movie;
 use rivulet_tracker::server::{ServeConfig, Server};
-use rivulet_tracker_client::{ClientError, Credentials, TrackerClient, codes};
+use rivulet_tracker_client::{
+    ClientError, Credentials, Heartbeat, Holding, NodeKind, NodeRegistration, PeerBytes,
+    TrackerClient, codes,
+};
 
 struct Tracker {
     dir: tempfile::TempDir,
@@ -18,6 +21,11 @@ struct Tracker {
 impl Tracker {
     /// A tracker with movies `(id, price)` ingested into its data dir.
     async fn start(movies: &[(&str, u64)]) -> Tracker {
+        Tracker::start_with(movies, |_| {}).await
+    }
+
+    /// A tracker with movies, its configuration adjusted by `tune`.
+    async fn start_with(movies: &[(&str, u64)], tune: impl FnOnce(&mut ServeConfig)) -> Tracker {
         let dir = tempfile::tempdir().unwrap();
         let data_path = dir.path().join("data");
         let data = DataDir::create(&data_path).unwrap();
@@ -38,6 +46,7 @@ impl Tracker {
         let mut config = ServeConfig::new(data_path);
         config.http = "127.0.0.1:0".parse().unwrap();
         config.initial_points = 100;
+        tune(&mut config);
         let server = Server::bind(config).await.unwrap();
         Tracker { dir, server }
     }
@@ -339,4 +348,313 @@ async fn concurrent_purchases_of_one_movie_charge_once() {
     assert_eq!(charged, 40);
     assert_eq!(grace.me().await.unwrap().balance, 60);
     t.server.shutdown().await.unwrap();
+}
+
+fn cache_at(port: u16) -> NodeRegistration {
+    NodeRegistration {
+        kind: NodeKind::Cache,
+        bind: format!("0.0.0.0:{port}"),
+        advertise: format!("cache.example:{port}"),
+        upload_bps: 10_000_000,
+        storage_bytes: 1_500_000_000,
+    }
+}
+
+fn viewer() -> NodeRegistration {
+    NodeRegistration {
+        kind: NodeKind::Viewer,
+        bind: String::new(),
+        advertise: String::new(),
+        upload_bps: 0,
+        storage_bytes: 0,
+    }
+}
+
+#[tokio::test]
+async fn nodes_register_report_and_leave() {
+    let t = Tracker::start(&[("m", 0)]).await;
+    let alice = t.user("alice").await;
+    let cache = alice.register_node(&cache_at(2121)).await.unwrap();
+    assert!(cache.node_id.starts_with("cache-"));
+    assert_eq!((cache.timeout_secs, cache.heartbeat_secs), (15, 5));
+    let v6 = NodeRegistration {
+        bind: "[::1]:2122".into(),
+        advertise: "[::1]:2122".into(),
+        ..cache_at(0)
+    };
+    alice.register_node(&v6).await.unwrap();
+    let view = alice.register_node(&viewer()).await.unwrap();
+
+    let hb = Heartbeat {
+        holdings: vec![Holding {
+            video: "m".into(),
+            indices: vec![3, 17, 63],
+        }],
+        sent: vec![PeerBytes {
+            peer: view.node_id.clone(),
+            video: "m".into(),
+            bytes: 65_536,
+        }],
+        received: vec![PeerBytes {
+            peer: "origin".into(),
+            video: "m".into(),
+            bytes: 196_608,
+        }],
+        upload_bps: Some(5_000_000),
+        ..Heartbeat::default()
+    };
+    alice.heartbeat(&cache.node_id, &hb).await.unwrap();
+    let watching = Heartbeat {
+        watching: Some("m".into()),
+        received: vec![PeerBytes {
+            peer: cache.node_id.clone(),
+            video: "m".into(),
+            bytes: 65_536,
+        }],
+        ..Heartbeat::default()
+    };
+    alice.heartbeat(&view.node_id, &watching).await.unwrap();
+    let mine = alice.my_nodes().await.unwrap();
+    assert_eq!(mine.len(), 3);
+    let c = mine.iter().find(|n| n.node_id == cache.node_id).unwrap();
+    assert_eq!(c.holdings, hb.holdings);
+    assert_eq!(
+        (c.upload_bps, c.storage_bytes, c.account.as_str()),
+        (5_000_000, 1_500_000_000, "alice")
+    );
+    assert_eq!(
+        mine.iter()
+            .find(|n| n.node_id == view.node_id)
+            .unwrap()
+            .watching
+            .as_deref(),
+        Some("m")
+    );
+
+    // The flows are kept per pair: reported by the sender, confirmed by the receiver.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT from_node, from_kind, to_node, to_kind, reported_bytes, confirmed_bytes FROM transfers ORDER BY from_kind",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                cache.node_id.clone(),
+                "cache".into(),
+                view.node_id.clone(),
+                "viewer".into(),
+                65_536,
+                65_536
+            ),
+            (
+                "origin".into(),
+                "origin".into(),
+                cache.node_id.clone(),
+                "cache".into(),
+                0,
+                196_608
+            ),
+        ]
+    );
+
+    // Another account cannot touch alice's nodes.
+    let bob = t.user("bob").await;
+    assert_eq!(
+        code(bob.heartbeat(&cache.node_id, &Heartbeat::default()).await),
+        (404, codes::NOT_FOUND.into())
+    );
+    assert_eq!(
+        code(bob.leave(&cache.node_id).await),
+        (404, codes::NOT_FOUND.into())
+    );
+    alice.leave(&cache.node_id).await.unwrap();
+    assert_eq!(
+        code(alice.heartbeat(&cache.node_id, &Heartbeat::default()).await),
+        (404, codes::NOT_FOUND.into())
+    );
+    assert_eq!(alice.my_nodes().await.unwrap().len(), 2);
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_node_reports_are_refused_and_change_nothing() {
+    let t = Tracker::start(&[("m", 0)]).await;
+    let alice = t.user("alice").await;
+    let bad_regs = [
+        NodeRegistration {
+            kind: NodeKind::Origin,
+            ..cache_at(2121)
+        },
+        NodeRegistration {
+            bind: "not an address".into(),
+            ..cache_at(2121)
+        },
+        NodeRegistration {
+            bind: "cache.example:2121".into(),
+            ..cache_at(2121)
+        },
+        NodeRegistration {
+            advertise: "".into(),
+            ..cache_at(2121)
+        },
+        NodeRegistration {
+            advertise: "host:0".into(),
+            ..cache_at(2121)
+        },
+        NodeRegistration {
+            advertise: "host:99999".into(),
+            ..cache_at(2121)
+        },
+        NodeRegistration {
+            advertise: "bad host;rm:21".into(),
+            ..cache_at(2121)
+        },
+        NodeRegistration {
+            upload_bps: u64::MAX,
+            ..cache_at(2121)
+        },
+    ];
+    for reg in bad_regs {
+        assert_eq!(
+            code(alice.register_node(&reg).await),
+            (400, codes::BAD_REQUEST.into()),
+            "{reg:?}"
+        );
+    }
+    let node = alice.register_node(&cache_at(2121)).await.unwrap().node_id;
+    let holding = |indices: Vec<u16>| Heartbeat {
+        holdings: vec![Holding {
+            video: "m".into(),
+            indices,
+        }],
+        ..Heartbeat::default()
+    };
+    alice.heartbeat(&node, &holding(vec![1, 2])).await.unwrap();
+    let bad_beats = [
+        holding(vec![64]),
+        holding(vec![5, 5]),
+        Heartbeat {
+            holdings: vec![Holding {
+                video: "nope".into(),
+                indices: vec![1],
+            }],
+            ..Heartbeat::default()
+        },
+        Heartbeat {
+            watching: Some("nope".into()),
+            ..Heartbeat::default()
+        },
+        Heartbeat {
+            sent: vec![PeerBytes {
+                peer: "x".into(),
+                video: "m".into(),
+                bytes: u64::MAX,
+            }],
+            ..Heartbeat::default()
+        },
+        Heartbeat {
+            sent: vec![PeerBytes {
+                peer: "".into(),
+                video: "m".into(),
+                bytes: 1,
+            }],
+            ..Heartbeat::default()
+        },
+    ];
+    for hb in bad_beats {
+        assert_eq!(
+            code(alice.heartbeat(&node, &hb).await),
+            (400, codes::BAD_REQUEST.into()),
+            "{hb:?}"
+        );
+    }
+    // Negative numbers and wrong types, as raw JSON.
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/nodes/{node}/heartbeat", t.server.url());
+    for body in [
+        r#"{"upload_bps": -1}"#,
+        r#"{"holdings": [{"video": "m", "indices": [-3]}]}"#,
+        r#"{"watching": 7}"#,
+    ] {
+        let resp = http
+            .put(&url)
+            .bearer_auth(alice.token().unwrap())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{body}");
+    }
+    let mine = alice.my_nodes().await.unwrap();
+    assert_eq!(
+        mine[0].holdings,
+        holding(vec![1, 2]).holdings,
+        "nothing half-written"
+    );
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn silent_nodes_are_dropped_and_register_again() {
+    let t = Tracker::start_with(&[("m", 0)], |c| {
+        c.node_timeout = std::time::Duration::from_secs(1)
+    })
+    .await;
+    let alice = t.user("alice").await;
+    let quiet = alice.register_node(&cache_at(2121)).await.unwrap().node_id;
+    let chatty = alice.register_node(&cache_at(2122)).await.unwrap().node_id;
+    for _ in 0..8 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        alice
+            .heartbeat(&chatty, &Heartbeat::default())
+            .await
+            .unwrap();
+    }
+    let ids: Vec<String> = alice
+        .my_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.node_id)
+        .collect();
+    assert_eq!(ids, [chatty.clone()]);
+    assert_eq!(
+        code(alice.heartbeat(&quiet, &Heartbeat::default()).await),
+        (404, codes::NOT_FOUND.into())
+    );
+    alice.register_node(&cache_at(2121)).await.unwrap();
+    assert_eq!(alice.my_nodes().await.unwrap().len(), 2);
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn nodes_register_again_after_a_tracker_restart() {
+    let t = Tracker::start(&[("m", 0)]).await;
+    let alice = t.user("alice").await;
+    let node = alice.register_node(&cache_at(2121)).await.unwrap().node_id;
+    let Tracker { dir, server } = t;
+    server.shutdown().await.unwrap();
+    let mut config = ServeConfig::new(dir.path().join("data"));
+    config.http = "127.0.0.1:0".parse().unwrap();
+    let server = Server::bind(config).await.unwrap();
+    // Sessions survive the restart; nodes are forgotten and say so.
+    let alice = TrackerClient::new(&server.url()).with_token(alice.token().unwrap());
+    assert_eq!(
+        code(alice.heartbeat(&node, &Heartbeat::default()).await),
+        (404, codes::NOT_FOUND.into())
+    );
+    let again = alice.register_node(&cache_at(2121)).await.unwrap().node_id;
+    alice
+        .heartbeat(&again, &Heartbeat::default())
+        .await
+        .unwrap();
+    assert_eq!(alice.my_nodes().await.unwrap().len(), 1);
+    server.shutdown().await.unwrap();
 }

@@ -3,6 +3,7 @@
 //! and the router.
 
 mod account_routes;
+mod node_routes;
 mod video_routes;
 
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use rivulet_tracker_client::{API_PREFIX, ErrorBody, ErrorDetail, codes};
 use serde::de::DeserializeOwned;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Points a new account starts with.
     pub initial_points: u64,
+    /// Silence after which a node is dropped.
+    pub node_timeout: std::time::Duration,
 }
 
 /// An API failure: an HTTP status and the error body.
@@ -237,6 +240,10 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions", post(account_routes::login))
         .route("/sessions/current", delete(account_routes::logout))
         .route("/me", get(account_routes::me))
+        .route("/me/nodes", get(node_routes::mine))
+        .route("/nodes", post(node_routes::register))
+        .route("/nodes/{id}", delete(node_routes::leave))
+        .route("/nodes/{id}/heartbeat", put(node_routes::heartbeat))
         .route("/videos", get(video_routes::list))
         .route("/videos/{id}", get(video_routes::one))
         .route("/videos/{id}/poster", get(video_routes::poster))

@@ -1,0 +1,311 @@
+//! The node registry: caches and viewers register, report by heartbeat what they watch,
+//! hold and moved, and leave; a node silent past the timeout is dropped with its holdings.
+//! Transfers are kept per pair of nodes and movie in 10-second buckets.
+
+use rand::RngCore;
+use rivulet_tracker_client::{Heartbeat, Holding, NodeInfo, NodeKind, NodeRegistration, PeerBytes};
+use sqlx::{Row, SqlitePool};
+use thiserror::Error;
+
+use crate::catalogue_cache::CatalogueCache;
+
+/// The origin's node id in transfers.
+pub const ORIGIN: &str = "origin";
+/// Seconds per transfer bucket.
+pub const BUCKET_SECS: i64 = 10;
+/// Most holdings and peer entries one heartbeat may carry.
+const MAX_ENTRIES: usize = 1024;
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("unknown node {0:?}: register again")]
+    Unknown(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn kind_name(kind: NodeKind) -> &'static str {
+    match kind {
+        NodeKind::Origin => "origin",
+        NodeKind::Cache => "cache",
+        NodeKind::Viewer => "viewer",
+    }
+}
+
+fn parse_kind(s: &str) -> NodeKind {
+    match s {
+        "cache" => NodeKind::Cache,
+        "origin" => NodeKind::Origin,
+        _ => NodeKind::Viewer,
+    }
+}
+
+/// `host:port` with a non-empty host (name, IPv4 or [IPv6]) and a non-zero port.
+fn check_host_port(what: &str, s: &str) -> Result<(), NodeError> {
+    let bad = || NodeError::Invalid(format!("{what} {s:?} is not host:port"));
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host_ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if port == 0 || !host_ok {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn to_i64(what: &str, v: u64) -> Result<i64, NodeError> {
+    // JSON numbers above 2^53 lose precision in most clients; refuse them plainly.
+    if v > (1 << 53) {
+        return Err(NodeError::Invalid(format!("{what} {v} is out of range")));
+    }
+    Ok(v as i64)
+}
+
+/// Registers a node for `account_id`; returns its new id.
+pub async fn register(
+    db: &SqlitePool,
+    account_id: i64,
+    reg: &NodeRegistration,
+) -> Result<String, NodeError> {
+    match reg.kind {
+        NodeKind::Origin => {
+            return Err(NodeError::Invalid(
+                "the origin is the tracker's own; register as cache or viewer".into(),
+            ));
+        }
+        NodeKind::Cache => {
+            check_host_port("bind address", &reg.bind)?;
+            reg.bind.parse::<std::net::SocketAddr>().map_err(|_| {
+                NodeError::Invalid(format!("bind address {:?} is not ip:port", reg.bind))
+            })?;
+            check_host_port("advertised address", &reg.advertise)?;
+        }
+        NodeKind::Viewer => {
+            for (what, s) in [
+                ("bind address", &reg.bind),
+                ("advertised address", &reg.advertise),
+            ] {
+                if !s.is_empty() {
+                    check_host_port(what, s)?;
+                }
+            }
+        }
+    }
+    let upload = to_i64("upload_bps", reg.upload_bps)?;
+    let storage = to_i64("storage_bytes", reg.storage_bytes)?;
+    let mut id = [0u8; 8];
+    rand::rng().fill_bytes(&mut id);
+    let id = format!("{}-{}", kind_name(reg.kind), hex::encode(id));
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO nodes (id, account_id, kind, bind_addr, advertise_addr, upload_bps, storage_bytes,
+                            registered_ms, last_seen_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(&id)
+    .bind(account_id)
+    .bind(kind_name(reg.kind))
+    .bind(&reg.bind)
+    .bind(&reg.advertise)
+    .bind(upload)
+    .bind(storage)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(id)
+}
+
+/// Checks a heartbeat against the catalogue before anything is written.
+async fn check_heartbeat(catalogue: &CatalogueCache, hb: &Heartbeat) -> Result<(), NodeError> {
+    if hb.holdings.len() > MAX_ENTRIES
+        || hb.sent.len() > MAX_ENTRIES
+        || hb.received.len() > MAX_ENTRIES
+    {
+        return Err(NodeError::Invalid(format!(
+            "at most {MAX_ENTRIES} entries per list"
+        )));
+    }
+    let videos = catalogue.all().await;
+    let n_of = |id: &str| {
+        videos
+            .iter()
+            .find(|v| v.record.id == id)
+            .map(|v| v.manifest.n)
+    };
+    if let Some(w) = &hb.watching {
+        n_of(w).ok_or_else(|| NodeError::Invalid(format!("watching unknown video {w:?}")))?;
+    }
+    for Holding { video, indices } in &hb.holdings {
+        let n = n_of(video)
+            .ok_or_else(|| NodeError::Invalid(format!("holding unknown video {video:?}")))?;
+        let mut seen = vec![false; usize::from(n)];
+        for &i in indices {
+            let slot = seen.get_mut(usize::from(i)).ok_or_else(|| {
+                NodeError::Invalid(format!("chunk index {i} of {video:?} is not below n={n}"))
+            })?;
+            if std::mem::replace(slot, true) {
+                return Err(NodeError::Invalid(format!(
+                    "chunk index {i} of {video:?} is listed twice"
+                )));
+            }
+        }
+    }
+    for PeerBytes { peer, video, bytes } in hb.sent.iter().chain(&hb.received) {
+        if peer.is_empty() || peer.len() > 64 {
+            return Err(NodeError::Invalid(format!("peer id {peer:?} is malformed")));
+        }
+        n_of(video)
+            .ok_or_else(|| NodeError::Invalid(format!("bytes for unknown video {video:?}")))?;
+        to_i64("bytes", *bytes)?;
+    }
+    if let Some(v) = hb.upload_bps {
+        to_i64("upload_bps", v)?;
+    }
+    if let Some(v) = hb.storage_bytes {
+        to_i64("storage_bytes", v)?;
+    }
+    Ok(())
+}
+
+/// Records a heartbeat of node `id` (which must belong to `account_id`) in one transaction.
+pub async fn heartbeat(
+    db: &SqlitePool,
+    catalogue: &CatalogueCache,
+    account_id: i64,
+    id: &str,
+    hb: &Heartbeat,
+) -> Result<(), NodeError> {
+    check_heartbeat(catalogue, hb).await?;
+    let holdings = serde_json::to_string(&hb.holdings).unwrap_or_else(|_| "[]".into());
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    let row = sqlx::query("SELECT kind FROM nodes WHERE id = $1 AND account_id = $2")
+        .bind(id)
+        .bind(account_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| NodeError::Unknown(id.to_owned()))?;
+    let kind: String = row.get("kind");
+    sqlx::query(
+        "UPDATE nodes SET last_seen_ms = $1, watching = $2, holdings = $3,
+                upload_bps = COALESCE($4, upload_bps), storage_bytes = COALESCE($5, storage_bytes)
+         WHERE id = $6",
+    )
+    .bind(now)
+    .bind(&hb.watching)
+    .bind(holdings)
+    .bind(hb.upload_bps.map(|v| v as i64))
+    .bind(hb.storage_bytes.map(|v| v as i64))
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let bucket = now / 1000 / BUCKET_SECS * BUCKET_SECS;
+    for (entries, outgoing) in [(&hb.sent, true), (&hb.received, false)] {
+        for p in entries.iter().filter(|p| p.bytes > 0) {
+            let peer_kind = if p.peer == ORIGIN {
+                "origin".to_owned()
+            } else {
+                sqlx::query("SELECT kind FROM nodes WHERE id = $1")
+                    .bind(&p.peer)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map_or_else(|| "gone".to_owned(), |r| r.get("kind"))
+            };
+            let (from, from_kind, to, to_kind) = if outgoing {
+                (id, kind.as_str(), p.peer.as_str(), peer_kind.as_str())
+            } else {
+                (p.peer.as_str(), peer_kind.as_str(), id, kind.as_str())
+            };
+            let column = if outgoing {
+                "reported_bytes"
+            } else {
+                "confirmed_bytes"
+            };
+            sqlx::query(&format!(
+                "INSERT INTO transfers (bucket, from_node, from_kind, to_node, to_kind, video_id, {column})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (bucket, from_node, to_node, video_id)
+                 DO UPDATE SET {column} = {column} + excluded.{column}"
+            ))
+            .bind(bucket)
+            .bind(from)
+            .bind(from_kind)
+            .bind(to)
+            .bind(to_kind)
+            .bind(&p.video)
+            .bind(p.bytes as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes node `id` of `account_id`.
+pub async fn leave(db: &SqlitePool, account_id: i64, id: &str) -> Result<(), NodeError> {
+    let gone = sqlx::query("DELETE FROM nodes WHERE id = $1 AND account_id = $2")
+        .bind(id)
+        .bind(account_id)
+        .execute(db)
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(NodeError::Unknown(id.to_owned()));
+    }
+    Ok(())
+}
+
+/// Drops nodes silent for longer than `timeout_ms`; returns how many.
+pub async fn expire(db: &SqlitePool, timeout_ms: i64) -> Result<u64, NodeError> {
+    Ok(sqlx::query("DELETE FROM nodes WHERE last_seen_ms < $1")
+        .bind(now_ms() - timeout_ms)
+        .execute(db)
+        .await?
+        .rows_affected())
+}
+
+/// Drops every node: after a tracker restart nothing is known to be alive; nodes find out
+/// from their next heartbeat and register again.
+pub async fn forget_all(db: &SqlitePool) -> Result<(), NodeError> {
+    sqlx::query("DELETE FROM nodes").execute(db).await?;
+    Ok(())
+}
+
+/// Live nodes, of one account or of all.
+pub async fn list(db: &SqlitePool, account_id: Option<i64>) -> Result<Vec<NodeInfo>, NodeError> {
+    let rows = sqlx::query(
+        "SELECT n.*, a.username FROM nodes n JOIN accounts a ON a.id = n.account_id
+         WHERE $1 IS NULL OR n.account_id = $1 ORDER BY n.registered_ms",
+    )
+    .bind(account_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| NodeInfo {
+            node_id: r.get("id"),
+            account: r.get("username"),
+            kind: parse_kind(r.get("kind")),
+            bind: r.get("bind_addr"),
+            advertise: r.get("advertise_addr"),
+            upload_bps: u64::try_from(r.get::<i64, _>("upload_bps")).unwrap_or(0),
+            storage_bytes: u64::try_from(r.get::<i64, _>("storage_bytes")).unwrap_or(0),
+            watching: r.get("watching"),
+            holdings: serde_json::from_str(r.get("holdings")).unwrap_or_default(),
+            last_seen: u64::try_from(r.get::<i64, _>("last_seen_ms") / 1000).unwrap_or(0),
+        })
+        .collect())
+}
