@@ -624,7 +624,7 @@ async fn silent_nodes_are_dropped_and_register_again() {
         .into_iter()
         .map(|n| n.node_id)
         .collect();
-    assert_eq!(ids, [chatty.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&chatty));
     assert_eq!(
         code(alice.heartbeat(&quiet, &Heartbeat::default()).await),
         (404, codes::NOT_FOUND.into())
