@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     API_PREFIX, Account, Credentials, ErrorBody, Heartbeat, NodeInfo, NodeRegistered,
-    NodeRegistration, Purchase, Session, Video,
+    NodeRegistration, OriginInfo, Purchase, Session, Ticket, TicketRequest, Video,
 };
 
 /// Why a call failed.
@@ -201,6 +201,16 @@ impl TrackerClient {
         Self::send(self.request(Method::DELETE, &format!("/nodes/{node_id}")))
             .await
             .map(|_| ())
+    }
+
+    /// The origin's FTP address and the ticket-signing public key.
+    pub async fn origin(&self) -> Result<OriginInfo, ClientError> {
+        Self::json(self.request(Method::GET, "/origin")).await
+    }
+
+    /// A ticket for node `holder` (the caller's) to fetch `video` from `server`.
+    pub async fn ticket(&self, request: &TicketRequest) -> Result<Ticket, ClientError> {
+        self.post("/tickets", request).await
     }
 
     /// The logged-in account's live nodes.

@@ -212,3 +212,33 @@ pub struct NodeInfo {
     /// Seconds since the Unix epoch.
     pub last_seen: u64,
 }
+
+/// Where and how to reach the origin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginInfo {
+    /// The origin's FTP address (`host:port`) as nodes should dial it.
+    pub ftp: String,
+    /// The tracker's Ed25519 public key (hex) that signs FTP tickets; fetch once, verify
+    /// offline.
+    pub ticket_key: String,
+}
+
+/// A request for an FTP ticket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRequest {
+    /// The caller's node that will fetch.
+    pub holder: String,
+    /// The node it will fetch from (`origin` for the origin).
+    pub server: String,
+    /// The movie.
+    pub video: String,
+}
+
+/// A signed FTP ticket: log in with the holder's node id as user and this as password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub ticket: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+}

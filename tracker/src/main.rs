@@ -32,6 +32,12 @@ enum Command {
         /// Address of the HTTP API.
         #[arg(long, default_value = "127.0.0.1:7878")]
         http: std::net::SocketAddr,
+        /// Address of the origin's FTP server.
+        #[arg(long, default_value = "127.0.0.1:2121")]
+        ftp: std::net::SocketAddr,
+        /// Host name or IP nodes should dial for the origin, if not the bound one.
+        #[arg(long)]
+        advertise: Option<String>,
         /// Points a new account starts with.
         #[arg(long, value_name = "POINTS", default_value_t = 100, allow_negative_numbers = true,
               value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
@@ -140,6 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve {
             data,
             http,
+            ftp,
+            advertise,
             initial_points,
             node_timeout,
         } => {
@@ -147,6 +155,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.http = http;
             config.initial_points = initial_points;
             config.node_timeout = std::time::Duration::from_secs(node_timeout);
+            config.ftp = ftp;
+            config.advertise = advertise;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let server = Server::bind(config).await?;

@@ -15,6 +15,8 @@ use crate::data_dir::DataDir;
 use crate::db;
 use crate::login_limit::{LoginLimiter, LoginLimits};
 use crate::nodes;
+use crate::origin_ftp::OriginFtp;
+use crate::tickets;
 
 /// How the tracker runs.
 #[derive(Clone, Debug)]
@@ -29,6 +31,11 @@ pub struct ServeConfig {
     pub login_limits: LoginLimits,
     /// Silence after which a node is dropped and its holdings no longer offered.
     pub node_timeout: Duration,
+    /// Where the origin's FTP server listens.
+    pub ftp: SocketAddr,
+    /// The host nodes should dial for the origin's FTP (when it differs from the bound IP:
+    /// NAT, cloud hosts).
+    pub advertise: Option<String>,
 }
 
 impl ServeConfig {
@@ -40,6 +47,8 @@ impl ServeConfig {
             initial_points: 100,
             login_limits: LoginLimits::default(),
             node_timeout: Duration::from_secs(15),
+            ftp: SocketAddr::from(([127, 0, 0, 1], 2121)),
+            advertise: None,
         }
     }
 }
@@ -69,6 +78,7 @@ pub struct Server {
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    ftp: OriginFtp,
 }
 
 impl Server {
@@ -79,11 +89,25 @@ impl Server {
         // Nothing is known to be alive after a restart: nodes learn it from their next
         // heartbeat and register again.
         nodes::forget_all(&db).await?;
+        let signer = tickets::load_or_create(data.root())?;
+        let catalogue = Arc::new(CatalogueCache::new(data));
+        let ftp = OriginFtp::start(config.ftp, catalogue.clone(), signer.public_key()).await?;
+        let ftp_advertised = match &config.advertise {
+            Some(host) if host.contains(':') && !host.starts_with('[') => {
+                format!("[{host}]:{}", ftp.addr().port())
+            }
+            Some(host) => format!("{host}:{}", ftp.addr().port()),
+            None => ftp.addr().to_string(),
+        };
         let listener = TcpListener::bind(config.http).await?;
         let http_addr = listener.local_addr()?;
         let state = AppState {
             db: db.clone(),
-            catalogue: Arc::new(CatalogueCache::new(data)),
+            catalogue,
+            signer: Arc::new(signer),
+            origin_ftp: ftp_advertised,
+            origin_counters: ftp.counters.clone(),
+            metrics: Arc::default(),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),
             initial_points: config.initial_points,
             node_timeout: config.node_timeout,
@@ -108,6 +132,7 @@ impl Server {
             http_addr,
             stop,
             task,
+            ftp,
         })
     }
 
@@ -121,9 +146,15 @@ impl Server {
         format!("http://{}", self.http_addr)
     }
 
-    /// Stops accepting, lets requests in flight finish, closes the database.
+    /// Where the origin's FTP server listens.
+    pub fn ftp_addr(&self) -> SocketAddr {
+        self.ftp.addr()
+    }
+
+    /// Stops accepting, lets requests and transfers in flight finish, closes the database.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let _ = self.stop.send(true);
+        self.ftp.shutdown().await;
         self.task
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))

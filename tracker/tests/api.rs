@@ -45,6 +45,7 @@ impl Tracker {
         }
         let mut config = ServeConfig::new(data_path);
         config.http = "127.0.0.1:0".parse().unwrap();
+        config.ftp = "127.0.0.1:0".parse().unwrap();
         config.initial_points = 100;
         tune(&mut config);
         let server = Server::bind(config).await.unwrap();
@@ -643,6 +644,7 @@ async fn nodes_register_again_after_a_tracker_restart() {
     server.shutdown().await.unwrap();
     let mut config = ServeConfig::new(dir.path().join("data"));
     config.http = "127.0.0.1:0".parse().unwrap();
+    config.ftp = "127.0.0.1:0".parse().unwrap();
     let server = Server::bind(config).await.unwrap();
     // Sessions survive the restart; nodes are forgotten and say so.
     let alice = TrackerClient::new(&server.url()).with_token(alice.token().unwrap());

@@ -13,7 +13,14 @@ use rivulet_tracker_client::{Credentials, TrackerClient};
 /// Starts `rivulet-tracker serve` on a free port; returns the child and its base URL.
 fn serve(data: &std::path::Path) -> (Child, String) {
     let mut child = tracker()
-        .args(["serve", "--http", "127.0.0.1:0", "--data"])
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--ftp",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

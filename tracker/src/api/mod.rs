@@ -38,6 +38,14 @@ pub struct AppState {
     pub initial_points: u64,
     /// Silence after which a node is dropped.
     pub node_timeout: std::time::Duration,
+    /// Signs FTP tickets.
+    pub signer: Arc<rivulet_node_core::ticket::TicketSigner>,
+    /// The origin's FTP address as nodes should dial it.
+    pub origin_ftp: String,
+    /// Bytes the origin has served.
+    pub origin_counters: Arc<crate::origin_ftp::OriginCounters>,
+    /// Request counts and latencies.
+    pub metrics: Arc<crate::metrics::RequestMetrics>,
 }
 
 /// An API failure: an HTTP status and the error body.
@@ -242,6 +250,8 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(account_routes::me))
         .route("/me/nodes", get(node_routes::mine))
         .route("/nodes", post(node_routes::register))
+        .route("/origin", get(node_routes::origin))
+        .route("/tickets", post(node_routes::ticket))
         .route("/nodes/{id}", delete(node_routes::leave))
         .route("/nodes/{id}/heartbeat", put(node_routes::heartbeat))
         .route("/videos", get(video_routes::list))
@@ -251,8 +261,13 @@ pub fn router(state: AppState) -> Router {
         .route("/videos/{id}/purchase", post(video_routes::buy));
     Router::new()
         .nest(API_PREFIX, api)
+        .route("/metrics", get(crate::metrics::render))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(error_bodies))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
 }

@@ -3,10 +3,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use rivulet_tracker_client::{Heartbeat, NodeInfo, NodeRegistered, NodeRegistration, codes};
+use rivulet_tracker_client::{
+    Heartbeat, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo, Ticket, TicketRequest, codes,
+};
 
 use super::{ApiError, ApiJson, AppState, Authed};
 use crate::nodes::{self, NodeError};
+use crate::tickets::{self, TicketRefusal};
 
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> ApiError {
@@ -75,4 +78,53 @@ pub async fn mine(
     Ok(Json(
         nodes::list(&state.db, Some(authed.caller.account_id)).await?,
     ))
+}
+
+/// `GET /origin`: the origin's FTP address and the ticket key.
+pub async fn origin(State(state): State<AppState>) -> Json<OriginInfo> {
+    Json(OriginInfo {
+        ftp: state.origin_ftp.clone(),
+        ticket_key: state.signer.public_key().to_hex(),
+    })
+}
+
+/// `POST /tickets`: a signed, short-lived FTP ticket for one of the caller's nodes.
+pub async fn ticket(
+    State(state): State<AppState>,
+    authed: Authed,
+    ApiJson(req): ApiJson<TicketRequest>,
+) -> Result<Json<Ticket>, ApiError> {
+    if state.catalogue.get(&req.video).await.is_none() {
+        return Err(ApiError::not_found(format!(
+            "no video with id {:?}",
+            req.video
+        )));
+    }
+    let now = crate::db::now().max(0) as u64;
+    let claims = tickets::claims_for(
+        &state.db,
+        authed.caller.account_id,
+        &req.holder,
+        &req.server,
+        &req.video,
+        now,
+    )
+    .await
+    .map_err(|e| {
+        let message = e.to_string();
+        match e {
+            TicketRefusal::NotYourNode(_) | TicketRefusal::NoSuchServer(_) => {
+                ApiError::not_found(message)
+            }
+            TicketRefusal::NotBought(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, codes::NOT_BOUGHT, message)
+            }
+            TicketRefusal::Account(e) => e.into(),
+            TicketRefusal::Db(e) => ApiError::internal(e),
+        }
+    })?;
+    Ok(Json(Ticket {
+        ticket: state.signer.issue(&claims),
+        expires_at: claims.expires_at,
+    }))
 }

@@ -1,0 +1,95 @@
+//! The tracker's ticket key (an Ed25519 seed in the data dir, made on first start, readable
+//! by the owner only) and the rules for issuing FTP tickets.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rand::RngCore;
+use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
+use sqlx::{Row, SqlitePool};
+
+use crate::accounts::{self, AccountError};
+use crate::nodes::ORIGIN;
+
+/// The key file's name in the data dir.
+pub const KEY_FILE: &str = "ticket.key";
+/// How long a ticket lasts.
+pub const TICKET_SECONDS: u64 = 10 * 60;
+
+/// Loads the signing key from `data_dir`, creating it on first use.
+pub fn load_or_create(data_dir: &Path) -> std::io::Result<TicketSigner> {
+    let path = data_dir.join(KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let seed: [u8; 32] = bytes.try_into().map_err(|_| {
+                std::io::Error::other(format!("{} is not a 32-byte key", path.display()))
+            })?;
+            Ok(TicketSigner::from_seed(&seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            rand::rng().fill_bytes(&mut seed);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(&seed)?;
+            f.sync_all()?;
+            Ok(TicketSigner::from_seed(&seed))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Why a ticket was not issued.
+#[derive(Debug, thiserror::Error)]
+pub enum TicketRefusal {
+    #[error("node {0:?} is not one of this account's live nodes")]
+    NotYourNode(String),
+    #[error("server {0:?} is neither the origin nor a live cache")]
+    NoSuchServer(String),
+    #[error("buy {0:?} first")]
+    NotBought(String),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Claims for a ticket, if the rules allow it: the holder is one of the caller's live nodes;
+/// the server is the origin or a live cache; a viewer's account owns the movie (a cache
+/// fetches what placement gives it).
+pub async fn claims_for(
+    db: &SqlitePool,
+    account_id: i64,
+    holder: &str,
+    server: &str,
+    video: &str,
+    now: u64,
+) -> Result<TicketClaims, TicketRefusal> {
+    let kind: String = sqlx::query("SELECT kind FROM nodes WHERE id = $1 AND account_id = $2")
+        .bind(holder)
+        .bind(account_id)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| TicketRefusal::NotYourNode(holder.to_owned()))?
+        .get("kind");
+    if server != ORIGIN {
+        sqlx::query("SELECT 1 FROM nodes WHERE id = $1 AND kind = 'cache'")
+            .bind(server)
+            .fetch_optional(db)
+            .await?
+            .ok_or_else(|| TicketRefusal::NoSuchServer(server.to_owned()))?;
+    }
+    if kind == "viewer" && !accounts::owns(db, account_id, video).await? {
+        return Err(TicketRefusal::NotBought(video.to_owned()));
+    }
+    Ok(TicketClaims {
+        holder: holder.to_owned(),
+        server: server.to_owned(),
+        video: video.to_owned(),
+        expires_at: now + TICKET_SECONDS,
+    })
+}
