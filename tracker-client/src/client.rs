@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    API_PREFIX, Account, Credentials, ErrorBody, Heartbeat, NodeInfo, NodeRegistered,
-    NodeRegistration, OriginInfo, Purchase, Session, Ticket, TicketRequest, Video,
+    API_PREFIX, Account, AccountSummary, Credentials, ErrorBody, Heartbeat, LoadPoint, NodeFlows,
+    NodeInfo, NodeRegistered, NodeRegistration, OriginInfo, Purchase, Session, Ticket,
+    TicketRequest, Video, VideoStats,
 };
 
 /// Why a call failed.
@@ -211,6 +212,31 @@ impl TrackerClient {
     /// A ticket for node `holder` (the caller's) to fetch `video` from `server`.
     pub async fn ticket(&self, request: &TicketRequest) -> Result<Ticket, ClientError> {
         self.post("/tickets", request).await
+    }
+
+    /// Admin: every account.
+    pub async fn admin_accounts(&self) -> Result<Vec<AccountSummary>, ClientError> {
+        Self::json(self.request(Method::GET, "/admin/accounts")).await
+    }
+
+    /// Admin: every live node.
+    pub async fn admin_nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
+        Self::json(self.request(Method::GET, "/admin/nodes")).await
+    }
+
+    /// Admin: every movie with its audience.
+    pub async fn admin_videos(&self) -> Result<Vec<VideoStats>, ClientError> {
+        Self::json(self.request(Method::GET, "/admin/videos")).await
+    }
+
+    /// Admin: the load timeline of the last `minutes`.
+    pub async fn admin_load(&self, minutes: u32) -> Result<Vec<LoadPoint>, ClientError> {
+        Self::json(self.request(Method::GET, &format!("/admin/load?minutes={minutes}"))).await
+    }
+
+    /// Admin: one node's flows.
+    pub async fn admin_flows(&self, node: &str) -> Result<NodeFlows, ClientError> {
+        Self::json(self.request(Method::GET, &format!("/admin/flows/{node}"))).await
     }
 
     /// The logged-in account's live nodes.

@@ -242,3 +242,65 @@ pub struct Ticket {
     /// Seconds since the Unix epoch.
     pub expires_at: u64,
 }
+
+/// An account as administrators see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSummary {
+    pub username: String,
+    pub admin: bool,
+    pub balance: u64,
+    pub uploaded_bytes: u64,
+    pub credited_bytes: u64,
+    /// Movies bought.
+    pub purchases: u64,
+    /// Live nodes.
+    pub nodes: u64,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// A movie as administrators see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoStats {
+    pub video: Video,
+    /// Viewers watching it now.
+    pub viewers_now: u64,
+    /// Caches holding some of its chunks now.
+    pub caches_holding: u64,
+    /// Accounts that bought it: its popularity.
+    pub purchases: u64,
+}
+
+/// Bytes moved in one time bucket, by flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadPoint {
+    /// Start of the bucket, seconds since the Unix epoch.
+    pub at: u64,
+    /// Length of the bucket, seconds.
+    pub secs: u64,
+    pub origin_to_viewers: u64,
+    pub origin_to_caches: u64,
+    pub caches_to_viewers: u64,
+    /// Everything viewers received: what they demanded and got.
+    pub demand: u64,
+}
+
+/// Bytes between one node and one peer, for the flow views.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// The other end.
+    pub peer: String,
+    pub peer_kind: String,
+    pub video: String,
+    /// Bytes confirmed by the receiver (or reported by the sender when the receiver has not
+    /// confirmed).
+    pub bytes: u64,
+}
+
+/// A node's flows: what it received from whom, and what it sent to whom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFlows {
+    pub node: String,
+    pub received: Vec<Flow>,
+    pub sent: Vec<Flow>,
+}

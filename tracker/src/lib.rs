@@ -3,6 +3,7 @@
 //! and the desktop app embeds it for `--demo`.
 
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod catalogue;
 pub mod catalogue_cache;

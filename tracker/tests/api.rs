@@ -660,3 +660,128 @@ async fn nodes_register_again_after_a_tracker_restart() {
     assert_eq!(alice.my_nodes().await.unwrap().len(), 1);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn administrators_see_accounts_nodes_videos_load_and_flows() {
+    let t = Tracker::start(&[("m", 10), ("n", 0)]).await;
+    let root = t.user("root").await;
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE accounts SET admin = 1 WHERE username = 'root'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let carl = t.user("carl").await;
+    carl.buy("m").await.unwrap();
+    let cache = carl.register_node(&cache_at(2121)).await.unwrap().node_id;
+    let view = carl.register_node(&viewer()).await.unwrap().node_id;
+    let bytes = |peer: &str, n: u64| {
+        vec![PeerBytes {
+            peer: peer.into(),
+            video: "m".into(),
+            bytes: n,
+        }]
+    };
+    carl.heartbeat(
+        &cache,
+        &Heartbeat {
+            holdings: vec![Holding {
+                video: "m".into(),
+                indices: vec![16, 17],
+            }],
+            received: bytes("origin", 1000),
+            sent: bytes(&view, 300),
+            ..Heartbeat::default()
+        },
+    )
+    .await
+    .unwrap();
+    carl.heartbeat(
+        &view,
+        &Heartbeat {
+            watching: Some("m".into()),
+            received: [bytes("origin", 500), bytes(&cache, 300)].concat(),
+            ..Heartbeat::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    // Not for others.
+    for c in [&carl, &t.client()] {
+        let want = if c.token().is_some() {
+            (403, codes::FORBIDDEN)
+        } else {
+            (401, codes::UNAUTHORIZED)
+        };
+        let want = (want.0, want.1.to_owned());
+        assert_eq!(code(c.admin_accounts().await), want);
+        assert_eq!(code(c.admin_nodes().await), want);
+        assert_eq!(code(c.admin_videos().await), want);
+        assert_eq!(code(c.admin_load(60).await), want);
+        assert_eq!(code(c.admin_flows(&view).await), want);
+    }
+
+    let accounts = root.admin_accounts().await.unwrap();
+    let c = accounts.iter().find(|a| a.username == "carl").unwrap();
+    assert_eq!(
+        (c.balance, c.purchases, c.nodes, c.admin),
+        (90, 1, 2, false)
+    );
+    assert!(
+        accounts
+            .iter()
+            .find(|a| a.username == "root")
+            .unwrap()
+            .admin
+    );
+    assert_eq!(root.admin_nodes().await.unwrap().len(), 2);
+    let videos = root.admin_videos().await.unwrap();
+    let m = videos.iter().find(|v| v.video.id == "m").unwrap();
+    assert_eq!((m.viewers_now, m.caches_holding, m.purchases), (1, 1, 1));
+    let n = videos.iter().find(|v| v.video.id == "n").unwrap();
+    assert_eq!((n.viewers_now, n.caches_holding, n.purchases), (0, 0, 0));
+
+    let load = root.admin_load(5).await.unwrap();
+    let total = |f: fn(&rivulet_tracker_client::LoadPoint) -> u64| load.iter().map(f).sum::<u64>();
+    assert_eq!(total(|p| p.origin_to_caches), 1000);
+    assert_eq!(total(|p| p.origin_to_viewers), 500);
+    assert_eq!(total(|p| p.caches_to_viewers), 300);
+    assert_eq!(total(|p| p.demand), 800);
+    assert!(load.iter().all(|p| p.secs == 10 && p.at % 10 == 0));
+
+    let vf = root.admin_flows(&view).await.unwrap();
+    let received: Vec<(&str, u64)> = vf
+        .received
+        .iter()
+        .map(|f| (f.peer_kind.as_str(), f.bytes))
+        .collect();
+    assert_eq!(received, [("origin", 500), ("cache", 300)]);
+    let cf = root.admin_flows(&cache).await.unwrap();
+    assert_eq!(cf.sent.len(), 1);
+    assert_eq!(
+        (cf.sent[0].peer.as_str(), cf.sent[0].bytes),
+        (view.as_str(), 300)
+    );
+    assert_eq!(cf.received[0].peer, "origin");
+
+    // Out-of-range and malformed queries.
+    let http = reqwest::Client::new();
+    for q in [
+        "minutes=0",
+        "minutes=100000",
+        "minutes=-5",
+        "minutes=abc",
+        "hours=2",
+    ] {
+        let resp = http
+            .get(format!("{}/api/v1/admin/load?{q}", t.server.url()))
+            .bearer_auth(root.token().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{q}");
+    }
+    t.server.shutdown().await.unwrap();
+}

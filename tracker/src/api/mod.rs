@@ -3,6 +3,7 @@
 //! and the router.
 
 mod account_routes;
+mod admin_routes;
 mod node_routes;
 mod video_routes;
 
@@ -249,6 +250,11 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/current", delete(account_routes::logout))
         .route("/me", get(account_routes::me))
         .route("/me/nodes", get(node_routes::mine))
+        .route("/admin/accounts", get(admin_routes::accounts))
+        .route("/admin/nodes", get(admin_routes::all_nodes))
+        .route("/admin/videos", get(admin_routes::videos))
+        .route("/admin/load", get(admin_routes::load))
+        .route("/admin/flows/{node}", get(admin_routes::flows))
         .route("/nodes", post(node_routes::register))
         .route("/origin", get(node_routes::origin))
         .route("/tickets", post(node_routes::ticket))

@@ -10,7 +10,7 @@ use super::{ApiError, AppState, Authed, MaybeAuthed};
 use crate::accounts::{self, BuyOutcome};
 use crate::catalogue::{self, StoredVideo};
 
-fn to_video(v: &StoredVideo, bought: bool) -> Video {
+pub(super) fn to_video(v: &StoredVideo, bought: bool) -> Video {
     let e = v.entry();
     Video {
         id: e.id,

@@ -1,0 +1,111 @@
+//! The queries behind the administrators' views.
+
+use std::collections::HashMap;
+
+use rivulet_tracker_client::{AccountSummary, Flow, LoadPoint, NodeFlows};
+use sqlx::{Row, SqlitePool};
+
+use crate::nodes::{BUCKET_SECS, now_ms};
+
+fn unsigned(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Every account with its totals.
+pub async fn accounts(db: &SqlitePool) -> Result<Vec<AccountSummary>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT a.username, a.admin, a.balance, a.uploaded_bytes, a.credited_bytes, a.created_at,
+                (SELECT COUNT(*) FROM purchases p WHERE p.account_id = a.id) AS purchases,
+                (SELECT COUNT(*) FROM nodes n WHERE n.account_id = a.id) AS nodes
+         FROM accounts a ORDER BY a.username_key",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| AccountSummary {
+            username: r.get("username"),
+            admin: r.get("admin"),
+            balance: unsigned(r.get("balance")),
+            uploaded_bytes: unsigned(r.get("uploaded_bytes")),
+            credited_bytes: unsigned(r.get("credited_bytes")),
+            purchases: unsigned(r.get("purchases")),
+            nodes: unsigned(r.get("nodes")),
+            created_at: unsigned(r.get("created_at")),
+        })
+        .collect())
+}
+
+/// Purchases per movie.
+pub async fn purchases_by_video(db: &SqlitePool) -> Result<HashMap<String, u64>, sqlx::Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT video_id, COUNT(*) FROM purchases GROUP BY video_id")
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().map(|(v, n)| (v, unsigned(n))).collect())
+}
+
+/// Bytes per bucket over the last `secs` seconds, by flow. Receivers' confirmations count;
+/// a sender's report stands in where the receiver has not confirmed.
+pub async fn load(db: &SqlitePool, secs: i64) -> Result<Vec<LoadPoint>, sqlx::Error> {
+    let since = now_ms() / 1000 - secs;
+    let rows = sqlx::query(
+        "SELECT bucket,
+            SUM(CASE WHEN from_kind = 'origin' AND to_kind = 'viewer' THEN bytes ELSE 0 END) AS ov,
+            SUM(CASE WHEN from_kind = 'origin' AND to_kind = 'cache' THEN bytes ELSE 0 END) AS oc,
+            SUM(CASE WHEN from_kind = 'cache' AND to_kind = 'viewer' THEN bytes ELSE 0 END) AS cv,
+            SUM(CASE WHEN to_kind = 'viewer' THEN bytes ELSE 0 END) AS demand
+         FROM (SELECT bucket, from_kind, to_kind,
+                      CASE WHEN confirmed_bytes > 0 THEN confirmed_bytes ELSE reported_bytes END AS bytes
+               FROM transfers WHERE bucket >= $1) AS t
+         GROUP BY bucket ORDER BY bucket",
+    )
+    .bind(since)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| LoadPoint {
+            at: unsigned(r.get("bucket")),
+            secs: BUCKET_SECS as u64,
+            origin_to_viewers: unsigned(r.get("ov")),
+            origin_to_caches: unsigned(r.get("oc")),
+            caches_to_viewers: unsigned(r.get("cv")),
+            demand: unsigned(r.get("demand")),
+        })
+        .collect())
+}
+
+/// What `node` received from each peer and sent to each peer, per movie, over all time.
+pub async fn flows(db: &SqlitePool, node: &str) -> Result<NodeFlows, sqlx::Error> {
+    let side = |incoming: bool| async move {
+        let (me, peer, peer_kind) = if incoming {
+            ("to_node", "from_node", "from_kind")
+        } else {
+            ("from_node", "to_node", "to_kind")
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {peer} AS peer, {peer_kind} AS peer_kind, video_id,
+                    SUM(CASE WHEN confirmed_bytes > 0 THEN confirmed_bytes ELSE reported_bytes END) AS bytes
+             FROM transfers WHERE {me} = $1 GROUP BY {peer}, {peer_kind}, video_id ORDER BY bytes DESC"
+        ))
+        .bind(node)
+        .fetch_all(db)
+        .await?;
+        Ok::<_, sqlx::Error>(
+            rows.iter()
+                .map(|r| Flow {
+                    peer: r.get("peer"),
+                    peer_kind: r.get("peer_kind"),
+                    video: r.get("video_id"),
+                    bytes: unsigned(r.get("bytes")),
+                })
+                .collect(),
+        )
+    };
+    Ok(NodeFlows {
+        node: node.to_owned(),
+        received: side(true).await?,
+        sent: side(false).await?,
+    })
+}
