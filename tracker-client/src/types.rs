@@ -7,12 +7,14 @@ pub const API_PREFIX: &str = "/api/v1";
 
 /// The body of every error response: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// What went wrong: a stable machine-readable `code` and a sentence for people.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// One of [`codes`].
     pub code: String,
@@ -50,6 +52,7 @@ pub mod codes {
 
 /// Username and password, for registering and logging in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// 3–32 characters: letters, digits, '.', '-', '_'.
@@ -60,6 +63,7 @@ pub struct Credentials {
 
 /// A logged-in session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     /// Bearer token for the `Authorization` header.
     pub token: String,
@@ -70,6 +74,7 @@ pub struct Session {
 
 /// An account as its owner sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Account {
     pub username: String,
     pub admin: bool,
@@ -87,6 +92,7 @@ pub struct Account {
 
 /// A catalogue entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Video {
     pub id: String,
     pub title: String,
@@ -104,6 +110,7 @@ pub struct Video {
 
 /// The outcome of a purchase.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Purchase {
     pub video: String,
     /// Points taken now: the price the first time, 0 when already bought.
@@ -114,6 +121,7 @@ pub struct Purchase {
 
 /// What a node does in the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
     /// The tracker's own origin server, which holds every movie.
@@ -126,6 +134,7 @@ pub enum NodeKind {
 
 /// A node announcing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NodeRegistration {
     /// `cache` or `viewer` (the origin is the tracker's own).
@@ -146,6 +155,7 @@ pub struct NodeRegistration {
 
 /// The tracker's answer to a registration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeRegistered {
     /// The node's id for heartbeats and tickets.
     pub node_id: String,
@@ -157,6 +167,7 @@ pub struct NodeRegistered {
 
 /// Chunk indices of one movie a cache holds (for every segment).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Holding {
     pub video: String,
@@ -165,6 +176,7 @@ pub struct Holding {
 
 /// Bytes moved between this node and one peer for one movie since the last heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PeerBytes {
     /// The peer's node id (`origin` for the origin).
@@ -175,6 +187,7 @@ pub struct PeerBytes {
 
 /// A node's periodic report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The movie a viewer is watching.
@@ -199,6 +212,7 @@ pub struct Heartbeat {
 
 /// A node as the admin views list it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeInfo {
     pub node_id: String,
     pub account: String,
@@ -215,6 +229,7 @@ pub struct NodeInfo {
 
 /// Where and how to reach the origin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OriginInfo {
     /// The origin's FTP address (`host:port`) as nodes should dial it.
     pub ftp: String,
@@ -225,6 +240,7 @@ pub struct OriginInfo {
 
 /// A request for an FTP ticket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TicketRequest {
     /// The caller's node that will fetch.
@@ -237,6 +253,7 @@ pub struct TicketRequest {
 
 /// A signed FTP ticket: log in with the holder's node id as user and this as password.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ticket {
     pub ticket: String,
     /// Seconds since the Unix epoch.
@@ -245,6 +262,7 @@ pub struct Ticket {
 
 /// An account as administrators see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountSummary {
     pub username: String,
     pub admin: bool,
@@ -261,6 +279,7 @@ pub struct AccountSummary {
 
 /// A movie as administrators see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VideoStats {
     pub video: Video,
     /// Viewers watching it now.
@@ -273,6 +292,7 @@ pub struct VideoStats {
 
 /// Bytes moved in one time bucket, by flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoadPoint {
     /// Start of the bucket, seconds since the Unix epoch.
     pub at: u64,
@@ -287,6 +307,7 @@ pub struct LoadPoint {
 
 /// Bytes between one node and one peer, for the flow views.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Flow {
     /// The other end.
     pub peer: String,
@@ -299,6 +320,7 @@ pub struct Flow {
 
 /// A node's flows: what it received from whom, and what it sent to whom.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeFlows {
     pub node: String,
     pub received: Vec<Flow>,

@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use rivulet_tracker_client::{Account, Credentials, Session, codes};
+use rivulet_tracker_client::{Account, Credentials, ErrorBody, Session, codes};
 
 use super::{ApiError, ApiJson, AppState, Authed, client_ip};
 use crate::accounts;
 
 /// `POST /accounts`: creates an account with the configured starting balance.
+#[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = Credentials,
+    responses((status = 201, body = Account), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(creds): ApiJson<Credentials>,
@@ -36,6 +38,8 @@ pub async fn register(
 }
 
 /// `POST /sessions`: logs in, within the per-account and per-address failure limits.
+#[utoipa::path(post, path = "/sessions", tag = "accounts", request_body = Credentials,
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     info: ConnectInfo<SocketAddr>,
@@ -69,12 +73,16 @@ pub async fn login(
 }
 
 /// `DELETE /sessions/current`: ends the caller's session.
+#[utoipa::path(delete, path = "/sessions/current", tag = "accounts",
+    responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(State(state): State<AppState>, authed: Authed) -> Result<StatusCode, ApiError> {
     accounts::end_session(&state.db, &authed.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /me`: the caller's account.
+#[utoipa::path(get, path = "/me", tag = "accounts",
+    responses((status = 200, body = Account), (status = 401, body = ErrorBody)))]
 pub async fn me(State(state): State<AppState>, authed: Authed) -> Result<Json<Account>, ApiError> {
     Ok(Json(
         accounts::account(&state.db, authed.caller.account_id).await?,

@@ -5,7 +5,9 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use rivulet_tracker_client::{AccountSummary, LoadPoint, NodeFlows, NodeInfo, VideoStats, codes};
+use rivulet_tracker_client::{
+    AccountSummary, ErrorBody, LoadPoint, NodeFlows, NodeInfo, VideoStats, codes,
+};
 use serde::Deserialize;
 
 use super::video_routes::to_video;
@@ -40,6 +42,8 @@ fn db_error(e: sqlx::Error) -> ApiError {
 }
 
 /// `GET /admin/accounts`.
+#[utoipa::path(get, path = "/admin/accounts", tag = "admin",
+    responses((status = 200, body = Vec<AccountSummary>), (status = 403, body = ErrorBody)))]
 pub async fn accounts(
     State(state): State<AppState>,
     _: Admin,
@@ -48,6 +52,8 @@ pub async fn accounts(
 }
 
 /// `GET /admin/nodes`.
+#[utoipa::path(get, path = "/admin/nodes", tag = "admin",
+    responses((status = 200, body = Vec<NodeInfo>), (status = 403, body = ErrorBody)))]
 pub async fn all_nodes(
     State(state): State<AppState>,
     _: Admin,
@@ -56,6 +62,8 @@ pub async fn all_nodes(
 }
 
 /// `GET /admin/videos`.
+#[utoipa::path(get, path = "/admin/videos", tag = "admin",
+    responses((status = 200, body = Vec<VideoStats>), (status = 403, body = ErrorBody)))]
 pub async fn videos(
     State(state): State<AppState>,
     _: Admin,
@@ -100,6 +108,8 @@ pub struct LoadQuery {
 }
 
 /// `GET /admin/load?minutes=N`.
+#[utoipa::path(get, path = "/admin/load", tag = "admin", params(("minutes" = Option<u32>, Query)),
+    responses((status = 200, body = Vec<LoadPoint>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn load(
     State(state): State<AppState>,
     _: Admin,
@@ -118,6 +128,8 @@ pub async fn load(
 }
 
 /// `GET /admin/flows/{node}`.
+#[utoipa::path(get, path = "/admin/flows/{node}", tag = "admin", params(("node" = String, Path)),
+    responses((status = 200, body = NodeFlows), (status = 403, body = ErrorBody)))]
 pub async fn flows(
     State(state): State<AppState>,
     _: Admin,

@@ -16,11 +16,13 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use rivulet_tracker_client::{API_PREFIX, ErrorBody, ErrorDetail, codes};
 use serde::de::DeserializeOwned;
 use sqlx::SqlitePool;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::accounts::{self, AccountError, Caller};
 use crate::catalogue_cache::CatalogueCache;
@@ -242,29 +244,50 @@ async fn error_bodies(req: Request, next: Next) -> Response {
     ApiError::new(status, code, message).into_response()
 }
 
-/// The API's routes, under `/api/v1`.
+/// The API's routes under `/api/v1`, and its OpenAPI document built from the same handler
+/// declarations, so the two cannot drift apart.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/accounts", post(account_routes::register))
-        .route("/sessions", post(account_routes::login))
-        .route("/sessions/current", delete(account_routes::logout))
-        .route("/me", get(account_routes::me))
-        .route("/me/nodes", get(node_routes::mine))
-        .route("/admin/accounts", get(admin_routes::accounts))
-        .route("/admin/nodes", get(admin_routes::all_nodes))
-        .route("/admin/videos", get(admin_routes::videos))
-        .route("/admin/load", get(admin_routes::load))
-        .route("/admin/flows/{node}", get(admin_routes::flows))
-        .route("/nodes", post(node_routes::register))
-        .route("/origin", get(node_routes::origin))
-        .route("/tickets", post(node_routes::ticket))
-        .route("/nodes/{id}", delete(node_routes::leave))
-        .route("/nodes/{id}/heartbeat", put(node_routes::heartbeat))
-        .route("/videos", get(video_routes::list))
-        .route("/videos/{id}", get(video_routes::one))
-        .route("/videos/{id}/poster", get(video_routes::poster))
-        .route("/videos/{id}/manifest", get(video_routes::manifest))
-        .route("/videos/{id}/purchase", post(video_routes::buy));
+    let (api, mut doc) = OpenApiRouter::new()
+        .routes(routes!(account_routes::register))
+        .routes(routes!(account_routes::login))
+        .routes(routes!(account_routes::logout))
+        .routes(routes!(account_routes::me))
+        .routes(routes!(node_routes::mine))
+        .routes(routes!(admin_routes::accounts))
+        .routes(routes!(admin_routes::all_nodes))
+        .routes(routes!(admin_routes::videos))
+        .routes(routes!(admin_routes::load))
+        .routes(routes!(admin_routes::flows))
+        .routes(routes!(node_routes::register))
+        .routes(routes!(node_routes::leave))
+        .routes(routes!(node_routes::heartbeat))
+        .routes(routes!(node_routes::origin))
+        .routes(routes!(node_routes::ticket))
+        .routes(routes!(video_routes::list))
+        .routes(routes!(video_routes::one))
+        .routes(routes!(video_routes::poster))
+        .routes(routes!(video_routes::manifest))
+        .routes(routes!(video_routes::buy))
+        .split_for_parts();
+    doc.info.title = "Rivulet tracker API".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.info.description = Some(
+        "Accounts, catalogue, purchases, nodes and FTP tickets. Send the session token as \
+         `Authorization: Bearer <token>`. Every error carries {\"error\": {\"code\", \"message\"}}."
+            .into(),
+    );
+    doc.paths.paths = std::mem::take(&mut doc.paths.paths)
+        .into_iter()
+        .map(|(path, item)| (format!("{API_PREFIX}{path}"), item))
+        .collect();
+    let doc = Arc::new(doc);
+    let api = api.route(
+        "/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { Json(doc.as_ref().clone()) }
+        }),
+    );
     Router::new()
         .nest(API_PREFIX, api)
         .route("/metrics", get(crate::metrics::render))

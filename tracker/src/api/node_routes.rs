@@ -4,7 +4,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use rivulet_tracker_client::{
-    Heartbeat, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo, Ticket, TicketRequest, codes,
+    ErrorBody, Heartbeat, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo, Ticket,
+    TicketRequest, codes,
 };
 
 use super::{ApiError, ApiJson, AppState, Authed};
@@ -25,6 +26,8 @@ impl From<NodeError> for ApiError {
 }
 
 /// `POST /nodes`.
+#[utoipa::path(post, path = "/nodes", tag = "nodes", request_body = NodeRegistration,
+    responses((status = 201, body = NodeRegistered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     authed: Authed,
@@ -43,6 +46,9 @@ pub async fn register(
 }
 
 /// `PUT /nodes/{id}/heartbeat`.
+#[utoipa::path(put, path = "/nodes/{id}/heartbeat", tag = "nodes", params(("id" = String, Path)),
+    request_body = Heartbeat,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     authed: Authed,
@@ -61,6 +67,8 @@ pub async fn heartbeat(
 }
 
 /// `DELETE /nodes/{id}`.
+#[utoipa::path(delete, path = "/nodes/{id}", tag = "nodes", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn leave(
     State(state): State<AppState>,
     authed: Authed,
@@ -71,6 +79,8 @@ pub async fn leave(
 }
 
 /// `GET /me/nodes`: the caller's live nodes.
+#[utoipa::path(get, path = "/me/nodes", tag = "nodes",
+    responses((status = 200, body = Vec<NodeInfo>), (status = 401, body = ErrorBody)))]
 pub async fn mine(
     State(state): State<AppState>,
     authed: Authed,
@@ -81,6 +91,7 @@ pub async fn mine(
 }
 
 /// `GET /origin`: the origin's FTP address and the ticket key.
+#[utoipa::path(get, path = "/origin", tag = "nodes", responses((status = 200, body = OriginInfo)))]
 pub async fn origin(State(state): State<AppState>) -> Json<OriginInfo> {
     Json(OriginInfo {
         ftp: state.origin_ftp.clone(),
@@ -89,6 +100,8 @@ pub async fn origin(State(state): State<AppState>) -> Json<OriginInfo> {
 }
 
 /// `POST /tickets`: a signed, short-lived FTP ticket for one of the caller's nodes.
+#[utoipa::path(post, path = "/tickets", tag = "nodes", request_body = TicketRequest,
+    responses((status = 200, body = Ticket), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn ticket(
     State(state): State<AppState>,
     authed: Authed,

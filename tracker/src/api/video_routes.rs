@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rivulet_tracker_client::{Purchase, Video, codes};
+use rivulet_tracker_client::{ErrorBody, Purchase, Video, codes};
 
 use super::{ApiError, AppState, Authed, MaybeAuthed};
 use crate::accounts::{self, BuyOutcome};
@@ -48,6 +48,7 @@ async fn owned(
 }
 
 /// `GET /videos`: every movie, with `bought` for the caller.
+#[utoipa::path(get, path = "/videos", tag = "catalogue", responses((status = 200, body = Vec<Video>)))]
 pub async fn list(
     State(state): State<AppState>,
     MaybeAuthed(caller): MaybeAuthed,
@@ -66,6 +67,8 @@ pub async fn list(
 }
 
 /// `GET /videos/{id}`.
+#[utoipa::path(get, path = "/videos/{id}", tag = "catalogue", params(("id" = String, Path)),
+    responses((status = 200, body = Video), (status = 404, body = ErrorBody)))]
 pub async fn one(
     State(state): State<AppState>,
     MaybeAuthed(caller): MaybeAuthed,
@@ -77,6 +80,8 @@ pub async fn one(
 }
 
 /// `GET /videos/{id}/poster`: the JPEG poster.
+#[utoipa::path(get, path = "/videos/{id}/poster", tag = "catalogue", params(("id" = String, Path)),
+    responses((status = 200, content_type = "image/jpeg", body = Vec<u8>), (status = 404, body = ErrorBody)))]
 pub async fn poster(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -96,6 +101,9 @@ pub async fn poster(
 }
 
 /// `GET /videos/{id}/manifest`: only for accounts that bought the movie.
+#[utoipa::path(get, path = "/videos/{id}/manifest", tag = "catalogue", params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/json", description = "node-core's Manifest"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn manifest(
     State(state): State<AppState>,
     authed: Authed,
@@ -117,6 +125,9 @@ pub async fn manifest(
 }
 
 /// `POST /videos/{id}/purchase`: takes the price once; buying again is free.
+#[utoipa::path(post, path = "/videos/{id}/purchase", tag = "catalogue", params(("id" = String, Path)),
+    responses((status = 200, body = Purchase), (status = 401, body = ErrorBody), (status = 402, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn buy(
     State(state): State<AppState>,
     authed: Authed,
