@@ -291,7 +291,7 @@ pub async fn buy(
     price: u64,
 ) -> Result<BuyOutcome, AccountError> {
     let price = i64::try_from(price).unwrap_or(i64::MAX);
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
     let inserted = sqlx::query(
         "INSERT INTO purchases (account_id, video_id, price, bought_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (account_id, video_id) DO NOTHING",

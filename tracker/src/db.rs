@@ -13,8 +13,24 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 /// The database file's name in the data dir.
 pub const DB_FILE: &str = "tracker.db";
 
+/// The database as two pools over one file: readers run side by side (WAL), and every write
+/// goes through one connection, so writers queue in the process instead of sleeping in
+/// SQLite's busy handler.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub read: SqlitePool,
+    pub write: SqlitePool,
+}
+
+impl Database {
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
 /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
-pub async fn open(data_dir: &Path) -> Result<SqlitePool, sqlx::Error> {
+pub async fn open(data_dir: &Path) -> Result<Database, sqlx::Error> {
     let url = format!("sqlite://{}", data_dir.join(DB_FILE).display());
     let options = SqliteConnectOptions::from_str(&url)?
         .create_if_missing(true)
@@ -22,12 +38,16 @@ pub async fn open(data_dir: &Path) -> Result<SqlitePool, sqlx::Error> {
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    sqlx::migrate!("./migrations").run(&write).await?;
+    let read = SqlitePoolOptions::new()
+        .max_connections(4)
         .connect_with(options)
         .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(pool)
+    Ok(Database { read, write })
 }
 
 /// Seconds since the Unix epoch.

@@ -189,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let db = rivulet_tracker::db::open(data.root()).await?;
-                accounts::create(&db, &name, &hash, admin, points).await?;
+                accounts::create(&db.write, &name, &hash, admin, points).await?;
                 db.close().await;
                 println!("{name}");
                 anyhow::Ok(ExitCode::SUCCESS)

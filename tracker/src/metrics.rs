@@ -70,7 +70,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     let kinds: Vec<(String, i64)> =
         sqlx::query_as("SELECT kind, COUNT(*) FROM nodes GROUP BY kind")
-            .fetch_all(&state.db)
+            .fetch_all(&state.db.read)
             .await
             .unwrap_or_default();
     let _ = writeln!(

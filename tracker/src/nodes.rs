@@ -7,6 +7,10 @@ use rivulet_tracker_client::{Heartbeat, Holding, NodeInfo, NodeKind, NodeRegistr
 use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot};
+
 use crate::catalogue_cache::CatalogueCache;
 
 /// The origin's node id in transfers.
@@ -179,79 +183,185 @@ async fn check_heartbeat(catalogue: &CatalogueCache, hb: &Heartbeat) -> Result<(
     Ok(())
 }
 
-/// Records a heartbeat of node `id` (which must belong to `account_id`) in one transaction.
-pub async fn heartbeat(
-    db: &SqlitePool,
-    catalogue: &CatalogueCache,
+/// A checked heartbeat waiting to be written, and where to say how it went.
+#[derive(Debug)]
+struct HeartbeatJob {
     account_id: i64,
-    id: &str,
-    hb: &Heartbeat,
-) -> Result<(), NodeError> {
-    check_heartbeat(catalogue, hb).await?;
-    let holdings = serde_json::to_string(&hb.holdings).unwrap_or_else(|_| "[]".into());
-    let now = now_ms();
-    let mut tx = db.begin().await?;
-    let row = sqlx::query("SELECT kind FROM nodes WHERE id = $1 AND account_id = $2")
-        .bind(id)
-        .bind(account_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| NodeError::Unknown(id.to_owned()))?;
-    let kind: String = row.get("kind");
-    sqlx::query(
-        "UPDATE nodes SET last_seen_ms = $1, watching = $2, holdings = $3,
-                upload_bps = COALESCE($4, upload_bps), storage_bytes = COALESCE($5, storage_bytes)
-         WHERE id = $6",
-    )
-    .bind(now)
-    .bind(&hb.watching)
-    .bind(holdings)
-    .bind(hb.upload_bps.map(|v| v as i64))
-    .bind(hb.storage_bytes.map(|v| v as i64))
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    let bucket = now / 1000 / BUCKET_SECS * BUCKET_SECS;
-    for (entries, outgoing) in [(&hb.sent, true), (&hb.received, false)] {
-        for p in entries.iter().filter(|p| p.bytes > 0) {
-            let peer_kind = if p.peer == ORIGIN {
-                "origin".to_owned()
-            } else {
-                sqlx::query("SELECT kind FROM nodes WHERE id = $1")
-                    .bind(&p.peer)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map_or_else(|| "gone".to_owned(), |r| r.get("kind"))
-            };
-            let (from, from_kind, to, to_kind) = if outgoing {
-                (id, kind.as_str(), p.peer.as_str(), peer_kind.as_str())
-            } else {
-                (p.peer.as_str(), peer_kind.as_str(), id, kind.as_str())
-            };
-            let column = if outgoing {
-                "reported_bytes"
-            } else {
-                "confirmed_bytes"
-            };
-            sqlx::query(&format!(
-                "INSERT INTO transfers (bucket, from_node, from_kind, to_node, to_kind, video_id, {column})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (bucket, from_node, to_node, video_id)
-                 DO UPDATE SET {column} = {column} + excluded.{column}"
-            ))
-            .bind(bucket)
-            .bind(from)
-            .bind(from_kind)
-            .bind(to)
-            .bind(to_kind)
-            .bind(&p.video)
-            .bind(p.bytes as i64)
-            .execute(&mut *tx)
-            .await?;
+    node_id: String,
+    heartbeat: Heartbeat,
+    done: oneshot::Sender<Result<(), NodeError>>,
+}
+
+/// Writes heartbeats in batches: each batch is one transaction (a node's update, then one
+/// multi-row upsert of every transfer in the batch), so many heartbeats share one commit.
+/// A heartbeat's caller waits until its batch has committed.
+#[derive(Clone, Debug)]
+pub struct HeartbeatWriter {
+    jobs: mpsc::Sender<HeartbeatJob>,
+}
+
+/// Most heartbeats written in one transaction.
+const MAX_BATCH: usize = 256;
+
+impl HeartbeatWriter {
+    /// Starts the writer task over `db` (the write pool).
+    pub fn start(db: SqlitePool) -> HeartbeatWriter {
+        let (jobs, mut rx) = mpsc::channel::<HeartbeatJob>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                write_batch(&db, batch).await;
+            }
+        });
+        HeartbeatWriter { jobs }
+    }
+
+    /// Checks and records a heartbeat of node `id` (which must belong to `account_id`).
+    pub async fn record(
+        &self,
+        catalogue: &CatalogueCache,
+        account_id: i64,
+        id: &str,
+        heartbeat: Heartbeat,
+    ) -> Result<(), NodeError> {
+        check_heartbeat(catalogue, &heartbeat).await?;
+        let (done, result) = oneshot::channel();
+        let job = HeartbeatJob {
+            account_id,
+            node_id: id.to_owned(),
+            heartbeat,
+            done,
+        };
+        let closed = || NodeError::Db(sqlx::Error::PoolClosed);
+        self.jobs.send(job).await.map_err(|_| closed())?;
+        result.await.map_err(|_| closed())?
+    }
+}
+
+/// One row of transfers to add: (bucket, from, to, video) → (reported, confirmed).
+type TransferKey = (i64, String, String, String);
+
+async fn write_batch(db: &SqlitePool, batch: Vec<HeartbeatJob>) {
+    match write_batch_tx(db, &batch).await {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.into_iter().zip(outcomes) {
+                let _ = job.done.send(outcome);
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for job in batch {
+                let _ = job
+                    .done
+                    .send(Err(NodeError::Db(sqlx::Error::Protocol(message.clone()))));
+            }
         }
     }
+}
+
+async fn write_batch_tx(
+    db: &SqlitePool,
+    batch: &[HeartbeatJob],
+) -> Result<Vec<Result<(), NodeError>>, sqlx::Error> {
+    let now = now_ms();
+    let bucket = now / 1000 / BUCKET_SECS * BUCKET_SECS;
+    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut transfers: HashMap<TransferKey, (i64, i64)> = HashMap::new();
+    for job in batch {
+        let hb = &job.heartbeat;
+        let holdings = serde_json::to_string(&hb.holdings).unwrap_or_else(|_| "[]".into());
+        let updated = sqlx::query(
+            "UPDATE nodes SET last_seen_ms = $1, watching = $2, holdings = $3,
+                    upload_bps = COALESCE($4, upload_bps), storage_bytes = COALESCE($5, storage_bytes)
+             WHERE id = $6 AND account_id = $7 RETURNING id",
+        )
+        .bind(now)
+        .bind(&hb.watching)
+        .bind(holdings)
+        .bind(hb.upload_bps.map(|v| v as i64))
+        .bind(hb.storage_bytes.map(|v| v as i64))
+        .bind(&job.node_id)
+        .bind(job.account_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if updated.is_none() {
+            outcomes.push(Err(NodeError::Unknown(job.node_id.clone())));
+            continue;
+        }
+        outcomes.push(Ok(()));
+        for (entries, outgoing) in [(&hb.sent, true), (&hb.received, false)] {
+            for p in entries.iter().filter(|p| p.bytes > 0) {
+                let (from, to) = if outgoing {
+                    (job.node_id.clone(), p.peer.clone())
+                } else {
+                    (p.peer.clone(), job.node_id.clone())
+                };
+                let sums = transfers
+                    .entry((bucket, from, to, p.video.clone()))
+                    .or_default();
+                let bytes = p.bytes as i64;
+                if outgoing {
+                    sums.0 += bytes;
+                } else {
+                    sums.1 += bytes;
+                }
+            }
+        }
+    }
+    let rows: Vec<(TransferKey, (i64, i64))> = transfers.into_iter().collect();
+    for chunk in rows.chunks(100) {
+        // Kinds are looked up as the rows go in: `origin`, a live node's kind, or `gone`.
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO transfers (bucket, from_node, from_kind, to_node, to_kind, video_id,
+                                    reported_bytes, confirmed_bytes) ",
+        );
+        q.push_values(
+            chunk,
+            |mut row, ((bucket, from, to, video), (reported, confirmed))| {
+                let kind_of = |node: &str| -> String {
+                    if node == ORIGIN {
+                        "'origin'".into()
+                    } else {
+                        String::new()
+                    }
+                };
+                row.push_bind(*bucket).push_bind(from.clone());
+                match kind_of(from).as_str() {
+                    "" => row
+                        .push("COALESCE((SELECT kind FROM nodes WHERE id = ")
+                        .push_bind_unseparated(from.clone())
+                        .push_unseparated("), 'gone')"),
+                    k => row.push(k.to_owned()),
+                };
+                row.push_bind(to.clone());
+                match kind_of(to).as_str() {
+                    "" => row
+                        .push("COALESCE((SELECT kind FROM nodes WHERE id = ")
+                        .push_bind_unseparated(to.clone())
+                        .push_unseparated("), 'gone')"),
+                    k => row.push(k.to_owned()),
+                };
+                row.push_bind(video.clone())
+                    .push_bind(*reported)
+                    .push_bind(*confirmed);
+            },
+        );
+        q.push(
+            " ON CONFLICT (bucket, from_node, to_node, video_id) DO UPDATE SET
+               reported_bytes = transfers.reported_bytes + excluded.reported_bytes,
+               confirmed_bytes = transfers.confirmed_bytes + excluded.confirmed_bytes",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
     tx.commit().await?;
-    Ok(())
+    Ok(outcomes)
 }
 
 /// Removes node `id` of `account_id`.

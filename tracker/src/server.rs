@@ -88,7 +88,7 @@ impl Server {
         let db = db::open(data.root()).await?;
         // Nothing is known to be alive after a restart: nodes learn it from their next
         // heartbeat and register again.
-        nodes::forget_all(&db).await?;
+        nodes::forget_all(&db.write).await?;
         let signer = tickets::load_or_create(data.root())?;
         let catalogue = Arc::new(CatalogueCache::new(data));
         let ftp = OriginFtp::start(config.ftp, catalogue.clone(), signer.public_key()).await?;
@@ -108,6 +108,7 @@ impl Server {
             origin_ftp: ftp_advertised,
             origin_counters: ftp.counters.clone(),
             metrics: Arc::default(),
+            heartbeats: nodes::HeartbeatWriter::start(db.write.clone()),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),
             initial_points: config.initial_points,
             node_timeout: config.node_timeout,
@@ -115,7 +116,7 @@ impl Server {
         let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(expire_silent_nodes(
-            db.clone(),
+            db.write.clone(),
             config.node_timeout,
             stop.subscribe(),
         ));

@@ -24,7 +24,7 @@ pub async fn register(
         .await
         .map_err(ApiError::internal)??;
     let id = accounts::create(
-        &state.db,
+        &state.db.write,
         &creds.username,
         &hash,
         false,
@@ -33,7 +33,7 @@ pub async fn register(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(accounts::account(&state.db, id).await?),
+        Json(accounts::account(&state.db.read, id).await?),
     ))
 }
 
@@ -56,7 +56,7 @@ pub async fn login(
             ),
         ));
     }
-    let id = match accounts::verify_login(&state.db, &creds.username, &creds.password).await {
+    let id = match accounts::verify_login(&state.db.read, &creds.username, &creds.password).await {
         Ok(id) => id,
         Err(e) => {
             state.login_limiter.failed(&creds.username, ip);
@@ -64,11 +64,11 @@ pub async fn login(
         }
     };
     state.login_limiter.succeeded(&creds.username);
-    let (token, expires_at) = accounts::start_session(&state.db, id).await?;
+    let (token, expires_at) = accounts::start_session(&state.db.write, id).await?;
     Ok(Json(Session {
         token,
         expires_at: u64::try_from(expires_at).unwrap_or(0),
-        account: accounts::account(&state.db, id).await?,
+        account: accounts::account(&state.db.read, id).await?,
     }))
 }
 
@@ -76,7 +76,7 @@ pub async fn login(
 #[utoipa::path(delete, path = "/sessions/current", tag = "accounts",
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(State(state): State<AppState>, authed: Authed) -> Result<StatusCode, ApiError> {
-    accounts::end_session(&state.db, &authed.token).await?;
+    accounts::end_session(&state.db.write, &authed.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -85,6 +85,6 @@ pub async fn logout(State(state): State<AppState>, authed: Authed) -> Result<Sta
     responses((status = 200, body = Account), (status = 401, body = ErrorBody)))]
 pub async fn me(State(state): State<AppState>, authed: Authed) -> Result<Json<Account>, ApiError> {
     Ok(Json(
-        accounts::account(&state.db, authed.caller.account_id).await?,
+        accounts::account(&state.db.read, authed.caller.account_id).await?,
     ))
 }

@@ -48,7 +48,9 @@ pub async fn accounts(
     State(state): State<AppState>,
     _: Admin,
 ) -> Result<Json<Vec<AccountSummary>>, ApiError> {
-    Ok(Json(admin::accounts(&state.db).await.map_err(db_error)?))
+    Ok(Json(
+        admin::accounts(&state.db.read).await.map_err(db_error)?,
+    ))
 }
 
 /// `GET /admin/nodes`.
@@ -58,7 +60,7 @@ pub async fn all_nodes(
     State(state): State<AppState>,
     _: Admin,
 ) -> Result<Json<Vec<NodeInfo>>, ApiError> {
-    Ok(Json(nodes::list(&state.db, None).await?))
+    Ok(Json(nodes::list(&state.db.read, None).await?))
 }
 
 /// `GET /admin/videos`.
@@ -68,8 +70,8 @@ pub async fn videos(
     State(state): State<AppState>,
     _: Admin,
 ) -> Result<Json<Vec<VideoStats>>, ApiError> {
-    let live = nodes::list(&state.db, None).await?;
-    let purchases = admin::purchases_by_video(&state.db)
+    let live = nodes::list(&state.db.read, None).await?;
+    let purchases = admin::purchases_by_video(&state.db.read)
         .await
         .map_err(db_error)?;
     let videos = state.catalogue.all().await;
@@ -121,7 +123,7 @@ pub async fn load(
         return Err(ApiError::bad_request("minutes must be from 1 to 1440"));
     }
     Ok(Json(
-        admin::load(&state.db, i64::from(minutes) * 60)
+        admin::load(&state.db.read, i64::from(minutes) * 60)
             .await
             .map_err(db_error)?,
     ))
@@ -139,6 +141,8 @@ pub async fn flows(
         return Err(ApiError::bad_request("node id is malformed"));
     }
     Ok(Json(
-        admin::flows(&state.db, &node).await.map_err(db_error)?,
+        admin::flows(&state.db.read, &node)
+            .await
+            .map_err(db_error)?,
     ))
 }

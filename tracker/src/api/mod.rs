@@ -20,7 +20,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use rivulet_tracker_client::{API_PREFIX, ErrorBody, ErrorDetail, codes};
 use serde::de::DeserializeOwned;
-use sqlx::SqlitePool;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -34,7 +33,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// What every handler can reach.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub db: SqlitePool,
+    pub db: crate::db::Database,
     pub catalogue: Arc<CatalogueCache>,
     pub login_limiter: Arc<LoginLimiter>,
     /// Points a new account starts with.
@@ -47,6 +46,8 @@ pub struct AppState {
     pub origin_ftp: String,
     /// Bytes the origin has served.
     pub origin_counters: Arc<crate::origin_ftp::OriginCounters>,
+    /// Writes heartbeats in batches.
+    pub heartbeats: crate::nodes::HeartbeatWriter,
     /// Request counts and latencies.
     pub metrics: Arc<crate::metrics::RequestMetrics>,
 }
@@ -180,7 +181,7 @@ impl FromRequestParts<AppState> for Authed {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?.to_owned();
-        let caller = accounts::session_caller(&state.db, &token)
+        let caller = accounts::session_caller(&state.db.read, &token)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
         Ok(Authed { caller, token })

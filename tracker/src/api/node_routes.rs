@@ -33,7 +33,7 @@ pub async fn register(
     authed: Authed,
     ApiJson(reg): ApiJson<NodeRegistration>,
 ) -> Result<(StatusCode, Json<NodeRegistered>), ApiError> {
-    let node_id = nodes::register(&state.db, authed.caller.account_id, &reg).await?;
+    let node_id = nodes::register(&state.db.write, authed.caller.account_id, &reg).await?;
     let timeout_secs = state.node_timeout.as_secs().max(1);
     Ok((
         StatusCode::CREATED,
@@ -55,14 +55,10 @@ pub async fn heartbeat(
     Path(id): Path<String>,
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
-    nodes::heartbeat(
-        &state.db,
-        &state.catalogue,
-        authed.caller.account_id,
-        &id,
-        &hb,
-    )
-    .await?;
+    state
+        .heartbeats
+        .record(&state.catalogue, authed.caller.account_id, &id, hb)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -74,7 +70,7 @@ pub async fn leave(
     authed: Authed,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    nodes::leave(&state.db, authed.caller.account_id, &id).await?;
+    nodes::leave(&state.db.write, authed.caller.account_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -86,7 +82,7 @@ pub async fn mine(
     authed: Authed,
 ) -> Result<Json<Vec<NodeInfo>>, ApiError> {
     Ok(Json(
-        nodes::list(&state.db, Some(authed.caller.account_id)).await?,
+        nodes::list(&state.db.read, Some(authed.caller.account_id)).await?,
     ))
 }
 
@@ -115,7 +111,7 @@ pub async fn ticket(
     }
     let now = crate::db::now().max(0) as u64;
     let claims = tickets::claims_for(
-        &state.db,
+        &state.db.read,
         authed.caller.account_id,
         &req.holder,
         &req.server,

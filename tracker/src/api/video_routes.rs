@@ -42,7 +42,7 @@ async fn owned(
     id: &str,
 ) -> Result<bool, ApiError> {
     match caller {
-        Some(c) => Ok(accounts::owns(&state.db, c.account_id, id).await?),
+        Some(c) => Ok(accounts::owns(&state.db.read, c.account_id, id).await?),
         None => Ok(false),
     }
 }
@@ -54,7 +54,11 @@ pub async fn list(
     MaybeAuthed(caller): MaybeAuthed,
 ) -> Result<Json<Vec<Video>>, ApiError> {
     let bought = match caller {
-        Some(c) => accounts::account(&state.db, c.account_id).await?.bought,
+        Some(c) => {
+            accounts::account(&state.db.read, c.account_id)
+                .await?
+                .bought
+        }
         None => Vec::new(),
     };
     let videos = state.catalogue.all().await;
@@ -110,7 +114,7 @@ pub async fn manifest(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let video = find(&state, &id).await?;
-    if !accounts::owns(&state.db, authed.caller.account_id, &id).await? {
+    if !accounts::owns(&state.db.read, authed.caller.account_id, &id).await? {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             codes::NOT_BOUGHT,
@@ -135,7 +139,7 @@ pub async fn buy(
 ) -> Result<Json<Purchase>, ApiError> {
     let video = find(&state, &id).await?;
     let price = video.record.price;
-    match accounts::buy(&state.db, authed.caller.account_id, &id, price).await? {
+    match accounts::buy(&state.db.write, authed.caller.account_id, &id, price).await? {
         BuyOutcome::Bought { charged, balance } => Ok(Json(Purchase {
             video: id,
             charged,
