@@ -1,6 +1,10 @@
 //! Rivulet's peer engine: the erasure-coded media format and codec that the tracker, the
-//! caches, the viewers and the app all share, and the FTP tickets that guard chunk access.
+//! caches, the viewers and the app all share, the FTP tickets that guard chunk access, and
+//! the viewer role that rebuilds a movie from verified chunks.
 
 pub mod codec;
 pub mod format;
+pub mod headless;
+pub mod peer;
 pub mod ticket;
+pub mod viewer;
