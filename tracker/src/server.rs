@@ -15,8 +15,9 @@ use crate::data_dir::DataDir;
 use crate::db;
 use crate::login_limit::{LoginLimiter, LoginLimits};
 use crate::nodes;
-use crate::origin_ftp::OriginFtp;
+use crate::origin_ftp;
 use crate::tickets;
+use rivulet_node_core::peer::chunk_server::ChunkServer;
 
 /// How the tracker runs.
 #[derive(Clone, Debug)]
@@ -78,7 +79,7 @@ pub struct Server {
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    ftp: OriginFtp,
+    ftp: ChunkServer,
 }
 
 impl Server {
@@ -91,7 +92,7 @@ impl Server {
         nodes::forget_all(&db.write).await?;
         let signer = tickets::load_or_create(data.root())?;
         let catalogue = Arc::new(CatalogueCache::new(data));
-        let ftp = OriginFtp::start(config.ftp, catalogue.clone(), signer.public_key()).await?;
+        let ftp = origin_ftp::start(config.ftp, catalogue.clone(), signer.public_key()).await?;
         let ftp_advertised = match &config.advertise {
             Some(host) if host.contains(':') && !host.starts_with('[') => {
                 format!("[{host}]:{}", ftp.addr().port())
@@ -106,7 +107,7 @@ impl Server {
             catalogue,
             signer: Arc::new(signer),
             origin_ftp: ftp_advertised,
-            origin_counters: ftp.counters.clone(),
+            origin_counters: ftp.served().clone(),
             metrics: Arc::default(),
             heartbeats: nodes::HeartbeatWriter::start(db.write.clone()),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),

@@ -1,3 +1,5 @@
-//! Talking to other nodes: FTP sessions that fetch chunks, for the viewer and the cache.
+//! Talking to other nodes over FTP: sessions that fetch chunks, and the chunk server the
+//! origin and every cache run.
 
+pub mod chunk_server;
 pub mod ftp;

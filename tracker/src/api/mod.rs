@@ -45,7 +45,7 @@ pub struct AppState {
     /// The origin's FTP address as nodes should dial it.
     pub origin_ftp: String,
     /// Bytes the origin has served.
-    pub origin_counters: Arc<crate::origin_ftp::OriginCounters>,
+    pub origin_counters: Arc<rivulet_node_core::peer::chunk_server::ServedBytes>,
     /// Writes heartbeats in batches.
     pub heartbeats: crate::nodes::HeartbeatWriter,
     /// Request counts and latencies.

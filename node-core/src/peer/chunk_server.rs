@@ -1,0 +1,566 @@
+//! A chunk server over FTP, for the origin and for caches alike: read-only, chunks at
+//! `/<video>/<segment>/<index>` in the chunk wire format, taken from a [`ChunkProvider`];
+//! access only with a valid ticket for this server and that movie; every byte sent counted
+//! per receiving node and movie, and held under one upload cap shared by all connections.
+//!
+//! One libunftp server runs per connection, with TCP_NODELAY, and passive data ports are
+//! bound to port 0 (see `../shared/recipes/ftp-chunks`: libunftp's own listener costs 44 ms
+//! per file and its random passive ports can collide).
+
+use std::collections::HashMap;
+use std::fmt::{self, Debug, Display};
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use unftp_core::auth::{
+    AuthenticationError, Authenticator, Credentials, Principal, UserDetail, UserDetailError,
+    UserDetailProvider,
+};
+use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageBackend};
+
+use crate::ticket::{TicketClaims, TicketKey};
+
+/// A movie id as it may appear in a path: lowercase letters, digits, '-' and '_'.
+fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with(['-', '_'])
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err(not_found()) }
+}
+
+/// Where a server's chunks come from.
+#[async_trait]
+pub trait ChunkProvider: Send + Sync + Debug + 'static {
+    /// Chunk `index` of `segment` of `video` in wire form; `Ok(None)` when this server does
+    /// not have it.
+    async fn chunk(
+        &self,
+        video: &str,
+        segment: u32,
+        index: u16,
+    ) -> std::result::Result<Option<Vec<u8>>, String>;
+}
+
+/// Bytes a server has sent.
+#[derive(Debug, Default)]
+pub struct ServedBytes {
+    /// To nodes whose id says they are caches.
+    pub to_caches: AtomicU64,
+    /// To every other node (viewers).
+    pub to_viewers: AtomicU64,
+    by_peer: Mutex<HashMap<(String, String), u64>>,
+}
+
+impl ServedBytes {
+    fn add(&self, holder: &str, video: &str, bytes: u64) {
+        let counter = if holder.starts_with("cache-") {
+            &self.to_caches
+        } else {
+            &self.to_viewers
+        };
+        counter.fetch_add(bytes, Ordering::Relaxed);
+        *self
+            .by_peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((holder.to_owned(), video.to_owned()))
+            .or_default() += bytes;
+    }
+
+    /// Bytes sent per (receiving node, movie) since the last call: what a heartbeat reports.
+    pub fn take_by_peer(&self) -> Vec<(String, String, u64)> {
+        std::mem::take(&mut *self.by_peer.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .map(|((peer, video), bytes)| (peer, video, bytes))
+            .collect()
+    }
+}
+
+/// One upload cap shared by every connection of a server: a token bucket that holds at
+/// least 10 ms of traffic (tokio's timers tick at 1 ms; a smaller bucket caps far below the
+/// rate) and starts empty, so no transfer gets a free burst. Zero means no cap. The rate can
+/// change while transfers run.
+#[derive(Debug)]
+pub struct UploadCap {
+    bits_per_sec: AtomicU64,
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl UploadCap {
+    pub fn new(bits_per_sec: u64) -> UploadCap {
+        UploadCap {
+            bits_per_sec: AtomicU64::new(bits_per_sec),
+            bucket: Mutex::new((0.0, Instant::now())),
+        }
+    }
+
+    /// Changes the cap at once (0: none).
+    pub fn set(&self, bits_per_sec: u64) {
+        self.bits_per_sec.store(bits_per_sec, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.bits_per_sec.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `bytes` may be sent.
+    async fn acquire(&self, bytes: usize) {
+        loop {
+            let rate = self.bits_per_sec.load(Ordering::Relaxed) as f64 / 8.0;
+            if rate <= 0.0 {
+                return;
+            }
+            let burst = (rate / 100.0).max(16.0 * 1024.0);
+            let wait = {
+                let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate).min(burst);
+                b.1 = now;
+                let need = (bytes as f64).min(burst);
+                if b.0 >= need {
+                    b.0 -= bytes as f64;
+                    return;
+                }
+                Duration::from_secs_f64((need - b.0) / rate)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Bytes written per step under a cap.
+const CAPPED_PIECE: usize = 16 * 1024;
+
+/// A session's user: the claims of the ticket it logged in with.
+#[derive(Clone, Debug)]
+pub struct TicketUser(TicketClaims);
+
+impl Display for TicketUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} for {}", self.0.holder, self.0.video)
+    }
+}
+
+impl UserDetail for TicketUser {}
+
+/// Checks the ticket sent as the password, with the node id as the user name.
+#[derive(Debug)]
+struct TicketAuth {
+    key: TicketKey,
+    server: Arc<RwLock<String>>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[async_trait]
+impl Authenticator for TicketAuth {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> std::result::Result<Principal, AuthenticationError> {
+        let ticket = creds
+            .password
+            .as_deref()
+            .ok_or(AuthenticationError::BadPassword)?;
+        let claims = self
+            .key
+            .verify(
+                ticket,
+                username,
+                &self.server.read().unwrap_or_else(|e| e.into_inner()),
+                unix_now(),
+            )
+            .map_err(|_| AuthenticationError::BadPassword)?;
+        // The principal carries the verified claims on to the user detail provider.
+        let username =
+            serde_json::to_string(&claims).map_err(|_| AuthenticationError::BadPassword)?;
+        Ok(Principal { username })
+    }
+}
+
+#[derive(Debug)]
+struct TicketUsers;
+
+#[async_trait]
+impl UserDetailProvider for TicketUsers {
+    type User = TicketUser;
+
+    async fn provide_user_detail(
+        &self,
+        principal: &Principal,
+    ) -> std::result::Result<TicketUser, UserDetailError> {
+        serde_json::from_str(&principal.username)
+            .map(TicketUser)
+            .map_err(|e| UserDetailError::Generic(e.to_string()))
+    }
+}
+
+/// `/<video>/<segment>/<index>`, or `None` for anything else (including `..`).
+fn chunk_path(path: &Path) -> Option<(String, u32, u16)> {
+    let parts: Vec<&str> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::RootDir | Component::CurDir => None,
+            Component::Normal(s) => Some(s.to_str()),
+            _ => Some(None),
+        })
+        .collect::<Option<_>>()?;
+    match parts.as_slice() {
+        [video, segment, index] if check_id(video).is_ok() => Some((
+            (*video).to_owned(),
+            segment.parse().ok()?,
+            index.parse().ok()?,
+        )),
+        _ => None,
+    }
+}
+
+#[derive(Debug)]
+pub struct ChunkMeta {
+    len: u64,
+    dir: bool,
+}
+
+impl Metadata for ChunkMeta {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn is_dir(&self) -> bool {
+        self.dir
+    }
+    fn is_file(&self) -> bool {
+        !self.dir
+    }
+    fn is_symlink(&self) -> bool {
+        false
+    }
+    fn modified(&self) -> Result<SystemTime> {
+        Ok(SystemTime::UNIX_EPOCH)
+    }
+    fn gid(&self) -> u32 {
+        0
+    }
+    fn uid(&self) -> u32 {
+        0
+    }
+}
+
+/// The storage backend of every session: chunks from the provider, sent under the cap.
+#[derive(Clone, Debug)]
+struct ProviderStore {
+    provider: Arc<dyn ChunkProvider>,
+    served: Arc<ServedBytes>,
+    cap: Arc<UploadCap>,
+}
+
+fn not_found() -> Error {
+    Error::from(ErrorKind::PermanentFileNotAvailable)
+}
+
+impl ProviderStore {
+    /// The chunk at `path` for `user`, in wire form.
+    async fn chunk(&self, user: &TicketUser, path: &Path) -> Result<(String, Vec<u8>)> {
+        let (video, segment, index) = chunk_path(path).ok_or_else(not_found)?;
+        // A session lives no longer than its ticket.
+        if video != user.0.video || user.0.expires_at <= unix_now() {
+            return Err(ErrorKind::PermissionDenied.into());
+        }
+        match self.provider.chunk(&video, segment, index).await {
+            Ok(Some(chunk)) => Ok((video, chunk)),
+            Ok(None) => Err(not_found()),
+            Err(e) => Err(Error::new(ErrorKind::LocalError, e)),
+        }
+    }
+}
+
+fn read_only<T>() -> Result<T> {
+    Err(ErrorKind::PermissionDenied.into())
+}
+
+#[async_trait]
+impl StorageBackend<TicketUser> for ProviderStore {
+    type Metadata = ChunkMeta;
+
+    async fn metadata<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &TicketUser,
+        path: P,
+    ) -> Result<ChunkMeta> {
+        let path = path.as_ref();
+        if chunk_path(path).is_none() {
+            let depth = path
+                .components()
+                .filter(|c| matches!(c, Component::Normal(_)))
+                .count();
+            return if depth <= 2 {
+                Ok(ChunkMeta { len: 0, dir: true })
+            } else {
+                Err(not_found())
+            };
+        }
+        let (_, chunk) = self.chunk(user, path).await?;
+        Ok(ChunkMeta {
+            len: chunk.len() as u64,
+            dir: false,
+        })
+    }
+
+    async fn list<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _user: &TicketUser,
+        _path: P,
+    ) -> Result<Vec<Fileinfo<PathBuf, ChunkMeta>>> {
+        Ok(Vec::new())
+    }
+
+    async fn get<P: AsRef<Path> + Send + Debug>(
+        &self,
+        user: &TicketUser,
+        path: P,
+        start_pos: u64,
+    ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+        let (video, chunk) = self.chunk(user, path.as_ref()).await?;
+        let start = usize::try_from(start_pos)
+            .unwrap_or(usize::MAX)
+            .min(chunk.len());
+        self.served
+            .add(&user.0.holder, &video, (chunk.len() - start) as u64);
+        Ok(Box::new(std::io::Cursor::new(chunk[start..].to_vec())))
+    }
+
+    async fn get_into<'a, P, W: ?Sized>(
+        &self,
+        user: &TicketUser,
+        path: P,
+        start_pos: u64,
+        output: &'a mut W,
+    ) -> Result<u64>
+    where
+        W: AsyncWrite + Unpin + Sync + Send,
+        P: AsRef<Path> + Send + Debug,
+    {
+        let (video, chunk) = self.chunk(user, path.as_ref()).await?;
+        let start = usize::try_from(start_pos)
+            .unwrap_or(usize::MAX)
+            .min(chunk.len());
+        for piece in chunk[start..].chunks(CAPPED_PIECE) {
+            self.cap.acquire(piece.len()).await;
+            output.write_all(piece).await?;
+        }
+        let sent = (chunk.len() - start) as u64;
+        self.served.add(&user.0.holder, &video, sent);
+        Ok(sent)
+    }
+
+    async fn put<P: AsRef<Path> + Send + Debug, R: AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        _user: &TicketUser,
+        _input: R,
+        _path: P,
+        _start: u64,
+    ) -> Result<u64> {
+        read_only()
+    }
+    async fn del<P: AsRef<Path> + Send + Debug>(&self, _user: &TicketUser, _path: P) -> Result<()> {
+        read_only()
+    }
+    async fn mkd<P: AsRef<Path> + Send + Debug>(&self, _user: &TicketUser, _path: P) -> Result<()> {
+        read_only()
+    }
+    async fn rename<P: AsRef<Path> + Send + Debug>(
+        &self,
+        _user: &TicketUser,
+        _from: P,
+        _to: P,
+    ) -> Result<()> {
+        read_only()
+    }
+    async fn rmd<P: AsRef<Path> + Send + Debug>(&self, _user: &TicketUser, _path: P) -> Result<()> {
+        read_only()
+    }
+    async fn cwd<P: AsRef<Path> + Send + Debug>(&self, _user: &TicketUser, path: P) -> Result<()> {
+        let depth = path
+            .as_ref()
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .count();
+        if depth <= 2 { Ok(()) } else { Err(not_found()) }
+    }
+}
+
+/// Binds every passive data port to port 0: the kernel picks a free one, so two sessions
+/// never race for the same port. (It ignores a configured passive range.)
+#[derive(Debug, Clone)]
+struct KernelPicksPort;
+
+#[async_trait]
+impl libunftp::options::Binder for KernelPicksPort {
+    async fn bind(
+        &mut self,
+        ip: std::net::IpAddr,
+        _range: std::ops::RangeInclusive<u16>,
+    ) -> std::io::Result<tokio::net::TcpSocket> {
+        let socket = if ip.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(SocketAddr::new(ip, 0))?;
+        Ok(socket)
+    }
+}
+
+/// A running chunk server.
+#[derive(Debug)]
+pub struct ChunkServer {
+    addr: SocketAddr,
+    server_id: Arc<RwLock<String>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    served: Arc<ServedBytes>,
+    cap: Arc<UploadCap>,
+}
+
+impl ChunkServer {
+    /// Binds `bind` and serves `provider`'s chunks to holders of tickets for `server_id`,
+    /// signed by `key`, under an upload cap of `upload_bps` bits/s (0: none).
+    pub async fn start(
+        bind: SocketAddr,
+        server_id: &str,
+        key: TicketKey,
+        provider: Arc<dyn ChunkProvider>,
+        upload_bps: u64,
+    ) -> std::io::Result<ChunkServer> {
+        let listener = TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let served = Arc::new(ServedBytes::default());
+        let cap = Arc::new(UploadCap::new(upload_bps));
+        let server_id = Arc::new(RwLock::new(server_id.to_owned()));
+        let store = ProviderStore {
+            provider,
+            served: served.clone(),
+            cap: cap.clone(),
+        };
+        let auth = Arc::new(TicketAuth {
+            key,
+            server: server_id.clone(),
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut sessions = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let _ = stream.set_nodelay(true);
+                        let store = store.clone();
+                        let server = libunftp::ServerBuilder::with_user_detail_provider(
+                            Box::new(move || store.clone()),
+                            Arc::new(TicketUsers),
+                        )
+                        .authenticator(auth.clone())
+                        .passive_host(libunftp::options::PassiveHost::FromConnection)
+                        .binder(KernelPicksPort)
+                        .idle_session_timeout(120)
+                        .logger(slog::Logger::root(slog::Discard, slog::o!()))
+                        .build();
+                        if let Ok(server) = server {
+                            sessions.spawn(async move {
+                                let _ = server.service(stream).await;
+                            });
+                        }
+                    }
+                    Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                    _ = stopped.changed() => break,
+                }
+            }
+            drop(listener);
+            // Sessions get a moment to finish what they are sending.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while sessions.join_next().await.is_some() {}
+            })
+            .await;
+            sessions.abort_all();
+        });
+        Ok(ChunkServer {
+            addr,
+            server_id,
+            stop,
+            task,
+            served,
+            cap,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Accepts tickets for `server_id` from now on (a cache learns its node id only after it
+    /// has bound and registered).
+    pub fn set_server_id(&self, server_id: &str) {
+        *self.server_id.write().unwrap_or_else(|e| e.into_inner()) = server_id.to_owned();
+    }
+
+    /// What has been sent.
+    pub fn served(&self) -> &Arc<ServedBytes> {
+        &self.served
+    }
+
+    /// The shared upload cap, adjustable while serving.
+    pub fn upload_cap(&self) -> &Arc<UploadCap> {
+        &self.cap
+    }
+
+    /// Stops accepting, lets sessions finish briefly, then ends them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_chunk_paths_inside_the_store_parse() {
+        assert_eq!(
+            chunk_path(Path::new("/demo/3/17")),
+            Some(("demo".into(), 3, 17))
+        );
+        assert_eq!(
+            chunk_path(Path::new("demo/0/0")),
+            Some(("demo".into(), 0, 0))
+        );
+        for bad in [
+            "/demo/3",
+            "/../demo/3/17",
+            "/demo/../../etc/passwd",
+            "/etc/passwd",
+            "/demo/x/1",
+            "/demo/1/70000",
+            "/Demo/1/1",
+            "/demo/1/2/3",
+        ] {
+            assert_eq!(chunk_path(Path::new(bad)), None, "{bad}");
+        }
+    }
+}
