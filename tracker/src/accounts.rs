@@ -68,6 +68,20 @@ pub fn check_password(username: &str, password: &str) -> Result<(), AccountError
     Ok(())
 }
 
+/// At most this many Argon2 computations (19 MiB each) run at once; the rest queue.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// [`hash_password`] off the async threads, within the shared limit of Argon2 work.
+pub async fn hash_password_async(password: String) -> Result<String, AccountError> {
+    let _slot = ARGON2_SLOTS
+        .acquire()
+        .await
+        .map_err(|e| AccountError::Hash(e.to_string()))?;
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| AccountError::Hash(e.to_string()))?
+}
+
 /// Argon2id hash of `password` in PHC string form; slow on purpose, so run it off the async
 /// threads.
 pub fn hash_password(password: &str) -> Result<String, AccountError> {
@@ -157,9 +171,15 @@ pub async fn verify_login(
         None => (None, dummy_hash()),
     };
     let password = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || password_matches(&password, &phc))
-        .await
-        .unwrap_or(false);
+    let ok = {
+        let _slot = ARGON2_SLOTS
+            .acquire()
+            .await
+            .map_err(|e| AccountError::Hash(e.to_string()))?;
+        tokio::task::spawn_blocking(move || password_matches(&password, &phc))
+            .await
+            .unwrap_or(false)
+    };
     match (id, ok) {
         (Some(id), true) => Ok(id),
         _ => Err(AccountError::BadCredentials),

@@ -11,6 +11,17 @@ fn unsigned(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// A byte total summed as floating point (sums of 64-bit counters can exceed 64 bits).
+fn total(row: &sqlx::sqlite::SqliteRow, column: &str) -> u64 {
+    // Unchecked: SQLite hands back an integer 0 for an empty sum, a real otherwise.
+    let v: f64 = row.try_get_unchecked(column).unwrap_or(0.0);
+    if v.is_finite() && v > 0.0 {
+        v.min(u64::MAX as f64) as u64
+    } else {
+        0
+    }
+}
+
 /// Every account with its totals.
 pub async fn accounts(db: &SqlitePool) -> Result<Vec<AccountSummary>, sqlx::Error> {
     let rows = sqlx::query(
@@ -56,7 +67,8 @@ pub async fn load(db: &SqlitePool, secs: i64) -> Result<Vec<LoadPoint>, sqlx::Er
             SUM(CASE WHEN from_kind = 'cache' AND to_kind = 'viewer' THEN bytes ELSE 0 END) AS cv,
             SUM(CASE WHEN to_kind = 'viewer' THEN bytes ELSE 0 END) AS demand
          FROM (SELECT bucket, from_kind, to_kind,
-                      CASE WHEN confirmed_bytes > 0 THEN confirmed_bytes ELSE reported_bytes END AS bytes
+                      CAST(CASE WHEN confirmed_bytes > 0 THEN confirmed_bytes ELSE reported_bytes END
+                           AS DOUBLE PRECISION) AS bytes
                FROM transfers WHERE bucket >= $1) AS t
          GROUP BY bucket ORDER BY bucket",
     )
@@ -68,10 +80,10 @@ pub async fn load(db: &SqlitePool, secs: i64) -> Result<Vec<LoadPoint>, sqlx::Er
         .map(|r| LoadPoint {
             at: unsigned(r.get("bucket")),
             secs: BUCKET_SECS as u64,
-            origin_to_viewers: unsigned(r.get("ov")),
-            origin_to_caches: unsigned(r.get("oc")),
-            caches_to_viewers: unsigned(r.get("cv")),
-            demand: unsigned(r.get("demand")),
+            origin_to_viewers: total(r, "ov"),
+            origin_to_caches: total(r, "oc"),
+            caches_to_viewers: total(r, "cv"),
+            demand: total(r, "demand"),
         })
         .collect())
 }
@@ -86,7 +98,8 @@ pub async fn flows(db: &SqlitePool, node: &str) -> Result<NodeFlows, sqlx::Error
         };
         let rows = sqlx::query(&format!(
             "SELECT {peer} AS peer, {peer_kind} AS peer_kind, video_id,
-                    SUM(CASE WHEN confirmed_bytes > 0 THEN confirmed_bytes ELSE reported_bytes END) AS bytes
+                    SUM(CAST(CASE WHEN confirmed_bytes > 0 THEN confirmed_bytes ELSE reported_bytes END
+                             AS DOUBLE PRECISION)) AS bytes
              FROM transfers WHERE {me} = $1 GROUP BY {peer}, {peer_kind}, video_id ORDER BY bytes DESC"
         ))
         .bind(node)
@@ -98,7 +111,7 @@ pub async fn flows(db: &SqlitePool, node: &str) -> Result<NodeFlows, sqlx::Error
                     peer: r.get("peer"),
                     peer_kind: r.get("peer_kind"),
                     video: r.get("video_id"),
-                    bytes: unsigned(r.get("bytes")),
+                    bytes: total(r, "bytes"),
                 })
                 .collect(),
         )

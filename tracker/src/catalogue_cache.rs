@@ -2,25 +2,43 @@
 //! read again only when `videos/` changes (an ingest's commit is a rename into it).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::RwLock;
 
 use crate::catalogue::{self, StoredVideo};
 use crate::data_dir::DataDir;
 
-/// Movies by title, reloaded when the videos directory's modification time moves.
+/// How long a listing is trusted even when the directory's time has not moved (its
+/// resolution can hide two commits in one tick).
+const MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Movies by title, reloaded when the videos directory's modification time moves, when the
+/// listing is older than [`MAX_AGE`], or when the last listing met an error.
 #[derive(Debug)]
 pub struct CatalogueCache {
     data: DataDir,
-    loaded: RwLock<(Option<SystemTime>, Arc<Vec<StoredVideo>>)>,
+    loaded: RwLock<Loaded>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    stamp: Option<SystemTime>,
+    at: Instant,
+    clean: bool,
+    videos: Arc<Vec<StoredVideo>>,
 }
 
 impl CatalogueCache {
     pub fn new(data: DataDir) -> CatalogueCache {
         CatalogueCache {
             data,
-            loaded: RwLock::new((None, Arc::new(Vec::new()))),
+            loaded: RwLock::new(Loaded {
+                stamp: None,
+                at: Instant::now(),
+                clean: false,
+                videos: Arc::new(Vec::new()),
+            }),
         }
     }
 
@@ -34,21 +52,24 @@ impl CatalogueCache {
     pub async fn all(&self) -> Arc<Vec<StoredVideo>> {
         let stamp = self.stamp();
         {
-            let loaded = self.loaded.read().await;
-            if loaded.0.is_some() && loaded.0 == stamp {
-                return loaded.1.clone();
+            let l = self.loaded.read().await;
+            if l.clean && l.stamp.is_some() && l.stamp == stamp && l.at.elapsed() < MAX_AGE {
+                return l.videos.clone();
             }
         }
         let data = self.data.clone();
-        let videos = tokio::task::spawn_blocking(move || {
-            catalogue::list(&data)
-                .map(|(good, _)| good)
-                .unwrap_or_default()
-        })
-        .await
-        .unwrap_or_default();
-        let videos = Arc::new(videos);
-        *self.loaded.write().await = (stamp, videos.clone());
+        let listed = tokio::task::spawn_blocking(move || catalogue::list(&data))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let clean = listed.as_ref().is_some_and(|(_, bad)| bad.is_empty());
+        let videos = Arc::new(listed.map(|(good, _)| good).unwrap_or_default());
+        *self.loaded.write().await = Loaded {
+            stamp,
+            at: Instant::now(),
+            clean,
+            videos: videos.clone(),
+        };
         videos
     }
 

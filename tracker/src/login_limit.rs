@@ -67,8 +67,19 @@ impl LoginLimiter {
         }
     }
 
+    /// Counts an attempt for `account` from `address` before it is checked, so that
+    /// concurrent attempts cannot all slip past the limit; `Err` says how long the lock-out
+    /// lasts. A successful log-in gives the attempt back with [`LoginLimiter::succeeded`].
+    pub fn attempt(&self, account: &str, address: IpAddr) -> Result<(), Duration> {
+        if let Some(wait) = self.locked_for(account, address) {
+            return Err(wait);
+        }
+        self.failed(account, address);
+        Ok(())
+    }
+
     /// If log-ins for `account` from `address` are locked out, for how much longer.
-    pub fn locked_for(&self, account: &str, address: IpAddr) -> Option<Duration> {
+    fn locked_for(&self, account: &str, address: IpAddr) -> Option<Duration> {
         let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let l = self.limits;
@@ -104,10 +115,14 @@ impl LoginLimiter {
         }
     }
 
-    /// Clears an account's failures after a successful log-in.
-    pub fn succeeded(&self, account: &str) {
+    /// Clears an account's failures after a successful log-in, and gives back the address's
+    /// attempt.
+    pub fn succeeded(&self, account: &str, address: IpAddr) {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         f.by_account.remove(&account.to_lowercase());
+        if let Some(q) = f.by_address.get_mut(&address) {
+            q.pop_back();
+        }
     }
 }
 
@@ -131,7 +146,7 @@ mod tests {
         let wait = limiter.locked_for("ALICE", ip).unwrap();
         assert!(wait > Duration::from_secs(55) && wait <= Duration::from_secs(60));
         assert!(limiter.locked_for("bob", ip).is_none());
-        limiter.succeeded("alice");
+        limiter.succeeded("alice", ip);
         assert!(limiter.locked_for("alice", ip).is_none());
     }
 

@@ -19,6 +19,10 @@ pub const ORIGIN: &str = "origin";
 pub const BUCKET_SECS: i64 = 10;
 /// Most holdings and peer entries one heartbeat may carry.
 const MAX_ENTRIES: usize = 1024;
+/// Most bytes one peer entry of one heartbeat may claim: 10 Gbit/s for 15 minutes.
+const MAX_ENTRY_BYTES: u64 = 1 << 40;
+/// Where byte totals stop growing instead of overflowing.
+const BYTES_CEILING: i64 = 1 << 62;
 
 #[derive(Debug, Error)]
 pub enum NodeError {
@@ -166,13 +170,25 @@ async fn check_heartbeat(catalogue: &CatalogueCache, hb: &Heartbeat) -> Result<(
             }
         }
     }
-    for PeerBytes { peer, video, bytes } in hb.sent.iter().chain(&hb.received) {
-        if peer.is_empty() || peer.len() > 64 {
-            return Err(NodeError::Invalid(format!("peer id {peer:?} is malformed")));
+    for list in [&hb.sent, &hb.received] {
+        let mut keys = std::collections::HashSet::new();
+        for PeerBytes { peer, video, bytes } in list {
+            if peer.is_empty() || peer.len() > 64 {
+                return Err(NodeError::Invalid(format!("peer id {peer:?} is malformed")));
+            }
+            n_of(video)
+                .ok_or_else(|| NodeError::Invalid(format!("bytes for unknown video {video:?}")))?;
+            if *bytes > MAX_ENTRY_BYTES {
+                return Err(NodeError::Invalid(format!(
+                    "{bytes} bytes in one heartbeat is out of range"
+                )));
+            }
+            if !keys.insert((peer, video)) {
+                return Err(NodeError::Invalid(format!(
+                    "peer {peer:?} and video {video:?} are listed twice"
+                )));
+            }
         }
-        n_of(video)
-            .ok_or_else(|| NodeError::Invalid(format!("bytes for unknown video {video:?}")))?;
-        to_i64("bytes", *bytes)?;
     }
     if let Some(v) = hb.upload_bps {
         to_i64("upload_bps", v)?;
@@ -307,11 +323,8 @@ async fn write_batch_tx(
                     .entry((bucket, from, to, p.video.clone()))
                     .or_default();
                 let bytes = p.bytes as i64;
-                if outgoing {
-                    sums.0 += bytes;
-                } else {
-                    sums.1 += bytes;
-                }
+                let sum = if outgoing { &mut sums.0 } else { &mut sums.1 };
+                *sum = sum.saturating_add(bytes).min(BYTES_CEILING);
             }
         }
     }
@@ -353,11 +366,14 @@ async fn write_batch_tx(
                     .push_bind(*confirmed);
             },
         );
-        q.push(
+        // Totals stop at a ceiling instead of overflowing into floating point.
+        q.push(format!(
             " ON CONFLICT (bucket, from_node, to_node, video_id) DO UPDATE SET
-               reported_bytes = transfers.reported_bytes + excluded.reported_bytes,
-               confirmed_bytes = transfers.confirmed_bytes + excluded.confirmed_bytes",
-        );
+               reported_bytes = CASE WHEN transfers.reported_bytes > {BYTES_CEILING} - excluded.reported_bytes
+                   THEN {BYTES_CEILING} ELSE transfers.reported_bytes + excluded.reported_bytes END,
+               confirmed_bytes = CASE WHEN transfers.confirmed_bytes > {BYTES_CEILING} - excluded.confirmed_bytes
+                   THEN {BYTES_CEILING} ELSE transfers.confirmed_bytes + excluded.confirmed_bytes END"
+        ));
         q.build().execute(&mut *tx).await?;
     }
     tx.commit().await?;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rand::RngCore;
 use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
 use crate::accounts::{self, AccountError};
 use crate::nodes::ORIGIN;
@@ -58,9 +58,8 @@ pub enum TicketRefusal {
     Db(#[from] sqlx::Error),
 }
 
-/// Claims for a ticket, if the rules allow it: the holder is one of the caller's live nodes;
-/// the server is the origin or a live cache; a viewer's account owns the movie (a cache
-/// fetches what placement gives it).
+/// Claims for a ticket, if the rules allow it: the holder is one of the caller's live nodes,
+/// the server is the origin or a live cache, and the caller's account owns the movie.
 pub async fn claims_for(
     db: &SqlitePool,
     account_id: i64,
@@ -69,13 +68,12 @@ pub async fn claims_for(
     video: &str,
     now: u64,
 ) -> Result<TicketClaims, TicketRefusal> {
-    let kind: String = sqlx::query("SELECT kind FROM nodes WHERE id = $1 AND account_id = $2")
+    sqlx::query("SELECT 1 FROM nodes WHERE id = $1 AND account_id = $2")
         .bind(holder)
         .bind(account_id)
         .fetch_optional(db)
         .await?
-        .ok_or_else(|| TicketRefusal::NotYourNode(holder.to_owned()))?
-        .get("kind");
+        .ok_or_else(|| TicketRefusal::NotYourNode(holder.to_owned()))?;
     if server != ORIGIN {
         sqlx::query("SELECT 1 FROM nodes WHERE id = $1 AND kind = 'cache'")
             .bind(server)
@@ -83,7 +81,9 @@ pub async fn claims_for(
             .await?
             .ok_or_else(|| TicketRefusal::NoSuchServer(server.to_owned()))?;
     }
-    if kind == "viewer" && !accounts::owns(db, account_id, video).await? {
+    // Chunks 0..k of a movie are its bytes, so every holder's account must own the movie:
+    // a cache too, until placement (issue 4) hands caches the movies they are to hold.
+    if !accounts::owns(db, account_id, video).await? {
         return Err(TicketRefusal::NotBought(video.to_owned()));
     }
     Ok(TicketClaims {

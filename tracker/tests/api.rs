@@ -863,3 +863,93 @@ async fn the_openapi_document_matches_the_routes() {
     }
     t.server.shutdown().await.unwrap();
 }
+
+/// Parallel wrong passwords cannot slip past the lock-out: each attempt is counted before it
+/// is checked.
+#[tokio::test]
+async fn parallel_guesses_are_counted_before_they_are_checked() {
+    let t = Tracker::start(&[]).await;
+    t.client()
+        .register(&creds("gina", "correct-horse-42"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let c = t.client();
+            tokio::spawn(async move { c.login(&creds("gina", &format!("guess-{i}-x"))).await })
+        })
+        .collect();
+    let mut wrong = 0;
+    let mut locked = 0;
+    for task in tasks {
+        match code(task.await.unwrap()) {
+            (401, c) if c == codes::BAD_CREDENTIALS => wrong += 1,
+            (429, c) if c == codes::LOCKED_OUT => locked += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((wrong, locked), (5, 19));
+    assert_eq!(
+        code(t.client().login(&creds("gina", "correct-horse-42")).await).0,
+        429
+    );
+    t.server.shutdown().await.unwrap();
+}
+
+/// Byte totals stop at a ceiling instead of overflowing; the admin views keep working.
+#[tokio::test]
+async fn transfer_totals_cannot_overflow() {
+    let t = Tracker::start(&[("m", 0)]).await;
+    let root = t.user("root").await;
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE accounts SET admin = 1 WHERE username = 'root'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let cache = root.register_node(&cache_at(2121)).await.unwrap().node_id;
+    let view = root.register_node(&viewer()).await.unwrap().node_id;
+    let huge = Heartbeat {
+        sent: vec![PeerBytes {
+            peer: view.clone(),
+            video: "m".into(),
+            bytes: 1 << 40,
+        }],
+        ..Heartbeat::default()
+    };
+    root.heartbeat(&cache, &huge).await.unwrap();
+    // Push the row to the brink, as years of traffic (or a liar) would.
+    sqlx::query("UPDATE transfers SET reported_bytes = 4611686018427387000")
+        .execute(&db)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        root.heartbeat(&cache, &huge).await.unwrap();
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT MAX(reported_bytes) FROM transfers")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1 << 62);
+    // A second row at the ceiling: the sums exceed 64 bits and still answer.
+    let other = root.register_node(&cache_at(2122)).await.unwrap().node_id;
+    root.heartbeat(&other, &huge).await.unwrap();
+    sqlx::query("UPDATE transfers SET reported_bytes = 4611686018427387904")
+        .execute(&db)
+        .await
+        .unwrap();
+    let load = root.admin_load(5).await.unwrap();
+    assert!(
+        load.iter().map(|p| p.demand).sum::<u64>() >= 1 << 63,
+        "{load:?}"
+    );
+    root.admin_flows(&cache).await.unwrap();
+    // Duplicate entries in one heartbeat are refused.
+    let twice = Heartbeat {
+        sent: [huge.sent.clone(), huge.sent.clone()].concat(),
+        ..Heartbeat::default()
+    };
+    assert_eq!(code(root.heartbeat(&cache, &twice).await).0, 400);
+    t.server.shutdown().await.unwrap();
+}

@@ -262,6 +262,21 @@ async fn tickets_follow_the_rules() {
         (404, codes::NOT_FOUND.into())
     );
     ask(&node, "origin", "m").await.unwrap();
+    // A cache of an account that did not buy the movie gets no ticket for it either: the
+    // data chunks are the movie's bytes.
+    let cache = NodeRegistration {
+        kind: NodeKind::Cache,
+        bind: "127.0.0.1:2999".into(),
+        advertise: "127.0.0.1:2999".into(),
+        upload_bps: 0,
+        storage_bytes: 0,
+    };
+    let cache = c.register_node(&cache).await.unwrap().node_id;
+    assert_eq!(
+        code(ask(&cache, "origin", "other").await),
+        (403, codes::NOT_BOUGHT.into())
+    );
+    ask(&cache, "origin", "m").await.unwrap();
     server.shutdown().await.unwrap();
 }
 

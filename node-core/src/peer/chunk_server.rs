@@ -139,6 +139,9 @@ impl UploadCap {
     }
 }
 
+/// Most sessions a server keeps open at once; more connections are closed at once.
+const MAX_SESSIONS: usize = 512;
+
 /// Bytes written per step under a cap.
 const CAPPED_PIECE: usize = 16 * 1024;
 
@@ -468,7 +471,15 @@ impl ChunkServer {
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
+                        let Ok((stream, _)) = accepted else {
+                            // Out of file descriptors, most likely: give sessions time to end.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        };
+                        if sessions.len() >= MAX_SESSIONS {
+                            drop(stream);
+                            continue;
+                        }
                         let _ = stream.set_nodelay(true);
                         let store = store.clone();
                         let server = libunftp::ServerBuilder::with_user_detail_provider(

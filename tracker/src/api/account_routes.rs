@@ -19,10 +19,7 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<Account>), ApiError> {
     accounts::check_username(&creds.username)?;
     accounts::check_password(&creds.username, &creds.password)?;
-    let password = creds.password.clone();
-    let hash = tokio::task::spawn_blocking(move || accounts::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)??;
+    let hash = accounts::hash_password_async(creds.password.clone()).await?;
     let id = accounts::create(
         &state.db.write,
         &creds.username,
@@ -46,7 +43,10 @@ pub async fn login(
     ApiJson(creds): ApiJson<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
     let ip = client_ip(&info);
-    if let Some(wait) = state.login_limiter.locked_for(&creds.username, ip) {
+    if accounts::check_username(&creds.username).is_err() {
+        return Err(accounts::AccountError::BadCredentials.into());
+    }
+    if let Err(wait) = state.login_limiter.attempt(&creds.username, ip) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             codes::LOCKED_OUT,
@@ -56,14 +56,8 @@ pub async fn login(
             ),
         ));
     }
-    let id = match accounts::verify_login(&state.db.read, &creds.username, &creds.password).await {
-        Ok(id) => id,
-        Err(e) => {
-            state.login_limiter.failed(&creds.username, ip);
-            return Err(e.into());
-        }
-    };
-    state.login_limiter.succeeded(&creds.username);
+    let id = accounts::verify_login(&state.db.read, &creds.username, &creds.password).await?;
+    state.login_limiter.succeeded(&creds.username, ip);
     let (token, expires_at) = accounts::start_session(&state.db.write, id).await?;
     Ok(Json(Session {
         token,

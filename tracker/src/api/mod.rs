@@ -294,6 +294,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::render))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A handler that panics answers 500 with the error body; the server lives on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(middleware::from_fn(error_bodies))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

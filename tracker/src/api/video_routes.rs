@@ -93,7 +93,7 @@ pub async fn poster(
     let video = find(&state, &id).await?;
     let bytes = tokio::fs::read(video.poster_path())
         .await
-        .map_err(|e| ApiError::internal(format!("poster of {id}: {e}")))?;
+        .map_err(|_| ApiError::not_found(format!("{id:?} has no poster")))?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/jpeg"),
