@@ -158,23 +158,23 @@ impl TrackerClient {
 
     /// One catalogue entry.
     pub async fn video(&self, id: &str) -> Result<Video, ClientError> {
-        Self::json(self.request(Method::GET, &format!("/videos/{id}"))).await
+        Self::json(self.request(Method::GET, &format!("/videos/{}", seg(id)))).await
     }
 
     /// The poster, as JPEG bytes.
     pub async fn poster(&self, id: &str) -> Result<Vec<u8>, ClientError> {
-        Self::bytes(self.request(Method::GET, &format!("/videos/{id}/poster"))).await
+        Self::bytes(self.request(Method::GET, &format!("/videos/{}/poster", seg(id)))).await
     }
 
     /// The manifest's JSON bytes (only for a movie the account bought); parse and validate
     /// them with node-core's `Manifest::from_json`.
     pub async fn manifest(&self, id: &str) -> Result<Vec<u8>, ClientError> {
-        Self::bytes(self.request(Method::GET, &format!("/videos/{id}/manifest"))).await
+        Self::bytes(self.request(Method::GET, &format!("/videos/{}/manifest", seg(id)))).await
     }
 
     /// Buys a movie: the price is taken once; buying again is free.
     pub async fn buy(&self, id: &str) -> Result<Purchase, ClientError> {
-        Self::json(self.request(Method::POST, &format!("/videos/{id}/purchase"))).await
+        Self::json(self.request(Method::POST, &format!("/videos/{}/purchase", seg(id)))).await
     }
 }
 
@@ -190,7 +190,7 @@ impl TrackerClient {
     /// Sends node `node_id`'s heartbeat.
     pub async fn heartbeat(&self, node_id: &str, heartbeat: &Heartbeat) -> Result<(), ClientError> {
         Self::send(
-            self.request(Method::PUT, &format!("/nodes/{node_id}/heartbeat"))
+            self.request(Method::PUT, &format!("/nodes/{}/heartbeat", seg(node_id)))
                 .json(heartbeat),
         )
         .await
@@ -199,7 +199,7 @@ impl TrackerClient {
 
     /// Takes node `node_id` out of the network.
     pub async fn leave(&self, node_id: &str) -> Result<(), ClientError> {
-        Self::send(self.request(Method::DELETE, &format!("/nodes/{node_id}")))
+        Self::send(self.request(Method::DELETE, &format!("/nodes/{}", seg(node_id))))
             .await
             .map(|_| ())
     }
@@ -236,13 +236,26 @@ impl TrackerClient {
 
     /// Admin: one node's flows.
     pub async fn admin_flows(&self, node: &str) -> Result<NodeFlows, ClientError> {
-        Self::json(self.request(Method::GET, &format!("/admin/flows/{node}"))).await
+        Self::json(self.request(Method::GET, &format!("/admin/flows/{}", seg(node)))).await
     }
 
     /// The logged-in account's live nodes.
     pub async fn my_nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
         Self::json(self.request(Method::GET, "/me/nodes")).await
     }
+}
+
+/// `s` as one URL path segment: everything but unreserved characters percent-encoded, so an
+/// id can never reach another endpoint.
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn status_code_name(status: StatusCode) -> String {

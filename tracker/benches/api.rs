@@ -79,6 +79,7 @@ async fn main() {
     config.http = "127.0.0.1:0".parse().unwrap();
     config.ftp = "127.0.0.1:0".parse().unwrap();
     config.node_timeout = Duration::from_secs(600);
+    config.signup_limits.per_address = 1000;
     let server = Server::bind(config).await.unwrap();
     let mut clients = Vec::new();
     for i in 0..CLIENTS {

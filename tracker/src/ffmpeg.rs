@@ -61,9 +61,21 @@ pub enum ToolError {
     Failed(String),
 }
 
+/// `path` as an input ffmpeg reads as a plain file: never an option (a leading '-') or a
+/// protocol (`http:`, `concat:`, ...).
+pub fn file_input(path: &Path) -> std::ffi::OsString {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut arg = std::ffi::OsString::from("file:");
+    arg.push(absolute.as_os_str());
+    arg
+}
+
 fn command(tool: &str) -> Command {
     let mut cmd = Command::new(tool);
-    cmd.arg("-nostdin").stdin(Stdio::null());
+    if tool == "ffmpeg" {
+        cmd.arg("-nostdin");
+    }
+    cmd.stdin(Stdio::null());
     // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill this child when
     // the thread that forked it dies.
     unsafe {
@@ -223,8 +235,7 @@ struct RawFormat {
 
 /// Runs ffprobe on `path`.
 pub fn probe(path: &Path) -> Result<Probe, ToolError> {
-    let mut cmd = Command::new("ffprobe");
-    cmd.stdin(Stdio::null());
+    let mut cmd = command("ffprobe");
     cmd.args([
         "-v",
         "error",
@@ -233,7 +244,7 @@ pub fn probe(path: &Path) -> Result<Probe, ToolError> {
         "-show_format",
         "-show_streams",
     ])
-    .arg(path);
+    .arg(file_input(path));
     let (out, _) = run("ffprobe", cmd)?;
     let raw: RawProbe = serde_json::from_slice(&out)
         .map_err(|e| ToolError::Failed(format!("ffprobe printed something unexpected: {e}")))?;
@@ -403,7 +414,7 @@ impl Remux {
             }) as LineWatcher
         });
         cmd.args(["-loglevel", "level+info", "-nostats", "-xerror", "-y", "-i"])
-            .arg(input)
+            .arg(file_input(input))
             .args(streams)
             .args(["-map_metadata", "0", "-reserve_index_space"])
             .arg(reserve.to_string())
@@ -458,7 +469,7 @@ pub fn grab_frame(input: &Path, at_ms: u64) -> Result<Vec<u8>, ToolError> {
     cmd.args(["-v", "error", "-skip_frame", "nokey", "-ss"])
         .arg(format!("{}.{:03}", at_ms / 1000, at_ms % 1000))
         .arg("-i")
-        .arg(input)
+        .arg(file_input(input))
         .args([
             "-map",
             "0:V:0",

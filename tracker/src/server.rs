@@ -30,6 +30,8 @@ pub struct ServeConfig {
     pub initial_points: u64,
     /// Failed log-in limits.
     pub login_limits: LoginLimits,
+    /// Sign-ups allowed per client address (the per-account limit is unused).
+    pub signup_limits: LoginLimits,
     /// Silence after which a node is dropped and its holdings no longer offered.
     pub node_timeout: Duration,
     /// Where the origin's FTP server listens.
@@ -47,6 +49,11 @@ impl ServeConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 7878)),
             initial_points: 100,
             login_limits: LoginLimits::default(),
+            signup_limits: LoginLimits {
+                per_account: usize::MAX,
+                per_address: 30,
+                window: Duration::from_secs(3600),
+            },
             node_timeout: Duration::from_secs(15),
             ftp: SocketAddr::from(([127, 0, 0, 1], 2121)),
             advertise: None,
@@ -111,6 +118,7 @@ impl Server {
             metrics: Arc::default(),
             heartbeats: nodes::HeartbeatWriter::start(db.write.clone()),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),
+            signup_limiter: Arc::new(LoginLimiter::new(config.signup_limits)),
             initial_points: config.initial_points,
             node_timeout: config.node_timeout,
         };

@@ -28,16 +28,26 @@ pub fn load_or_create(data_dir: &Path) -> std::io::Result<TicketSigner> {
             Ok(TicketSigner::from_seed(&seed))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Written whole beside it, then linked into place: a crash never leaves a short
+            // key, and of two first starts one key wins and both use it.
             let mut seed = [0u8; 32];
             rand::rng().fill_bytes(&mut seed);
+            let temp = data_dir.join(format!("{KEY_FILE}.{}", std::process::id()));
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(true)
                 .mode(0o600)
-                .open(&path)?;
+                .open(&temp)?;
             f.write_all(&seed)?;
             f.sync_all()?;
-            Ok(TicketSigner::from_seed(&seed))
+            let linked = std::fs::hard_link(&temp, &path);
+            let _ = std::fs::remove_file(&temp);
+            match linked {
+                Ok(()) => Ok(TicketSigner::from_seed(&seed)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create(data_dir),
+                Err(e) => Err(e),
+            }
         }
         Err(e) => Err(e),
     }

@@ -953,3 +953,24 @@ async fn transfer_totals_cannot_overflow() {
     assert_eq!(code(root.heartbeat(&cache, &twice).await).0, 400);
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn sign_ups_are_limited_per_address() {
+    let t = Tracker::start_with(&[], |c| c.signup_limits.per_address = 3).await;
+    for name in ["ann", "ben", "cid"] {
+        t.client()
+            .register(&creds(name, "correct-horse-42"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        code(t.client().register(&creds("dot", "correct-horse-42")).await),
+        (429, codes::LOCKED_OUT.into())
+    );
+    // Refused requests that never reach the limit check do not use it up.
+    assert_eq!(
+        code(t.client().register(&creds("x", "correct-horse-42")).await).0,
+        400
+    );
+    t.server.shutdown().await.unwrap();
+}

@@ -144,11 +144,11 @@ impl Codec {
     }
 
     /// Rebuilds the k data shards, concatenated into `out` (k × shard length), from any k
-    /// distinct chunks given as (index, bytes). Extra chunks beyond the first k distinct
-    /// indices are ignored; duplicates are skipped.
+    /// distinct chunks given as (index, bytes). Chunks beyond the first k distinct indices
+    /// are not used and duplicates are skipped, but every index must be below n.
     pub fn decode(&self, chunks: &[(usize, &[u8])], out: &mut [u8]) -> Result<(), CodecError> {
         let shard = out.len() / self.k;
-        if !out.len().is_multiple_of(self.k) {
+        if out.is_empty() || !out.len().is_multiple_of(self.k) {
             return Err(CodecError::ChunkLength {
                 index: 0,
                 len: out.len(),

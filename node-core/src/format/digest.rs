@@ -48,7 +48,7 @@ impl Serialize for Digest {
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
-        let s = <&str>::deserialize(d)?;
-        Digest::from_hex(s).map_err(|e| serde::de::Error::custom(format!("bad hash {s:?}: {e}")))
+        let s = String::deserialize(d)?;
+        Digest::from_hex(&s).map_err(|e| serde::de::Error::custom(format!("bad hash {s:?}: {e}")))
     }
 }

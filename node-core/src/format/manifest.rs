@@ -18,6 +18,7 @@ const MIN_SEGMENT_SIZE: u32 = 1024;
 
 /// Hashes of one segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SegmentHashes {
     /// Merkle root over the leaf hashes of its n chunks.
     pub root: Digest,

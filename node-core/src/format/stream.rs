@@ -190,6 +190,8 @@ impl ManifestBuilder {
         let mut digested = 0;
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let scratch = &mut *scratch;
+        // Any file with more than one whole segment hashes segments as subtrees.
+        let layout = self.layout(u64::from(full) * u64::from(self.segment_size) + 1);
         for segment in 1..full {
             let known = {
                 let early = self.early.lock().unwrap_or_else(|e| e.into_inner());
@@ -198,8 +200,6 @@ impl ManifestBuilder {
             if known {
                 continue;
             }
-            // Any file with more than one whole segment hashes segments as subtrees.
-            let layout = self.layout(u64::from(full) * u64::from(self.segment_size) + 1);
             let digest = self.digest(file, &layout, segment, scratch)?;
             let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
             if early.len() <= segment as usize {

@@ -12,13 +12,25 @@ use crate::accounts;
 
 /// `POST /accounts`: creates an account with the configured starting balance.
 #[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = Credentials,
-    responses((status = 201, body = Account), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = Account), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
+    info: ConnectInfo<SocketAddr>,
     ApiJson(creds): ApiJson<Credentials>,
 ) -> Result<(StatusCode, Json<Account>), ApiError> {
     accounts::check_username(&creds.username)?;
     accounts::check_password(&creds.username, &creds.password)?;
+    if let Err(wait) = state.signup_limiter.attempt("", client_ip(&info)) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::LOCKED_OUT,
+            format!(
+                "too many new accounts from this address; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        ));
+    }
     let hash = accounts::hash_password_async(creds.password.clone()).await?;
     let id = accounts::create(
         &state.db.write,

@@ -6,7 +6,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use rivulet_tracker_client::{
-    AccountSummary, ErrorBody, LoadPoint, NodeFlows, NodeInfo, VideoStats, codes,
+    AccountSummary, ErrorBody, LoadPoint, NodeFlows, NodeInfo, NodeKind, VideoStats, codes,
 };
 use serde::Deserialize;
 
@@ -84,14 +84,15 @@ pub async fn videos(
                     video: to_video(v, false),
                     viewers_now: live
                         .iter()
-                        .filter(|n| n.watching.as_ref() == Some(id))
+                        .filter(|n| n.kind == NodeKind::Viewer && n.watching.as_ref() == Some(id))
                         .count() as u64,
                     caches_holding: live
                         .iter()
                         .filter(|n| {
-                            n.holdings
-                                .iter()
-                                .any(|h| &h.video == id && !h.indices.is_empty())
+                            n.kind == NodeKind::Cache
+                                && n.holdings
+                                    .iter()
+                                    .any(|h| &h.video == id && !h.indices.is_empty())
                         })
                         .count() as u64,
                     purchases: purchases.get(id).copied().unwrap_or(0),

@@ -36,6 +36,8 @@ pub struct AppState {
     pub db: crate::db::Database,
     pub catalogue: Arc<CatalogueCache>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Sign-ups per address.
+    pub signup_limiter: Arc<LoginLimiter>,
     /// Points a new account starts with.
     pub initial_points: u64,
     /// Silence after which a node is dropped.
