@@ -110,27 +110,9 @@ fn data_path(data: Option<PathBuf>) -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match rivulet_node_core::cli::parse("rivulet-tracker") {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            // One line: clap's message without its usage block.
-            let text = e.to_string();
-            let message: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.starts_with("Usage:"))
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            eprintln!(
-                "rivulet-tracker: {}",
-                message.join(" ").trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match run(cli) {
         Ok(code) => code,
@@ -174,14 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             points,
             data,
         } => {
-            let password = match std::env::var("RIVULET_PASSWORD") {
-                Ok(p) => p,
-                Err(_) => {
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line)?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
-                }
-            };
+            let password = rivulet_node_core::cli::password()?;
             accounts::check_username(&name)?;
             accounts::check_password(&name, &password)?;
             let data = DataDir::create(data_path(data))?;

@@ -605,14 +605,15 @@ async fn bad_node_reports_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn silent_nodes_are_dropped_and_register_again() {
     let t = Tracker::start_with(&[("m", 0)], |c| {
-        c.node_timeout = std::time::Duration::from_secs(1)
+        c.node_timeout = std::time::Duration::from_secs(2)
     })
     .await;
     let alice = t.user("alice").await;
     let quiet = alice.register_node(&cache_at(2121)).await.unwrap().node_id;
     let chatty = alice.register_node(&cache_at(2122)).await.unwrap().node_id;
-    for _ in 0..8 {
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    // The chatty node beats ten times per timeout; the quiet one stays silent past it.
+    for _ in 0..14 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         alice
             .heartbeat(&chatty, &Heartbeat::default())
             .await

@@ -162,17 +162,25 @@ async fn sigkill_during_purchases_keeps_every_balance_consistent() {
     }
     // A burst: every user buys every movie, many at once; the tracker dies in the middle.
     let mut tasks = Vec::new();
+    let (first_done, mut first_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     for round in 0..8 {
         for (i, c) in sessions.iter().enumerate() {
             for (j, (id, _)) in prices.iter().enumerate() {
                 if (i + j + round) % 2 == 0 {
-                    let (c, id) = (c.clone(), id.to_string());
-                    tasks.push(tokio::spawn(async move { c.buy(&id).await }));
+                    let (c, id, done) = (c.clone(), id.to_string(), first_done.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let bought = c.buy(&id).await;
+                        if bought.is_ok() {
+                            let _ = done.send(());
+                        }
+                        bought
+                    }));
                 }
             }
         }
     }
-    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    // Kill as soon as the first purchase has committed, with the rest in flight.
+    first_rx.recv().await.unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     let mut cut_off = 0;

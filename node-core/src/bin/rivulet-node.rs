@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rivulet_node_core::headless;
 use rivulet_node_core::viewer::WatchOptions;
+use rivulet_node_core::{cli, headless};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,36 +45,10 @@ enum Command {
     },
 }
 
-fn password() -> anyhow::Result<String> {
-    if let Ok(p) = std::env::var("RIVULET_PASSWORD") {
-        return Ok(p);
-    }
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
-}
-
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match cli::parse("rivulet-node") {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let message: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.starts_with("Usage:"))
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            eprintln!(
-                "rivulet-node: {}",
-                message.join(" ").trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -102,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             realtime,
             buy,
         } => {
-            let password = password()?;
+            let password = cli::password()?;
             let options = WatchOptions {
                 realtime,
                 ..WatchOptions::default()

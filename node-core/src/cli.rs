@@ -1,0 +1,40 @@
+//! What every Rivulet command line shares: argument errors in one line on stderr, and
+//! passwords from `RIVULET_PASSWORD` or stdin (never argv).
+
+use std::process::ExitCode;
+
+/// Parses the command line; on `--help`/`--version` prints and exits 0, on an error prints
+/// clap's message as one line (`PROGRAM: message`) and exits 2.
+pub fn parse<P: clap::Parser>(program: &str) -> Result<P, ExitCode> {
+    match P::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!(
+                "{program}: {}",
+                message.join(" ").trim_start_matches("error: ")
+            );
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// The password from `RIVULET_PASSWORD`, or else the first line of stdin.
+pub fn password() -> std::io::Result<String> {
+    if let Ok(p) = std::env::var("RIVULET_PASSWORD") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
