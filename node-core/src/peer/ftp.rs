@@ -129,11 +129,13 @@ impl ChunkSession {
                     limit: max_len,
                 });
             }
-            limited
-                .into_inner()
-                .finish()
-                .await
-                .map_err(|e| transfer(e.to_string()))?;
+            // A server may open the transfer (150) and only then say the file is missing (550).
+            limited.into_inner().finish().await.map_err(|e| match e {
+                FtpError::UnexpectedResponse(r) if r.status.code() == 550 => {
+                    FetchError::Missing { addr: addr.clone() }
+                }
+                other => transfer(other.to_string()),
+            })?;
             Ok(buf)
         };
         tokio::time::timeout(timeout, work)
