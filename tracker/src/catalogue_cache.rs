@@ -26,7 +26,7 @@ struct Loaded {
     stamp: Option<SystemTime>,
     at: Instant,
     clean: bool,
-    videos: Arc<Vec<StoredVideo>>,
+    videos: Arc<Vec<Arc<StoredVideo>>>,
 }
 
 impl CatalogueCache {
@@ -49,7 +49,7 @@ impl CatalogueCache {
     }
 
     /// Every movie that loads; broken ones are left out (and named by `videos`/`verify`).
-    pub async fn all(&self) -> Arc<Vec<StoredVideo>> {
+    pub async fn all(&self) -> Arc<Vec<Arc<StoredVideo>>> {
         let stamp = self.stamp();
         {
             let l = self.loaded.read().await;
@@ -63,7 +63,11 @@ impl CatalogueCache {
             .ok()
             .and_then(Result::ok);
         let clean = listed.as_ref().is_some_and(|(_, bad)| bad.is_empty());
-        let videos = Arc::new(listed.map(|(good, _)| good).unwrap_or_default());
+        let videos = Arc::new(
+            listed
+                .map(|(good, _)| good.into_iter().map(Arc::new).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
         *self.loaded.write().await = Loaded {
             stamp,
             at: Instant::now(),
@@ -73,8 +77,8 @@ impl CatalogueCache {
         videos
     }
 
-    /// One movie.
-    pub async fn get(&self, id: &str) -> Option<StoredVideo> {
+    /// One movie (shared, not copied: the origin asks for every chunk it serves).
+    pub async fn get(&self, id: &str) -> Option<Arc<StoredVideo>> {
         self.all().await.iter().find(|v| v.record.id == id).cloned()
     }
 }

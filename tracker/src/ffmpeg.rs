@@ -25,8 +25,6 @@ pub struct ProbedStream {
     pub index: u32,
     pub kind: StreamKind,
     pub codec: String,
-    pub width: u32,
-    pub height: u32,
 }
 
 /// What ffprobe tells of a file.
@@ -41,10 +39,6 @@ impl Probe {
     /// The first real video stream (cover art does not count).
     pub fn video(&self) -> Option<&ProbedStream> {
         self.streams.iter().find(|s| s.kind == StreamKind::Video)
-    }
-
-    pub fn audio(&self) -> Option<&ProbedStream> {
-        self.streams.iter().find(|s| s.kind == StreamKind::Audio)
     }
 }
 
@@ -160,12 +154,6 @@ impl Running {
             ))
         }
     }
-
-    /// Stops the tool and waits for it to be gone.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn run(tool: &'static str, cmd: Command) -> Result<(Vec<u8>, String), ToolError> {
@@ -216,8 +204,6 @@ struct RawStream {
     index: u32,
     codec_type: Option<String>,
     codec_name: Option<String>,
-    width: Option<u32>,
-    height: Option<u32>,
     disposition: Option<RawDisposition>,
 }
 
@@ -267,8 +253,6 @@ pub fn probe(path: &Path) -> Result<Probe, ToolError> {
                 index: s.index,
                 kind,
                 codec: s.codec_name.unwrap_or_default(),
-                width: s.width.unwrap_or(0),
-                height: s.height.unwrap_or(0),
             }
         })
         .collect();
@@ -436,10 +420,6 @@ impl Remux {
             .lines()
             .find(|l| l.contains("Insufficient space reserved for cues"))
             .and_then(reserve_hint))
-    }
-
-    pub fn kill(self) {
-        self.0.kill();
     }
 }
 

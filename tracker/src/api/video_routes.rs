@@ -8,6 +8,8 @@ use rivulet_tracker_client::{ErrorBody, Purchase, Video, codes};
 
 use super::{ApiError, AppState, Authed, MaybeAuthed};
 use crate::accounts::{self, BuyOutcome};
+use std::sync::Arc;
+
 use crate::catalogue::{self, StoredVideo};
 
 pub(super) fn to_video(v: &StoredVideo, bought: bool) -> Video {
@@ -25,7 +27,7 @@ pub(super) fn to_video(v: &StoredVideo, bought: bool) -> Video {
     }
 }
 
-async fn find(state: &AppState, id: &str) -> Result<StoredVideo, ApiError> {
+async fn find(state: &AppState, id: &str) -> Result<Arc<StoredVideo>, ApiError> {
     if catalogue::check_id(id).is_err() {
         return Err(ApiError::not_found(format!("no video with id {id:?}")));
     }
