@@ -6,9 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    API_PREFIX, Account, AccountSummary, Credentials, ErrorBody, Heartbeat, LoadPoint, NodeFlows,
-    NodeInfo, NodeRegistered, NodeRegistration, OriginInfo, Purchase, Session, Ticket,
-    TicketRequest, Video, VideoStats,
+    API_PREFIX, Account, AccountSummary, Credentials, ErrorBody, Heartbeat, HeartbeatReply,
+    LoadPoint, NodeFlows, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo, Purchase,
+    Session, Ticket, TicketRequest, Video, VideoStats,
 };
 
 /// Why a call failed.
@@ -187,14 +187,18 @@ impl TrackerClient {
         self.post("/nodes", registration).await
     }
 
-    /// Sends node `node_id`'s heartbeat.
-    pub async fn heartbeat(&self, node_id: &str, heartbeat: &Heartbeat) -> Result<(), ClientError> {
-        Self::send(
+    /// Sends node `node_id`'s heartbeat; the answer says what to hold (a cache) or whom to
+    /// fetch from (a viewer).
+    pub async fn heartbeat(
+        &self,
+        node_id: &str,
+        heartbeat: &Heartbeat,
+    ) -> Result<HeartbeatReply, ClientError> {
+        Self::json(
             self.request(Method::PUT, &format!("/nodes/{}/heartbeat", seg(node_id)))
                 .json(heartbeat),
         )
         .await
-        .map(|_| ())
     }
 
     /// Takes node `node_id` out of the network.

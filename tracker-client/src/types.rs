@@ -326,3 +326,43 @@ pub struct NodeFlows {
     pub received: Vec<Flow>,
     pub sent: Vec<Flow>,
 }
+
+/// A cache a viewer should fetch from, as the tracker's topology step picked it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Peer {
+    pub node_id: String,
+    /// Its FTP address (`host:port`) as it advertised it.
+    pub addr: String,
+    pub video: String,
+    /// The chunk indices it holds complete, for every segment.
+    pub indices: Vec<u16>,
+    /// The rate the tracker expects it to give this viewer, bytes per second.
+    pub rate: u64,
+    /// This viewer's FTP ticket for it.
+    pub ticket: String,
+    /// When the ticket expires, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// A ticket for the origin for one movie.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VideoTicket {
+    pub video: String,
+    pub ticket: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// What the tracker tells a node in answer to its heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatReply {
+    /// For a cache: the chunk indices of each movie to hold (everything else may go).
+    pub hold: Vec<Holding>,
+    /// For a viewer: the caches to fetch its movie from, best first.
+    pub peers: Vec<Peer>,
+    /// Tickets for the origin: the watched movie (viewer) or each movie to fetch (cache).
+    pub origin: Vec<VideoTicket>,
+}

@@ -16,6 +16,7 @@ pub mod matroska;
 pub mod metrics;
 pub mod nodes;
 pub mod origin_ftp;
+pub mod placement;
 pub mod sample;
 pub mod server;
 pub mod tickets;

@@ -117,6 +117,13 @@ pub async fn register(
     rand::rng().fill_bytes(&mut id);
     let id = format!("{}-{}", kind_name(reg.kind), hex::encode(id));
     let now = now_ms();
+    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query("INSERT INTO node_owners (node_id, account_id, kind) VALUES ($1, $2, $3)")
+        .bind(&id)
+        .bind(account_id)
+        .bind(kind_name(reg.kind))
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "INSERT INTO nodes (id, account_id, kind, bind_addr, advertise_addr, upload_bps, storage_bytes,
                             registered_ms, last_seen_ms)
@@ -130,8 +137,9 @@ pub async fn register(
     .bind(upload)
     .bind(storage)
     .bind(now)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(id)
 }
 
@@ -216,12 +224,17 @@ pub struct HeartbeatWriter {
     jobs: mpsc::Sender<HeartbeatJob>,
 }
 
+/// Bytes per point when none is configured: one point per 100 MB credited.
+pub const DEFAULT_BYTES_PER_POINT: u64 = 100_000_000;
+
 /// Most heartbeats written in one transaction.
 const MAX_BATCH: usize = 256;
 
 impl HeartbeatWriter {
-    /// Starts the writer task over `db` (the write pool).
-    pub fn start(db: SqlitePool) -> HeartbeatWriter {
+    /// Starts the writer task over `db` (the write pool); a cache's account earns a point
+    /// per `bytes_per_point` credited bytes.
+    pub fn start(db: SqlitePool, bytes_per_point: u64) -> HeartbeatWriter {
+        let bytes_per_point = bytes_per_point.clamp(1, i64::MAX as u64) as i64;
         let (jobs, mut rx) = mpsc::channel::<HeartbeatJob>(4 * MAX_BATCH);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -232,7 +245,7 @@ impl HeartbeatWriter {
                         Err(_) => break,
                     }
                 }
-                write_batch(&db, batch).await;
+                write_batch(&db, batch, bytes_per_point).await;
             }
         });
         HeartbeatWriter { jobs }
@@ -263,8 +276,8 @@ impl HeartbeatWriter {
 /// One row of transfers to add: (bucket, from, to, video) → (reported, confirmed).
 type TransferKey = (i64, String, String, String);
 
-async fn write_batch(db: &SqlitePool, batch: Vec<HeartbeatJob>) {
-    match write_batch_tx(db, &batch).await {
+async fn write_batch(db: &SqlitePool, batch: Vec<HeartbeatJob>, bytes_per_point: i64) {
+    match write_batch_tx(db, &batch, bytes_per_point).await {
         Ok(outcomes) => {
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = job.done.send(outcome);
@@ -284,6 +297,7 @@ async fn write_batch(db: &SqlitePool, batch: Vec<HeartbeatJob>) {
 async fn write_batch_tx(
     db: &SqlitePool,
     batch: &[HeartbeatJob],
+    bytes_per_point: i64,
 ) -> Result<Vec<Result<(), NodeError>>, sqlx::Error> {
     let now = now_ms();
     let bucket = now / 1000 / BUCKET_SECS * BUCKET_SECS;
@@ -296,7 +310,7 @@ async fn write_batch_tx(
         let updated = sqlx::query(
             "UPDATE nodes SET last_seen_ms = $1, watching = $2, holdings = $3,
                     upload_bps = COALESCE($4, upload_bps), storage_bytes = COALESCE($5, storage_bytes)
-             WHERE id = $6 AND account_id = $7 RETURNING id",
+             WHERE id = $6 AND account_id = $7 RETURNING kind",
         )
         .bind(now)
         .bind(&hb.watching)
@@ -307,11 +321,25 @@ async fn write_batch_tx(
         .bind(job.account_id)
         .fetch_optional(&mut *tx)
         .await?;
-        if updated.is_none() {
+        let Some(updated) = updated else {
             outcomes.push(Err(NodeError::Unknown(job.node_id.clone())));
             continue;
-        }
+        };
         outcomes.push(Ok(()));
+        if let (Some(video), "viewer") = (&hb.watching, updated.get::<&str, _>("kind")) {
+            // A bought movie being watched joins the account's watched list.
+            sqlx::query(
+                "INSERT INTO watched (account_id, video_id, first_at, last_at)
+                 SELECT $1, $2, $3, $3 WHERE EXISTS
+                     (SELECT 1 FROM purchases WHERE account_id = $1 AND video_id = $2)
+                 ON CONFLICT (account_id, video_id) DO UPDATE SET last_at = excluded.last_at",
+            )
+            .bind(job.account_id)
+            .bind(video)
+            .bind(now / 1000)
+            .execute(&mut *tx)
+            .await?;
+        }
         for (entries, outgoing) in [(&hb.sent, true), (&hb.received, false)] {
             for p in entries.iter().filter(|p| p.bytes > 0) {
                 let (from, to) = if outgoing {
@@ -376,8 +404,104 @@ async fn write_batch_tx(
         ));
         q.build().execute(&mut *tx).await?;
     }
+    for ((_, from, to, video), (reported, confirmed)) in &rows {
+        credit(
+            &mut tx,
+            from,
+            to,
+            video,
+            *reported,
+            *confirmed,
+            bytes_per_point,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Adds a heartbeat's bytes to the running totals of one sender, receiver and movie, and
+/// credits the sender's account (if the sender is a cache) with what both sides now agree
+/// on: the smaller of reported and confirmed bytes, over all time. Points follow credited
+/// bytes: floor(credited / bytes_per_point) in all, paid as the total grows.
+async fn credit(
+    tx: &mut sqlx::SqliteConnection,
+    from: &str,
+    to: &str,
+    video: &str,
+    reported: i64,
+    confirmed: i64,
+    bytes_per_point: i64,
+) -> Result<(), sqlx::Error> {
+    let clamp = |column: &str| {
+        format!(
+            "{column} = CASE WHEN pair_totals.{column} > {BYTES_CEILING} - excluded.{column}
+                 THEN {BYTES_CEILING} ELSE pair_totals.{column} + excluded.{column} END"
+        )
+    };
+    let totals = sqlx::query(&format!(
+        "INSERT INTO pair_totals (from_node, to_node, video_id, reported_bytes, confirmed_bytes)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (from_node, to_node, video_id) DO UPDATE SET {}, {}
+         RETURNING reported_bytes, confirmed_bytes, credited_bytes",
+        clamp("reported_bytes"),
+        clamp("confirmed_bytes")
+    ))
+    .bind(from)
+    .bind(to)
+    .bind(video)
+    .bind(reported)
+    .bind(confirmed)
+    .fetch_one(&mut *tx)
+    .await?;
+    let Some(owner) =
+        sqlx::query("SELECT account_id FROM node_owners WHERE node_id = $1 AND kind = 'cache'")
+            .bind(from)
+            .fetch_optional(&mut *tx)
+            .await?
+    else {
+        return Ok(());
+    };
+    let account: i64 = owner.get("account_id");
+    let agreed = totals
+        .get::<i64, _>("reported_bytes")
+        .min(totals.get::<i64, _>("confirmed_bytes"));
+    let newly = agreed - totals.get::<i64, _>("credited_bytes");
+    if reported > 0 {
+        sqlx::query(&format!(
+            "UPDATE accounts SET uploaded_bytes = MIN(uploaded_bytes + $1, {BYTES_CEILING}) WHERE id = $2"
+        ))
+        .bind(reported)
+        .bind(account)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if newly <= 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE pair_totals SET credited_bytes = $1
+         WHERE from_node = $2 AND to_node = $3 AND video_id = $4",
+    )
+    .bind(agreed)
+    .bind(from)
+    .bind(to)
+    .bind(video)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "UPDATE accounts SET
+             credited_bytes = MIN(credited_bytes + $1, {BYTES_CEILING}),
+             balance = balance + MIN(credited_bytes + $1, {BYTES_CEILING}) / $2 - earned_points,
+             earned_points = MIN(credited_bytes + $1, {BYTES_CEILING}) / $2
+         WHERE id = $3"
+    ))
+    .bind(newly)
+    .bind(bytes_per_point)
+    .bind(account)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Removes node `id` of `account_id`.

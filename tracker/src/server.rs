@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::admin;
 use crate::api::{self, AppState};
 use crate::catalogue_cache::CatalogueCache;
 use crate::data_dir::DataDir;
@@ -16,6 +17,7 @@ use crate::db;
 use crate::login_limit::{LoginLimiter, LoginLimits};
 use crate::nodes;
 use crate::origin_ftp;
+use crate::placement::{MovieFacts, Network};
 use crate::tickets;
 use rivulet_node_core::peer::chunk_server::ChunkServer;
 
@@ -39,6 +41,10 @@ pub struct ServeConfig {
     /// The host nodes should dial for the origin's FTP (when it differs from the bound IP:
     /// NAT, cloud hosts).
     pub advertise: Option<String>,
+    /// A cache's account earns one point per this many credited bytes.
+    pub bytes_per_point: u64,
+    /// How often placement and topology run.
+    pub placement_interval: Duration,
 }
 
 impl ServeConfig {
@@ -57,6 +63,8 @@ impl ServeConfig {
             node_timeout: Duration::from_secs(15),
             ftp: SocketAddr::from(([127, 0, 0, 1], 2121)),
             advertise: None,
+            bytes_per_point: nodes::DEFAULT_BYTES_PER_POINT,
+            placement_interval: Duration::from_secs(2),
         }
     }
 }
@@ -77,6 +85,55 @@ async fn expire_silent_nodes(
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Runs placement and topology every `every` until `stop` turns true.
+async fn place_periodically(
+    db: sqlx::SqlitePool,
+    catalogue: Arc<CatalogueCache>,
+    network: Arc<Network>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let (live, purchases) = match (
+            nodes::list(&db, None).await,
+            admin::purchases_by_video(&db).await,
+        ) {
+            (Ok(live), Ok(purchases)) => (live, purchases),
+            (Err(e), _) => {
+                eprintln!("rivulet-tracker: placement skipped a round: {e}");
+                continue;
+            }
+            (_, Err(e)) => {
+                eprintln!("rivulet-tracker: placement skipped a round: {e}");
+                continue;
+            }
+        };
+        let movies: Vec<MovieFacts> = catalogue
+            .all()
+            .await
+            .iter()
+            .map(|v| {
+                let m = &v.manifest;
+                MovieFacts {
+                    id: v.record.id.clone(),
+                    rate: m.file_size as f64 * 1000.0 / v.record.duration_ms.max(1) as f64,
+                    index_bytes: (0..m.segment_count()).map(|s| m.wire_len(s) as u64).sum(),
+                    k: m.k,
+                    n: m.n,
+                    purchases: purchases.get(&v.record.id).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        network.round(&live, &movies);
     }
 }
 
@@ -107,7 +164,9 @@ impl Server {
             Some(host) => format!("{host}:{}", ftp.addr().port()),
             None => ftp.addr().to_string(),
         };
+        let (stop, mut stopped) = watch::channel(false);
         let listener = TcpListener::bind(config.http).await?;
+        let network = Arc::new(Network::default());
         let http_addr = listener.local_addr()?;
         let state = AppState {
             db: db.clone(),
@@ -116,14 +175,21 @@ impl Server {
             origin_ftp: ftp_advertised,
             origin_counters: ftp.served().clone(),
             metrics: Arc::default(),
-            heartbeats: nodes::HeartbeatWriter::start(db.write.clone()),
+            heartbeats: nodes::HeartbeatWriter::start(db.write.clone(), config.bytes_per_point),
+            network: network.clone(),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),
             signup_limiter: Arc::new(LoginLimiter::new(config.signup_limits)),
             initial_points: config.initial_points,
             node_timeout: config.node_timeout,
         };
+        tokio::spawn(place_periodically(
+            db.read.clone(),
+            state.catalogue.clone(),
+            network,
+            config.placement_interval,
+            stop.subscribe(),
+        ));
         let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(expire_silent_nodes(
             db.write.clone(),
             config.node_timeout,

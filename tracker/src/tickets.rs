@@ -11,6 +11,7 @@ use sqlx::SqlitePool;
 
 use crate::accounts::{self, AccountError};
 use crate::nodes::ORIGIN;
+use crate::placement::Network;
 
 /// The key file's name in the data dir.
 pub const KEY_FILE: &str = "ticket.key";
@@ -69,9 +70,11 @@ pub enum TicketRefusal {
 }
 
 /// Claims for a ticket, if the rules allow it: the holder is one of the caller's live nodes,
-/// the server is the origin or a live cache, and the caller's account owns the movie.
+/// the server is the origin or a live cache, and the caller's account owns the movie (or the
+/// holder is a cache placed with it).
 pub async fn claims_for(
     db: &SqlitePool,
+    network: &Network,
     account_id: i64,
     holder: &str,
     server: &str,
@@ -91,15 +94,20 @@ pub async fn claims_for(
             .await?
             .ok_or_else(|| TicketRefusal::NoSuchServer(server.to_owned()))?;
     }
-    // Chunks 0..k of a movie are its bytes, so every holder's account must own the movie:
-    // a cache too, until placement (issue 4) hands caches the movies they are to hold.
-    if !accounts::owns(db, account_id, video).await? {
+    // Chunks 0..k of a movie are its bytes, so a holder's account must own the movie,
+    // unless the holder is a cache that placement told to hold some of it.
+    if !network.is_placed(holder, video) && !accounts::owns(db, account_id, video).await? {
         return Err(TicketRefusal::NotBought(video.to_owned()));
     }
-    Ok(TicketClaims {
+    Ok(claims(holder, server, video, now))
+}
+
+/// A ticket's claims, from now for [`TICKET_SECONDS`].
+pub fn claims(holder: &str, server: &str, video: &str, now: u64) -> TicketClaims {
+    TicketClaims {
         holder: holder.to_owned(),
         server: server.to_owned(),
         video: video.to_owned(),
         expires_at: now + TICKET_SECONDS,
-    })
+    }
 }

@@ -50,6 +50,8 @@ pub struct AppState {
     pub origin_counters: Arc<rivulet_node_core::peer::chunk_server::ServedBytes>,
     /// Writes heartbeats in batches.
     pub heartbeats: crate::nodes::HeartbeatWriter,
+    /// Placement and peer sets.
+    pub network: Arc<crate::placement::Network>,
     /// Request counts and latencies.
     pub metrics: Arc<crate::metrics::RequestMetrics>,
 }

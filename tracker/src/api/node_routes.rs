@@ -4,11 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use rivulet_tracker_client::{
-    ErrorBody, Heartbeat, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo, Ticket,
-    TicketRequest, codes,
+    ErrorBody, Heartbeat, HeartbeatReply, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo,
+    Peer, Ticket, TicketRequest, VideoTicket, codes,
 };
 
 use super::{ApiError, ApiJson, AppState, Authed};
+use crate::accounts;
 use crate::nodes::{self, NodeError};
 use crate::tickets::{self, TicketRefusal};
 
@@ -45,21 +46,63 @@ pub async fn register(
     ))
 }
 
-/// `PUT /nodes/{id}/heartbeat`.
+/// `PUT /nodes/{id}/heartbeat`: records the report; answers a cache with what to hold and
+/// a viewer with whom to fetch from, tickets included.
 #[utoipa::path(put, path = "/nodes/{id}/heartbeat", tag = "nodes", params(("id" = String, Path)),
     request_body = Heartbeat,
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = HeartbeatReply), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     authed: Authed,
     Path(id): Path<String>,
     ApiJson(hb): ApiJson<Heartbeat>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<HeartbeatReply>, ApiError> {
+    let watching = hb.watching.clone();
     state
         .heartbeats
         .record(&state.catalogue, authed.caller.account_id, &id, hb)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let now = crate::db::now().max(0) as u64;
+    let sign = |server: &str, video: &str| {
+        let claims = tickets::claims(&id, server, video, now);
+        (state.signer.issue(&claims), claims.expires_at)
+    };
+    let origin_ticket = |video: &str| {
+        let (ticket, expires_at) = sign(nodes::ORIGIN, video);
+        VideoTicket {
+            video: video.to_owned(),
+            ticket,
+            expires_at,
+        }
+    };
+    let mut reply = HeartbeatReply::default();
+    // Node ids carry their kind, and `record` checked that this one is the caller's.
+    if id.starts_with("cache-") {
+        reply.hold = state.network.hold(&id);
+        reply.origin = reply.hold.iter().map(|h| origin_ticket(&h.video)).collect();
+    } else if let Some(video) = watching
+        && accounts::owns(&state.db.read, authed.caller.account_id, &video).await?
+    {
+        reply.peers = state
+            .network
+            .peers(&id, &video)
+            .into_iter()
+            .map(|(cache, indices, rate)| {
+                let (ticket, expires_at) = sign(&cache.node_id, &video);
+                Peer {
+                    node_id: cache.node_id,
+                    addr: cache.advertise,
+                    video: video.clone(),
+                    indices,
+                    rate: rate as u64,
+                    ticket,
+                    expires_at,
+                }
+            })
+            .collect();
+        reply.origin = vec![origin_ticket(&video)];
+    }
+    Ok(Json(reply))
 }
 
 /// `DELETE /nodes/{id}`.
@@ -112,6 +155,7 @@ pub async fn ticket(
     let now = crate::db::now().max(0) as u64;
     let claims = tickets::claims_for(
         &state.db.read,
+        &state.network,
         authed.caller.account_id,
         &req.holder,
         &req.server,

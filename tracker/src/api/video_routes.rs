@@ -106,7 +106,20 @@ pub async fn poster(
         .into_response())
 }
 
-/// `GET /videos/{id}/manifest`: only for accounts that bought the movie.
+/// Whether one of the account's live caches is placed with some of `video`.
+async fn placed_with_callers_cache(
+    state: &AppState,
+    account_id: i64,
+    video: &str,
+) -> Result<bool, ApiError> {
+    let mine = crate::nodes::list(&state.db.read, Some(account_id)).await?;
+    Ok(mine
+        .iter()
+        .any(|n| state.network.is_placed(&n.node_id, video)))
+}
+
+/// `GET /videos/{id}/manifest`: only for accounts that bought the movie, or whose cache is
+/// placed with it.
 #[utoipa::path(get, path = "/videos/{id}/manifest", tag = "catalogue", params(("id" = String, Path)),
     responses((status = 200, content_type = "application/json", description = "node-core's Manifest"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -116,7 +129,9 @@ pub async fn manifest(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let video = find(&state, &id).await?;
-    if !accounts::owns(&state.db.read, authed.caller.account_id, &id).await? {
+    if !accounts::owns(&state.db.read, authed.caller.account_id, &id).await?
+        && !placed_with_callers_cache(&state, authed.caller.account_id, &id).await?
+    {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             codes::NOT_BOUGHT,

@@ -1,0 +1,465 @@
+//! Placement and topology: from live demand, decide which chunk indices of which movies each
+//! cache holds, and which caches each viewer fetches from at what rate. Pure functions over
+//! a snapshot of the network, run every few seconds by [`Network`]; the reasoning and the
+//! parameters are in `docs/placement.md`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::RwLock;
+
+use rivulet_tracker_client::{Holding, NodeInfo, NodeKind};
+
+/// Extra supply planned above measured demand, so a viewer that joins between two rounds
+/// and the jitter of real transfers do not fall straight to the origin.
+pub const HEADROOM: f64 = 0.25;
+/// Most caches in one viewer's peer set (CalVoD used five; more peers means more
+/// connections per viewer for little gain once k indices are covered).
+pub const MAX_PEERS: usize = 6;
+/// Weight of a movie's past purchases in its demand (in viewers, for the most bought movie)
+/// so that caches hold the popular movies before anyone presses play.
+pub const PRIOR_VIEWERS: f64 = 0.5;
+/// Share of the previous demand kept each round (smoothing over about ten rounds), so a
+/// movie between two viewers keeps its chunks.
+pub const DEMAND_MEMORY: f64 = 0.9;
+
+/// A cache as placement sees it.
+#[derive(Clone, Debug)]
+pub struct CacheSnapshot {
+    pub id: String,
+    /// Upload cap, bytes per second.
+    pub upload: f64,
+    pub storage: u64,
+    /// Indices it reported complete, or was told to hold last round, per movie: keeping
+    /// them avoids fetching them again from the origin.
+    pub has: HashMap<String, BTreeSet<u16>>,
+}
+
+/// A movie as placement sees it.
+#[derive(Clone, Debug)]
+pub struct MovieSnapshot {
+    pub id: String,
+    /// Playback rate, bytes per second.
+    pub rate: f64,
+    /// Bytes one chunk index takes across all segments.
+    pub index_bytes: u64,
+    pub k: u16,
+    pub n: u16,
+    /// Expected concurrent viewers (smoothed live count plus the purchase prior).
+    pub demand: f64,
+}
+
+/// Chunk indices per movie, per cache.
+pub type Placement = BTreeMap<String, BTreeMap<String, BTreeSet<u16>>>;
+
+/// Decides what every cache holds. Movies are served in order of demand; for each, index
+/// slots (one chunk index at one cache) are added until the planned cache upload covers its
+/// demand plus headroom and at least k distinct indices are held. A slot goes to the cache
+/// with the most upload left that has room, preferring indices it already has (no origin
+/// traffic) and otherwise the index held by the fewest caches (distinct indices first, so
+/// caches complement each other). Storage left over when demand is met stays empty.
+pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
+    let mut free_storage: Vec<u64> = caches.iter().map(|c| c.storage).collect();
+    let mut free_upload: Vec<f64> = caches.iter().map(|c| c.upload).collect();
+    let mut plan: Placement = caches
+        .iter()
+        .map(|c| (c.id.clone(), BTreeMap::new()))
+        .collect();
+    let mut order: Vec<&MovieSnapshot> = movies.iter().filter(|m| m.demand > 0.0).collect();
+    order.sort_by(|a, b| b.demand.total_cmp(&a.demand).then(a.id.cmp(&b.id)));
+    for movie in order {
+        let k = f64::from(movie.k.max(1));
+        let target = movie.demand * movie.rate * (1.0 + HEADROOM);
+        let per_index = movie.demand * movie.rate / k;
+        let mut holders = vec![0u32; usize::from(movie.n)];
+        let (mut covered, mut distinct) = (0.0, 0u16);
+        while covered < target || distinct < movie.k {
+            // Kept slots first: a cache that has an index it is not yet planned to keep.
+            let mut best: Option<(usize, u16, bool)> = None;
+            for (c, cache) in caches.iter().enumerate() {
+                if free_storage[c] < movie.index_bytes || free_upload[c] <= 0.0 {
+                    continue;
+                }
+                let mine = plan[&cache.id].get(&movie.id);
+                let held = |i: u16| mine.is_some_and(|s| s.contains(&i));
+                let kept = cache.has.get(&movie.id).and_then(|has| {
+                    has.iter()
+                        .copied()
+                        .filter(|&i| i < movie.n && !held(i))
+                        .min_by_key(|&i| (holders[usize::from(i)], i))
+                });
+                let candidate = match kept {
+                    Some(i) => (c, i, true),
+                    None => match (0..movie.n)
+                        .filter(|&i| !held(i))
+                        .min_by_key(|&i| (holders[usize::from(i)], i))
+                    {
+                        Some(i) => (c, i, false),
+                        None => continue,
+                    },
+                };
+                // Kept indices first, then the cache with the most upload left.
+                let better = match best {
+                    None => true,
+                    Some((b, _, b_kept)) => {
+                        (candidate.2, free_upload[c]) > (b_kept, free_upload[b])
+                    }
+                };
+                if better {
+                    best = Some(candidate);
+                }
+            }
+            let Some((c, index, _)) = best else { break };
+            let slot = &mut holders[usize::from(index)];
+            if *slot == 0 {
+                distinct += 1;
+            }
+            *slot += 1;
+            plan.get_mut(&caches[c].id)
+                .map(|movies| movies.entry(movie.id.clone()).or_default().insert(index));
+            free_storage[c] -= movie.index_bytes;
+            let used = free_upload[c].min(per_index);
+            free_upload[c] -= used;
+            covered += used;
+        }
+    }
+    plan
+}
+
+/// One viewer's peer pick: the cache and the rate asked of it, bytes per second.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerPick {
+    pub cache: String,
+    pub rate: f64,
+}
+
+/// Picks a viewer's peers for a movie of `rate` bytes/s and `k`: among caches holding
+/// complete indices of it, those that can give the most (their upload left, up to the share
+/// their indices allow), until the movie's rate plus headroom is covered or
+/// [`MAX_PEERS`] are chosen. `residual` is each cache's upload not yet promised to other
+/// viewers, and is reduced by what this viewer is promised.
+pub fn pick_peers(
+    holders: &[(String, usize)],
+    rate: f64,
+    k: u16,
+    residual: &mut HashMap<String, f64>,
+) -> Vec<PeerPick> {
+    let k = f64::from(k.max(1));
+    let offer = |cache: &str, indices: usize, residual: &HashMap<String, f64>| -> f64 {
+        let left = residual.get(cache).copied().unwrap_or(0.0).max(0.0);
+        left.min(rate * (indices as f64 / k).min(1.0))
+    };
+    let mut ranked: Vec<(&String, usize, f64)> = holders
+        .iter()
+        .map(|(c, m)| (c, *m, offer(c, *m, residual)))
+        .filter(|(_, _, o)| *o > 0.0)
+        .collect();
+    ranked.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(b.0)));
+    let mut picks = Vec::new();
+    let mut covered = 0.0;
+    for (cache, _, offered) in ranked {
+        if picks.len() >= MAX_PEERS || covered >= rate * (1.0 + HEADROOM) {
+            break;
+        }
+        if let Some(left) = residual.get_mut(cache) {
+            *left -= offered;
+        }
+        covered += offered;
+        picks.push(PeerPick {
+            cache: cache.clone(),
+            rate: offered,
+        });
+    }
+    picks
+}
+
+/// The network's state between rounds: the last placement, the peer sets, smoothed demand
+/// and what each live cache reported.
+#[derive(Debug, Default)]
+pub struct Network {
+    state: RwLock<RoundState>,
+}
+
+#[derive(Debug, Default)]
+struct RoundState {
+    placement: Placement,
+    /// Viewer → (movie, peers).
+    peers: HashMap<String, (String, Vec<PeerPick>)>,
+    /// Cache upload not promised to any viewer yet, bytes/s.
+    residual: HashMap<String, f64>,
+    demand: HashMap<String, f64>,
+    caches: HashMap<String, NodeInfo>,
+    /// Movie → (rate, k).
+    movies: HashMap<String, (f64, u16)>,
+}
+
+/// A movie's facts for a round.
+#[derive(Clone, Debug)]
+pub struct MovieFacts {
+    pub id: String,
+    pub rate: f64,
+    pub index_bytes: u64,
+    pub k: u16,
+    pub n: u16,
+    /// Accounts that bought it.
+    pub purchases: u64,
+}
+
+impl Network {
+    /// Runs one round over the live `nodes` and the catalogue's `movies`.
+    pub fn round(&self, nodes: &[NodeInfo], movies: &[MovieFacts]) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut watching: HashMap<&str, f64> = HashMap::new();
+        for node in nodes.iter().filter(|n| n.kind == NodeKind::Viewer) {
+            if let Some(v) = &node.watching {
+                *watching.entry(v).or_default() += 1.0;
+            }
+        }
+        let most_bought = movies.iter().map(|m| m.purchases).max().unwrap_or(0).max(1) as f64;
+        let mut demand = HashMap::new();
+        for m in movies {
+            let live = watching.get(m.id.as_str()).copied().unwrap_or(0.0);
+            let before = state.demand.get(&m.id).copied().unwrap_or(0.0);
+            // Smoothed, but never below what is watched now.
+            let smoothed = (DEMAND_MEMORY * before + (1.0 - DEMAND_MEMORY) * live).max(live);
+            demand.insert(m.id.clone(), smoothed);
+        }
+        let snapshots: Vec<MovieSnapshot> = movies
+            .iter()
+            .map(|m| MovieSnapshot {
+                id: m.id.clone(),
+                rate: m.rate,
+                index_bytes: m.index_bytes,
+                k: m.k,
+                n: m.n,
+                demand: demand[&m.id] + PRIOR_VIEWERS * m.purchases as f64 / most_bought,
+            })
+            .collect();
+        let caches: Vec<CacheSnapshot> = nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Cache)
+            .map(|n| {
+                let mut has: HashMap<String, BTreeSet<u16>> = n
+                    .holdings
+                    .iter()
+                    .map(|h| (h.video.clone(), h.indices.iter().copied().collect()))
+                    .collect();
+                for (video, indices) in state.placement.get(&n.node_id).into_iter().flatten() {
+                    has.entry(video.clone())
+                        .or_default()
+                        .extend(indices.iter().copied());
+                }
+                CacheSnapshot {
+                    id: n.node_id.clone(),
+                    upload: n.upload_bps as f64 / 8.0,
+                    storage: n.storage_bytes,
+                    has,
+                }
+            })
+            .collect();
+        let placement = place(&caches, &snapshots);
+        let mut residual: HashMap<String, f64> =
+            caches.iter().map(|c| (c.id.clone(), c.upload)).collect();
+        let cache_info: HashMap<String, NodeInfo> = nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Cache)
+            .map(|n| (n.node_id.clone(), n.clone()))
+            .collect();
+        let facts: HashMap<String, (f64, u16)> = movies
+            .iter()
+            .map(|m| (m.id.clone(), (m.rate, m.k)))
+            .collect();
+        let mut peers = HashMap::new();
+        for node in nodes.iter().filter(|n| n.kind == NodeKind::Viewer) {
+            let Some(video) = &node.watching else {
+                continue;
+            };
+            let Some(&(rate, k)) = facts.get(video) else {
+                continue;
+            };
+            let holders = holders_of(&cache_info, video);
+            let picks = pick_peers(&holders, rate, k, &mut residual);
+            peers.insert(node.node_id.clone(), (video.clone(), picks));
+        }
+        *state = RoundState {
+            placement,
+            peers,
+            residual,
+            demand,
+            caches: cache_info,
+            movies: facts,
+        };
+    }
+
+    /// What cache `id` should hold.
+    pub fn hold(&self, id: &str) -> Vec<Holding> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state
+            .placement
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(|(video, indices)| Holding {
+                video: video.clone(),
+                indices: indices.iter().copied().collect(),
+            })
+            .collect()
+    }
+
+    /// Whether cache `id` is to hold some of `video`.
+    pub fn is_placed(&self, id: &str, video: &str) -> bool {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state
+            .placement
+            .get(id)
+            .is_some_and(|movies| movies.contains_key(video))
+    }
+
+    /// Viewer `id`'s peers for `video`: from the last round, or picked now from the upload
+    /// left if the viewer is new or changed movie. Each peer comes with its advertised
+    /// address and the indices it holds complete.
+    pub fn peers(&self, id: &str, video: &str) -> Vec<(NodeInfo, Vec<u16>, f64)> {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let current = match state.peers.get(id) {
+            Some((v, picks)) if v == video => picks.clone(),
+            _ => {
+                let Some(&(rate, k)) = state.movies.get(video) else {
+                    return Vec::new();
+                };
+                let holders = holders_of(&state.caches, video);
+                let picks = pick_peers(&holders, rate, k, &mut state.residual);
+                state
+                    .peers
+                    .insert(id.to_owned(), (video.to_owned(), picks.clone()));
+                picks
+            }
+        };
+        current
+            .into_iter()
+            .filter_map(|pick| {
+                let info = state.caches.get(&pick.cache)?;
+                let indices = info
+                    .holdings
+                    .iter()
+                    .find(|h| h.video == video)
+                    .map(|h| h.indices.clone())?;
+                Some((info.clone(), indices, pick.rate))
+            })
+            .collect()
+    }
+}
+
+/// Caches holding complete indices of `video`, with how many.
+fn holders_of(caches: &HashMap<String, NodeInfo>, video: &str) -> Vec<(String, usize)> {
+    let mut holders: Vec<(String, usize)> = caches
+        .values()
+        .filter_map(|c| {
+            let h = c.holdings.iter().find(|h| h.video == video)?;
+            (!h.indices.is_empty()).then(|| (c.node_id.clone(), h.indices.len()))
+        })
+        .collect();
+    holders.sort();
+    holders
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(id: &str, upload: f64, storage: u64) -> CacheSnapshot {
+        CacheSnapshot {
+            id: id.into(),
+            upload,
+            storage,
+            has: HashMap::new(),
+        }
+    }
+
+    fn movie(id: &str, demand: f64) -> MovieSnapshot {
+        MovieSnapshot {
+            id: id.into(),
+            rate: 400_000.0,
+            index_bytes: 1_000_000,
+            k: 16,
+            n: 64,
+            demand,
+        }
+    }
+
+    fn indices(plan: &Placement, cache: &str, movie: &str) -> BTreeSet<u16> {
+        plan[cache].get(movie).cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn caches_complement_each_other_with_distinct_indices() {
+        let caches: Vec<_> = (0..4)
+            .map(|i| cache(&format!("c{i}"), 10e6, 100_000_000))
+            .collect();
+        let plan = place(&caches, &[movie("m", 3.0)]);
+        let all: Vec<u16> = (0..4)
+            .flat_map(|i| indices(&plan, &format!("c{i}"), "m"))
+            .collect();
+        let distinct: BTreeSet<u16> = all.iter().copied().collect();
+        assert_eq!(all.len(), distinct.len(), "no index twice: {all:?}");
+        assert!(distinct.len() >= 16);
+        // Spread evenly: every cache holds some.
+        for i in 0..4 {
+            assert!(!indices(&plan, &format!("c{i}"), "m").is_empty());
+        }
+    }
+
+    #[test]
+    fn demand_beyond_one_cache_spreads_and_replicates() {
+        // Each cache uploads one movie rate; 10 viewers need 10 rates + headroom.
+        let caches: Vec<_> = (0..16)
+            .map(|i| cache(&format!("c{i:02}"), 400_000.0, 1_000_000_000))
+            .collect();
+        let plan = place(&caches, &[movie("m", 10.0)]);
+        let total: usize = plan
+            .values()
+            .map(|m| m.get("m").map_or(0, |s| s.len()))
+            .sum();
+        // 12.5 rates of coverage: one slot of 10/16 rate at each cache, then what the
+        // caches have left (6/16 rate each) for the rest.
+        assert_eq!(total, 23);
+        let used = plan.values().filter(|m| m.contains_key("m")).count();
+        assert_eq!(used, 16, "spread over every cache");
+    }
+
+    #[test]
+    fn storage_goes_to_the_most_demanded_movie() {
+        // Room for 20 indices in all: the popular movie gets what it needs first.
+        let caches = vec![cache("c", 1e9, 20_000_000)];
+        let plan = place(&caches, &[movie("cold", 0.2), movie("hot", 5.0)]);
+        assert!(indices(&plan, "c", "hot").len() >= 16);
+        assert!(indices(&plan, "c", "cold").len() <= 4);
+        // Nothing is placed for movies without demand.
+        let plan = place(&caches, &[movie("none", 0.0)]);
+        assert!(plan["c"].is_empty());
+    }
+
+    #[test]
+    fn held_indices_are_kept() {
+        let mut a = cache("a", 10e6, 100_000_000);
+        a.has.insert("m".into(), [40, 41, 42].into_iter().collect());
+        let b = cache("b", 10e6, 100_000_000);
+        let plan = place(&[a, b], &[movie("m", 1.0)]);
+        let kept = indices(&plan, "a", "m");
+        assert!(kept.is_superset(&[40, 41, 42].into_iter().collect()));
+        assert!(indices(&plan, "b", "m").is_disjoint(&kept));
+    }
+
+    #[test]
+    fn peer_sets_are_bounded_and_respect_upload_left() {
+        let holders: Vec<(String, usize)> = (0..10).map(|i| (format!("c{i}"), 8)).collect();
+        let mut residual: HashMap<String, f64> = holders
+            .iter()
+            .map(|(c, _)| (c.clone(), 100_000.0))
+            .collect();
+        let picks = pick_peers(&holders, 400_000.0, 16, &mut residual);
+        assert_eq!(picks.len(), 5, "5 × 100 kB/s cover 400 kB/s + 25%");
+        assert!(picks.iter().all(|p| (p.rate - 100_000.0).abs() < 1e-6));
+        let picks = pick_peers(&holders, 4_000_000.0, 16, &mut residual);
+        assert_eq!(picks.len(), 5, "only five caches have upload left");
+        let picks = pick_peers(&holders, 4_000_000.0, 16, &mut residual);
+        assert!(picks.is_empty(), "no upload left anywhere");
+    }
+}
