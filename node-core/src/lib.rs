@@ -2,6 +2,7 @@
 //! caches, the viewers and the app all share, the FTP tickets that guard chunk access, and
 //! the viewer role that rebuilds a movie from verified chunks.
 
+pub mod cache;
 pub mod cli;
 pub mod codec;
 pub mod format;

@@ -87,19 +87,20 @@ impl ServedBytes {
     }
 }
 
-/// One upload cap shared by every connection of a server: a token bucket that holds at
+/// A rate cap (a server's upload, shared by all its connections, or a cache's download
+/// budget): a token bucket that holds at
 /// least 10 ms of traffic (tokio's timers tick at 1 ms; a smaller bucket caps far below the
 /// rate) and starts empty, so no transfer gets a free burst. Zero means no cap. The rate can
 /// change while transfers run.
 #[derive(Debug)]
-pub struct UploadCap {
+pub struct RateCap {
     bits_per_sec: AtomicU64,
     bucket: Mutex<(f64, Instant)>,
 }
 
-impl UploadCap {
-    pub fn new(bits_per_sec: u64) -> UploadCap {
-        UploadCap {
+impl RateCap {
+    pub fn new(bits_per_sec: u64) -> RateCap {
+        RateCap {
             bits_per_sec: AtomicU64::new(bits_per_sec),
             bucket: Mutex::new((0.0, Instant::now())),
         }
@@ -115,7 +116,7 @@ impl UploadCap {
     }
 
     /// Waits until `bytes` may be sent.
-    async fn acquire(&self, bytes: usize) {
+    pub async fn acquire(&self, bytes: usize) {
         loop {
             let rate = self.bits_per_sec.load(Ordering::Relaxed) as f64 / 8.0;
             if rate <= 0.0 {
@@ -269,7 +270,7 @@ impl Metadata for ChunkMeta {
 struct ProviderStore {
     provider: Arc<dyn ChunkProvider>,
     served: Arc<ServedBytes>,
-    cap: Arc<UploadCap>,
+    cap: Arc<RateCap>,
 }
 
 fn not_found() -> Error {
@@ -438,7 +439,7 @@ pub struct ChunkServer {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     served: Arc<ServedBytes>,
-    cap: Arc<UploadCap>,
+    cap: Arc<RateCap>,
 }
 
 impl ChunkServer {
@@ -454,7 +455,7 @@ impl ChunkServer {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let served = Arc::new(ServedBytes::default());
-        let cap = Arc::new(UploadCap::new(upload_bps));
+        let cap = Arc::new(RateCap::new(upload_bps));
         let server_id = Arc::new(RwLock::new(server_id.to_owned()));
         let store = ProviderStore {
             provider,
@@ -536,7 +537,7 @@ impl ChunkServer {
     }
 
     /// The shared upload cap, adjustable while serving.
-    pub fn upload_cap(&self) -> &Arc<UploadCap> {
+    pub fn upload_cap(&self) -> &Arc<RateCap> {
         &self.cap
     }
 
