@@ -3,17 +3,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
-use rivulet_tracker_client::{
-    Credentials, Heartbeat, NodeKind, NodeRegistration, PeerBytes, TicketRequest, TrackerClient,
-    codes,
-};
+use rivulet_tracker_client::{Credentials, TrackerClient, codes};
 
 use crate::format::Manifest;
-use crate::viewer::{self, Progress, Source, WatchOptions, WatchReport};
+use crate::viewer::{self, Session, WatchOptions, WatchReport};
 
 /// `rivulet-node watch`: logs in, buys the movie if asked (refuses an unbought one
 /// otherwise), registers a viewer node, rebuilds the movie into `out` while sending
@@ -27,6 +23,7 @@ pub async fn watch(
     options: &WatchOptions,
     buy: bool,
 ) -> anyhow::Result<WatchReport> {
+    let started = Instant::now();
     let anon = TrackerClient::new(tracker);
     let creds = Credentials {
         username: user.to_owned(),
@@ -59,73 +56,29 @@ pub async fn watch(
         )
         .context("the tracker's manifest")?,
     );
-    let registration = NodeRegistration {
-        kind: NodeKind::Viewer,
-        bind: String::new(),
-        advertise: String::new(),
-        upload_bps: 0,
-        storage_bytes: 0,
-    };
-    let node = client
-        .register_node(&registration)
-        .await
-        .context("registering the viewer")?;
-    let origin = client.origin().await.context("asking for the origin")?;
-    let ticket = client
-        .ticket(&TicketRequest {
-            holder: node.node_id.clone(),
-            server: "origin".into(),
-            video: video_id.to_owned(),
-        })
-        .await
-        .context("asking for a ticket")?;
-    let source = Source {
-        peer: "origin".into(),
-        addr: origin.ftp,
-        node_id: node.node_id.clone(),
-        ticket: ticket.ticket,
-    };
-    let progress = Arc::new(Progress::default());
-    // Heartbeats report what is being watched and what arrived since the last one.
-    let beats = {
-        let (client, node_id, progress, video) = (
-            client.clone(),
-            node.node_id.clone(),
-            progress.clone(),
-            video_id.to_owned(),
-        );
-        let every = Duration::from_secs(node.heartbeat_secs.max(1));
-        tokio::spawn(async move {
-            let mut reported = 0u64;
-            loop {
-                tokio::time::sleep(every).await;
-                let now = progress.from_origin_bytes.load(Ordering::Relaxed);
-                let hb = Heartbeat {
-                    watching: Some(video.clone()),
-                    received: vec![PeerBytes {
-                        peer: "origin".into(),
-                        video: video.clone(),
-                        bytes: now - reported,
-                    }],
-                    ..Heartbeat::default()
-                };
-                if client.heartbeat(&node_id, &hb).await.is_ok() {
-                    reported = now;
-                }
-            }
-        })
-    };
-    let result = viewer::watch(
+    let partial = viewer::partial_path(out);
+    let session = Session::open(
+        &client,
         video_id,
-        manifest,
+        manifest.clone(),
         video.duration_ms,
-        source,
+        &partial,
+        options,
+    )
+    .await
+    .context("joining the network")?;
+    let result = viewer::watch(
+        &session,
+        &manifest,
+        video.duration_ms,
         out,
         options,
-        progress.clone(),
+        started,
     )
     .await;
-    beats.abort();
-    let _ = client.leave(&node.node_id).await;
+    session.close().await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
     Ok(result?)
 }

@@ -7,6 +7,8 @@ pub mod cli;
 pub mod codec;
 pub mod format;
 pub mod headless;
+pub mod paths;
 pub mod peer;
 pub mod ticket;
+pub mod units;
 pub mod viewer;

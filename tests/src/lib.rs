@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rivulet_node_core::cache::{Cache, CacheOptions};
 use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::sample::make_sample_movie;
@@ -27,6 +28,14 @@ pub struct MovieSpec {
 impl Network {
     /// Ingests `movies` (640×360 test pattern with tone) and starts the tracker on loopback.
     pub async fn start(movies: &[MovieSpec]) -> anyhow::Result<Network> {
+        Network::start_with(movies, |_| {}).await
+    }
+
+    /// Like [`Network::start`], with the tracker's configuration adjusted by `tune`.
+    pub async fn start_with(
+        movies: &[MovieSpec],
+        tune: impl FnOnce(&mut ServeConfig),
+    ) -> anyhow::Result<Network> {
         let dir = tempfile::tempdir()?;
         let data = DataDir::create(dir.path().join("data"))?;
         for m in movies {
@@ -45,6 +54,7 @@ impl Network {
         let mut config = ServeConfig::new(dir.path().join("data"));
         config.http = "127.0.0.1:0".parse()?;
         config.ftp = "127.0.0.1:0".parse()?;
+        tune(&mut config);
         let tracker = Server::bind(config).await?;
         Ok(Network { dir, tracker })
     }
@@ -77,6 +87,83 @@ impl Network {
             .await?;
         Ok(())
     }
+}
+
+impl Network {
+    /// Logs `name` in.
+    pub async fn login(&self, name: &str, password: &str) -> anyhow::Result<TrackerClient> {
+        let anon = TrackerClient::new(&self.url());
+        let session = anon
+            .login(&Credentials {
+                username: name.into(),
+                password: password.into(),
+            })
+            .await?;
+        Ok(anon.with_token(session.token))
+    }
+
+    /// Starts an in-process cache for account `name` on 127.0.0.1, with its folder and key
+    /// under the network's temporary dir.
+    pub async fn cache(
+        &self,
+        name: &str,
+        password: &str,
+        storage_bytes: u64,
+        upload_bps: u64,
+    ) -> anyhow::Result<Cache> {
+        Cache::start(CacheOptions {
+            tracker: self.url(),
+            user: name.into(),
+            password: password.into(),
+            storage_bytes,
+            upload_bps,
+            download_bps: 0,
+            listen: "127.0.0.1:0".parse()?,
+            advertise: None,
+            dir: self.cache_dir(name),
+            key_path: self.path("keys").join(format!("{name}.key")),
+        })
+        .await
+    }
+
+    /// The cache folder of account `name`'s cache.
+    pub fn cache_dir(&self, name: &str) -> PathBuf {
+        self.path(&format!("cache-{name}"))
+    }
+}
+
+/// Waits until `check` holds, polling every 50 ms, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// The `rivulet-node` binary beside the test executable (cargo builds it for the
+/// workspace's tests).
+pub fn node_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let binary = dir.join("rivulet-node");
+    assert!(
+        binary.exists(),
+        "{} is missing: build the workspace (cargo build --workspace)",
+        binary.display()
+    );
+    binary
 }
 
 /// SHA-256 of a file, hex.

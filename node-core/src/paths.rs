@@ -1,0 +1,29 @@
+//! Where a node keeps things by default, from the platform's conventions (`directories`):
+//! the cache folder, the store key (kept apart from the chunks), and the hidden download
+//! area. `RIVULET_HOME` puts all of them under one folder (tests, portable installs).
+
+use std::path::PathBuf;
+
+fn base(kind: fn(&directories::ProjectDirs) -> PathBuf, sub: &str) -> PathBuf {
+    if let Some(home) = std::env::var_os("RIVULET_HOME") {
+        return PathBuf::from(home).join(sub);
+    }
+    directories::ProjectDirs::from("", "", "rivulet")
+        .map(|d| kind(&d))
+        .unwrap_or_else(|| PathBuf::from(".rivulet").join(sub))
+}
+
+/// The default cache folder (the chunk store lives hidden inside it).
+pub fn cache_dir() -> PathBuf {
+    base(|d| d.cache_dir().to_owned(), "cache")
+}
+
+/// The store key: in the config folder, never beside the chunks.
+pub fn store_key() -> PathBuf {
+    base(|d| d.config_dir().to_owned(), "config").join("store.key")
+}
+
+/// The hidden download area, cleaned of files older than seven days when a node starts.
+pub fn downloads_dir() -> PathBuf {
+    base(|d| d.data_local_dir().to_owned(), "data").join(".downloads")
+}

@@ -1,0 +1,302 @@
+//! Where a viewer's chunks come from: the origin and the caches of its peer set, each with a
+//! small pool of FTP sessions fed from one request queue. The table follows the tracker's
+//! heartbeat replies (new peers, fresh tickets); a peer that sent a bad chunk is blamed and
+//! never asked again; one that fails is rested for a while.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rivulet_tracker_client::HeartbeatReply;
+use tokio::sync::mpsc;
+
+use crate::peer::ftp::{ChunkSession, FetchError};
+
+/// The origin's peer id.
+pub const ORIGIN: &str = "origin";
+/// FTP sessions per cache and to the origin.
+const CACHE_SESSIONS: usize = 2;
+const ORIGIN_SESSIONS: usize = 4;
+/// How long a cache that failed twice in a row is left alone.
+const REST: Duration = Duration::from_secs(5);
+
+/// The outcome of one chunk request.
+#[derive(Debug)]
+pub struct Answer {
+    pub peer: String,
+    pub index: u16,
+    pub result: Result<Vec<u8>, FetchError>,
+}
+
+/// One chunk wanted from one source.
+#[derive(Debug)]
+pub struct Request {
+    pub segment: u32,
+    pub index: u16,
+    pub max_len: usize,
+    pub reply: mpsc::UnboundedSender<Answer>,
+}
+
+/// A source's address and this node's ticket for it, refreshed by heartbeats.
+#[derive(Clone, Debug)]
+struct Endpoint {
+    addr: String,
+    ticket: String,
+}
+
+/// One source: its endpoint, what it holds, its queue.
+#[derive(Debug)]
+pub struct Source {
+    pub peer: String,
+    /// Chunk indices it holds; `None` for the origin, which has them all.
+    pub indices: Option<Vec<u16>>,
+    /// Bytes/s the tracker expects from it (the origin: 0, it fills the rest).
+    pub rate: u64,
+    endpoint: Arc<Mutex<Endpoint>>,
+    queue: mpsc::UnboundedSender<Request>,
+    /// Requests queued or running.
+    pub busy: Arc<AtomicUsize>,
+}
+
+impl Source {
+    /// Queues a request; false if the source's workers are gone.
+    pub fn ask(&self, request: Request) -> bool {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send(request).is_err() {
+            self.busy.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    origin: Option<Arc<Source>>,
+    caches: HashMap<String, Arc<Source>>,
+    /// Peers that sent a bad chunk.
+    blamed: BTreeSet<String>,
+    /// Consecutive failures, and when a rested peer may be asked again.
+    failures: HashMap<String, (u32, Option<Instant>)>,
+}
+
+/// The viewer's sources for one movie.
+#[derive(Debug)]
+pub struct Sources {
+    video: String,
+    node_id: String,
+    origin_addr: String,
+    timeout: Duration,
+    table: Mutex<Table>,
+}
+
+impl Sources {
+    pub fn new(video: &str, node_id: &str, origin_addr: &str, timeout: Duration) -> Sources {
+        Sources {
+            video: video.to_owned(),
+            node_id: node_id.to_owned(),
+            origin_addr: origin_addr.to_owned(),
+            timeout,
+            table: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes in a heartbeat reply: the origin ticket and the current peer set.
+    pub fn update(&self, reply: &HeartbeatReply) {
+        let mut table = self.lock();
+        if let Some(t) = reply.origin.iter().find(|t| t.video == self.video) {
+            match &table.origin {
+                Some(origin) => {
+                    origin
+                        .endpoint
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .ticket = t.ticket.clone();
+                }
+                None => {
+                    let endpoint = Endpoint {
+                        addr: self.origin_addr.clone(),
+                        ticket: t.ticket.clone(),
+                    };
+                    table.origin = Some(self.spawn(ORIGIN, None, 0, endpoint, ORIGIN_SESSIONS));
+                }
+            }
+        }
+        let mut keep = BTreeSet::new();
+        for peer in reply.peers.iter().filter(|p| p.video == self.video) {
+            if table.blamed.contains(&peer.node_id) {
+                continue;
+            }
+            keep.insert(peer.node_id.clone());
+            let endpoint = Endpoint {
+                addr: peer.addr.clone(),
+                ticket: peer.ticket.clone(),
+            };
+            let same = table.caches.get(&peer.node_id).is_some_and(|s| {
+                s.indices.as_deref() == Some(peer.indices.as_slice()) && s.rate == peer.rate
+            });
+            if same {
+                if let Some(s) = table.caches.get(&peer.node_id) {
+                    *s.endpoint.lock().unwrap_or_else(|e| e.into_inner()) = endpoint;
+                }
+                continue;
+            }
+            let source = self.spawn(
+                &peer.node_id,
+                Some(peer.indices.clone()),
+                peer.rate,
+                endpoint,
+                CACHE_SESSIONS,
+            );
+            table.caches.insert(peer.node_id.clone(), source);
+        }
+        table.caches.retain(|id, _| keep.contains(id));
+    }
+
+    /// Starts a source's session workers.
+    fn spawn(
+        &self,
+        peer: &str,
+        indices: Option<Vec<u16>>,
+        rate: u64,
+        endpoint: Endpoint,
+        sessions: usize,
+    ) -> Arc<Source> {
+        let (queue, rx) = mpsc::unbounded_channel::<Request>();
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let endpoint = Arc::new(Mutex::new(endpoint));
+        let busy = Arc::new(AtomicUsize::new(0));
+        for _ in 0..sessions {
+            let (rx, endpoint, busy) = (rx.clone(), endpoint.clone(), busy.clone());
+            let (peer, node_id, video, timeout) = (
+                peer.to_owned(),
+                self.node_id.clone(),
+                self.video.clone(),
+                self.timeout,
+            );
+            tokio::spawn(async move {
+                let mut session: Option<ChunkSession> = None;
+                loop {
+                    let Some(request) = rx.lock().await.recv().await else {
+                        break;
+                    };
+                    // Nobody waits for it any more (the segment is complete).
+                    if request.reply.is_closed() {
+                        busy.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if session.is_none() {
+                        let Endpoint { addr, ticket } =
+                            endpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        match ChunkSession::connect(&addr, &node_id, &ticket, &video, timeout).await
+                        {
+                            Ok(s) => session = Some(s),
+                            Err(e) => {
+                                busy.fetch_sub(1, Ordering::Relaxed);
+                                let _ = request.reply.send(Answer {
+                                    peer: peer.clone(),
+                                    index: request.index,
+                                    result: Err(e),
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(s) = session.as_mut() else { continue };
+                    let result = s
+                        .fetch(request.segment, request.index, request.max_len)
+                        .await;
+                    if matches!(&result, Err(e) if !matches!(e, FetchError::Missing { .. })) {
+                        session = None;
+                    }
+                    busy.fetch_sub(1, Ordering::Relaxed);
+                    let _ = request.reply.send(Answer {
+                        peer: peer.clone(),
+                        index: request.index,
+                        result,
+                    });
+                }
+                if let Some(s) = session {
+                    s.close().await;
+                }
+            });
+        }
+        Arc::new(Source {
+            peer: peer.to_owned(),
+            indices,
+            rate,
+            endpoint,
+            queue,
+            busy,
+        })
+    }
+
+    /// The origin, once the tracker has given a ticket for it.
+    pub fn origin(&self) -> Option<Arc<Source>> {
+        self.lock().origin.clone()
+    }
+
+    /// Caches that may be asked now, in a stable order.
+    pub fn caches(&self) -> Vec<Arc<Source>> {
+        let table = self.lock();
+        let now = Instant::now();
+        let mut out: Vec<Arc<Source>> = table
+            .caches
+            .values()
+            .filter(|s| {
+                !table.blamed.contains(&s.peer)
+                    && table
+                        .failures
+                        .get(&s.peer)
+                        .and_then(|f| f.1)
+                        .is_none_or(|until| until <= now)
+            })
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.peer.cmp(&b.peer));
+        out
+    }
+
+    /// A cache sent a chunk that failed verification: never use it again.
+    pub fn blame(&self, peer: &str) {
+        if peer == ORIGIN {
+            return;
+        }
+        let mut table = self.lock();
+        table.blamed.insert(peer.to_owned());
+        table.caches.remove(peer);
+    }
+
+    /// A request to `peer` failed (not for a bad chunk).
+    pub fn failed(&self, peer: &str) {
+        let mut table = self.lock();
+        let entry = table.failures.entry(peer.to_owned()).or_default();
+        entry.0 += 1;
+        if entry.0 >= 2 {
+            entry.0 = 0;
+            entry.1 = Some(Instant::now() + REST);
+        }
+    }
+
+    /// A request to `peer` worked.
+    pub fn worked(&self, peer: &str) {
+        if let Some(entry) = self.lock().failures.get_mut(peer) {
+            entry.0 = 0;
+        }
+    }
+
+    /// Peers blamed so far.
+    pub fn blamed(&self) -> Vec<String> {
+        self.lock().blamed.iter().cloned().collect()
+    }
+
+    /// How many caches are in the peer set now.
+    pub fn peer_count(&self) -> usize {
+        self.lock().caches.len()
+    }
+}

@@ -1,0 +1,408 @@
+//! The rebuilt movie as a seekable byte stream. Segments land in a sparse file as they are
+//! rebuilt (in any order); a [`StreamReader`] reads it like a file (`AsyncRead +
+//! AsyncSeek`), waiting for bytes not yet rebuilt, and its position tells the scheduler
+//! where the playhead is, so a seek moves the fetch window at once.
+
+use std::fs::File;
+use std::io::{self, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::segment::{Progress, SegmentError, fetch_segment};
+use super::sources::Sources;
+use crate::format::Manifest;
+
+/// Longest wait before a late cache request is raced against the origin.
+const RACE_MAX: Duration = Duration::from_secs(1);
+/// Shortest: for the segment the player waits for now.
+const RACE_MIN: Duration = Duration::from_millis(150);
+/// Failed attempts of one segment before the stream fails.
+const SEGMENT_TRIES: u32 = 4;
+
+#[derive(Debug, Default)]
+struct Presence {
+    present: Vec<bool>,
+    count: u32,
+    failed: Option<String>,
+}
+
+/// What the scheduler and readers share.
+#[derive(Debug)]
+pub struct StreamShared {
+    manifest: Arc<Manifest>,
+    file: File,
+    path: PathBuf,
+    presence: Mutex<Presence>,
+    /// Bumped whenever a segment lands or the stream fails.
+    version: watch::Sender<u64>,
+    /// The segment the player wants next.
+    want: watch::Sender<u32>,
+}
+
+impl StreamShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Presence> {
+        self.presence.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_present(&self, segment: u32) -> bool {
+        self.lock()
+            .present
+            .get(segment as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.lock().failed.clone()
+    }
+
+    fn fail(&self, why: String) {
+        self.lock().failed.get_or_insert(why);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Segments rebuilt so far.
+    pub fn complete_segments(&self) -> u32 {
+        self.lock().count
+    }
+
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// Where the rebuilt bytes are.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until `segment` is rebuilt, or the stream failed.
+    pub async fn wait_for(&self, segment: u32) -> io::Result<()> {
+        let mut version = self.version.subscribe();
+        loop {
+            if self.is_present(segment) {
+                return Ok(());
+            }
+            if let Some(why) = self.failure() {
+                return Err(io::Error::other(why));
+            }
+            if version.changed().await.is_err() {
+                return Err(io::Error::other("the stream was closed"));
+            }
+        }
+    }
+
+    /// Tells the scheduler the player is at `segment`.
+    pub fn set_playhead(&self, segment: u32) {
+        self.want.send_if_modified(|w| {
+            let changed = *w != segment;
+            *w = segment;
+            changed
+        });
+    }
+
+    /// Bytes segments at and after `from` hold contiguously: the buffer ahead.
+    pub fn buffered_after(&self, from: u64) -> u64 {
+        let m = &self.manifest;
+        let presence = self.lock();
+        let first = (from / u64::from(m.segment_size)) as u32;
+        let mut end = from;
+        for s in first..m.segment_count() {
+            if !presence.present[s as usize] {
+                break;
+            }
+            end = m.segment_offset(s) + m.segment_len(s) as u64;
+        }
+        end - from
+    }
+}
+
+/// How the scheduler fetches.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// Segments fetched at once.
+    pub parallel: usize,
+    /// How far past the playhead to fetch (None: to the end, as fast as possible).
+    pub ahead: Option<u32>,
+    /// Playback time of one segment, for deadlines (None: no deadlines but [`RACE_MAX`]).
+    pub segment_time: Option<Duration>,
+}
+
+/// A rebuilding movie: the shared file and the scheduler filling it.
+#[derive(Debug)]
+pub struct Stream {
+    shared: Arc<StreamShared>,
+    scheduler: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.scheduler.abort();
+    }
+}
+
+impl Stream {
+    /// Starts rebuilding `manifest`'s movie into `path` (created, sparse) from `sources`.
+    pub fn start(
+        manifest: Arc<Manifest>,
+        path: &Path,
+        sources: Arc<Sources>,
+        window: Window,
+        progress: Arc<Progress>,
+    ) -> io::Result<Stream> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        file.set_len(manifest.file_size)?;
+        let count = manifest.segment_count();
+        let shared = Arc::new(StreamShared {
+            manifest,
+            file,
+            path: path.to_owned(),
+            presence: Mutex::new(Presence {
+                present: vec![false; count as usize],
+                ..Presence::default()
+            }),
+            version: watch::channel(0).0,
+            want: watch::channel(0).0,
+        });
+        let scheduler = tokio::spawn(schedule(shared.clone(), sources, window, progress));
+        Ok(Stream { shared, scheduler })
+    }
+
+    pub fn shared(&self) -> &Arc<StreamShared> {
+        &self.shared
+    }
+
+    /// A reader at the start of the movie.
+    pub fn reader(&self) -> StreamReader {
+        StreamReader::new(self.shared.clone())
+    }
+}
+
+/// Keeps `window.parallel` segments in flight, nearest the playhead first, then fills the
+/// rest of the movie; a seek (a new playhead) is served before anything else.
+async fn schedule(
+    shared: Arc<StreamShared>,
+    sources: Arc<Sources>,
+    window: Window,
+    progress: Arc<Progress>,
+) {
+    let count = shared.manifest.segment_count();
+    let mut want = shared.want.subscribe();
+    let mut in_flight: JoinSet<(u32, Result<Vec<u8>, SegmentError>)> = JoinSet::new();
+    let mut flying = vec![false; count as usize];
+    let mut tries = vec![0u32; count as usize];
+    loop {
+        let playhead = *want.borrow_and_update();
+        // What to fetch next: from the playhead on (within the window), then the holes.
+        let limit = window
+            .ahead
+            .map_or(count, |a| playhead.saturating_add(a + 1).min(count));
+        let candidates = (playhead..limit).chain(if window.ahead.is_none() {
+            0..playhead
+        } else {
+            0..0
+        });
+        let mut next = Vec::new();
+        {
+            let presence = shared.lock();
+            if presence.count == count || presence.failed.is_some() {
+                return;
+            }
+            for s in candidates {
+                if !presence.present[s as usize] && !flying[s as usize] {
+                    next.push(s);
+                }
+            }
+        }
+        for s in next {
+            // The segment under the playhead may go over the limit: it is what stalls.
+            if in_flight.len() >= window.parallel
+                && !(s == playhead && in_flight.len() < window.parallel * 2)
+            {
+                break;
+            }
+            flying[s as usize] = true;
+            let race_after = match window.segment_time {
+                Some(t) => (t * s.saturating_sub(playhead) / 2).clamp(RACE_MIN, RACE_MAX),
+                None => RACE_MAX,
+            };
+            let (sources, manifest, progress) =
+                (sources.clone(), shared.manifest.clone(), progress.clone());
+            in_flight.spawn(async move {
+                let result = fetch_segment(&sources, &manifest, s, race_after, &progress).await;
+                (s, result)
+            });
+        }
+        tokio::select! {
+            done = in_flight.join_next(), if !in_flight.is_empty() => {
+                let Some(Ok((s, result))) = done else { continue };
+                flying[s as usize] = false;
+                match result {
+                    Ok(bytes) => {
+                        let at = shared.manifest.segment_offset(s);
+                        if let Err(e) = shared.file.write_all_at(&bytes, at) {
+                            shared.fail(format!("writing {}: {e}", shared.path.display()));
+                            return;
+                        }
+                        let mut presence = shared.lock();
+                        presence.present[s as usize] = true;
+                        presence.count += 1;
+                        drop(presence);
+                        shared.version.send_modify(|v| *v += 1);
+                    }
+                    Err(SegmentError::NoOrigin) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => {
+                        tries[s as usize] += 1;
+                        if tries[s as usize] >= SEGMENT_TRIES {
+                            shared.fail(format!("segment {s}: {e}"));
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            changed = want.changed() => {
+                if changed.is_err() { return; }
+            }
+        }
+    }
+}
+
+/// Reads the rebuilt movie; see the module docs.
+pub struct StreamReader {
+    shared: Arc<StreamShared>,
+    pos: u64,
+    /// The segment being waited for, and the wait.
+    waiting: Option<(u32, WaitFuture)>,
+}
+
+type WaitFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+impl std::fmt::Debug for StreamReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReader")
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamReader {
+    /// A reader at the start of `shared`'s movie.
+    pub fn new(shared: Arc<StreamShared>) -> StreamReader {
+        StreamReader {
+            shared,
+            pos: 0,
+            waiting: None,
+        }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn len(&self) -> u64 {
+        self.shared.manifest.file_size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn shared(&self) -> &Arc<StreamShared> {
+        &self.shared
+    }
+}
+
+impl AsyncRead for StreamReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let m = self.shared.manifest.clone();
+        if self.pos >= m.file_size || buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let segment = (self.pos / u64::from(m.segment_size)) as u32;
+        self.shared.set_playhead(segment);
+        if self.shared.is_present(segment) {
+            self.waiting = None;
+        } else {
+            // A wait left from another segment (before a seek) is not this one's.
+            if self.waiting.as_ref().is_some_and(|(s, _)| *s != segment) {
+                self.waiting = None;
+            }
+            let shared = self.shared.clone();
+            let (_, waiting) = self.waiting.get_or_insert_with(|| {
+                (
+                    segment,
+                    Box::pin(async move { shared.wait_for(segment).await }),
+                )
+            });
+            match waiting.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => {
+                    self.waiting = None;
+                    result?;
+                }
+            }
+        }
+        let end = m.segment_offset(segment) + m.segment_len(segment) as u64;
+        let n = ((end - self.pos) as usize).min(buf.remaining());
+        let filled = buf.initialize_unfilled_to(n);
+        self.shared.file.read_exact_at(filled, self.pos)?;
+        buf.advance(n);
+        self.pos += n as u64;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncSeek for StreamReader {
+    fn start_seek(mut self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
+        let size = self.shared.manifest.file_size as i128;
+        let target = match position {
+            SeekFrom::Start(p) => i128::from(p),
+            SeekFrom::End(d) => size + i128::from(d),
+            SeekFrom::Current(d) => i128::from(self.pos) + i128::from(d),
+        };
+        if !(0..=size).contains(&target) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("seek to {target} outside 0..={size}"),
+            ));
+        }
+        self.pos = target as u64;
+        self.waiting = None;
+        let segment_size = u64::from(self.shared.manifest.segment_size);
+        let last = self.shared.manifest.segment_count().saturating_sub(1);
+        let segment = ((self.pos / segment_size) as u32).min(last);
+        self.shared.set_playhead(segment);
+        Ok(())
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Poll::Ready(Ok(self.pos))
+    }
+}
+
+/// When a waited-for segment became available, for measuring start and seek delays.
+pub async fn time_until_present(shared: &StreamShared, segment: u32) -> io::Result<Duration> {
+    let started = Instant::now();
+    shared.wait_for(segment).await?;
+    Ok(started.elapsed())
+}
