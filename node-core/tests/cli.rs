@@ -50,7 +50,44 @@ fn bad_input_is_one_line_and_a_failure() {
         ),
         (vec!["fly"], "unrecognized subcommand"),
     ];
+    let cache_dir = dir.path().join("cache").to_string_lossy().into_owned();
+    let key = dir.path().join("store.key").to_string_lossy().into_owned();
+    let blocked = dir.path().join("a-file");
+    std::fs::write(&blocked, b"").unwrap();
+    let blocked = blocked.join("cache").to_string_lossy().into_owned();
+    let beside = format!("{cache_dir}/store.key");
+    let cache = |extra: &[&str], dir: &str, key: &str| -> Vec<String> {
+        ["cache", "--tracker", "http://127.0.0.1:9", "--user", "u"]
+            .iter()
+            .chain(extra)
+            .chain(&["--dir", dir, "--key", key])
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let cases: Vec<(Vec<String>, &str)> = cases
+        .into_iter()
+        .map(|(args, want)| (args.iter().map(|s| s.to_string()).collect(), want))
+        .chain([
+            (
+                cache(&["--size", "lots"], &cache_dir, &key),
+                "is not a size",
+            ),
+            (cache(&["--size", "0x"], &cache_dir, &key), "out of range"),
+            (
+                cache(&["--upload=-5Mbit"], &cache_dir, &key),
+                "is not a rate",
+            ),
+            (
+                cache(&["--listen", "localhost"], &cache_dir, &key),
+                "--listen",
+            ),
+            (cache(&[], &cache_dir, &key), "unreachable"),
+            (cache(&[], &blocked, &key), "a-file"),
+            (cache(&[], &cache_dir, &beside), "must not live inside"),
+        ])
+        .collect();
     for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = node(&args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?}");
