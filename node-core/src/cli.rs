@@ -38,3 +38,40 @@ pub fn password() -> std::io::Result<String> {
     std::io::stdin().read_line(&mut line)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
+
+/// An error and its causes in one line, `outer: inner: …`, leaving out a cause that the
+/// message before it already ends with (errors that print their source).
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::other("disk full");
+        let e = anyhow::Error::new(std::io::Error::other(format!("writing x: {io}")))
+            .context("joining");
+        assert_eq!(one_line(&e), "joining: writing x: disk full");
+        #[derive(Debug, thiserror::Error)]
+        #[error("writing x: {source}")]
+        struct Write {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Write { source: io }).context("joining");
+        assert_eq!(one_line(&e), "joining: writing x: disk full");
+    }
+}

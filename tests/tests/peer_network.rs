@@ -18,6 +18,7 @@ use rivulet_tracker_client::{NodeKind, NodeRegistration, TicketRequest};
 const PASSWORD: &str = "network-pass-1";
 const BYTES_PER_POINT: u64 = 10_000;
 const START_POINTS: u64 = 100;
+const PLACEMENT_EVERY: Duration = Duration::from_millis(300);
 
 async fn network(seconds: u32) -> Network {
     Network::start_with(
@@ -28,7 +29,7 @@ async fn network(seconds: u32) -> Network {
         }],
         |config| {
             config.node_timeout = Duration::from_secs(3);
-            config.placement_interval = Duration::from_millis(300);
+            config.placement_interval = PLACEMENT_EVERY;
             config.bytes_per_point = BYTES_PER_POINT;
             config.initial_points = START_POINTS;
         },
@@ -64,6 +65,20 @@ async fn held(net: &Network, owners: &[&str]) -> BTreeSet<u16> {
         }
     }
     all
+}
+
+/// Waits until the caches of `owners` hold at least k (16) distinct indices of the film, then
+/// one more placement round, so that peer sets are computed from those holdings.
+async fn warm(net: &Network, owners: &[&str]) {
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            held(net, owners).await.len() >= 16
+        })
+        .await,
+        "caches never warmed: {:?}",
+        held(net, owners).await
+    );
+    tokio::time::sleep(PLACEMENT_EVERY * 2).await;
 }
 
 /// Waits until every owner's account shows exactly the bytes viewers verified from its
@@ -117,14 +132,7 @@ async fn warm_caches_carry_the_viewers_and_their_owners_earn_exact_points() {
     // Purchases make it popular: placement spreads it over all four caches.
     viewers(&net, &["viewer1", "viewer2", "viewer3"]).await;
     // Placement spreads at least k distinct indices over the caches, which fetch them.
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            held(&net, &owners).await.len() >= 16
-        })
-        .await,
-        "caches never warmed: {:?}",
-        held(&net, &owners).await
-    );
+    warm(&net, &owners).await;
     for (owner, cache) in &caches {
         let status = cache.status().borrow().clone();
         assert!(status.used_bytes > 0 && status.used_bytes <= status.storage_bytes);
@@ -312,12 +320,7 @@ async fn a_corrupt_cache_is_blamed_and_a_killed_cache_costs_no_long_stall() {
         net.account(owner, PASSWORD).await.unwrap();
         caches.push(spawn_cache(&net, owner));
     }
-    assert!(
-        eventually(Duration::from_secs(30), || async {
-            held(&net, &owners).await.len() >= 16
-        })
-        .await
-    );
+    warm(&net, &owners).await;
     // The "bad" cache's disk rots: every byte of its store flipped.
     let rotten = walk(&net.cache_dir("bad").join(".rivulet-store"))
         .into_iter()
@@ -389,5 +392,73 @@ async fn a_corrupt_cache_is_blamed_and_a_killed_cache_costs_no_long_stall() {
         .unwrap();
     assert!(dies.credited_bytes <= verified.get(&dead_id).copied().unwrap_or(0));
     drop(caches);
+    net.tracker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_on_ipv6_and_behind_an_advertised_name_serve_viewers() {
+    let net = network(8).await;
+    let mut caches = Vec::new();
+    for (owner, listen, advertise) in [
+        ("six", "[::1]:0", None),
+        ("named", "127.0.0.1:0", Some("localhost")),
+    ] {
+        net.account(owner, PASSWORD).await.unwrap();
+        let cache = Cache::start(rivulet_node_core::cache::CacheOptions {
+            tracker: net.url(),
+            user: owner.into(),
+            password: PASSWORD.into(),
+            storage_bytes: 100_000_000,
+            upload_bps: 1_000_000_000,
+            download_bps: 0,
+            listen: listen.parse().unwrap(),
+            advertise: advertise.map(str::to_owned),
+            dir: net.cache_dir(owner),
+            key_path: net.path("keys").join(owner),
+        })
+        .await
+        .unwrap();
+        caches.push(cache);
+    }
+    let six = caches[0].status().borrow().clone();
+    let named = caches[1].status().borrow().clone();
+    assert!(six.addr.starts_with("[::1]:"), "{}", six.addr);
+    assert!(named.addr.starts_with("localhost:"), "{}", named.addr);
+    let nodes = net
+        .login("six", PASSWORD)
+        .await
+        .unwrap()
+        .my_nodes()
+        .await
+        .unwrap();
+    assert_eq!(nodes[0].advertise, six.addr);
+    viewers(&net, &["viewer6"]).await;
+    warm(&net, &["six", "named"]).await;
+    let out = net.path("six.mkv");
+    let report = headless::watch(
+        &net.url(),
+        "viewer6",
+        PASSWORD,
+        "film",
+        &out,
+        &WatchOptions::default(),
+        false,
+    )
+    .await
+    .unwrap();
+    check_byte_exact(&net, &report, &out);
+    for status in [&six, &named] {
+        assert!(
+            report
+                .from_peers
+                .get(&status.node_id)
+                .is_some_and(|b| *b > 0),
+            "{} sent nothing: {report:#?}",
+            status.addr
+        );
+    }
+    for cache in caches {
+        cache.stop().await;
+    }
     net.tracker.shutdown().await.unwrap();
 }

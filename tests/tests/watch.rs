@@ -138,3 +138,65 @@ async fn bad_tracker_answers_are_clear_errors() {
     }
     net.tracker.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_a_clear_error_that_leaves_nothing_behind() {
+    use std::os::unix::process::CommandExt;
+    let net = Network::start(&[MovieSpec {
+        id: "big",
+        seconds: 6,
+        price: 0,
+    }])
+    .await
+    .unwrap();
+    net.account("dan", PASSWORD).await.unwrap();
+    let out = net.path("big.mkv");
+    let mut command = std::process::Command::new(rivulet_e2e::node_binary());
+    command
+        .args([
+            "watch",
+            "--tracker",
+            &net.url(),
+            "--user",
+            "dan",
+            "--video",
+            "big",
+            "--buy",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env("RIVULET_PASSWORD", PASSWORD)
+        .env("RIVULET_HOME", net.path("home"));
+    // SAFETY: between fork and exec, only async-signal-safe calls: a file size limit of
+    // 256 KiB (the disk is "full" past it) and SIGXFSZ ignored so writes fail with EFBIG.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256 * 1024,
+                rlim_max: 256 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0
+                || libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(net.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("big.mkv"))
+        .collect();
+    assert!(left.is_empty(), "{left:?} after {err}");
+    net.tracker.shutdown().await.unwrap();
+}

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rivulet-node: {e:#}");
+            eprintln!("rivulet-node: {}", cli::one_line(&e));
             ExitCode::FAILURE
         }
     }

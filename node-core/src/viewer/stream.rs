@@ -164,7 +164,10 @@ impl Stream {
             .create(true)
             .truncate(true)
             .open(path)?;
-        file.set_len(manifest.file_size)?;
+        if let Err(e) = file.set_len(manifest.file_size) {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
         let count = manifest.segment_count();
         let shared = Arc::new(StreamShared {
             manifest,
