@@ -86,6 +86,8 @@ pub enum SegmentError {
 
 struct Attempt<'a> {
     manifest: &'a Manifest,
+    /// When the segment should be complete: the urgency of its requests.
+    due: std::time::Instant,
     segment: u32,
     max_len: usize,
     asked: BTreeSet<u16>,
@@ -97,6 +99,7 @@ struct Attempt<'a> {
 impl Attempt<'_> {
     fn ask(&mut self, source: &Source, index: u16) -> bool {
         let request = Request {
+            due: self.due,
             segment: self.segment,
             index,
             max_len: self.max_len,
@@ -135,8 +138,10 @@ pub async fn fetch_segment(
     let k = usize::from(manifest.k);
     let origin = sources.origin().ok_or(SegmentError::NoOrigin)?;
     let (reply, mut answers) = mpsc::unbounded_channel();
+    let race_at = Instant::now() + race_after;
     let mut attempt = Attempt {
         manifest,
+        due: race_at.into_std(),
         segment,
         max_len: manifest.wire_len(segment),
         asked: BTreeSet::new(),
@@ -148,7 +153,6 @@ pub async fn fetch_segment(
     attempt.ask_origin(&origin, missing);
 
     let mut got: Vec<(u16, Vec<u8>, usize)> = Vec::with_capacity(k);
-    let race_at = Instant::now() + race_after;
     let mut raced = false;
     let mut origin_failures = 0u32;
     while got.len() < k {
@@ -216,16 +220,14 @@ fn plan_caches(attempt: &mut Attempt<'_>, caches: &[Arc<Source>], k: usize) {
         let mut best: Option<(usize, u16, f64)> = None;
         for (c, cache) in caches.iter().enumerate() {
             let Some(index) = cache
-                .indices
-                .iter()
-                .flatten()
-                .copied()
+                .indices()
+                .into_iter()
                 .find(|i| !attempt.asked.contains(i))
             else {
                 continue;
             };
             let work = (assigned[c] + cache.busy.load(Ordering::Relaxed)) as f64 + 1.0;
-            let score = work / (cache.rate.max(1) as f64);
+            let score = work / (cache.rate().max(1) as f64);
             if best.is_none_or(|(_, _, b)| score < b) {
                 best = Some((c, index, score));
             }

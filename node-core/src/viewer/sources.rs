@@ -1,15 +1,16 @@
 //! Where a viewer's chunks come from: the origin and the caches of its peer set, each with a
-//! small pool of FTP sessions fed from one request queue. The table follows the tracker's
+//! small pool of FTP sessions fed from one queue, most urgent request first (a seek's
+//! segment overtakes the look-ahead). The table follows the tracker's
 //! heartbeat replies (new peers, fresh tickets); a peer that sent a bad chunk is blamed and
 //! never asked again; one that fails is rested for a while.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rivulet_tracker_client::HeartbeatReply;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::peer::ftp::{ChunkSession, FetchError};
 
@@ -32,10 +33,95 @@ pub struct Answer {
 /// One chunk wanted from one source.
 #[derive(Debug)]
 pub struct Request {
+    /// When the answer is needed; earlier requests are served first.
+    pub due: Instant,
     pub segment: u32,
     pub index: u16,
     pub max_len: usize,
     pub reply: mpsc::UnboundedSender<Answer>,
+}
+
+/// A source's pending requests, most urgent on top.
+#[derive(Debug, Default)]
+struct Queue {
+    heap: Mutex<BinaryHeap<Queued>>,
+    ready: Notify,
+    closed: AtomicBool,
+    /// Order of arrival, which breaks ties between equally urgent requests.
+    seq: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Queued(Request, u64);
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Queued) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Queued) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    /// The heap pops the greatest: the earliest due, then the first queued.
+    fn cmp(&self, other: &Queued) -> std::cmp::Ordering {
+        (other.0.due, other.1).cmp(&(self.0.due, self.1))
+    }
+}
+
+impl Queue {
+    fn push(&self, request: Request) -> bool {
+        if self.closed.load(Ordering::Relaxed) {
+            return false;
+        }
+        let order = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.heap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Queued(request, order));
+        self.ready.notify_one();
+        true
+    }
+
+    /// The most urgent request, waiting for one; `None` once closed.
+    async fn pop(&self) -> Option<Request> {
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a close or push from now on wakes it.
+            notified.as_mut().enable();
+            if self.closed.load(Ordering::Relaxed) {
+                return None;
+            }
+            if let Some(Queued(request, _)) =
+                self.heap.lock().unwrap_or_else(|e| e.into_inner()).pop()
+            {
+                return Some(request);
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops the workers; requests still queued are answered at once with an error, so
+    /// their segments ask elsewhere instead of waiting for a race.
+    fn close(&self, peer: &str) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.ready.notify_waiters();
+        let queued = std::mem::take(&mut *self.heap.lock().unwrap_or_else(|e| e.into_inner()));
+        for Queued(request, _) in queued {
+            let _ = request.reply.send(Answer {
+                peer: peer.to_owned(),
+                index: request.index,
+                result: Err(FetchError::Transfer {
+                    addr: peer.to_owned(),
+                    reason: "dropped from the peer set".into(),
+                }),
+            });
+        }
+    }
 }
 
 /// A source's address and this node's ticket for it, refreshed by heartbeats.
@@ -49,21 +135,42 @@ struct Endpoint {
 #[derive(Debug)]
 pub struct Source {
     pub peer: String,
-    /// Chunk indices it holds; `None` for the origin, which has them all.
-    pub indices: Option<Vec<u16>>,
+    /// Chunk indices it holds (the origin: none listed, it has them all); changes as the
+    /// cache completes more.
+    indices: Mutex<Vec<u16>>,
     /// Bytes/s the tracker expects from it (the origin: 0, it fills the rest).
-    pub rate: u64,
+    rate: AtomicU64,
     endpoint: Arc<Mutex<Endpoint>>,
-    queue: mpsc::UnboundedSender<Request>,
+    queue: Arc<Queue>,
     /// Requests queued or running.
     pub busy: Arc<AtomicUsize>,
 }
 
+impl Drop for Source {
+    /// Its workers end with it.
+    fn drop(&mut self) {
+        self.queue.close(&self.peer);
+    }
+}
+
 impl Source {
+    /// The chunk indices it holds now.
+    pub fn indices(&self) -> Vec<u16> {
+        self.indices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The rate the tracker asks of it, bytes/s.
+    pub fn rate(&self) -> u64 {
+        self.rate.load(Ordering::Relaxed)
+    }
+
     /// Queues a request; false if the source's workers are gone.
     pub fn ask(&self, request: Request) -> bool {
         self.busy.fetch_add(1, Ordering::Relaxed);
-        if self.queue.send(request).is_err() {
+        if !self.queue.push(request) {
             self.busy.fetch_sub(1, Ordering::Relaxed);
             return false;
         }
@@ -123,7 +230,8 @@ impl Sources {
                         addr: self.origin_addr.clone(),
                         ticket: t.ticket.clone(),
                     };
-                    table.origin = Some(self.spawn(ORIGIN, None, 0, endpoint, ORIGIN_SESSIONS));
+                    table.origin =
+                        Some(self.spawn(ORIGIN, Vec::new(), 0, endpoint, ORIGIN_SESSIONS));
                 }
             }
         }
@@ -137,18 +245,16 @@ impl Sources {
                 addr: peer.addr.clone(),
                 ticket: peer.ticket.clone(),
             };
-            let same = table.caches.get(&peer.node_id).is_some_and(|s| {
-                s.indices.as_deref() == Some(peer.indices.as_slice()) && s.rate == peer.rate
-            });
-            if same {
-                if let Some(s) = table.caches.get(&peer.node_id) {
-                    *s.endpoint.lock().unwrap_or_else(|e| e.into_inner()) = endpoint;
-                }
+            // A known peer keeps its sessions and queue; only what it offers changes.
+            if let Some(s) = table.caches.get(&peer.node_id) {
+                *s.endpoint.lock().unwrap_or_else(|e| e.into_inner()) = endpoint;
+                *s.indices.lock().unwrap_or_else(|e| e.into_inner()) = peer.indices.clone();
+                s.rate.store(peer.rate, Ordering::Relaxed);
                 continue;
             }
             let source = self.spawn(
                 &peer.node_id,
-                Some(peer.indices.clone()),
+                peer.indices.clone(),
                 peer.rate,
                 endpoint,
                 CACHE_SESSIONS,
@@ -162,17 +268,16 @@ impl Sources {
     fn spawn(
         &self,
         peer: &str,
-        indices: Option<Vec<u16>>,
+        indices: Vec<u16>,
         rate: u64,
         endpoint: Endpoint,
         sessions: usize,
     ) -> Arc<Source> {
-        let (queue, rx) = mpsc::unbounded_channel::<Request>();
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let queue = Arc::new(Queue::default());
         let endpoint = Arc::new(Mutex::new(endpoint));
         let busy = Arc::new(AtomicUsize::new(0));
         for _ in 0..sessions {
-            let (rx, endpoint, busy) = (rx.clone(), endpoint.clone(), busy.clone());
+            let (queue, endpoint, busy) = (queue.clone(), endpoint.clone(), busy.clone());
             let (peer, node_id, video, timeout) = (
                 peer.to_owned(),
                 self.node_id.clone(),
@@ -182,7 +287,7 @@ impl Sources {
             tokio::spawn(async move {
                 let mut session: Option<ChunkSession> = None;
                 loop {
-                    let Some(request) = rx.lock().await.recv().await else {
+                    let Some(request) = queue.pop().await else {
                         break;
                     };
                     // Nobody waits for it any more (the segment is complete).
@@ -228,8 +333,8 @@ impl Sources {
         }
         Arc::new(Source {
             peer: peer.to_owned(),
-            indices,
-            rate,
+            indices: Mutex::new(indices),
+            rate: AtomicU64::new(rate),
             endpoint,
             queue,
             busy,

@@ -53,7 +53,8 @@ impl StreamShared {
         self.presence.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn is_present(&self, segment: u32) -> bool {
+    /// Whether `segment` is rebuilt.
+    pub fn is_present(&self, segment: u32) -> bool {
         self.lock()
             .present
             .get(segment as usize)

@@ -1,0 +1,285 @@
+//! `rivulet-bench`: benchmarks that span the tracker, caches and viewers, on loopback.
+//! `start-seek` measures how long a real-time viewer waits to start and after each seek,
+//! from the origin alone (the baseline) and with warm caches, in one run.
+
+use std::io::SeekFrom;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use rivulet_e2e::{MovieSpec, Network, eventually};
+use rivulet_node_core::format::Manifest;
+use rivulet_node_core::viewer::{Session, WatchOptions};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+#[derive(Parser, Debug)]
+#[command(name = "rivulet-bench", about = "Rivulet's cross-process benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start and seek delays of real-time viewers, origin only and with warm caches.
+    StartSeek {
+        /// Viewers per phase (one after another).
+        #[arg(long, default_value_t = 20)]
+        viewers: u32,
+        /// Seeks per viewer, to random places not rebuilt yet.
+        #[arg(long, default_value_t = 10)]
+        seeks: u32,
+        /// Length of the movie, seconds (3 Mbit/s).
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Caches in the second phase.
+        #[arg(long, default_value_t = 4)]
+        caches: u32,
+        /// Each cache's upload cap (the report's default: 10 Mbit/s).
+        #[arg(long, default_value = "10Mbit", value_parser = rate_arg)]
+        cache_upload: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const PASSWORD: &str = "bench-pass-1";
+
+fn rate_arg(s: &str) -> Result<u64, String> {
+    rivulet_node_core::units::parse_rate(s, rivulet_node_core::cache::DEFAULT_UPLOAD_BPS)
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Delays {
+    start_p50_ms: f64,
+    start_p95_ms: f64,
+    seek_p50_ms: f64,
+    seek_p95_ms: f64,
+    samples_start: usize,
+    samples_seek: usize,
+    from_caches_share: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct StartSeekSummary {
+    origin_only: Delays,
+    with_caches: Delays,
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = (p * (values.len() - 1) as f64).round() as usize;
+    values[rank.min(values.len() - 1)]
+}
+
+/// A small deterministic generator (xorshift), so runs with one seed seek alike.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// One viewer after another: log in, join, wait for the first bytes (start), then seek to
+/// random places and wait for the bytes there (seek).
+async fn measure(
+    net: &Network,
+    prefix: &str,
+    viewers: u32,
+    seeks: u32,
+    rng: &mut Rng,
+) -> anyhow::Result<Delays> {
+    let (mut starts, mut seek_times) = (Vec::new(), Vec::new());
+    let (mut from_caches, mut total) = (0u64, 0u64);
+    for v in 0..viewers {
+        let name = format!("{prefix}{v}");
+        net.account(&name, PASSWORD).await?;
+        let setup = net.login(&name, PASSWORD).await?;
+        setup.buy("film").await?;
+        let started = Instant::now();
+        let client = net.login(&name, PASSWORD).await?;
+        let video = client.video("film").await?;
+        let manifest = Arc::new(Manifest::from_json(&client.manifest("film").await?)?);
+        let options = WatchOptions {
+            realtime: true,
+            ..WatchOptions::default()
+        };
+        let download = net.path(&format!(".{name}.part"));
+        let session = Session::open(
+            &client,
+            "film",
+            manifest.clone(),
+            video.duration_ms,
+            &download,
+            &options,
+        )
+        .await?;
+        let mut reader = session.stream().reader();
+        let mut byte = [0u8; 1];
+        reader.read_exact(&mut byte).await?;
+        starts.push(started.elapsed().as_secs_f64() * 1000.0);
+        let shared = session.stream().shared().clone();
+        for _ in 0..seeks {
+            // Seek into a part not rebuilt yet: the case a player waits for.
+            let missing: Vec<u32> = (0..manifest.segment_count())
+                .filter(|s| !shared.is_present(*s))
+                .collect();
+            let Some(&segment) = missing.get(rng.next() as usize % missing.len().max(1)) else {
+                break;
+            };
+            let to = manifest.segment_offset(segment)
+                + rng.next() % manifest.segment_len(segment) as u64;
+            let at = Instant::now();
+            reader.seek(SeekFrom::Start(to)).await?;
+            reader.read_exact(&mut byte).await?;
+            seek_times.push(at.elapsed().as_secs_f64() * 1000.0);
+        }
+        let p = session.progress();
+        from_caches += p
+            .from_caches_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        total += p
+            .from_caches_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            + p.from_origin_bytes
+                .load(std::sync::atomic::Ordering::Relaxed);
+        session.close().await;
+        let _ = std::fs::remove_file(&download);
+    }
+    Ok(Delays {
+        start_p50_ms: percentile(&mut starts, 0.5),
+        start_p95_ms: percentile(&mut starts, 0.95),
+        seek_p50_ms: percentile(&mut seek_times, 0.5),
+        seek_p95_ms: percentile(&mut seek_times, 0.95),
+        samples_start: starts.len(),
+        samples_seek: seek_times.len(),
+        from_caches_share: from_caches as f64 / total.max(1) as f64,
+    })
+}
+
+async fn start_seek(
+    viewers: u32,
+    seeks: u32,
+    seconds: u32,
+    caches: u32,
+    cache_upload: u64,
+    seed: u64,
+) -> anyhow::Result<StartSeekSummary> {
+    let net = Network::start_with(
+        &[MovieSpec {
+            id: "film",
+            seconds,
+            price: 1,
+        }],
+        |c| {
+            c.placement_interval = Duration::from_millis(500);
+            c.initial_points = 1000;
+            // Every simulated account signs up from 127.0.0.1.
+            c.signup_limits.per_address = usize::MAX;
+            c.login_limits.per_address = usize::MAX;
+        },
+    )
+    .await?;
+    let mut rng = Rng(seed.max(1));
+    let origin_only = measure(&net, "base", viewers, seeks, &mut rng).await?;
+    let mut running = Vec::new();
+    for c in 0..caches {
+        let owner = format!("cache{c}");
+        net.account(&owner, PASSWORD).await?;
+        running.push(
+            net.cache(&owner, PASSWORD, 2_000_000_000, cache_upload)
+                .await?,
+        );
+    }
+    // Warm: the caches hold at least k distinct indices of the film.
+    let statuses: Vec<_> = running.iter().map(|c| c.status()).collect();
+    let warm = eventually(Duration::from_secs(120), || {
+        let held: std::collections::BTreeSet<u16> = statuses
+            .iter()
+            .flat_map(|s| s.borrow().holdings.clone())
+            .flat_map(|h| h.indices)
+            .collect();
+        async move { held.len() >= 16 }
+    })
+    .await;
+    anyhow::ensure!(warm, "the caches did not warm up within two minutes");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with_caches = measure(&net, "warm", viewers, seeks, &mut rng).await?;
+    for c in running {
+        c.stop().await;
+    }
+    net.tracker.shutdown().await?;
+    Ok(StartSeekSummary {
+        origin_only,
+        with_caches,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = match rivulet_node_core::cli::parse("rivulet-bench") {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rivulet-bench: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::StartSeek {
+                viewers,
+                seeks,
+                seconds,
+                caches,
+                cache_upload,
+                seed,
+                json,
+            } => {
+                let summary =
+                    start_seek(viewers, seeks, seconds, caches, cache_upload, seed).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&summary)?);
+                } else {
+                    for (name, d) in [
+                        ("origin only", &summary.origin_only),
+                        ("warm caches", &summary.with_caches),
+                    ] {
+                        println!(
+                            "{name:12} start p50 {:6.0} ms p95 {:6.0} ms | seek p50 {:6.0} ms p95 {:6.0} ms | from caches {:5.1}% ({} starts, {} seeks)",
+                            d.start_p50_ms,
+                            d.start_p95_ms,
+                            d.seek_p50_ms,
+                            d.seek_p95_ms,
+                            d.from_caches_share * 100.0,
+                            d.samples_start,
+                            d.samples_seek
+                        );
+                    }
+                }
+                anyhow::Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rivulet-bench: {}", rivulet_node_core::cli::one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
