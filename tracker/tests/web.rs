@@ -665,8 +665,14 @@ async fn bad_requests_get_clear_error_pages_and_pages_load_nothing_from_elsewher
         let c = http();
         let get = |path: &str| c.get(t.url(path)).send();
 
-        // Unknown pages are HTML 404s; unknown API paths keep the API's JSON body.
-        let resp = get("/no/such/page").await.unwrap();
+        // Unknown pages are HTML 404s for browsers, the API's JSON body for programs;
+        // unknown API paths always keep the JSON body.
+        let resp = c
+            .get(t.url("/no/such/page"))
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status().as_u16(), 404);
         assert!(
             resp.headers()["content-type"]
@@ -675,6 +681,9 @@ async fn bad_requests_get_clear_error_pages_and_pages_load_nothing_from_elsewher
                 .starts_with("text/html")
         );
         assert!(resp.text().await.unwrap().contains("Page not found"));
+        let resp = get("/no/such/page").await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404);
+        assert!(resp.text().await.unwrap().contains("\"not_found\""));
         let resp = get("/api/v1/no-such-endpoint").await.unwrap();
         assert_eq!(resp.status().as_u16(), 404);
         assert!(resp.text().await.unwrap().contains("\"not_found\""));

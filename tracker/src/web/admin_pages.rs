@@ -30,16 +30,17 @@ enum Tab {
 }
 
 fn admin_page(title: &str, session: &Session, tab: Tab, body: Markup) -> Markup {
+    let on = |t: Tab| (tab == t).then_some("active");
     page(
         title,
         Some(session),
         Nav::Admin,
         html! {
             nav.tabs {
-                a.active[tab == Tab::Overview] href="/admin" { "Load" }
-                a.active[tab == Tab::Nodes] href="/admin/nodes" { "Nodes" }
-                a.active[tab == Tab::Videos] href="/admin/videos" { "Videos" }
-                a.active[tab == Tab::Accounts] href="/admin/accounts" { "Accounts" }
+                a class=[on(Tab::Overview)] href="/admin" { "Load" }
+                a class=[on(Tab::Nodes)] href="/admin/nodes" { "Nodes" }
+                a class=[on(Tab::Videos)] href="/admin/videos" { "Videos" }
+                a class=[on(Tab::Accounts)] href="/admin/accounts" { "Accounts" }
                 @if tab == Tab::Flows { a.active href="#" { "Flows" } }
             }
             (body)
@@ -353,12 +354,12 @@ fn flow_diagram(
         svg.flows #flow-svg xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (w) " " (h) }
             role="img" aria-label={ "Flows of " (node) } {
             defs {
-                marker #arrow viewBox="0 0 10 10" refX="8" refY="5" markerWidth="4"
-                    markerHeight="4" orient="auto" { path.arrow d="M0,0 L10,5 L0,10 z" {} }
+                marker #arrow viewBox="0 0 10 10" refX="8" refY="5" markerUnits="userSpaceOnUse"
+                    markerWidth="16" markerHeight="16" orient="auto" { path.arrow d="M0,0 L10,5 L0,10 z" {} }
             }
             @for (i, (peer, peer_kind, bytes)) in shown.iter().enumerate() {
                 @let (px, py) = place(i);
-                @let width = 1.5 + 10.0 * *bytes as f64 / most as f64;
+                @let width = 1.5 + 6.5 * *bytes as f64 / most as f64;
                 // Lines stop short of the circles so the arrows show.
                 @let (dx, dy) = ((px - cx) / r, (py - cy) / r);
                 @let (x1, y1, x2, y2) = if incoming {

@@ -22,6 +22,7 @@ pub enum Nav {
 
 /// A whole page in the shared layout.
 pub fn page(title: &str, session: Option<&Session>, nav: Nav, body: Markup) -> Markup {
+    let on = |n: Nav| (nav == n).then_some("active");
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -40,12 +41,12 @@ pub fn page(title: &str, session: Option<&Session>, nav: Nav, body: Markup) -> M
                         span { "Rivulet" }
                     }
                     nav {
-                        a.active[nav == Nav::Home] href="/" { "Home" }
-                        a.active[nav == Nav::About] href="/about" { "About" }
+                        a class=[on(Nav::Home)] href="/" { "Home" }
+                        a class=[on(Nav::About)] href="/about" { "About" }
                         @if let Some(s) = session {
-                            a.active[nav == Nav::Dashboard] href="/dashboard" { "Dashboard" }
+                            a class=[on(Nav::Dashboard)] href="/dashboard" { "Dashboard" }
                             @if s.caller.admin {
-                                a.active[nav == Nav::Admin] href="/admin" { "Admin" }
+                                a class=[on(Nav::Admin)] href="/admin" { "Admin" }
                             }
                             form.logout method="post" action="/logout" {
                                 input type="hidden" name=(CSRF_FIELD) value=(s.csrf);
@@ -53,7 +54,7 @@ pub fn page(title: &str, session: Option<&Session>, nav: Nav, body: Markup) -> M
                                 button #logout type="submit" { "Log out" }
                             }
                         } @else {
-                            a.active[nav == Nav::LogIn] href="/login" { "Log in" }
+                            a class=[on(Nav::LogIn)] href="/login" { "Log in" }
                             a.button.active[nav == Nav::SignUp] href="/signup" { "Sign up" }
                         }
                     }

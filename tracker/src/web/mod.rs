@@ -13,7 +13,7 @@ mod session;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -63,13 +63,27 @@ fn pages(state: AppState) -> Router {
         .route("/admin/flows/{node}", get(admin_pages::flows_page))
         .route("/assets/{name}", get(assets::serve))
         .route("/favicon.ico", get(assets::favicon))
-        .fallback(|| async { PageError::not_found() })
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         // A handler that panics answers with the 500 page; the server lives on.
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(middleware::from_fn(error_pages))
         .layer(middleware::from_fn(page_headers))
         .with_state(state)
+}
+
+/// An unknown address: the 404 page for browsers (they ask for `text/html`), the API's
+/// JSON error body for programs.
+async fn not_found(headers: HeaderMap) -> Response {
+    let wants_html = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("text/html")));
+    if wants_html {
+        PageError::not_found().into_response()
+    } else {
+        crate::api::ApiError::not_found("no such endpoint").into_response()
+    }
 }
 
 /// Gives every error response that is neither a page nor JSON of ours (wrong methods,

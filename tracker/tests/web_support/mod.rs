@@ -331,9 +331,20 @@ impl Browser {
             .to_owned()
     }
 
-    /// Saves a PNG of what the browser shows as `<artifacts>/<name>.png`.
+    /// Saves a PNG of the whole page as `<artifacts>/<name>.png`: the window grows to the
+    /// page's height for the picture and shrinks back after.
     pub async fn screenshot(&self, name: &str) {
+        let height = self
+            .client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(1000)
+            .clamp(1000, 4000) as u32;
+        self.client.set_window_size(1280, height).await.unwrap();
         let png = self.client.screenshot().await.unwrap();
+        self.client.set_window_size(1280, 1000).await.unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
         std::fs::write(artifacts_dir().join(format!("{name}.png")), png).unwrap();
     }
