@@ -438,7 +438,7 @@ pub async fn flows_page(
     node: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Markup, PageError> {
     let not_found = |session: &Session| PageError {
-        session: Some(session.clone()),
+        session: Some(Box::new(session.clone())),
         ..PageError::new(
             StatusCode::NOT_FOUND,
             "No such node",

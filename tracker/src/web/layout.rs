@@ -77,7 +77,7 @@ pub struct PageError {
     pub title: &'static str,
     pub message: String,
     /// The session, when known, so the navigation stays right.
-    pub session: Option<Session>,
+    pub session: Option<Box<Session>>,
 }
 
 impl PageError {
@@ -104,7 +104,7 @@ impl PageError {
 
     pub fn forbidden(session: Option<&Session>) -> PageError {
         PageError {
-            session: session.cloned(),
+            session: session.cloned().map(Box::new),
             ..PageError::new(
                 StatusCode::FORBIDDEN,
                 "Administrators only",
@@ -143,7 +143,7 @@ impl IntoResponse for PageError {
         };
         (
             self.status,
-            page(self.title, self.session.as_ref(), Nav::None, body),
+            page(self.title, self.session.as_deref(), Nav::None, body),
         )
             .into_response()
     }
@@ -185,7 +185,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('\u{202f}');
         }
         out.push(c);

@@ -286,13 +286,13 @@ impl Browser {
         let mut last = String::new();
         let start = Instant::now();
         loop {
-            if let Ok(el) = self.client.find(Locator::Css(css)).await {
-                if let Ok(text) = el.text().await {
-                    if text == want {
-                        return;
-                    }
-                    last = text;
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = el.text().await
+            {
+                if text == want {
+                    return;
                 }
+                last = text;
             }
             assert!(
                 start.elapsed() < PATIENCE,
