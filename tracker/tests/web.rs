@@ -163,6 +163,8 @@ async fn people_sign_up_see_their_dashboard_and_are_kept_out_of_admin_pages() {
                 .await
                 .contains("viewer")
         );
+        b.wait_text(&format!("tr[data-node='{mine}'] td.watching"), "Movie M")
+            .await;
         b.wait_text("#bought li[data-video='m']", "Movie M").await;
         b.wait_text("#watched li[data-video='m']", "Movie M").await;
         b.screenshot("dashboard").await;

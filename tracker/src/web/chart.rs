@@ -121,6 +121,11 @@ pub fn load_chart(points: &[LoadPoint], minutes: u32, now: i64) -> Markup {
                 text.axis x=(LEFT - 6.0) y=(y(top * t) + 4.0) text-anchor="end" { (rate(top * t)) }
             }
             text.axis x=(LEFT) y=(HEIGHT - 8.0) text-anchor="start" { "−" (minutes) " min" }
+            @if minutes >= 2 {
+                text.axis x=(LEFT + plot_w / 2.0) y=(HEIGHT - 8.0) text-anchor="middle" {
+                    "−" (f64::from(minutes) / 2.0) " min"
+                }
+            }
             text.axis x=(WIDTH - RIGHT) y=(HEIGHT - 8.0) text-anchor="end" { "now" }
             @for s in &SERIES {
                 polyline class={ "series s-" (s.key) } id={ "line-" (s.key) }

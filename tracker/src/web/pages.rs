@@ -510,6 +510,14 @@ pub async fn dashboard(
         .map_err(PageError::internal)?;
     let bought = titles(&state, &account.bought).await;
     let watched = titles(&state, &account.watched).await;
+    let watching: Vec<String> = running.iter().filter_map(|n| n.watching.clone()).collect();
+    let watching = titles(&state, &watching).await;
+    let title_of = |id: &str| {
+        watching
+            .iter()
+            .find(|(i, _)| i == id)
+            .map_or(id.to_owned(), |(_, t)| t.clone())
+    };
     let now = layout::now_secs();
     Ok(page(
         "Dashboard",
@@ -548,7 +556,9 @@ pub async fn dashboard(
                                     td { @if n.advertise.is_empty() { "—" } @else { (n.advertise) } }
                                     td { (capacity(n)) }
                                     td { (holdings(n)) }
-                                    td { (n.watching.as_deref().unwrap_or("—")) }
+                                    td.watching {
+                                        @if let Some(w) = &n.watching { (title_of(w)) } @else { "—" }
+                                    }
                                     td { (layout::ago(n.last_seen, now)) }
                                 }
                             }

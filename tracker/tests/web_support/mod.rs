@@ -334,9 +334,14 @@ impl Browser {
     /// Saves a PNG of the whole page as `<artifacts>/<name>.png`: the window grows to the
     /// page's height for the picture and shrinks back after.
     pub async fn screenshot(&self, name: &str) {
+        // The window's height is the page's plus the browser's own frame.
         let height = self
             .client
-            .execute("return document.documentElement.scrollHeight", vec![])
+            .execute(
+                "return document.documentElement.scrollHeight \
+                     + Math.max(0, window.outerHeight - window.innerHeight)",
+                vec![],
+            )
             .await
             .unwrap()
             .as_u64()
