@@ -462,6 +462,26 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         b.wait_text("h1", "Page not found").await;
         b.screenshot("not-found").await;
 
+        // The live page notices by itself when its session is over and shows the log-in
+        // form, which then leads back to the same view.
+        b.open("/admin?minutes=5").await;
+        b.wait_text("h1", "Load overview").await;
+        sqlx::query(
+            "UPDATE sessions SET expires_at = 0
+             WHERE account_id = (SELECT id FROM accounts WHERE username = 'root')",
+        )
+        .execute(&t.db().await)
+        .await
+        .unwrap();
+        b.wait_text("h1", "Log in").await;
+        b.wait_text("#notice", "Your session has ended. Log in again to go on.")
+            .await;
+        b.fill("#username", "root").await;
+        b.fill("#password", PASSWORD).await;
+        b.click("#submit").await;
+        b.wait_text("h1", "Load overview").await;
+        assert_eq!(b.path().await, "/admin?minutes=5");
+
         b.close().await;
         t.server.shutdown().await.unwrap();
     })

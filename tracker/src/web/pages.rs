@@ -255,6 +255,12 @@ pub async fn signup(
         }
         Err(e) => return Err(PageError::internal(e)),
     };
+    // Whoever was logged in on this browser is not any more.
+    if let Some(old) = &visitor.session {
+        accounts::end_session(&state.db.write, &old.token)
+            .await
+            .map_err(PageError::internal)?;
+    }
     start(&state, id, visitor.https, "/dashboard").await
 }
 
