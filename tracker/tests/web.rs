@@ -249,22 +249,34 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         let v = vera.register_node(&viewer()).await.unwrap().node_id;
         // Two caches fetch from the origin and send to one viewer, who confirms it all and
         // gets the rest from the origin.
+        let holding = |indices: Vec<u16>| {
+            vec![rivulet_tracker_client::Holding {
+                video: "rock".into(),
+                indices,
+            }]
+        };
         alice
             .heartbeat(
                 &a1,
-                &moved(
-                    vec![peer_bytes(&v, "rock", 3000)],
-                    vec![peer_bytes("origin", "rock", 8000)],
-                ),
+                &Heartbeat {
+                    holdings: holding(vec![16, 17, 18]),
+                    ..moved(
+                        vec![peer_bytes(&v, "rock", 3000)],
+                        vec![peer_bytes("origin", "rock", 8000)],
+                    )
+                },
             )
             .await
             .unwrap();
         dora.heartbeat(
             &d1,
-            &moved(
-                vec![peer_bytes(&v, "rock", 2000)],
-                vec![peer_bytes("origin", "rock", 4000)],
-            ),
+            &Heartbeat {
+                holdings: holding(vec![19, 20]),
+                ..moved(
+                    vec![peer_bytes(&v, "rock", 2000)],
+                    vec![peer_bytes("origin", "rock", 4000)],
+                )
+            },
         )
         .await
         .unwrap();
@@ -386,6 +398,7 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
             "{a1_row}"
         );
         assert!(a1_row.contains("10.0 Mbit/s up · 1.50 GB"), "{a1_row}");
+        assert!(a1_row.contains("rock: 3 chunks"), "{a1_row}");
         assert!(
             b.text(&format!("#nodes tr[data-node='{v}']"))
                 .await
@@ -443,6 +456,7 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
             "no markup from titles"
         );
         assert_eq!(b.text(&format!("{rock} td.viewers")).await, "1");
+        assert_eq!(b.text(&format!("{rock} td.caches")).await, "2");
         assert!(
             b.text(&format!("{rock} td.popularity"))
                 .await

@@ -257,7 +257,7 @@ pub async fn videos_page(
                                 td { (e.k) " / " (e.n) }
                                 td { (e.price) " points" }
                                 td.viewers { (viewers) }
-                                td { (caches) }
+                                td.caches { (caches) }
                                 td.popularity {
                                     (bar(bought as f64 / most as f64))
                                     " " (bought) @if bought == 1 { " purchase" } @else { " purchases" }
