@@ -673,9 +673,19 @@ async fn expired_sessions_are_logged_out_and_forms_without_their_token_are_refus
             .map(|v| v.to_str().unwrap().to_owned())
             .find(|v| v.starts_with(SESSION_COOKIE))
             .unwrap();
-        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=604800"] {
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
             assert!(raw.contains(attribute), "{raw} has {attribute}");
         }
+        // The cookie lasts as long as the session row: seven days, give or take the second
+        // that may tick between the two clocks' readings.
+        let max_age: i64 = raw
+            .split("Max-Age=")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{raw} has a Max-Age"));
+        let lifetime = rivulet_tracker::accounts::SESSION_SECONDS;
+        assert!((lifetime - 2..=lifetime).contains(&max_age), "{raw}");
         let signup = http()
             .post(t.url("/signup"))
             .form(&[
