@@ -7,6 +7,8 @@ set -euo pipefail
 packages=(
   ffmpeg          # ingest: remux, probe, poster frames; tests: media in many containers
   pkg-config      # building crates that link C libraries
+  chromium        # tests: the tracker's web pages in a real (headless) browser
+  chromium-driver # tests: chromedriver, the WebDriver server the web tests drive Chromium through
 )
 
 missing=()

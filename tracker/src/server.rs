@@ -189,7 +189,8 @@ impl Server {
             config.placement_interval,
             stop.subscribe(),
         ));
-        let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = crate::web::router(state.clone(), api::router(state))
+            .into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(expire_silent_nodes(
             db.write.clone(),
             config.node_timeout,
