@@ -9,6 +9,7 @@ packages=(
   pkg-config      # building crates that link C libraries
   chromium        # tests: the tracker's web pages in a real (headless) browser
   chromium-driver # tests: chromedriver, the WebDriver server the web tests drive Chromium through
+  fonts-dejavu-core # rivulet-bench: the font of the swarm plot's labels
 )
 
 missing=()

@@ -108,12 +108,16 @@ async fn place_periodically(
             admin::purchases_by_video(&db).await,
         ) {
             (Ok(live), Ok(purchases)) => (live, purchases),
-            (Err(e), _) => {
-                eprintln!("rivulet-tracker: placement skipped a round: {e}");
-                continue;
-            }
-            (_, Err(e)) => {
-                eprintln!("rivulet-tracker: placement skipped a round: {e}");
+            (live, purchases) => {
+                // The database closes as the tracker stops: not worth a word then.
+                if !*stop.borrow() {
+                    let e = live
+                        .err()
+                        .map(|e| e.to_string())
+                        .or_else(|| purchases.err().map(|e| e.to_string()))
+                        .unwrap_or_default();
+                    eprintln!("rivulet-tracker: placement skipped a round: {e}");
+                }
                 continue;
             }
         };
@@ -226,6 +230,11 @@ impl Server {
     /// Where the origin's FTP server listens.
     pub fn ftp_addr(&self) -> SocketAddr {
         self.ftp.addr()
+    }
+
+    /// What the origin has sent, to caches and to viewers.
+    pub fn origin_served(&self) -> &Arc<rivulet_node_core::peer::chunk_server::ServedBytes> {
+        self.ftp.served()
     }
 
     /// Stops accepting, lets requests and transfers in flight finish, closes the database.
