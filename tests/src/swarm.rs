@@ -168,7 +168,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -177,13 +177,13 @@ impl Rng {
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// A movie index by `popularity`.
     pub fn movie(&mut self, count: u32, popularity: Popularity) -> u32 {
         match popularity {
-            Popularity::Uniform => (self.next() % u64::from(count.max(1))) as u32,
+            Popularity::Uniform => (self.next_u64() % u64::from(count.max(1))) as u32,
             Popularity::Zipf(s) => {
                 let weights: Vec<f64> = (1..=count).map(|r| 1.0 / f64::from(r).powf(s)).collect();
                 let mut pick = self.unit() * weights.iter().sum::<f64>();
@@ -392,7 +392,8 @@ pub async fn run_phase(
     let mut serve = ServeConfig::new(data.clone());
     serve.http = "127.0.0.1:0".parse()?;
     serve.ftp = "127.0.0.1:0".parse()?;
-    serve.node_timeout = Duration::from_secs(3);
+    // The tracker's default: an overloaded machine must not drop nodes that are only slow.
+    serve.node_timeout = Duration::from_secs(15);
     serve.placement_interval = Duration::from_secs(1);
     serve.initial_points = 1 << 40;
     serve.signup_limits.per_address = usize::MAX;
@@ -504,7 +505,7 @@ pub async fn run_phase(
             && !caches.is_empty()
         {
             next_churn = Some(at + every);
-            let victim = caches.swap_remove((rng.next() % caches.len() as u64) as usize);
+            let victim = caches.swap_remove((rng.next_u64() % caches.len() as u64) as usize);
             gone_distinct += victim.status().borrow().distinct_sent_bytes;
             gone_sent += victim.served().to_viewers.load(Ordering::Relaxed);
             if config.crash {
@@ -705,7 +706,8 @@ pub fn write_png(path: &Path, baseline: &Phase, rivulet: &Phase) -> anyhow::Resu
         .y_desc("Mbit/s")
         .label_style(("sans-serif", 14))
         .draw()?;
-    let lines: [(&str, RGBColor, Vec<(f64, f64)>); 5] = [
+    type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
+    let lines: [Line; 5] = [
         (
             "client–server origin (baseline)",
             RGBColor(150, 150, 150),
