@@ -83,6 +83,11 @@ impl State {
         )
     }
 
+    /// Whether the poster of `id` arrived and decoded.
+    pub fn has_poster(&self, id: &str) -> bool {
+        self.posters.contains_key(id)
+    }
+
     /// The movies the search matches, in catalogue order.
     pub fn shown(&self) -> impl Iterator<Item = &Video> {
         let needle = self.search.trim().to_lowercase();
@@ -158,11 +163,11 @@ impl State {
                 }
             }
             Message::Bought(Err(e)) => self.error = Some(e),
-            Message::Watch(id) => {
-                if let Some(v) = self.videos.iter().find(|v| v.id == id) {
-                    return (Task::none(), Some(Event::Watch(v.clone())));
-                }
-            }
+            Message::Watch(id) => match self.videos.iter().find(|v| v.id == id) {
+                Some(v) if v.bought => return (Task::none(), Some(Event::Watch(v.clone()))),
+                Some(v) => self.error = Some(format!("Buy \"{}\" before watching it.", v.title)),
+                None => self.error = Some("That movie is no longer in the catalogue.".into()),
+            },
         }
         (Task::none(), None)
     }
