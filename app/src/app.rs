@@ -77,7 +77,6 @@ pub enum Message {
 impl App {
     /// The app as launched, with the settings at `settings_path`.
     pub fn new(launch: Launch, settings_path: PathBuf) -> (App, Task<Message>) {
-        let launched = Instant::now();
         let (settings, warning) = Settings::load(&settings_path);
         std::thread::spawn(|| clean_downloads(&environment::downloads_dir(), DOWNLOAD_MAX_AGE));
         let screen = if launch.demo {
@@ -115,7 +114,7 @@ impl App {
             pending_watch: launch.watch.clone(),
             launch,
             closing: false,
-            reporter: Reporter::from_env(launched),
+            reporter: Reporter::from_env(crate::report::launched()),
             play_asked: None,
             first_frame_ms: None,
             play_to_frame_ms: None,
@@ -173,6 +172,7 @@ impl App {
     fn logged_in(&mut self, done: login::LoggedIn) -> Task<Message> {
         let mut tasks = Vec::new();
         if !self.launch.demo {
+            let was_remembered = self.settings.remember;
             self.settings.tracker = done.tracker.clone();
             self.settings.username = done.account.username.clone();
             self.settings.remember = done.remember;
@@ -183,7 +183,8 @@ impl App {
                 done.password.clone(),
             );
             let remember = done.remember;
-            tasks.push(Task::perform(
+            if remember || was_remembered {
+                tasks.push(Task::perform(
                 async move {
                     tokio::task::spawn_blocking(move || {
                         if remember {
@@ -199,6 +200,7 @@ impl App {
                 },
                 Message::Noted,
             ));
+            }
         }
         self.start_cache(&done);
         self.session = Some(done);

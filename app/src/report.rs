@@ -7,6 +7,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+/// When the process started, as near as the app can tell: the first call wins (`main` calls
+/// it first thing).
+pub fn launched() -> Instant {
+    static LAUNCHED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *LAUNCHED.get_or_init(Instant::now)
+}
+
 /// One snapshot of the app.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Status {

@@ -116,7 +116,6 @@ impl State {
     }
 
     pub fn view(&self) -> Element<'_, Message> {
-        let field = |placeholder, value: &str| text_input(placeholder, value).padding(8);
         let mut log_in = button("Log in").padding([8, 16]);
         let mut sign_up = button("Sign up").padding([8, 16]).style(button::secondary);
         if !self.busy {
@@ -127,13 +126,16 @@ impl State {
             text("Rivulet").size(36),
             text("Peer-assisted movies: watch, and earn points by sharing.").size(14),
             text("Tracker"),
-            field("http://127.0.0.1:7878", &self.tracker).on_input(Message::Tracker),
+            text_input("http://127.0.0.1:7878", &self.tracker)
+                .padding(8).on_input(Message::Tracker),
             text("User name"),
-            field("user name", &self.username)
+            text_input("user name", &self.username)
+                .padding(8)
                 .on_input(Message::Username)
                 .on_submit(Message::LogIn),
             text("Password"),
-            field("password", &self.password)
+            text_input("password", &self.password)
+                .padding(8)
                 .secure(true)
                 .on_input(Message::Password)
                 .on_submit(Message::LogIn),

@@ -32,7 +32,7 @@ pub struct State {
     video: Option<Video>,
     frame: Option<image::Handle>,
     /// Keeps the shown frame's texture alive while the next one uploads.
-    allocation: Option<image::Allocation>,
+    allocation: Option<iced_runtime::image::Allocation>,
     /// An upload is in flight; newer frames wait.
     uploading: bool,
     /// Frames that reached the window.
@@ -73,7 +73,7 @@ pub enum Message {
     AudioPicked(Track),
     SubPicked(Track),
     /// A frame finished uploading to the renderer.
-    Uploaded(Result<image::Allocation, image::Error>),
+    Uploaded(Result<iced_runtime::image::Allocation, iced_runtime::image::Error>),
     /// Fresh numbers from the engine.
     Viewer(ViewerStatus),
     /// Leave the player.
@@ -220,7 +220,7 @@ impl State {
         let handle = image::Handle::from_rgba(frame.width, frame.height, frame.rgba);
         self.uploading = true;
         // Upload first and swap the frame in when ready, so the view never shows a blank.
-        image::allocate(handle).map(Message::Uploaded)
+        iced_runtime::image::allocate(handle).map(Message::Uploaded)
     }
 
     pub fn view(&self) -> Element<'_, Message> {

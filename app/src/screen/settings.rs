@@ -128,20 +128,6 @@ impl State {
     }
 
     pub fn view(&self) -> Element<'_, Message> {
-        let choices = |current: Limit, pick: fn(f64) -> Message| {
-            let buttons = MULTIPLIERS.iter().map(|&m| {
-                let chosen = current == Limit::Multiplier(m);
-                button(text(format!("{m}×")))
-                    .style(if chosen {
-                        button::primary
-                    } else {
-                        button::secondary
-                    })
-                    .on_press(pick(m))
-                    .into()
-            });
-            iced::widget::row(buttons).spacing(6)
-        };
         let mut pane = column![
             text("Settings").size(22),
             text("Tracker"),
@@ -210,6 +196,22 @@ impl State {
             .style(container::rounded_box)
             .into()
     }
+}
+
+/// The 0.2 / 0.5 / 1 buttons, the current one highlighted.
+fn choices<'a>(current: Limit, pick: fn(f64) -> Message) -> Element<'a, Message> {
+    let buttons = MULTIPLIERS.iter().map(|&m| {
+        let chosen = current == Limit::Multiplier(m);
+        button(text(format!("{m}×")))
+            .style(if chosen {
+                button::primary
+            } else {
+                button::secondary
+            })
+            .on_press(pick(m))
+            .into()
+    });
+    iced::widget::row(buttons).spacing(6).into()
 }
 
 fn positive(typed: &str, what: &str) -> Result<f64, String> {

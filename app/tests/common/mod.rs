@@ -140,7 +140,7 @@ impl Driver {
     /// Stops the engine and waits for it.
     pub async fn close(mut self) {
         if self.events.is_some() {
-            self.app.update(Message::CloseRequested);
+            let _ = self.app.update(Message::CloseRequested);
             let stopped = self
                 .until(Duration::from_secs(20), |app| app.node.is_none())
                 .await;
