@@ -17,7 +17,7 @@ pub const DEMO_VIDEO: &str = "demo";
 /// The account the app logs in as.
 pub const DEMO_USER: &str = "demo";
 /// Its password (a demo runs on loopback only).
-pub const DEMO_PASSWORD: &str = "watch-the-demo-1";
+pub const DEMO_PASSWORD: &str = "peer-assisted-7";
 /// Length of the generated demo movie.
 const DEMO_SECONDS: u32 = 40;
 /// Caches in the demo network.
