@@ -185,21 +185,21 @@ impl App {
             let remember = done.remember;
             if remember || was_remembered {
                 tasks.push(Task::perform(
-                async move {
-                    tokio::task::spawn_blocking(move || {
-                        if remember {
-                            credentials::store(&tracker, &user, &password).err()
-                        } else {
-                            credentials::forget(&tracker, &user);
-                            None
-                        }
-                    })
-                    .await
-                    .ok()
-                    .flatten()
-                },
-                Message::Noted,
-            ));
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            if remember {
+                                credentials::store(&tracker, &user, &password).err()
+                            } else {
+                                credentials::forget(&tracker, &user);
+                                None
+                            }
+                        })
+                        .await
+                        .ok()
+                        .flatten()
+                    },
+                    Message::Noted,
+                ));
             }
         }
         self.start_cache(&done);
@@ -325,8 +325,7 @@ impl App {
                 };
                 Task::batch([
                     task,
-                    window::latest()
-                        .and_then(move |id| window::set_mode::<Message>(id, mode)),
+                    window::latest().and_then(move |id| window::set_mode::<Message>(id, mode)),
                 ])
             }
             None => task,
@@ -391,9 +390,10 @@ impl App {
         Task::perform(
             async move {
                 tokio::task::spawn_blocking(move || {
-                    settings.save(&path).err().map(|e| {
-                        format!("could not save the settings to {}: {e}", path.display())
-                    })
+                    settings
+                        .save(&path)
+                        .err()
+                        .map(|e| format!("could not save the settings to {}: {e}", path.display()))
                 })
                 .await
                 .ok()
@@ -457,7 +457,9 @@ impl App {
                 self.notice = Some(format!("The cache is not running: {e}"));
                 Task::none()
             }
-            NodeEvent::Watching { video, url } => self.for_player(&video, player::Message::StreamReady(url)),
+            NodeEvent::Watching { video, url } => {
+                self.for_player(&video, player::Message::StreamReady(url))
+            }
             NodeEvent::WatchFailed { video, message } => {
                 self.for_player(&video, player::Message::Failed(message))
             }
@@ -489,10 +491,11 @@ impl App {
     fn close(&mut self) -> Task<Message> {
         self.closing = true;
         match &self.node {
-            Some(node) if node.send(Command::Shutdown) => Task::perform(
-                tokio::time::sleep(Duration::from_secs(8)),
-                |()| Message::ForceExit,
-            ),
+            Some(node) if node.send(Command::Shutdown) => {
+                Task::perform(tokio::time::sleep(Duration::from_secs(8)), |()| {
+                    Message::ForceExit
+                })
+            }
             _ => iced::exit(),
         }
     }

@@ -72,8 +72,14 @@ pub enum NodeEvent {
     CacheStatus(CacheStatus),
     CacheFailed(String),
     /// A movie's stream is served at `url` for the player.
-    Watching { video: String, url: String },
-    WatchFailed { video: String, message: String },
+    Watching {
+        video: String,
+        url: String,
+    },
+    WatchFailed {
+        video: String,
+        message: String,
+    },
     Viewer(ViewerStatus),
     /// Everything stopped; the worker has ended.
     Stopped,

@@ -140,7 +140,10 @@ impl Video {
                     .get_property::<i64>(&format!("track-list/{i}/id"))
                     .ok()?;
                 let mut label = format!("#{id}");
-                for part in [get("lang"), get("title"), get("codec")].into_iter().flatten() {
+                for part in [get("lang"), get("title"), get("codec")]
+                    .into_iter()
+                    .flatten()
+                {
                     label.push(' ');
                     label.push_str(&part);
                 }

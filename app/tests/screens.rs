@@ -55,14 +55,19 @@ async fn log_in_fills_the_catalogue_from_the_tracker() {
     assert_eq!(c.account.balance, 100);
     let titles: Vec<&str> = c.videos.iter().map(|v| v.title.as_str()).collect();
     assert_eq!(titles, ["Movie cheap", "Movie dear"]);
-    assert!(c.has_poster("cheap") && c.has_poster("dear"), "posters decoded");
+    assert!(
+        c.has_poster("cheap") && c.has_poster("dear"),
+        "posters decoded"
+    );
     // What the user sees.
     assert!(sees(&d, "Movie cheap"));
     assert!(sees(&d, "Buy for 1000 points"));
     assert!(sees(&d, "alice · 100 points"));
     // Search narrows the grid.
-    d.send(Message::Catalogue(catalogue::Message::Search("DEAR".into())))
-        .await;
+    d.send(Message::Catalogue(catalogue::Message::Search(
+        "DEAR".into(),
+    )))
+    .await;
     let shown: Vec<_> = catalogue_of(&d).shown().map(|v| v.id.clone()).collect();
     assert_eq!(shown, ["dear"]);
     // The settings file remembers the tracker and the user, never the password.
@@ -145,9 +150,10 @@ async fn buying_with_and_without_enough_points() {
     for m in clicked {
         d.send(m).await;
     }
-    assert!(
-        sees(&d, "Buy \"Movie cheap\" for 10 points? You have 100; 90 would be left.")
-    );
+    assert!(sees(
+        &d,
+        "Buy \"Movie cheap\" for 10 points? You have 100; 90 would be left."
+    ));
     let clicked = click(&d, "Confirm");
     for m in clicked {
         d.send(m).await;
@@ -164,17 +170,29 @@ async fn buying_with_and_without_enough_points() {
     // Too dear: the confirmation says so, and the tracker's refusal is said plainly.
     d.send(Message::Catalogue(catalogue::Message::Buy("dear".into())))
         .await;
-    assert!(
-        sees(&d, "\"Movie dear\" costs 1000 points and you have 90: not enough yet.")
-    );
+    assert!(sees(
+        &d,
+        "\"Movie dear\" costs 1000 points and you have 90: not enough yet."
+    ));
     d.send(Message::Catalogue(catalogue::Message::ConfirmBuy))
         .await;
     let c = catalogue_of(&d);
-    assert!(c.error.as_deref().unwrap().starts_with("You do not have enough points"));
+    assert!(
+        c.error
+            .as_deref()
+            .unwrap()
+            .starts_with("You do not have enough points")
+    );
     assert_eq!(c.account.balance, 90);
     assert!(c.videos.iter().any(|v| v.id == "dear" && !v.bought));
     // The tracker agrees.
-    let me = net.login("dora", PASSWORD).await.unwrap().me().await.unwrap();
+    let me = net
+        .login("dora", PASSWORD)
+        .await
+        .unwrap()
+        .me()
+        .await
+        .unwrap();
     assert_eq!((me.balance, me.bought), (90, vec!["cheap".to_owned()]));
 }
 
@@ -199,8 +217,10 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
         Some("Buy \"Movie dear\" before watching it.")
     );
 
-    d.send(Message::Catalogue(catalogue::Message::Watch("cheap".into())))
-        .await;
+    d.send(Message::Catalogue(catalogue::Message::Watch(
+        "cheap".into(),
+    )))
+    .await;
     let playing = |d: &Driver| match &d.app.screen {
         Screen::Player(p) => Some((p.phase.clone(), p.frames_rendered(), p.time)),
         _ => None,
@@ -211,7 +231,11 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut first_time = None;
     loop {
-        assert!(tokio::time::Instant::now() < deadline, "no playback: {:?}", playing(&d));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no playback: {:?}",
+            playing(&d)
+        );
         while let Some(e) = d.events.as_mut().and_then(|events| events.try_recv().ok()) {
             d.send(Message::Node(e)).await;
         }
@@ -302,9 +326,12 @@ async fn a_settings_change_reaches_the_running_cache() {
         d.send(Message::Pane(m)).await;
     }
     assert!(
-        d.until(Duration::from_secs(10), |app| app.cache.as_ref().is_some_and(|c| {
-            c.storage_bytes == 300_000_000 && c.upload_bps == 5_000_000
-        }))
+        d.until(Duration::from_secs(10), |app| app
+            .cache
+            .as_ref()
+            .is_some_and(|c| {
+                c.storage_bytes == 300_000_000 && c.upload_bps == 5_000_000
+            }))
         .await,
         "the cache kept {:?}",
         d.app.cache
@@ -401,7 +428,11 @@ async fn the_points_screen_follows_the_cache_uploads() {
             assert!(p.history.len() >= 2, "earnings over time: {:?}", p.history);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no credit: {:?}", p.account);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no credit: {:?}",
+            p.account
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // "Serving now" shows what the cache sent, as the engine reports it.

@@ -118,8 +118,14 @@ fn demo_plays_the_demo_movie_in_a_real_window() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(status.frames_rendered > 0 && status.frames_shown > 10, "{status:?}");
-    assert!(status.from_caches_bytes + status.from_origin_bytes > 0, "{status:?}");
+    assert!(
+        status.frames_rendered > 0 && status.frames_shown > 10,
+        "{status:?}"
+    );
+    assert!(
+        status.from_caches_bytes + status.from_origin_bytes > 0,
+        "{status:?}"
+    );
     eprintln!(
         "demo: launch → first frame {:?} ms, play → first frame {:?} ms, {status:?}",
         status.first_frame_ms, status.play_to_frame_ms
@@ -138,7 +144,12 @@ fn demo_plays_the_demo_movie_in_a_real_window() {
         .spawn()
         .expect("convert runs (imagemagick)");
     use std::io::Write as _;
-    convert.stdin.take().unwrap().write_all(&xwd.stdout).unwrap();
+    convert
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&xwd.stdout)
+        .unwrap();
     assert!(convert.wait().unwrap().success(), "convert failed");
     let picture = image::open(&shot).unwrap().to_rgb8();
     // The video area (upper middle of the window) holds many colours, not a blank.

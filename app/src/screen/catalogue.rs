@@ -284,7 +284,10 @@ impl State {
             }));
         } else {
             page = page.push(scrollable(
-                iced::widget::row(cards).spacing(16).wrap().vertical_spacing(16),
+                iced::widget::row(cards)
+                    .spacing(16)
+                    .wrap()
+                    .vertical_spacing(16),
             ));
         }
         page.padding(16).into()

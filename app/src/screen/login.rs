@@ -127,7 +127,8 @@ impl State {
             text("Peer-assisted movies: watch, and earn points by sharing.").size(14),
             text("Tracker"),
             text_input("http://127.0.0.1:7878", &self.tracker)
-                .padding(8).on_input(Message::Tracker),
+                .padding(8)
+                .on_input(Message::Tracker),
             text("User name"),
             text_input("user name", &self.username)
                 .padding(8)
@@ -168,10 +169,7 @@ async fn log_in(
             .await
             .map_err(|e| describe(&e))?;
     }
-    let session = anon
-        .login(&credentials)
-        .await
-        .map_err(|e| describe(&e))?;
+    let session = anon.login(&credentials).await.map_err(|e| describe(&e))?;
     Ok(LoggedIn {
         tracker,
         client: anon.with_token(session.token),

@@ -119,7 +119,13 @@ impl State {
         ]
         .spacing(8)
         .padding(16);
-        let top = self.history.iter().map(|s| s.balance).max().unwrap_or(1).max(1);
+        let top = self
+            .history
+            .iter()
+            .map(|s| s.balance)
+            .max()
+            .unwrap_or(1)
+            .max(1);
         for s in self.history.iter().rev().take(12) {
             let bar = "█".repeat(((s.balance as f64 / top as f64) * 30.0).round() as usize);
             page = page.push(
@@ -147,8 +153,12 @@ impl State {
                 )));
                 for h in &c.holdings {
                     page = page.push(
-                        text(format!("{}: {} chunks per segment", h.video, h.indices.len()))
-                            .size(13),
+                        text(format!(
+                            "{}: {} chunks per segment",
+                            h.video,
+                            h.indices.len()
+                        ))
+                        .size(13),
                     );
                 }
             }

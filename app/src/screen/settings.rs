@@ -122,7 +122,9 @@ impl State {
         } else if PathBuf::from(dir).is_absolute() {
             Some(PathBuf::from(dir))
         } else {
-            return Err(format!("The cache folder must be an absolute path, not {dir:?}."));
+            return Err(format!(
+                "The cache folder must be an absolute path, not {dir:?}."
+            ));
         };
         Ok(s)
     }
@@ -134,10 +136,7 @@ impl State {
             text_input("http://127.0.0.1:7878", &self.draft.tracker)
                 .on_input(Message::Tracker)
                 .padding(6),
-            text(format!(
-                "Cache size: {}",
-                bytes(self.draft.storage_bytes())
-            )),
+            text(format!("Cache size: {}", bytes(self.draft.storage_bytes()))),
             row![
                 choices(self.draft.storage, Message::StorageMultiplier),
                 text_input("custom GB", &self.storage_text)
@@ -160,7 +159,9 @@ impl State {
             .spacing(8),
             text("Cache folder (empty: the default)"),
             text_input(
-                &crate::environment::default_cache_dir().display().to_string(),
+                &crate::environment::default_cache_dir()
+                    .display()
+                    .to_string(),
                 &self.cache_dir_text
             )
             .on_input(Message::CacheDir)
