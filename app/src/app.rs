@@ -457,8 +457,8 @@ impl App {
                 self.notice = Some(format!("The cache is not running: {e}"));
                 Task::none()
             }
-            NodeEvent::Watching { video, url } => {
-                self.for_player(&video, player::Message::StreamReady(url))
+            NodeEvent::Watching { video, title, url } => {
+                self.for_player(&video, player::Message::StreamReady { url, title })
             }
             NodeEvent::WatchFailed { video, message } => {
                 self.for_player(&video, player::Message::Failed(message))

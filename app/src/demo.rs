@@ -4,8 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use anyhow::Context as _;
-use rivulet_node_core::cache::{Cache, CacheOptions, DEFAULT_UPLOAD_BPS};
+use iced::futures::future::select_all;
+use rivulet_node_core::cache::{Cache, CacheOptions, CacheStatus, DEFAULT_UPLOAD_BPS};
 use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::sample::make_sample_movie;
@@ -91,6 +94,11 @@ impl Demo {
             .with_context(|| format!("starting demo cache {i}"))?;
             caches.push(cache);
         }
+        // Placement gives the caches chunks of the demo movie (the demo account bought it);
+        // let them fetch enough to carry a viewer, so the first watch already comes from
+        // peers. Later launches find the chunks in the caches' stores.
+        let k = anon.video(DEMO_VIDEO).await?.k;
+        warm(&caches, usize::from(k), Duration::from_secs(20)).await;
         let login = DemoLogin {
             tracker: url,
             username: DEMO_USER.to_owned(),
@@ -106,6 +114,32 @@ impl Demo {
         }
         let _ = self.tracker.shutdown().await;
     }
+}
+
+/// Waits until the caches together hold `k` distinct chunk indices of the demo movie, or
+/// `limit` passes (the origin fills in then).
+async fn warm(caches: &[Cache], k: usize, limit: Duration) -> bool {
+    let mut status: Vec<_> = caches.iter().map(Cache::status).collect();
+    let held = |status: &[tokio::sync::watch::Receiver<CacheStatus>]| {
+        let mut indices = std::collections::BTreeSet::new();
+        for s in status {
+            for h in s.borrow().holdings.iter().filter(|h| h.video == DEMO_VIDEO) {
+                indices.extend(h.indices.iter().copied());
+            }
+        }
+        indices.len()
+    };
+    tokio::time::timeout(limit, async {
+        while held(&status) < k {
+            let changes = status.iter_mut().map(|s| Box::pin(s.changed()));
+            if select_all(changes).await.0.is_err() {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .unwrap_or(false)
 }
 
 fn credentials(user: &str) -> Credentials {

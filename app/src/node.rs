@@ -74,6 +74,7 @@ pub enum NodeEvent {
     /// A movie's stream is served at `url` for the player.
     Watching {
         video: String,
+        title: String,
         url: String,
     },
     WatchFailed {
@@ -146,6 +147,7 @@ pub fn subscription_stream() -> impl Stream<Item = NodeEvent> {
 }
 
 struct Viewing {
+    title: String,
     session: Arc<Session>,
     server: StreamServer,
     reporter: tokio::task::JoinHandle<()>,
@@ -252,6 +254,7 @@ impl Worker {
             Ok(viewing) => {
                 self.emit(NodeEvent::Watching {
                     video,
+                    title: viewing.title.clone(),
                     url: viewing.server.url().to_owned(),
                 });
                 self.viewing = Some(viewing);
@@ -342,6 +345,7 @@ async fn open_viewing(
         }
     });
     Ok(Viewing {
+        title: info.title,
         session,
         server,
         reporter,

@@ -57,7 +57,10 @@ pub struct State {
 #[derive(Clone, Debug)]
 pub enum Message {
     /// The engine serves the movie at this URL.
-    StreamReady(String),
+    StreamReady {
+        url: String,
+        title: String,
+    },
     /// Joining failed.
     Failed(String),
     /// Poll mpv for a frame and its position.
@@ -125,7 +128,8 @@ impl State {
 
     pub fn update(&mut self, message: Message) -> (Task<Message>, Option<Event>) {
         match message {
-            Message::StreamReady(url) => {
+            Message::StreamReady { url, title } => {
+                self.title = title;
                 let (w, h) = RENDER_SIZE;
                 match Video::open(&url, w, h) {
                     Ok(video) => {
