@@ -98,7 +98,20 @@ impl Demo {
         // let them fetch enough to carry a viewer, so the first watch already comes from
         // peers. Later launches find the chunks in the caches' stores.
         let k = anon.video(DEMO_VIDEO).await?.k;
-        warm(&caches, usize::from(k), Duration::from_secs(20)).await;
+        if !warm(&caches, usize::from(k), Duration::from_secs(20)).await {
+            let problems: Vec<String> = caches
+                .iter()
+                .filter_map(|c| c.status().borrow().problem.clone())
+                .collect();
+            eprintln!(
+                "rivulet: the demo caches are not warm yet; the origin fills in ({})",
+                if problems.is_empty() {
+                    "no problem reported".to_owned()
+                } else {
+                    problems.join("; ")
+                }
+            );
+        }
         let login = DemoLogin {
             tracker: url,
             username: DEMO_USER.to_owned(),

@@ -90,6 +90,14 @@ pub enum Event {
     Fullscreen(bool),
 }
 
+/// Whether iced draws in software (`ICED_BACKEND=tiny-skia`).
+fn software_renderer() -> bool {
+    static SOFTWARE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SOFTWARE.get_or_init(|| {
+        std::env::var("ICED_BACKEND").is_ok_and(|b| b.trim().starts_with("tiny-skia"))
+    })
+}
+
 impl State {
     pub fn new(video_id: &str, title: &str, duration_ms: u64) -> State {
         State {
@@ -222,8 +230,15 @@ impl State {
             return Task::none();
         };
         let handle = image::Handle::from_rgba(frame.width, frame.height, frame.rgba);
+        if software_renderer() {
+            // tiny-skia draws from memory at once: no upload to wait for.
+            self.frames_shown += 1;
+            self.frame = Some(handle);
+            return Task::none();
+        }
         self.uploading = true;
-        // Upload first and swap the frame in when ready, so the view never shows a blank.
+        // wgpu uploads big images in the background: upload first and swap the frame in
+        // when ready, so the view never shows a blank.
         iced_runtime::image::allocate(handle).map(Message::Uploaded)
     }
 
@@ -232,6 +247,7 @@ impl State {
             (_, Some(h)) => image(h.clone())
                 .width(Length::Fill)
                 .height(Length::Fill)
+                .filter_method(image::FilterMethod::Nearest)
                 .into(),
             (Phase::Failed(e), None) => container(text(e.clone()).style(text::danger))
                 .center(Length::Fill)
