@@ -44,6 +44,7 @@ pub struct Demo {
 impl Demo {
     /// Starts the network with its data under `dir`, making the demo movie first if needed.
     pub async fn start(dir: &Path) -> anyhow::Result<(Demo, DemoLogin)> {
+        let began = std::time::Instant::now();
         let data_path = dir.join("tracker");
         let data = DataDir::create(&data_path)
             .with_context(|| format!("creating the demo data in {}", data_path.display()))?;
@@ -95,23 +96,28 @@ impl Demo {
             caches.push(cache);
         }
         // Placement gives the caches chunks of the demo movie (the demo account bought it);
-        // let them fetch enough to carry a viewer, so the first watch already comes from
-        // peers. Later launches find the chunks in the caches' stores.
-        let k = anon.video(DEMO_VIDEO).await?.k;
-        if !warm(&caches, usize::from(k), Duration::from_secs(20)).await {
-            let problems: Vec<String> = caches
-                .iter()
-                .filter_map(|c| c.status().borrow().problem.clone())
-                .collect();
-            eprintln!(
-                "rivulet: the demo caches are not warm yet; the origin fills in ({})",
-                if problems.is_empty() {
-                    "no problem reported".to_owned()
-                } else {
-                    problems.join("; ")
-                }
-            );
-        }
+        // they fetch them in the background while the app starts playing (the origin fills
+        // what they do not hold yet). Say when they are warm, or why not.
+        let k = usize::from(anon.video(DEMO_VIDEO).await?.k);
+        let status: Vec<_> = caches.iter().map(Cache::status).collect();
+        eprintln!(
+            "rivulet: demo tracker and {DEMO_CACHES} caches up in {} ms",
+            began.elapsed().as_millis()
+        );
+        tokio::spawn(async move {
+            if warm(status.clone(), k, Duration::from_secs(120)).await {
+                eprintln!(
+                    "rivulet: demo caches hold the demo movie {} ms after start",
+                    began.elapsed().as_millis()
+                );
+            } else {
+                let problems: Vec<String> = status
+                    .iter()
+                    .filter_map(|s| s.borrow().problem.clone())
+                    .collect();
+                eprintln!("rivulet: the demo caches are still cold ({problems:?})");
+            }
+        });
         let login = DemoLogin {
             tracker: url,
             username: DEMO_USER.to_owned(),
@@ -129,10 +135,13 @@ impl Demo {
     }
 }
 
-/// Waits until the caches together hold `k` distinct chunk indices of the demo movie, or
+/// Waits until the caches (their status) together hold `k` distinct chunk indices of the demo movie, or
 /// `limit` passes (the origin fills in then).
-async fn warm(caches: &[Cache], k: usize, limit: Duration) -> bool {
-    let mut status: Vec<_> = caches.iter().map(Cache::status).collect();
+async fn warm(
+    mut status: Vec<tokio::sync::watch::Receiver<CacheStatus>>,
+    k: usize,
+    limit: Duration,
+) -> bool {
     let held = |status: &[tokio::sync::watch::Receiver<CacheStatus>]| {
         let mut indices = std::collections::BTreeSet::new();
         for s in status {
