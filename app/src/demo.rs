@@ -22,7 +22,7 @@ pub const DEMO_USER: &str = "demo";
 /// Its password (a demo runs on loopback only).
 pub const DEMO_PASSWORD: &str = "peer-assisted-7";
 /// Length of the generated demo movie.
-const DEMO_SECONDS: u32 = 40;
+const DEMO_SECONDS: u32 = 90;
 /// Caches in the demo network.
 const DEMO_CACHES: usize = 3;
 
