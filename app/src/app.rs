@@ -80,7 +80,10 @@ impl App {
         let (settings, warning) = Settings::load(&settings_path);
         std::thread::spawn(|| clean_downloads(&environment::downloads_dir(), DOWNLOAD_MAX_AGE));
         let screen = if launch.demo {
-            Screen::Starting("Starting the demo network (the first time, ffmpeg makes the demo movie first)…".into())
+            Screen::Starting(
+                "Starting the demo network (the first time, ffmpeg makes the demo movie first)…"
+                    .into(),
+            )
         } else {
             Screen::Login(login::State::new(
                 &settings.tracker,

@@ -448,3 +448,48 @@ async fn the_points_screen_follows_the_cache_uploads() {
     assert!(sees(&d, "Serving now"));
     d.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remember_me_without_a_keyring_says_so_and_writes_no_password() {
+    let net = Network::start(&[]).await.unwrap();
+    net.account("ivan", PASSWORD).await.unwrap();
+    let mut d = Driver::new(false).await;
+    // No Secret Service here (no session bus): the app must say it did not remember.
+    // SAFETY: this test process reads the variable only through the keyring below.
+    unsafe { std::env::remove_var("DBUS_SESSION_BUS_ADDRESS") };
+    d.send(Message::Login(
+        rivulet_app::screen::login::Message::Remember(true),
+    ))
+    .await;
+    d.log_in(&net.url(), "ivan", PASSWORD).await;
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    let notice = d.app.notice.clone().unwrap_or_default();
+    assert!(notice.contains("not remembered"), "{notice:?}");
+    assert!(sees(&d, &notice));
+    // Nothing under the app's folders holds the password.
+    for dir in [d.dir.path().to_owned(), common::isolate()] {
+        for entry in walk(&dir) {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            assert!(
+                !bytes
+                    .windows(PASSWORD.len())
+                    .any(|w| w == PASSWORD.as_bytes()),
+                "{} holds the password",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
