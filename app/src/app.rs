@@ -589,6 +589,7 @@ impl App {
         let mut subs = vec![
             Subscription::run(crate::node::subscription_stream).map(Message::Node),
             window::close_requests().map(|_| Message::CloseRequested),
+            Subscription::run(termination).map(|()| Message::CloseRequested),
         ];
         match &self.screen {
             Screen::Player(_) => subs.push(
@@ -603,6 +604,25 @@ impl App {
         }
         Subscription::batch(subs)
     }
+}
+
+/// SIGTERM or Ctrl-C, once: treated like the window's close button, so the engine stops
+/// gracefully (the cache and the viewer tell the tracker they leave).
+fn termination() -> impl iced::futures::Stream<Item = ()> {
+    iced::stream::channel(1, async |mut out| {
+        use iced::futures::SinkExt as _;
+        #[cfg(unix)]
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            let _ = out.send(()).await;
+        }
+        std::future::pending::<()>().await;
+    })
 }
 
 /// A short stable name for a folder, so each custom cache folder gets its own store key.

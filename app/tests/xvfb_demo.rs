@@ -80,7 +80,7 @@ fn demo_plays_the_demo_movie_in_a_real_window() {
     let status_file = home.path().join("status.json");
     let log = std::fs::File::create(home.path().join("rivulet.log")).unwrap();
     let started = Instant::now();
-    let _app = Reaped(
+    let mut app = Reaped(
         Command::new(env!("CARGO_BIN_EXE_rivulet"))
             .arg("--demo")
             .env("DISPLAY", &display)
@@ -166,4 +166,26 @@ fn demo_plays_the_demo_movie_in_a_real_window() {
         colours.len(),
         shot.display()
     );
+
+    // SIGTERM closes like the window's close button: the engine stops, the app exits 0.
+    let pid = app.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(status) = app.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < until,
+            "the app did not exit within 20 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit:?}\n{}", log_text());
 }
