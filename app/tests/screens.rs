@@ -278,6 +278,29 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
     .await;
     assert!(jumped.is_ok(), "the seek did not land: {:?}", playing(&d));
 
+    // The audio track list comes from mpv; volume and fullscreen are asked of mpv and the
+    // window.
+    let audio = match &d.app.screen {
+        Screen::Player(p) => p.audio_tracks().to_vec(),
+        _ => unreachable!(),
+    };
+    assert!(!audio.is_empty(), "mpv lists the audio track");
+    d.send(Message::Player(player::Message::AudioPicked(
+        audio[0].clone(),
+    )))
+    .await;
+    d.send(Message::Player(player::Message::Volume(30.0))).await;
+    d.send(Message::Player(player::Message::ToggleFullscreen))
+        .await;
+    let Screen::Player(p) = &d.app.screen else {
+        unreachable!()
+    };
+    assert!(p.volume == 30.0 && p.fullscreen);
+    assert!(
+        sees(&d, "Window"),
+        "the fullscreen button turns into Window"
+    );
+
     // Pause holds the clock.
     d.send(Message::Player(player::Message::TogglePause)).await;
     assert!(sees(&d, "Play"));
@@ -355,6 +378,36 @@ async fn a_settings_change_reaches_the_running_cache() {
         })
         .await
     );
+    // A new cache folder restarts the cache there (a relative one is refused first).
+    let old_node = d.app.cache.as_ref().unwrap().node_id.clone();
+    let moved = d.dir.path().join("moved-cache");
+    for m in [
+        settings::Message::CacheDir("relative/cache".into()),
+        settings::Message::Apply,
+    ] {
+        d.send(Message::Pane(m)).await;
+    }
+    assert_eq!(
+        d.app.pane.as_ref().unwrap().error.as_deref(),
+        Some("The cache folder must be an absolute path, not \"relative/cache\".")
+    );
+    for m in [
+        settings::Message::CacheDir(moved.display().to_string()),
+        settings::Message::Apply,
+    ] {
+        d.send(Message::Pane(m)).await;
+    }
+    assert!(
+        d.until(Duration::from_secs(20), |app| app
+            .cache
+            .as_ref()
+            .is_some_and(|c| !c.node_id.is_empty() && c.node_id != old_node))
+            .await,
+        "the cache did not restart in the new folder: {:?}",
+        d.app.notice
+    );
+    assert!(moved.exists(), "the new cache folder was not created");
+    assert_eq!(d.app.cache.as_ref().unwrap().storage_bytes, 300_000_000);
     d.close().await;
     // Closing told the tracker: the cache is gone from the account's nodes.
     assert!(

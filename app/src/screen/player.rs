@@ -129,6 +129,11 @@ impl State {
         self.playhead.clone()
     }
 
+    /// The audio tracks mpv found.
+    pub fn audio_tracks(&self) -> &[Track] {
+        &self.audio_tracks
+    }
+
     /// Frames mpv has decoded and rendered.
     pub fn frames_rendered(&self) -> u64 {
         self.video.as_ref().map_or(0, Video::frames_rendered)
