@@ -15,6 +15,9 @@ packages=(
   x11-apps        # app tests: xwd takes the screenshot
   imagemagick     # app tests: converts the screenshot to PNG
   librsvg2-bin    # icons: rsvg-convert renders icons/rivulet.svg to PNG sizes
+  chromium        # tests: the tracker's web pages in a real (headless) browser
+  chromium-driver # tests: chromedriver, the WebDriver server the web tests drive Chromium through
+  fonts-dejavu-core # rivulet-bench: the font of the swarm plot's labels
 )
 
 missing=()

@@ -1,6 +1,8 @@
 //! Shared set-up for the end-to-end tests: a real tracker with its origin on loopback, movies
 //! made by ffmpeg and ingested, and accounts.
 
+pub mod swarm;
+
 use std::path::{Path, PathBuf};
 
 use rivulet_node_core::cache::{Cache, CacheOptions};
@@ -164,6 +166,20 @@ pub fn node_binary() -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// `target/test-artifacts/<what>` (created), where tests leave screenshots and plots.
+pub fn artifacts_dir(what: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> → target/test-artifacts/<what>
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = target.join("test-artifacts").join(what);
+    let _ = std::fs::create_dir_all(&dir);
+    dir
 }
 
 /// SHA-256 of a file, hex.

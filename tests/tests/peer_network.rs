@@ -313,13 +313,14 @@ fn spawn_cache(net: &Network, owner: &str) -> CacheProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupt_cache_is_blamed_and_a_killed_cache_costs_no_long_stall() {
     let net = network(20).await;
-    viewers(&net, &["watcher1", "watcher2"]).await;
     let owners = ["bad", "dies", "ok1", "ok2"];
     let mut caches = Vec::new();
     for owner in owners {
         net.account(owner, PASSWORD).await.unwrap();
         caches.push(spawn_cache(&net, owner));
     }
+    // Bought once all four caches are up, so placement spreads the film over them.
+    viewers(&net, &["watcher1", "watcher2"]).await;
     warm(&net, &owners).await;
     // The "bad" cache's disk rots: every byte of its store flipped.
     let rotten = walk(&net.cache_dir("bad").join(".rivulet-store"))
@@ -365,7 +366,7 @@ async fn a_corrupt_cache_is_blamed_and_a_killed_cache_costs_no_long_stall() {
             report.longest_stall_ms
         );
         assert_eq!(report.bad_peers, vec![bad_id.clone()], "{report:#?}");
-        assert!(report.from_caches_bytes > 0);
+        assert!(report.from_caches_bytes > 0, "{report:#?}");
         for (peer, bytes) in &report.from_peers {
             *verified.entry(peer.clone()).or_default() += bytes;
         }

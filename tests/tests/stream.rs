@@ -68,6 +68,7 @@ async fn a_player_reads_and_seeks_the_stream_over_rust_and_http() {
         shared.complete_segments() < manifest.segment_count(),
         "the seek fetched the end without the middle"
     );
+    assert_eq!(shared.seek_delays().len(), 1, "the seek's wait is recorded");
     assert!(reader.seek(SeekFrom::End(1)).await.is_err());
     assert!(
         reader

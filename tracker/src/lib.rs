@@ -21,3 +21,4 @@ pub mod sample;
 pub mod server;
 pub mod tickets;
 pub mod verify;
+pub mod web;

@@ -404,103 +404,135 @@ async fn write_batch_tx(
         ));
         q.build().execute(&mut *tx).await?;
     }
-    for ((_, from, to, video), (reported, confirmed)) in &rows {
-        credit(
-            &mut tx,
-            from,
-            to,
-            video,
-            *reported,
-            *confirmed,
-            bytes_per_point,
-        )
-        .await?;
-    }
+    settle(&mut tx, &rows, bytes_per_point).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
 
-/// Adds a heartbeat's bytes to the running totals of one sender, receiver and movie, and
-/// credits the sender's account (if the sender is a cache) with what both sides now agree
-/// on: the smaller of reported and confirmed bytes, over all time. Points follow credited
-/// bytes: floor(credited / bytes_per_point) in all, paid as the total grows.
-async fn credit(
+/// Adds a batch's bytes to the running totals per sender, receiver and movie, and credits
+/// each sender that is a cache with what both sides now agree on: the smaller of reported
+/// and confirmed bytes, over all time. Points follow credited bytes: floor(credited /
+/// bytes_per_point) in all, paid as the total grows. A handful of statements per batch,
+/// whatever its size.
+async fn settle(
     tx: &mut sqlx::SqliteConnection,
-    from: &str,
-    to: &str,
-    video: &str,
-    reported: i64,
-    confirmed: i64,
+    rows: &[(TransferKey, (i64, i64))],
     bytes_per_point: i64,
 ) -> Result<(), sqlx::Error> {
+    // Pairs can repeat across buckets within a batch only at a bucket edge: merge them.
+    let mut pairs: HashMap<(&str, &str, &str), (i64, i64)> = HashMap::new();
+    for ((_, from, to, video), (reported, confirmed)) in rows {
+        let sums = pairs.entry((from, to, video)).or_default();
+        sums.0 = sums.0.saturating_add(*reported).min(BYTES_CEILING);
+        sums.1 = sums.1.saturating_add(*confirmed).min(BYTES_CEILING);
+    }
+    let pairs: Vec<_> = pairs.into_iter().collect();
     let clamp = |column: &str| {
         format!(
             "{column} = CASE WHEN pair_totals.{column} > {BYTES_CEILING} - excluded.{column}
                  THEN {BYTES_CEILING} ELSE pair_totals.{column} + excluded.{column} END"
         )
     };
-    let totals = sqlx::query(&format!(
-        "INSERT INTO pair_totals (from_node, to_node, video_id, reported_bytes, confirmed_bytes)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (from_node, to_node, video_id) DO UPDATE SET {}, {}
-         RETURNING reported_bytes, confirmed_bytes, credited_bytes",
-        clamp("reported_bytes"),
-        clamp("confirmed_bytes")
-    ))
-    .bind(from)
-    .bind(to)
-    .bind(video)
-    .bind(reported)
-    .bind(confirmed)
-    .fetch_one(&mut *tx)
-    .await?;
-    let Some(owner) =
-        sqlx::query("SELECT account_id FROM node_owners WHERE node_id = $1 AND kind = 'cache'")
-            .bind(from)
-            .fetch_optional(&mut *tx)
-            .await?
-    else {
-        return Ok(());
-    };
-    let account: i64 = owner.get("account_id");
-    let agreed = totals
-        .get::<i64, _>("reported_bytes")
-        .min(totals.get::<i64, _>("confirmed_bytes"));
-    let newly = agreed - totals.get::<i64, _>("credited_bytes");
-    if reported > 0 {
+    let mut totals = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(100) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO pair_totals (from_node, to_node, video_id, reported_bytes, confirmed_bytes) ",
+        );
+        q.push_values(
+            chunk,
+            |mut row, ((from, to, video), (reported, confirmed))| {
+                row.push_bind(*from)
+                    .push_bind(*to)
+                    .push_bind(*video)
+                    .push_bind(*reported)
+                    .push_bind(*confirmed);
+            },
+        );
+        q.push(format!(
+            " ON CONFLICT (from_node, to_node, video_id) DO UPDATE SET {}, {}
+              RETURNING from_node, to_node, video_id, reported_bytes, confirmed_bytes, credited_bytes",
+            clamp("reported_bytes"),
+            clamp("confirmed_bytes")
+        ));
+        totals.extend(q.build().fetch_all(&mut *tx).await?);
+    }
+    // The accounts of the senders that are caches.
+    let senders: std::collections::BTreeSet<&str> = pairs.iter().map(|((f, _, _), _)| *f).collect();
+    let mut owners: HashMap<String, i64> = HashMap::new();
+    let senders: Vec<&str> = senders.into_iter().collect();
+    for chunk in senders.chunks(100) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT node_id, account_id FROM node_owners WHERE kind = 'cache' AND node_id IN (",
+        );
+        let mut list = q.separated(", ");
+        for node in chunk {
+            list.push_bind(*node);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *tx).await? {
+            owners.insert(row.get("node_id"), row.get("account_id"));
+        }
+    }
+    let reported_now: HashMap<(&str, &str, &str), i64> =
+        pairs.iter().map(|(k, (r, _))| (*k, *r)).collect();
+    // Per account: (uploaded, newly credited); per pair: the new credited total.
+    let mut accounts: HashMap<i64, (i64, i64)> = HashMap::new();
+    let mut credited: Vec<(String, String, String, i64)> = Vec::new();
+    for row in &totals {
+        let from: String = row.get("from_node");
+        let Some(&account) = owners.get(&from) else {
+            continue;
+        };
+        let (to, video): (String, String) = (row.get("to_node"), row.get("video_id"));
+        let agreed = row
+            .get::<i64, _>("reported_bytes")
+            .min(row.get::<i64, _>("confirmed_bytes"));
+        let newly = agreed - row.get::<i64, _>("credited_bytes");
+        let sums = accounts.entry(account).or_default();
+        sums.0 += reported_now
+            .get(&(from.as_str(), to.as_str(), video.as_str()))
+            .copied()
+            .unwrap_or(0);
+        if newly > 0 {
+            sums.1 += newly;
+            credited.push((from, to, video, agreed));
+        }
+    }
+    for chunk in credited.chunks(100) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO pair_totals (from_node, to_node, video_id, credited_bytes) ",
+        );
+        q.push_values(chunk, |mut row, (from, to, video, agreed)| {
+            row.push_bind(from.as_str())
+                .push_bind(to.as_str())
+                .push_bind(video.as_str())
+                .push_bind(*agreed);
+        });
+        q.push(
+            " ON CONFLICT (from_node, to_node, video_id) DO UPDATE
+              SET credited_bytes = excluded.credited_bytes",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    for (account, (uploaded, newly)) in accounts {
+        if uploaded == 0 && newly == 0 {
+            continue;
+        }
         sqlx::query(&format!(
-            "UPDATE accounts SET uploaded_bytes = MIN(uploaded_bytes + $1, {BYTES_CEILING}) WHERE id = $2"
+            "UPDATE accounts SET
+                 uploaded_bytes = MIN(uploaded_bytes + $1, {BYTES_CEILING}),
+                 credited_bytes = MIN(credited_bytes + $2, {BYTES_CEILING}),
+                 balance = balance + MIN(credited_bytes + $2, {BYTES_CEILING}) / $3 - earned_points,
+                 earned_points = MIN(credited_bytes + $2, {BYTES_CEILING}) / $3
+             WHERE id = $4"
         ))
-        .bind(reported)
+        .bind(uploaded)
+        .bind(newly)
+        .bind(bytes_per_point)
         .bind(account)
         .execute(&mut *tx)
         .await?;
     }
-    if newly <= 0 {
-        return Ok(());
-    }
-    sqlx::query(
-        "UPDATE pair_totals SET credited_bytes = $1
-         WHERE from_node = $2 AND to_node = $3 AND video_id = $4",
-    )
-    .bind(agreed)
-    .bind(from)
-    .bind(to)
-    .bind(video)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!(
-        "UPDATE accounts SET
-             credited_bytes = MIN(credited_bytes + $1, {BYTES_CEILING}),
-             balance = balance + MIN(credited_bytes + $1, {BYTES_CEILING}) / $2 - earned_points,
-             earned_points = MIN(credited_bytes + $1, {BYTES_CEILING}) / $2
-         WHERE id = $3"
-    ))
-    .bind(newly)
-    .bind(bytes_per_point)
-    .bind(account)
-    .execute(&mut *tx)
-    .await?;
     Ok(())
 }
 

@@ -108,12 +108,16 @@ async fn place_periodically(
             admin::purchases_by_video(&db).await,
         ) {
             (Ok(live), Ok(purchases)) => (live, purchases),
-            (Err(e), _) => {
-                eprintln!("rivulet-tracker: placement skipped a round: {e}");
-                continue;
-            }
-            (_, Err(e)) => {
-                eprintln!("rivulet-tracker: placement skipped a round: {e}");
+            (live, purchases) => {
+                // The database closes as the tracker stops: not worth a word then.
+                if !*stop.borrow() {
+                    let e = live
+                        .err()
+                        .map(|e| e.to_string())
+                        .or_else(|| purchases.err().map(|e| e.to_string()))
+                        .unwrap_or_default();
+                    eprintln!("rivulet-tracker: placement skipped a round: {e}");
+                }
                 continue;
             }
         };
@@ -189,7 +193,8 @@ impl Server {
             config.placement_interval,
             stop.subscribe(),
         ));
-        let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = crate::web::router(state.clone(), api::router(state))
+            .into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(expire_silent_nodes(
             db.write.clone(),
             config.node_timeout,
@@ -225,6 +230,11 @@ impl Server {
     /// Where the origin's FTP server listens.
     pub fn ftp_addr(&self) -> SocketAddr {
         self.ftp.addr()
+    }
+
+    /// What the origin has sent, to caches and to viewers.
+    pub fn origin_served(&self) -> &Arc<rivulet_node_core::peer::chunk_server::ServedBytes> {
+        self.ftp.served()
     }
 
     /// Stops accepting, lets requests and transfers in flight finish, closes the database.

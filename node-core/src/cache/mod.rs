@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::format::Manifest;
-use crate::peer::chunk_server::{ChunkProvider, ChunkServer, RateCap};
+use crate::peer::chunk_server::{ChunkProvider, ChunkServer, RateCap, ServedBytes};
 use crate::peer::ftp::ChunkSession;
 use crate::ticket::TicketKey;
 use store::ChunkStore;
@@ -69,6 +69,9 @@ pub struct CacheStatus {
     pub sent_bytes: u64,
     /// Bytes fetched from the origin since start.
     pub fetched_bytes: u64,
+    /// Bytes of the distinct chunks sent (each once): the least this cache had to fetch
+    /// for what it served.
+    pub distinct_sent_bytes: u64,
     /// The last problem talking to the tracker or the origin, if it persists.
     pub problem: Option<String>,
 }
@@ -117,6 +120,7 @@ struct Shared {
 /// A running cache.
 #[derive(Debug)]
 pub struct Cache {
+    served: Arc<ServedBytes>,
     limits: watch::Sender<Limits>,
     status: watch::Receiver<CacheStatus>,
     stop: watch::Sender<bool>,
@@ -196,6 +200,7 @@ impl Cache {
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let every = Duration::from_secs(registered.heartbeat_secs.max(1));
+        let server_served = server.served().clone();
         let task = tokio::spawn(run(
             client,
             registration,
@@ -207,6 +212,7 @@ impl Cache {
             stop_rx,
         ));
         Ok(Cache {
+            served: server_served,
             limits: limits_tx,
             status: status_rx,
             stop: stop_tx,
@@ -225,6 +231,17 @@ impl Cache {
     /// Follows the cache's status.
     pub fn status(&self) -> watch::Receiver<CacheStatus> {
         self.status.clone()
+    }
+
+    /// What the cache has sent, counted as it goes.
+    pub fn served(&self) -> &Arc<ServedBytes> {
+        &self.served
+    }
+
+    /// Stops at once without telling anyone, as a crash would: connections drop, the
+    /// tracker finds out when the heartbeats stop.
+    pub fn crash(self) {
+        self.task.abort();
     }
 
     /// Tells the tracker the cache leaves, stops serving and fetching.
@@ -322,6 +339,7 @@ async fn run(
             s.upload_bps = now_limits.upload_bps;
             s.sent_bytes = sent_total;
             s.fetched_bytes = shared.fetched.load(Ordering::Relaxed);
+            s.distinct_sent_bytes = server.served().distinct_bytes();
             s.problem = problem;
         });
     }

@@ -60,10 +60,22 @@ pub struct ServedBytes {
     /// To every other node (viewers).
     pub to_viewers: AtomicU64,
     by_peer: Mutex<HashMap<(String, String), u64>>,
+    /// Chunks sent at least once, and their bytes: what this server had to get (a cache
+    /// from the origin) for what it served.
+    distinct: Mutex<std::collections::HashSet<(String, u32, u16)>>,
+    distinct_bytes: AtomicU64,
 }
 
 impl ServedBytes {
-    fn add(&self, holder: &str, video: &str, bytes: u64) {
+    fn add(&self, holder: &str, video: &str, chunk: (u32, u16), bytes: u64) {
+        let first = self
+            .distinct
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((video.to_owned(), chunk.0, chunk.1));
+        if first {
+            self.distinct_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
         let counter = if holder.starts_with("cache-") {
             &self.to_caches
         } else {
@@ -76,6 +88,11 @@ impl ServedBytes {
             .unwrap_or_else(|e| e.into_inner())
             .entry((holder.to_owned(), video.to_owned()))
             .or_default() += bytes;
+    }
+
+    /// Bytes of the distinct chunks sent so far (each counted once).
+    pub fn distinct_bytes(&self) -> u64 {
+        self.distinct_bytes.load(Ordering::Relaxed)
     }
 
     /// Bytes sent per (receiving node, movie) since the last call: what a heartbeat reports.
@@ -279,14 +296,14 @@ fn not_found() -> Error {
 
 impl ProviderStore {
     /// The chunk at `path` for `user`, in wire form.
-    async fn chunk(&self, user: &TicketUser, path: &Path) -> Result<(String, Vec<u8>)> {
+    async fn chunk(&self, user: &TicketUser, path: &Path) -> Result<(String, (u32, u16), Vec<u8>)> {
         let (video, segment, index) = chunk_path(path).ok_or_else(not_found)?;
         // A session lives no longer than its ticket.
         if video != user.0.video || user.0.expires_at <= unix_now() {
             return Err(ErrorKind::PermissionDenied.into());
         }
         match self.provider.chunk(&video, segment, index).await {
-            Ok(Some(chunk)) => Ok((video, chunk)),
+            Ok(Some(chunk)) => Ok((video, (segment, index), chunk)),
             Ok(None) => Err(not_found()),
             Err(e) => Err(Error::new(ErrorKind::LocalError, e)),
         }
@@ -318,7 +335,7 @@ impl StorageBackend<TicketUser> for ProviderStore {
                 Err(not_found())
             };
         }
-        let (_, chunk) = self.chunk(user, path).await?;
+        let (_, _, chunk) = self.chunk(user, path).await?;
         Ok(ChunkMeta {
             len: chunk.len() as u64,
             dir: false,
@@ -339,12 +356,12 @@ impl StorageBackend<TicketUser> for ProviderStore {
         path: P,
         start_pos: u64,
     ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
-        let (video, chunk) = self.chunk(user, path.as_ref()).await?;
+        let (video, at, chunk) = self.chunk(user, path.as_ref()).await?;
         let start = usize::try_from(start_pos)
             .unwrap_or(usize::MAX)
             .min(chunk.len());
         self.served
-            .add(&user.0.holder, &video, (chunk.len() - start) as u64);
+            .add(&user.0.holder, &video, at, (chunk.len() - start) as u64);
         Ok(Box::new(std::io::Cursor::new(chunk[start..].to_vec())))
     }
 
@@ -359,7 +376,7 @@ impl StorageBackend<TicketUser> for ProviderStore {
         W: AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + Debug,
     {
-        let (video, chunk) = self.chunk(user, path.as_ref()).await?;
+        let (video, at, chunk) = self.chunk(user, path.as_ref()).await?;
         let start = usize::try_from(start_pos)
             .unwrap_or(usize::MAX)
             .min(chunk.len());
@@ -368,7 +385,7 @@ impl StorageBackend<TicketUser> for ProviderStore {
             output.write_all(piece).await?;
         }
         let sent = (chunk.len() - start) as u64;
-        self.served.add(&user.0.holder, &video, sent);
+        self.served.add(&user.0.holder, &video, at, sent);
         Ok(sent)
     }
 
@@ -440,6 +457,13 @@ pub struct ChunkServer {
     task: tokio::task::JoinHandle<()>,
     served: Arc<ServedBytes>,
     cap: Arc<RateCap>,
+}
+
+impl Drop for ChunkServer {
+    /// A server dropped without [`ChunkServer::shutdown`] (its owner crashed) stops too.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
 }
 
 impl ChunkServer {
@@ -542,9 +566,9 @@ impl ChunkServer {
     }
 
     /// Stops accepting, lets sessions finish briefly, then ends them.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
     }
 }
 

@@ -46,6 +46,8 @@ pub struct StreamShared {
     version: watch::Sender<u64>,
     /// The segment the player wants next.
     want: watch::Sender<u32>,
+    /// From each seek to the first bytes read after it.
+    seeks: Mutex<Vec<Duration>>,
 }
 
 impl StreamShared {
@@ -69,6 +71,11 @@ impl StreamShared {
     fn fail(&self, why: String) {
         self.lock().failed.get_or_insert(why);
         self.version.send_modify(|v| *v += 1);
+    }
+
+    /// How long each seek so far waited for its first bytes.
+    pub fn seek_delays(&self) -> Vec<Duration> {
+        self.seeks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Segments rebuilt so far.
@@ -180,6 +187,7 @@ impl Stream {
             }),
             version: watch::channel(0).0,
             want: watch::channel(0).0,
+            seeks: Mutex::default(),
         });
         let scheduler = tokio::spawn(schedule(shared.clone(), sources, window, progress));
         Ok(Stream { shared, scheduler })
@@ -293,6 +301,8 @@ pub struct StreamReader {
     pos: u64,
     /// The segment being waited for, and the wait.
     waiting: Option<(u32, WaitFuture)>,
+    /// When the last seek happened, until bytes are read after it.
+    seeked_at: Option<std::time::Instant>,
 }
 
 type WaitFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
@@ -312,6 +322,7 @@ impl StreamReader {
             shared,
             pos: 0,
             waiting: None,
+            seeked_at: None,
         }
     }
 
@@ -372,6 +383,13 @@ impl AsyncRead for StreamReader {
         self.shared.file.read_exact_at(filled, self.pos)?;
         buf.advance(n);
         self.pos += n as u64;
+        if let Some(at) = self.seeked_at.take() {
+            self.shared
+                .seeks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(at.elapsed());
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -389,6 +407,9 @@ impl AsyncSeek for StreamReader {
                 io::ErrorKind::InvalidInput,
                 format!("seek to {target} outside 0..={size}"),
             ));
+        }
+        if self.pos != target as u64 {
+            self.seeked_at = Some(std::time::Instant::now());
         }
         self.pos = target as u64;
         self.waiting = None;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use rivulet_e2e::swarm::{self, Phase, Popularity, SwarmConfig};
 use rivulet_e2e::{MovieSpec, Network, eventually};
 use rivulet_node_core::format::Manifest;
 use rivulet_node_core::viewer::{Session, WatchOptions};
@@ -21,8 +22,95 @@ struct Cli {
     command: Command,
 }
 
+fn size_arg(s: &str) -> Result<u64, String> {
+    rivulet_node_core::units::parse_size(s, rivulet_node_core::cache::DEFAULT_STORAGE_BYTES)
+}
+
+fn popularity_arg(s: &str) -> Result<Popularity, String> {
+    match s.split_once(':') {
+        None if s == "uniform" => Ok(Popularity::Uniform),
+        None if s == "zipf" => Ok(Popularity::Zipf(0.8)),
+        Some(("zipf", exp)) => exp
+            .parse::<f64>()
+            .ok()
+            .filter(|e| e.is_finite() && *e > 0.0 && *e < 10.0)
+            .map(Popularity::Zipf)
+            .ok_or_else(|| format!("{exp:?} is not a Zipf exponent between 0 and 10")),
+        _ => Err(format!("{s:?} is not uniform, zipf or zipf:EXPONENT")),
+    }
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v < 1e6)
+        .ok_or_else(|| format!("{s:?} is not a positive number"))
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e6)
+        .ok_or_else(|| format!("{s:?} is not a number ≥ 0"))
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The report's Figure 4 experiment: caches and real-time viewers on loopback, the
+    /// client–server baseline and Rivulet from one invocation (see docs/benchmarks.md).
+    Swarm {
+        #[arg(long, default_value_t = 60)]
+        caches: u32,
+        #[arg(long, default_value_t = 60)]
+        viewers: u32,
+        /// Movies in the catalogue.
+        #[arg(long, default_value_t = 10)]
+        videos: u32,
+        /// Length of each movie, seconds (before scaling).
+        #[arg(long, default_value = "600", value_parser = positive)]
+        length: f64,
+        /// Playback rate of the movies.
+        #[arg(long, default_value = "3.2Mbit", value_parser = rate_arg)]
+        rate: u64,
+        /// A viewer joins every this many seconds (before scaling).
+        #[arg(long, default_value = "10", value_parser = positive)]
+        join_every: f64,
+        /// Storage per cache (before scaling).
+        #[arg(long, default_value = "1.5GB", value_parser = size_arg)]
+        cache_size: u64,
+        /// Upload cap per cache.
+        #[arg(long, default_value = "10Mbit", value_parser = rate_arg)]
+        cache_upload: u64,
+        /// uniform, zipf or zipf:EXPONENT.
+        #[arg(long, default_value = "uniform", value_parser = popularity_arg)]
+        popularity: Popularity,
+        /// Caches replaced per minute.
+        #[arg(long, default_value = "0", value_parser = non_negative)]
+        churn: f64,
+        /// Caches that leave crash instead of saying goodbye.
+        #[arg(long)]
+        crash: bool,
+        /// Length of the experiment, minutes (before scaling).
+        #[arg(long, default_value = "40", value_parser = positive)]
+        minutes: f64,
+        /// Time runs this many times faster; movie and cache sizes shrink alike, rates stay.
+        #[arg(long, default_value = "8", value_parser = positive)]
+        scale: f64,
+        /// Only the client–server baseline.
+        #[arg(long)]
+        no_caches: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write the time series as CSV here.
+        #[arg(long)]
+        csv: Option<std::path::PathBuf>,
+        /// Draw the plot (PNG) here.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
+    },
     /// Start and seek delays of real-time viewers, origin only and with warm caches.
     StartSeek {
         /// Viewers per phase (one after another).
@@ -227,6 +315,95 @@ async fn start_seek(
     })
 }
 
+async fn run_swarm(
+    config: &SwarmConfig,
+    no_caches: bool,
+    json: bool,
+    csv: Option<std::path::PathBuf>,
+    plot: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let clip = work.path().join("clip.mp4");
+    eprintln!(
+        "rivulet-bench: making {} movies of {:.0} s at {:.1} Mbit/s (scaled ×{})",
+        config.videos,
+        config.movie_secs / config.scale,
+        config.rate_bps as f64 / 1e6,
+        config.scale
+    );
+    swarm::make_clip(&clip, config.movie_secs / config.scale, config.rate_bps)?;
+    let catalogue = work.path().join("catalogue");
+    swarm::make_catalogue(&catalogue, &clip, config.videos)?;
+    eprintln!(
+        "rivulet-bench: baseline, {:.1} min",
+        config.minutes / config.scale
+    );
+    let baseline = swarm::run_phase(config, false, &catalogue, work.path()).await?;
+    if no_caches {
+        let secs = config.minutes * 60.0 / config.scale;
+        let out = serde_json::json!({
+            "origin_mbps": baseline.origin_bytes as f64 * 8.0 / secs / 1e6,
+            "viewer_bytes": baseline.viewer_bytes,
+            "movies_completed": baseline.movies_completed,
+            "byte_exact": baseline.watch_errors == 0,
+            "cpu_secs": baseline.cpu_secs,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    eprintln!(
+        "rivulet-bench: with {} caches, {:.1} min",
+        config.caches,
+        config.minutes / config.scale
+    );
+    let rivulet = swarm::run_phase(config, true, &catalogue, work.path()).await?;
+    let summary = swarm::summarize(config, &baseline, &rivulet);
+    if let Some(path) = &csv {
+        swarm::write_csv(path, &baseline, &rivulet)?;
+    }
+    if let Some(path) = &plot {
+        swarm::write_png(path, &baseline, &rivulet)?;
+    }
+    if json {
+        let phases = |p: &Phase| {
+            serde_json::json!({
+                "origin_bytes": p.origin_bytes,
+                "origin_to_viewers_bytes": p.origin_to_viewers_bytes,
+                "origin_to_caches_bytes": p.origin_to_caches_bytes,
+                "caches_to_viewers_bytes": p.caches_to_viewers_bytes,
+                "viewer_bytes": p.viewer_bytes,
+                "movies_completed": p.movies_completed,
+                "watch_errors": p.watch_errors,
+                "cpu_secs": p.cpu_secs,
+            })
+        };
+        let mut out = serde_json::to_value(&summary)?;
+        out["baseline"] = phases(&baseline);
+        out["rivulet"] = phases(&rivulet);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "origin: baseline {:.1} Mbit/s, Rivulet {:.1} Mbit/s: {:.1}% of baseline ({:.1}% in the steady state; lower bound {:.1}%)",
+            summary.baseline_origin_mbps,
+            summary.rivulet_origin_mbps,
+            summary.origin_share_total * 100.0,
+            summary.origin_share_steady * 100.0,
+            summary.lower_bound_share * 100.0
+        );
+        println!(
+            "start p50 {:.0} ms p95 {:.0} ms, stall ratio {:.4}%, {} movies, byte-exact {}, CPU {:.0} s in {:.0} s",
+            summary.start_p50_ms,
+            summary.start_p95_ms,
+            summary.stall_ratio * 100.0,
+            summary.movies_completed,
+            summary.byte_exact,
+            summary.cpu_secs,
+            summary.wall_secs
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli: Cli = match rivulet_node_core::cli::parse("rivulet-bench") {
         Ok(cli) => cli,
@@ -241,6 +418,44 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Swarm {
+                caches,
+                viewers,
+                videos,
+                length,
+                rate,
+                join_every,
+                cache_size,
+                cache_upload,
+                popularity,
+                churn,
+                crash,
+                minutes,
+                scale,
+                no_caches,
+                seed,
+                json,
+                csv,
+                plot,
+            } => {
+                let config = SwarmConfig {
+                    caches,
+                    viewers,
+                    videos: videos.max(1),
+                    movie_secs: length,
+                    rate_bps: rate,
+                    join_every_secs: join_every,
+                    cache_bytes: cache_size,
+                    cache_upload_bps: cache_upload,
+                    popularity,
+                    churn_per_min: churn,
+                    crash,
+                    minutes,
+                    scale,
+                    seed,
+                };
+                run_swarm(&config, no_caches, json, csv, plot).await
+            }
             Command::StartSeek {
                 viewers,
                 seeks,
