@@ -108,8 +108,11 @@ pub struct Phase {
     /// Origin bytes in the last third of the run.
     pub origin_bytes_steady: u64,
     pub movies_completed: u32,
-    /// Watches that failed (a rebuilt movie that did not match would be one).
+    /// Watches that failed.
     pub watch_errors: u32,
+    /// Completed watches whose rebuilt file did not match the manifest (never expected).
+    pub mismatches: u32,
+    pub error_samples: Vec<String>,
     pub starts_ms: Vec<u64>,
     pub stall_ms: u64,
     /// Time spent playing or stalled in completed movies, ms.
@@ -137,6 +140,8 @@ pub struct Summary {
     pub viewer_bytes: u64,
     /// Every completed movie was rebuilt byte for byte (checked against the manifest).
     pub byte_exact: bool,
+    /// Watches that failed for any reason (with caches).
+    pub failed_watches: u32,
     pub movies_completed: u32,
     pub baseline_origin_mbps: f64,
     pub rivulet_origin_mbps: f64,
@@ -255,7 +260,20 @@ struct Tally {
     watch_ms: u64,
     completed: u32,
     errors: u32,
+    /// Completed watches whose file did not match the manifest.
+    mismatches: u32,
+    /// The first few distinct failures, for the report.
+    error_samples: Vec<String>,
     received: u64,
+}
+
+impl Tally {
+    fn failed(&mut self, why: String) {
+        self.errors += 1;
+        if self.error_samples.len() < 8 && !self.error_samples.contains(&why) {
+            self.error_samples.push(why);
+        }
+    }
 }
 
 /// One viewer: joins at `join`, watches random movies back to back in real time until
@@ -273,9 +291,12 @@ async fn viewer_loop(
 ) {
     tokio::time::sleep_until(join.into()).await;
     let mut rng = Rng::new(seed);
-    let Ok(client) = login(&url, &name).await else {
-        tally.lock().await.errors += 1;
-        return;
+    let client = match login(&url, &name).await {
+        Ok(c) => c,
+        Err(e) => {
+            tally.lock().await.failed(format!("log-in: {e}"));
+            return;
+        }
     };
     let options = WatchOptions {
         realtime: true,
@@ -291,14 +312,17 @@ async fn viewer_loop(
             let manifest = Arc::new(Manifest::from_json(&client.manifest(&movie).await?)?);
             anyhow::Ok((video, manifest))
         };
-        let Ok((video, manifest)) = prepared.await else {
-            tally.lock().await.errors += 1;
-            return;
+        let (video, manifest) = match prepared.await {
+            Ok(p) => p,
+            Err(e) => {
+                tally.lock().await.failed(format!("buying: {e}"));
+                return;
+            }
         };
         let out = dir.join(format!("{name}-{round}.mkv"));
         round += 1;
         let download = viewer::partial_path(&out);
-        let Ok(session) = Session::open(
+        let session = match Session::open(
             &client,
             &movie,
             manifest.clone(),
@@ -307,9 +331,14 @@ async fn viewer_loop(
             &options,
         )
         .await
-        else {
-            tally.lock().await.errors += 1;
-            continue;
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tally.lock().await.failed(format!("joining: {e}"));
+                // Not in a tight loop: a player would show the error and wait.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
         };
         let left = end.saturating_duration_since(Instant::now());
         let watched = tokio::time::timeout(
@@ -336,7 +365,12 @@ async fn viewer_loop(
                 t.stall_ms += report.stall_ms;
                 t.watch_ms += video.duration_ms + report.stall_ms;
             }
-            Ok(Err(_)) => t.errors += 1,
+            Ok(Err(e)) => {
+                if matches!(e, viewer::WatchError::Mismatch { .. }) {
+                    t.mismatches += 1;
+                }
+                t.failed(format!("watching: {e}"));
+            }
             Err(_) => {}
         }
         drop(t);
@@ -522,6 +556,8 @@ pub async fn run_phase(
         origin_bytes_steady: origin_steady,
         movies_completed: tally.completed,
         watch_errors: tally.errors,
+        mismatches: tally.mismatches,
+        error_samples: tally.error_samples,
         starts_ms: tally.starts_ms,
         stall_ms: tally.stall_ms,
         watch_ms: tally.watch_ms,
@@ -575,7 +611,8 @@ pub fn summarize(config: &SwarmConfig, baseline: &Phase, rivulet: &Phase) -> Sum
         start_p95_ms: percentile(&rivulet.starts_ms, 0.95),
         stall_ratio: rivulet.stall_ms as f64 / rivulet.watch_ms.max(1) as f64,
         viewer_bytes: rivulet.viewer_bytes,
-        byte_exact: baseline.watch_errors == 0 && rivulet.watch_errors == 0,
+        byte_exact: baseline.mismatches == 0 && rivulet.mismatches == 0,
+        failed_watches: rivulet.watch_errors,
         movies_completed: rivulet.movies_completed,
         baseline_origin_mbps: baseline.origin_bytes as f64 * 8.0 / secs / 1e6,
         rivulet_origin_mbps: rivulet.origin_bytes as f64 * 8.0 / secs / 1e6,

@@ -54,6 +54,7 @@ fn a_small_swarm_runs_end_to_end_and_reports_everything() {
         assert!(summary[field].is_number(), "{field}: {summary}");
     }
     assert_eq!(summary["byte_exact"], true, "{summary}");
+    assert_eq!(summary["failed_watches"], 0, "{summary}");
     assert!(
         summary["viewer_bytes"].as_u64().unwrap() > 1_000_000,
         "{summary}"

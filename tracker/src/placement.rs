@@ -50,12 +50,23 @@ pub struct MovieSnapshot {
 /// Chunk indices per movie, per cache.
 pub type Placement = BTreeMap<String, BTreeMap<String, BTreeSet<u16>>>;
 
+/// Indices of one movie a cache takes at least, once it takes any: k spread over a peer set
+/// of [`MAX_PEERS`] less two (room for a dead and a slow peer), so a viewer's few peers can
+/// cover k between them. One index per cache over many caches would leave a viewer with
+/// six indices from its six peers and the origin to send the rest.
+pub fn block(k: u16) -> usize {
+    usize::from(k).div_ceil(MAX_PEERS - 2).max(1)
+}
+
 /// Decides what every cache holds. Movies are served in order of demand; for each, index
 /// slots (one chunk index at one cache) are added until the planned cache upload covers its
-/// demand plus headroom and at least k distinct indices are held. A slot goes to the cache
-/// with the most upload left that has room, preferring indices it already has (no origin
-/// traffic) and otherwise the index held by the fewest caches (distinct indices first, so
-/// caches complement each other). Storage left over when demand is met stays empty.
+/// demand plus headroom and at least k distinct indices are held. A slot goes, in order of
+/// preference, to an index a cache already has (no origin traffic), to a cache that has
+/// started a [`block`] of this movie and not finished it, then to the cache with the most
+/// upload left; a new index is the one held by the fewest caches (distinct indices first,
+/// so caches complement each other). Then, while storage lasts, caches keep whatever else
+/// they have of movies still in demand, so a movie whose viewers come and go is not fetched
+/// again and again. Other storage stays empty.
 pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
     let mut free_storage: Vec<u64> = caches.iter().map(|c| c.storage).collect();
     let mut free_upload: Vec<f64> = caches.iter().map(|c| c.upload).collect();
@@ -71,9 +82,10 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
         let per_index = movie.demand * movie.rate / k;
         let mut holders = vec![0u32; usize::from(movie.n)];
         let (mut covered, mut distinct) = (0.0, 0u16);
+        let block = block(movie.k);
         while covered < target || distinct < movie.k {
             // Kept slots first: a cache that has an index it is not yet planned to keep.
-            let mut best: Option<(usize, u16, bool)> = None;
+            let mut best: Option<(usize, u16, (bool, bool))> = None;
             for (c, cache) in caches.iter().enumerate() {
                 if free_storage[c] < movie.index_bytes || free_upload[c] <= 0.0 {
                     continue;
@@ -86,21 +98,22 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
                         .filter(|&i| i < movie.n && !held(i))
                         .min_by_key(|&i| (holders[usize::from(i)], i))
                 });
+                let open_block = mine.is_some_and(|s| !s.is_empty() && s.len() < block);
                 let candidate = match kept {
-                    Some(i) => (c, i, true),
+                    Some(i) => (c, i, (true, open_block)),
                     None => match (0..movie.n)
                         .filter(|&i| !held(i))
                         .min_by_key(|&i| (holders[usize::from(i)], i))
                     {
-                        Some(i) => (c, i, false),
+                        Some(i) => (c, i, (false, open_block)),
                         None => continue,
                     },
                 };
-                // Kept indices first, then the cache with the most upload left.
+                // Kept indices first, then open blocks, then the most upload left.
                 let better = match best {
                     None => true,
-                    Some((b, _, b_kept)) => {
-                        (candidate.2, free_upload[c]) > (b_kept, free_upload[b])
+                    Some((b, _, b_rank)) => {
+                        (candidate.2, free_upload[c]) > (b_rank, free_upload[b])
                     }
                 };
                 if better {
@@ -119,6 +132,35 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
             let used = free_upload[c].min(per_index);
             free_upload[c] -= used;
             covered += used;
+        }
+    }
+    // Keep the rest of what caches have of movies still in demand, while storage lasts.
+    let wanted: BTreeMap<&str, &MovieSnapshot> = movies
+        .iter()
+        .filter(|m| m.demand > 0.0)
+        .map(|m| (m.id.as_str(), m))
+        .collect();
+    for (c, cache) in caches.iter().enumerate() {
+        let mut has: Vec<(&String, &BTreeSet<u16>)> = cache.has.iter().collect();
+        has.sort_by(|a, b| {
+            let d = |id: &str| wanted.get(id).map_or(0.0, |m| m.demand);
+            d(b.0).total_cmp(&d(a.0)).then(a.0.cmp(b.0))
+        });
+        for (video, indices) in has {
+            let Some(movie) = wanted.get(video.as_str()) else {
+                continue;
+            };
+            for &index in indices.iter().filter(|&&i| i < movie.n) {
+                if free_storage[c] < movie.index_bytes {
+                    break;
+                }
+                let planned = plan
+                    .get_mut(&cache.id)
+                    .map(|m| m.entry(video.clone()).or_default().insert(index));
+                if planned == Some(true) {
+                    free_storage[c] -= movie.index_bytes;
+                }
+            }
         }
     }
     plan
@@ -417,11 +459,11 @@ mod tests {
             .values()
             .map(|m| m.get("m").map_or(0, |s| s.len()))
             .sum();
-        // 12.5 rates of coverage: one slot of 10/16 rate at each cache, then what the
-        // caches have left (6/16 rate each) for the rest.
-        assert_eq!(total, 23);
+        // 12.5 rates of coverage: each cache gives its whole rate in two slots (10/16 and
+        // 6/16 of a rate), so 13 caches and 25 slots.
+        assert_eq!(total, 25);
         let used = plan.values().filter(|m| m.contains_key("m")).count();
-        assert_eq!(used, 16, "spread over every cache");
+        assert_eq!(used, 13);
     }
 
     #[test]
@@ -434,6 +476,36 @@ mod tests {
         // Nothing is placed for movies without demand.
         let plan = place(&caches, &[movie("none", 0.0)]);
         assert!(plan["c"].is_empty());
+    }
+
+    #[test]
+    fn caches_take_blocks_so_a_few_peers_cover_k() {
+        // Plenty of upload everywhere: a movie is not sprinkled one index per cache.
+        let caches: Vec<_> = (0..20)
+            .map(|i| cache(&format!("c{i:02}"), 10e6, 1_000_000_000))
+            .collect();
+        let plan = place(&caches, &[movie("m", 2.0)]);
+        for (c, movies) in &plan {
+            if let Some(held) = movies.get("m") {
+                assert!(held.len() >= block(16), "{c} holds {held:?}");
+            }
+        }
+        assert_eq!(block(16), 4);
+    }
+
+    #[test]
+    fn what_caches_have_of_wanted_movies_stays_while_storage_lasts() {
+        let mut a = cache("a", 10e6, 100_000_000);
+        a.has.insert("m".into(), (0..40).collect());
+        a.has.insert("gone".into(), (0..8).collect());
+        let plan = place(&[a], &[movie("m", 0.5), movie("gone", 0.0)]);
+        assert_eq!(indices(&plan, "a", "m").len(), 40, "kept beyond the demand");
+        assert!(indices(&plan, "a", "gone").is_empty(), "no demand: evicted");
+        // Storage runs out: only what fits stays.
+        let mut small = cache("s", 10e6, 20_000_000);
+        small.has.insert("m".into(), (0..40).collect());
+        let plan = place(&[small], &[movie("m", 0.5)]);
+        assert_eq!(indices(&plan, "s", "m").len(), 20);
     }
 
     #[test]

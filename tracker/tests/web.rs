@@ -887,3 +887,110 @@ async fn bad_requests_get_clear_error_pages_and_pages_load_nothing_from_elsewher
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_views_show_real_caches_serving_a_real_viewer() {
+    use rivulet_node_core::cache::{Cache, CacheOptions};
+    use rivulet_node_core::format::Manifest;
+    use rivulet_node_core::viewer::{Session, WatchOptions};
+    within_limit(async {
+        let t = Tracker::start_with(&[("film", "Film", 0)], |c| {
+            c.node_timeout = Duration::from_secs(3);
+            c.placement_interval = Duration::from_millis(300);
+        })
+        .await;
+        t.user("root").await;
+        t.make_admin("root").await;
+        // Two real caches, one per owner, on loopback.
+        let mut caches = Vec::new();
+        for owner in ["alice", "dora"] {
+            t.user(owner).await;
+            let cache = Cache::start(CacheOptions {
+                tracker: t.server.url(),
+                user: owner.into(),
+                password: PASSWORD.into(),
+                storage_bytes: 100_000_000,
+                upload_bps: 1_000_000_000,
+                download_bps: 0,
+                listen: "127.0.0.1:0".parse().unwrap(),
+                advertise: None,
+                dir: t.dir.path().join(format!("cache-{owner}")),
+                key_path: t.dir.path().join(format!("keys/{owner}")),
+            })
+            .await
+            .unwrap();
+            caches.push(cache);
+        }
+        // A purchase makes the film popular; the caches fetch their share of it.
+        let vera = t.user("vera").await;
+        vera.buy("film").await.unwrap();
+        let statuses: Vec<_> = caches.iter().map(|c| c.status()).collect();
+        eventually("the caches to hold the film", || {
+            let all_hold = statuses.iter().all(|s| !s.borrow().holdings.is_empty());
+            async move { all_hold.then_some(()) }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A real viewer plays it from them and reports what it verified.
+        let manifest = Manifest::from_json(&vera.manifest("film").await.unwrap()).unwrap();
+        let video = vera.video("film").await.unwrap();
+        let session = Session::open(
+            &vera,
+            "film",
+            std::sync::Arc::new(manifest),
+            video.duration_ms,
+            &t.dir.path().join(".film.part"),
+            &WatchOptions {
+                realtime: true,
+                ..WatchOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let viewer_id = session.node_id().to_owned();
+        let cache_ids: Vec<String> = statuses
+            .iter()
+            .map(|s| s.borrow().node_id.clone())
+            .collect();
+        let progress = session.progress().clone();
+        eventually("the viewer to get bytes from both caches", || {
+            let from = progress.by_peer();
+            let both = cache_ids
+                .iter()
+                .all(|c| from.get(c).is_some_and(|b| *b > 0));
+            async move { both.then_some(()) }
+        })
+        .await;
+
+        let b = Browser::start(&t).await;
+        b.log_in("root", PASSWORD).await;
+        // The viewer's view: both caches send it chunks (its next heartbeat reports them).
+        for cache in &cache_ids {
+            eventually("the viewer's flow view to list the cache", || async {
+                b.open(&format!("/admin/flows/{viewer_id}")).await;
+                b.text("main").await.contains(cache.as_str()).then_some(())
+            })
+            .await;
+        }
+        b.screenshot("flows-real-viewer").await;
+        // Each cache's view: it sends to the viewer.
+        for cache in &cache_ids {
+            eventually("the cache's flow view to list the viewer", || async {
+                b.open(&format!("/admin/flows/{cache}")).await;
+                b.text("main")
+                    .await
+                    .contains(viewer_id.as_str())
+                    .then_some(())
+            })
+            .await;
+        }
+        b.screenshot("flows-real-cache").await;
+        b.close().await;
+        session.close().await;
+        for cache in caches {
+            cache.stop().await;
+        }
+        t.server.shutdown().await.unwrap();
+    })
+    .await;
+}

@@ -183,6 +183,11 @@ impl Session {
         &self.stream
     }
 
+    /// This viewer's node id.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
     }

@@ -374,6 +374,7 @@ async fn run_swarm(
                 "viewer_bytes": p.viewer_bytes,
                 "movies_completed": p.movies_completed,
                 "watch_errors": p.watch_errors,
+                "error_samples": p.error_samples,
                 "cpu_secs": p.cpu_secs,
             })
         };

@@ -36,6 +36,14 @@ impl Tracker {
     /// A tracker with movies `(id, title, price)`; one point per 1000 credited bytes so
     /// small test transfers show up as points.
     pub async fn start(movies: &[(&str, &str, u64)]) -> Tracker {
+        Tracker::start_with(movies, |_| {}).await
+    }
+
+    /// Like [`Tracker::start`], with the configuration adjusted by `tune`.
+    pub async fn start_with(
+        movies: &[(&str, &str, u64)],
+        tune: impl FnOnce(&mut ServeConfig),
+    ) -> Tracker {
         let dir = tempfile::tempdir().unwrap();
         let data_path = dir.path().join("data");
         let data = DataDir::create(&data_path).unwrap();
@@ -62,6 +70,7 @@ impl Tracker {
         config.bytes_per_point = 1000;
         // Nodes stay listed for the whole test even when the machine is slow.
         config.node_timeout = Duration::from_secs(600);
+        tune(&mut config);
         let server = Server::bind(config).await.unwrap();
         Tracker { dir, server }
     }
