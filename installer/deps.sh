@@ -7,6 +7,14 @@ set -euo pipefail
 packages=(
   ffmpeg          # ingest: remux, probe, poster frames; tests: media in many containers
   pkg-config      # building crates that link C libraries
+  libmpv-dev      # app: the embedded player (libmpv 0.35, client API 2.0)
+  libxkbcommon-x11-0  # app: keyboard handling under X11 (loaded at run time)
+  libgl1-mesa-dri     # app: OpenGL/software rendering for the window
+  mesa-vulkan-drivers # app: wgpu renderer (lavapipe) when no GPU driver is present
+  xvfb            # app tests: a headless X server for the end-to-end test
+  x11-apps        # app tests: xwd takes the screenshot
+  imagemagick     # app tests: converts the screenshot to PNG
+  librsvg2-bin    # icons: rsvg-convert renders icons/rivulet.svg to PNG sizes
   chromium        # tests: the tracker's web pages in a real (headless) browser
   chromium-driver # tests: chromedriver, the WebDriver server the web tests drive Chromium through
   fonts-dejavu-core # rivulet-bench: the font of the swarm plot's labels

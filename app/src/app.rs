@@ -1,0 +1,634 @@
+//! The application root: which screen shows, the settings pane, the log-in session, and the
+//! bridge to the engine. `update` dispatches each message to its screen and acts on the
+//! events screens raise; it never blocks (tracker calls and keyring access run as tasks,
+//! node work in the engine's worker).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use iced::widget::{button, column, container, row, text};
+use iced::{Element, Length, Subscription, Task, window};
+use rivulet_node_core::cache::{CacheOptions, CacheStatus};
+use rivulet_node_core::viewer::{DOWNLOAD_MAX_AGE, clean_downloads};
+
+use crate::link::Launch;
+use crate::node::{Command, NodeEvent, NodeHandle};
+use crate::report::{Reporter, Status};
+use crate::screen::{catalogue, login, player, points, settings as pane};
+use crate::settings::Settings;
+use crate::{credentials, environment};
+
+/// The main area.
+#[derive(Debug)]
+pub enum Screen {
+    /// Waiting for something (the demo network) with this sentence.
+    Starting(String),
+    Login(login::State),
+    Catalogue(catalogue::State),
+    Player(Box<player::State>),
+    Points(points::State),
+}
+
+#[derive(Debug)]
+pub struct App {
+    pub screen: Screen,
+    /// The settings pane, when open.
+    pub pane: Option<pane::State>,
+    pub settings: Settings,
+    settings_path: PathBuf,
+    pub node: Option<NodeHandle>,
+    pub session: Option<login::LoggedIn>,
+    pub cache: Option<CacheStatus>,
+    /// A sentence for the status bar (keyring, settings, cache problems).
+    pub notice: Option<String>,
+    launch: Launch,
+    /// A movie to open once logged in (a `rivulet://watch/ID` link).
+    pending_watch: Option<String>,
+    /// Closing: waiting for the engine to stop.
+    pub closing: bool,
+    reporter: Reporter,
+    play_asked: Option<Instant>,
+    first_frame_ms: Option<u64>,
+    play_to_frame_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Message {
+    Login(login::Message),
+    Catalogue(catalogue::Message),
+    Player(player::Message),
+    Points(points::Message),
+    Pane(pane::Message),
+    /// Something from the engine.
+    Node(NodeEvent),
+    OpenSettings,
+    OpenPoints,
+    OpenCatalogue,
+    /// A password came back from the keyring (None: nothing remembered).
+    Recalled(Option<String>),
+    /// The keyring or the settings file answered; a sentence to show if it failed.
+    Noted(Option<String>),
+    /// The window's close button.
+    CloseRequested,
+    /// The engine did not stop in time: leave anyway.
+    ForceExit,
+}
+
+impl App {
+    /// The app as launched, with the settings at `settings_path`.
+    pub fn new(launch: Launch, settings_path: PathBuf) -> (App, Task<Message>) {
+        let (settings, warning) = Settings::load(&settings_path);
+        std::thread::spawn(|| clean_downloads(&environment::downloads_dir(), DOWNLOAD_MAX_AGE));
+        let screen = if launch.demo {
+            Screen::Starting(
+                "Starting the demo network (the first time, ffmpeg makes the demo movie first)…"
+                    .into(),
+            )
+        } else {
+            Screen::Login(login::State::new(
+                &settings.tracker,
+                &settings.username,
+                settings.remember,
+            ))
+        };
+        let recall = if !launch.demo && settings.remember && !settings.username.is_empty() {
+            let (tracker, user) = (settings.tracker.clone(), settings.username.clone());
+            Task::perform(
+                async move {
+                    tokio::task::spawn_blocking(move || credentials::recall(&tracker, &user))
+                        .await
+                        .ok()
+                        .flatten()
+                },
+                Message::Recalled,
+            )
+        } else {
+            Task::none()
+        };
+        let app = App {
+            screen,
+            pane: None,
+            settings,
+            settings_path,
+            node: None,
+            session: None,
+            cache: None,
+            notice: warning,
+            pending_watch: launch.watch.clone(),
+            launch,
+            closing: false,
+            reporter: Reporter::from_env(crate::report::launched()),
+            play_asked: None,
+            first_frame_ms: None,
+            play_to_frame_ms: None,
+        };
+        (app, recall)
+    }
+
+    pub fn title(&self) -> String {
+        match &self.screen {
+            Screen::Player(p) => format!("{} — Rivulet", p.title),
+            _ => "Rivulet".into(),
+        }
+    }
+
+    pub fn update(&mut self, message: Message) -> Task<Message> {
+        let task = match message {
+            Message::Login(m) => self.login(m),
+            Message::Catalogue(m) => self.catalogue(m),
+            Message::Player(m) => self.player(m),
+            Message::Points(m) => self.points(m),
+            Message::Pane(m) => self.pane(m),
+            Message::Node(e) => self.node_event(e),
+            Message::OpenSettings => {
+                self.pane = Some(pane::State::new(&self.settings, self.cache.clone()));
+                Task::none()
+            }
+            Message::OpenPoints => self.open_points(),
+            Message::OpenCatalogue => self.open_catalogue(),
+            Message::Recalled(password) => self.recalled(password),
+            Message::Noted(note) => {
+                if note.is_some() {
+                    self.notice = note;
+                }
+                Task::none()
+            }
+            Message::CloseRequested => self.close(),
+            Message::ForceExit => iced::exit(),
+        };
+        self.report();
+        task
+    }
+
+    fn login(&mut self, message: login::Message) -> Task<Message> {
+        let Screen::Login(state) = &mut self.screen else {
+            return Task::none();
+        };
+        let (task, event) = state.update(message);
+        let task = task.map(Message::Login);
+        match event {
+            Some(login::Event::LoggedIn(done)) => Task::batch([task, self.logged_in(*done)]),
+            None => task,
+        }
+    }
+
+    fn logged_in(&mut self, done: login::LoggedIn) -> Task<Message> {
+        let mut tasks = Vec::new();
+        if !self.launch.demo {
+            let was_remembered = self.settings.remember;
+            self.settings.tracker = done.tracker.clone();
+            self.settings.username = done.account.username.clone();
+            self.settings.remember = done.remember;
+            tasks.push(self.save_settings());
+            let (tracker, user, password) = (
+                done.tracker.clone(),
+                done.account.username.clone(),
+                done.password.clone(),
+            );
+            let remember = done.remember;
+            if remember || was_remembered {
+                tasks.push(Task::perform(
+                    async move {
+                        tokio::task::spawn_blocking(move || {
+                            if remember {
+                                credentials::store(&tracker, &user, &password).err()
+                            } else {
+                                credentials::forget(&tracker, &user);
+                                None
+                            }
+                        })
+                        .await
+                        .ok()
+                        .flatten()
+                    },
+                    Message::Noted,
+                ));
+            }
+        }
+        self.start_cache(&done);
+        self.session = Some(done);
+        tasks.push(match self.pending_watch.take() {
+            Some(id) => self.open_player(&id, &id, 0),
+            None => self.open_catalogue(),
+        });
+        Task::batch(tasks)
+    }
+
+    fn cache_options(&self, done: &login::LoggedIn) -> CacheOptions {
+        let dir = self.settings.cache_dir();
+        CacheOptions {
+            tracker: done.tracker.clone(),
+            user: done.account.username.clone(),
+            password: done.password.clone(),
+            storage_bytes: self.settings.storage_bytes(),
+            upload_bps: self.settings.upload_bps(),
+            download_bps: 0,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            key_path: if self.settings.cache_dir.is_some() {
+                environment::store_key().with_file_name(format!(
+                    "store-{}.key",
+                    blake_name(&dir.display().to_string())
+                ))
+            } else {
+                environment::store_key()
+            },
+            dir,
+        }
+    }
+
+    fn start_cache(&mut self, done: &login::LoggedIn) {
+        let options = self.cache_options(done);
+        if let Some(node) = &self.node {
+            node.send(Command::StartCache(Box::new(options)));
+        }
+    }
+
+    fn open_catalogue(&mut self) -> Task<Message> {
+        let Some(s) = &self.session else {
+            return Task::none();
+        };
+        let (state, task) = catalogue::State::new(s.client.clone(), s.account.clone());
+        self.screen = Screen::Catalogue(state);
+        task.map(Message::Catalogue)
+    }
+
+    fn open_points(&mut self) -> Task<Message> {
+        let Some(s) = &self.session else {
+            return Task::none();
+        };
+        let account = match &self.screen {
+            Screen::Catalogue(c) => c.account.clone(),
+            _ => s.account.clone(),
+        };
+        self.screen = Screen::Points(points::State::new(
+            s.client.clone(),
+            account,
+            self.cache.clone(),
+        ));
+        self.points(points::Message::Refresh)
+    }
+
+    fn open_player(&mut self, id: &str, title: &str, duration_ms: u64) -> Task<Message> {
+        let Some(s) = &self.session else {
+            return Task::none();
+        };
+        let state = player::State::new(id, title, duration_ms);
+        if let Some(node) = &self.node {
+            node.send(Command::Watch {
+                client: s.client.clone(),
+                video: id.to_owned(),
+                playhead: state.playhead(),
+            });
+        }
+        self.play_asked = Some(Instant::now());
+        self.screen = Screen::Player(Box::new(state));
+        Task::none()
+    }
+
+    fn catalogue(&mut self, message: catalogue::Message) -> Task<Message> {
+        let Screen::Catalogue(state) = &mut self.screen else {
+            return Task::none();
+        };
+        let (task, event) = state.update(message);
+        let task = task.map(Message::Catalogue);
+        match event {
+            Some(catalogue::Event::Watch(v)) => {
+                if let Some(s) = &mut self.session {
+                    s.account = state.account.clone();
+                }
+                Task::batch([task, self.open_player(&v.id, &v.title, v.duration_ms)])
+            }
+            None => task,
+        }
+    }
+
+    fn player(&mut self, message: player::Message) -> Task<Message> {
+        let Screen::Player(state) = &mut self.screen else {
+            return Task::none();
+        };
+        let (task, event) = state.update(message);
+        if state.frames_shown > 0 && self.first_frame_ms.is_none() {
+            self.first_frame_ms = Some(self.reporter.uptime_ms());
+            self.play_to_frame_ms = self.play_asked.map(|t| t.elapsed().as_millis() as u64);
+        }
+        let task = task.map(Message::Player);
+        match event {
+            Some(player::Event::Back) => {
+                if let Some(node) = &self.node {
+                    node.send(Command::StopWatching);
+                }
+                Task::batch([task, self.open_catalogue()])
+            }
+            Some(player::Event::Fullscreen(on)) => {
+                let mode = if on {
+                    window::Mode::Fullscreen
+                } else {
+                    window::Mode::Windowed
+                };
+                Task::batch([
+                    task,
+                    window::latest().and_then(move |id| window::set_mode::<Message>(id, mode)),
+                ])
+            }
+            None => task,
+        }
+    }
+
+    fn points(&mut self, message: points::Message) -> Task<Message> {
+        let Screen::Points(state) = &mut self.screen else {
+            return Task::none();
+        };
+        let (task, event) = state.update(message);
+        let task = task.map(Message::Points);
+        match event {
+            Some(points::Event::Back) => Task::batch([task, self.open_catalogue()]),
+            None => task,
+        }
+    }
+
+    fn pane(&mut self, message: pane::Message) -> Task<Message> {
+        let Some(state) = &mut self.pane else {
+            return Task::none();
+        };
+        let (task, event) = state.update(message);
+        let task = task.map(Message::Pane);
+        match event {
+            Some(pane::Event::Apply(new)) => Task::batch([task, self.apply_settings(*new)]),
+            Some(pane::Event::Close) => {
+                self.pane = None;
+                task
+            }
+            None => task,
+        }
+    }
+
+    /// Saves `new` and brings the running cache in line at once: new limits apply live; a
+    /// new folder restarts the cache there.
+    fn apply_settings(&mut self, new: Settings) -> Task<Message> {
+        let moved = new.cache_dir() != self.settings.cache_dir();
+        let tracker_changed = new.tracker != self.settings.tracker;
+        self.settings = new;
+        if let (Some(node), Some(done)) = (&self.node, &self.session) {
+            if moved {
+                node.send(Command::StartCache(Box::new(self.cache_options(done))));
+            } else {
+                node.send(Command::SetLimits {
+                    upload_bps: self.settings.upload_bps(),
+                    storage_bytes: self.settings.storage_bytes(),
+                });
+            }
+        }
+        if tracker_changed && self.session.is_some() {
+            self.notice = Some("The new tracker address is used at the next log-in.".into());
+        }
+        self.save_settings()
+    }
+
+    fn save_settings(&self) -> Task<Message> {
+        if self.launch.demo {
+            return Task::none();
+        }
+        let (settings, path) = (self.settings.clone(), self.settings_path.clone());
+        Task::perform(
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    settings
+                        .save(&path)
+                        .err()
+                        .map(|e| format!("could not save the settings to {}: {e}", path.display()))
+                })
+                .await
+                .ok()
+                .flatten()
+            },
+            Message::Noted,
+        )
+    }
+
+    fn recalled(&mut self, password: Option<String>) -> Task<Message> {
+        let Screen::Login(state) = &mut self.screen else {
+            return Task::none();
+        };
+        match password {
+            Some(p) => {
+                state.password = p;
+                self.login(login::Message::LogIn)
+            }
+            None => Task::none(),
+        }
+    }
+
+    fn node_event(&mut self, event: NodeEvent) -> Task<Message> {
+        match event {
+            NodeEvent::Ready(handle) => {
+                if self.launch.demo {
+                    handle.send(Command::StartDemo(environment::demo_dir()));
+                } else if let Some(done) = self.session.clone() {
+                    let options = self.cache_options(&done);
+                    handle.send(Command::StartCache(Box::new(options)));
+                }
+                self.node = Some(handle);
+                Task::none()
+            }
+            NodeEvent::DemoReady(demo) => {
+                if self.pending_watch.is_none() {
+                    self.pending_watch = Some(crate::demo::DEMO_VIDEO.to_owned());
+                }
+                let mut state = login::State::new(&demo.tracker, &demo.username, false);
+                state.password = demo.password;
+                self.screen = Screen::Login(state);
+                self.login(login::Message::LogIn)
+            }
+            NodeEvent::DemoFailed(e) => {
+                self.notice = Some(format!("The demo network could not start: {e}"));
+                self.screen = Screen::Starting(format!("The demo network could not start: {e}"));
+                Task::none()
+            }
+            NodeEvent::CacheStarted => Task::none(),
+            NodeEvent::CacheStatus(status) => {
+                if let Some(p) = &mut self.pane {
+                    p.cache = Some(status.clone());
+                }
+                if let Screen::Points(p) = &mut self.screen {
+                    p.cache = Some(status.clone());
+                }
+                self.cache = Some(status);
+                Task::none()
+            }
+            NodeEvent::CacheFailed(e) => {
+                self.notice = Some(format!("The cache is not running: {e}"));
+                Task::none()
+            }
+            NodeEvent::Watching { video, title, url } => {
+                self.for_player(&video, player::Message::StreamReady { url, title })
+            }
+            NodeEvent::WatchFailed { video, message } => {
+                self.for_player(&video, player::Message::Failed(message))
+            }
+            NodeEvent::Viewer(status) => {
+                let video = status.video.clone();
+                self.for_player(&video, player::Message::Viewer(status))
+            }
+            NodeEvent::Stopped => {
+                self.node = None;
+                if self.closing {
+                    iced::exit()
+                } else {
+                    Task::none()
+                }
+            }
+        }
+    }
+
+    /// Passes `message` to the player if it plays `video`.
+    fn for_player(&mut self, video: &str, message: player::Message) -> Task<Message> {
+        match &self.screen {
+            Screen::Player(p) if p.video_id == video => self.player(message),
+            _ => Task::none(),
+        }
+    }
+
+    /// Stops the engine (cache and viewer tell the tracker), then exits; gives up waiting
+    /// after a few seconds.
+    fn close(&mut self) -> Task<Message> {
+        self.closing = true;
+        match &self.node {
+            Some(node) if node.send(Command::Shutdown) => {
+                Task::perform(tokio::time::sleep(Duration::from_secs(8)), |()| {
+                    Message::ForceExit
+                })
+            }
+            _ => iced::exit(),
+        }
+    }
+
+    fn report(&mut self) {
+        let mut status = Status {
+            screen: match &self.screen {
+                Screen::Starting(_) => "starting",
+                Screen::Login(_) => "login",
+                Screen::Catalogue(_) => "catalogue",
+                Screen::Player(_) => "player",
+                Screen::Points(_) => "points",
+            },
+            first_frame_ms: self.first_frame_ms,
+            play_to_frame_ms: self.play_to_frame_ms,
+            error: self.notice.clone(),
+            ..Status::default()
+        };
+        match &self.screen {
+            Screen::Player(p) => {
+                status.time_pos = (p.time * 10.0).round() / 10.0;
+                status.frames_rendered = p.frames_rendered();
+                status.frames_shown = p.frames_shown;
+                status.from_caches_bytes = p.viewer.from_caches_bytes;
+                status.from_origin_bytes = p.viewer.from_origin_bytes;
+                status.peers = p.viewer.peers;
+                if let player::Phase::Failed(e) = &p.phase {
+                    status.error = Some(e.clone());
+                }
+            }
+            Screen::Login(l) => status.error = l.error.clone().or(status.error),
+            Screen::Starting(s) if s.contains("could not") => status.error = Some(s.clone()),
+            _ => {}
+        }
+        self.reporter.write(status);
+    }
+
+    pub fn view(&self) -> Element<'_, Message> {
+        let main: Element<'_, Message> = match &self.screen {
+            Screen::Starting(s) => container(text(s.clone())).center(Length::Fill).into(),
+            Screen::Login(s) => s.view().map(Message::Login),
+            Screen::Catalogue(s) => s.view().map(Message::Catalogue),
+            Screen::Player(s) => s.view().map(Message::Player),
+            Screen::Points(s) => s.view().map(Message::Points),
+        };
+        let with_pane: Element<'_, Message> = match &self.pane {
+            Some(p) => row![
+                container(main).width(Length::Fill),
+                p.view().map(Message::Pane)
+            ]
+            .into(),
+            None => main,
+        };
+        let fullscreen = matches!(&self.screen, Screen::Player(p) if p.fullscreen);
+        if self.session.is_none() || fullscreen {
+            return with_pane;
+        }
+        let cache = match &self.cache {
+            Some(c) => format!(
+                "cache: {} stored, {} sent",
+                crate::screen::bytes(c.used_bytes),
+                crate::screen::bytes(c.sent_bytes)
+            ),
+            None => "cache: starting".into(),
+        };
+        let bar = row![
+            button("Catalogue")
+                .on_press(Message::OpenCatalogue)
+                .style(button::text),
+            button("Points")
+                .on_press(Message::OpenPoints)
+                .style(button::text),
+            button("Settings")
+                .on_press(Message::OpenSettings)
+                .style(button::text),
+            text(self.notice.clone().unwrap_or_default())
+                .size(13)
+                .width(Length::Fill),
+            text(cache).size(13),
+        ]
+        .spacing(6)
+        .padding([2, 8])
+        .align_y(iced::Alignment::Center);
+        column![bar, with_pane].into()
+    }
+
+    pub fn subscription(&self) -> Subscription<Message> {
+        let mut subs = vec![
+            Subscription::run(crate::node::subscription_stream).map(Message::Node),
+            window::close_requests().map(|_| Message::CloseRequested),
+            Subscription::run(termination).map(|()| Message::CloseRequested),
+        ];
+        match &self.screen {
+            Screen::Player(_) => subs.push(
+                iced::time::every(Duration::from_millis(15))
+                    .map(|_| Message::Player(player::Message::Tick)),
+            ),
+            Screen::Points(_) => subs.push(
+                iced::time::every(Duration::from_secs(3))
+                    .map(|_| Message::Points(points::Message::Refresh)),
+            ),
+            _ => {}
+        }
+        Subscription::batch(subs)
+    }
+}
+
+/// SIGTERM or Ctrl-C, once: treated like the window's close button, so the engine stops
+/// gracefully (the cache and the viewer tell the tracker they leave).
+fn termination() -> impl iced::futures::Stream<Item = ()> {
+    iced::stream::channel(1, async |mut out| {
+        use iced::futures::SinkExt as _;
+        #[cfg(unix)]
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            let _ = out.send(()).await;
+        }
+        std::future::pending::<()>().await;
+    })
+}
+
+/// A short stable name for a folder, so each custom cache folder gets its own store key.
+fn blake_name(s: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    format!("{:016x}", h.finish())
+}

@@ -1,0 +1,42 @@
+//! `rivulet [--demo] [rivulet://watch/ID]`: the desktop app.
+
+use std::process::ExitCode;
+
+use rivulet_app::app::App;
+use rivulet_app::{environment, link};
+
+fn main() -> ExitCode {
+    rivulet_app::report::launched();
+    let launch = match link::parse(std::env::args().skip(1)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rivulet: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings_path = environment::settings_file();
+    let mut window = iced::window::Settings {
+        size: iced::Size::new(1320.0, 860.0),
+        icon: rivulet_app::icon::window_icon(),
+        ..iced::window::Settings::default()
+    };
+    window.platform_specific.application_id = "rivulet".into();
+    let result = iced::application(
+        move || App::new(launch.clone(), settings_path.clone()),
+        App::update,
+        App::view,
+    )
+    .title(App::title)
+    .subscription(App::subscription)
+    .theme(|_: &App| iced::Theme::Dark)
+    .window(window)
+    .exit_on_close_request(false)
+    .run();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rivulet: the window could not open: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! A machine-readable status line for tests and benchmarks: when `RIVULET_STATUS_FILE` names
+//! a file, the app rewrites it (atomically) with what it is doing — the screen, playback time,
+//! frames rendered by mpv and frames shown in the window, and the first error.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// When the process started, as near as the app can tell: the first call wins (`main` calls
+/// it first thing).
+pub fn launched() -> Instant {
+    static LAUNCHED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *LAUNCHED.get_or_init(Instant::now)
+}
+
+/// One snapshot of the app.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Status {
+    pub screen: &'static str,
+    /// Milliseconds since the process started.
+    pub uptime_ms: u64,
+    pub time_pos: f64,
+    pub frames_rendered: u64,
+    pub frames_shown: u64,
+    /// Milliseconds from launch to the first frame in the window.
+    pub first_frame_ms: Option<u64>,
+    /// Milliseconds from asking to play to the first frame in the window.
+    pub play_to_frame_ms: Option<u64>,
+    pub from_caches_bytes: u64,
+    pub from_origin_bytes: u64,
+    pub peers: usize,
+    pub error: Option<String>,
+}
+
+/// Writes [`Status`] to the file the environment names, if any.
+#[derive(Debug)]
+pub struct Reporter {
+    path: Option<PathBuf>,
+    launched: Instant,
+    last: Option<Status>,
+}
+
+impl Reporter {
+    pub fn from_env(launched: Instant) -> Reporter {
+        Reporter {
+            path: std::env::var_os("RIVULET_STATUS_FILE").map(PathBuf::from),
+            launched,
+            last: None,
+        }
+    }
+
+    /// Milliseconds since launch.
+    pub fn uptime_ms(&self) -> u64 {
+        self.launched.elapsed().as_millis() as u64
+    }
+
+    /// Writes `status` when it differs from the last one written (uptime aside).
+    pub fn write(&mut self, mut status: Status) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        if self.last.as_ref() == Some(&status) {
+            return;
+        }
+        self.last = Some(status.clone());
+        status.uptime_ms = self.uptime_ms();
+        let Ok(line) = serde_json::to_vec(&status) else {
+            return;
+        };
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, line).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
+}

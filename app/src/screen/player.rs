@@ -1,0 +1,322 @@
+//! Player screen: mpv drawing inside the window, with play/pause, a seek bar that works on
+//! parts not downloaded yet, volume, fullscreen, audio and subtitle tracks, and a live panel of
+//! where the bytes come from (caches or origin), peers and buffer ahead.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use iced::widget::{button, column, container, image, pick_list, row, slider, text};
+use iced::{Element, Length, Task};
+
+use super::{bytes, clock};
+use crate::node::ViewerStatus;
+use crate::video::{Track, Video};
+
+/// The size mpv renders at: 720p.
+pub const RENDER_SIZE: (u32, u32) = (1280, 720);
+
+/// Where the player is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Phase {
+    /// Joining the network.
+    Connecting,
+    Playing,
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub struct State {
+    pub video_id: String,
+    pub title: String,
+    pub phase: Phase,
+    video: Option<Video>,
+    frame: Option<image::Handle>,
+    /// Keeps the shown frame's texture alive while the next one uploads.
+    allocation: Option<iced_runtime::image::Allocation>,
+    /// An upload is in flight; newer frames wait.
+    uploading: bool,
+    /// Frames that reached the window.
+    pub frames_shown: u64,
+    /// Playback position and length in seconds.
+    pub time: f64,
+    pub duration: f64,
+    /// Where the seek bar is held while dragged.
+    seeking: Option<f64>,
+    pub paused: bool,
+    pub volume: f64,
+    pub fullscreen: bool,
+    audio_tracks: Vec<Track>,
+    sub_tracks: Vec<Track>,
+    audio: Option<Track>,
+    sub: Option<Track>,
+    pub viewer: ViewerStatus,
+    /// The player's byte position, read by the engine for "buffered ahead".
+    playhead: Arc<AtomicU64>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Message {
+    /// The engine serves the movie at this URL.
+    StreamReady {
+        url: String,
+        title: String,
+    },
+    /// Joining failed.
+    Failed(String),
+    /// Poll mpv for a frame and its position.
+    Tick,
+    TogglePause,
+    /// The seek bar is dragged to seconds.
+    SeekMoved(f64),
+    /// The seek bar is let go.
+    SeekReleased,
+    /// Volume 0–100.
+    Volume(f64),
+    ToggleFullscreen,
+    AudioPicked(Track),
+    SubPicked(Track),
+    /// A frame finished uploading to the renderer.
+    Uploaded(Result<iced_runtime::image::Allocation, iced_runtime::image::Error>),
+    /// Fresh numbers from the engine.
+    Viewer(ViewerStatus),
+    /// Leave the player.
+    Back,
+}
+
+/// What the player asks of the app.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Back,
+    Fullscreen(bool),
+}
+
+/// Whether iced draws in software (`ICED_BACKEND=tiny-skia`).
+fn software_renderer() -> bool {
+    static SOFTWARE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SOFTWARE.get_or_init(|| {
+        std::env::var("ICED_BACKEND").is_ok_and(|b| b.trim().starts_with("tiny-skia"))
+    })
+}
+
+impl State {
+    pub fn new(video_id: &str, title: &str, duration_ms: u64) -> State {
+        State {
+            video_id: video_id.to_owned(),
+            title: title.to_owned(),
+            phase: Phase::Connecting,
+            video: None,
+            frame: None,
+            allocation: None,
+            uploading: false,
+            frames_shown: 0,
+            time: 0.0,
+            duration: duration_ms as f64 / 1000.0,
+            seeking: None,
+            paused: false,
+            volume: 100.0,
+            fullscreen: false,
+            audio_tracks: Vec::new(),
+            sub_tracks: Vec::new(),
+            audio: None,
+            sub: None,
+            viewer: ViewerStatus::default(),
+            playhead: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The byte position the engine reads for "buffered ahead".
+    pub fn playhead(&self) -> Arc<AtomicU64> {
+        self.playhead.clone()
+    }
+
+    /// The audio tracks mpv found.
+    pub fn audio_tracks(&self) -> &[Track] {
+        &self.audio_tracks
+    }
+
+    /// Frames mpv has decoded and rendered.
+    pub fn frames_rendered(&self) -> u64 {
+        self.video.as_ref().map_or(0, Video::frames_rendered)
+    }
+
+    pub fn update(&mut self, message: Message) -> (Task<Message>, Option<Event>) {
+        match message {
+            Message::StreamReady { url, title } => {
+                self.title = title;
+                let (w, h) = RENDER_SIZE;
+                match Video::open(&url, w, h) {
+                    Ok(video) => {
+                        video.set_volume(self.volume);
+                        self.video = Some(video);
+                        self.phase = Phase::Playing;
+                    }
+                    Err(e) => self.phase = Phase::Failed(e),
+                }
+            }
+            Message::Failed(e) => self.phase = Phase::Failed(e),
+            Message::Tick => return (self.tick(), None),
+            Message::TogglePause => {
+                self.paused = !self.paused;
+                if let Some(v) = &self.video {
+                    v.set_pause(self.paused);
+                }
+            }
+            Message::SeekMoved(t) => self.seeking = Some(t),
+            Message::SeekReleased => {
+                if let (Some(t), Some(v)) = (self.seeking.take(), &self.video) {
+                    v.seek(t);
+                    self.time = t;
+                }
+            }
+            Message::Volume(v) => {
+                self.volume = v;
+                if let Some(video) = &self.video {
+                    video.set_volume(v);
+                }
+            }
+            Message::ToggleFullscreen => {
+                self.fullscreen = !self.fullscreen;
+                return (Task::none(), Some(Event::Fullscreen(self.fullscreen)));
+            }
+            Message::AudioPicked(t) => {
+                if let Some(v) = &self.video {
+                    v.set_track("aid", Some(t.id));
+                }
+                self.audio = Some(t);
+            }
+            Message::SubPicked(t) => {
+                if let Some(v) = &self.video {
+                    v.set_track("sid", (t.id >= 0).then_some(t.id));
+                }
+                self.sub = Some(t);
+            }
+            Message::Uploaded(result) => {
+                self.uploading = false;
+                if let Ok(allocation) = result {
+                    self.frames_shown += 1;
+                    self.frame = Some(allocation.handle().clone());
+                    self.allocation = Some(allocation);
+                }
+            }
+            Message::Viewer(status) => self.viewer = status,
+            Message::Back => return (Task::none(), Some(Event::Back)),
+        }
+        (Task::none(), None)
+    }
+
+    fn tick(&mut self) -> Task<Message> {
+        let Some(video) = &self.video else {
+            return Task::none();
+        };
+        if let Some(t) = video.time_pos() {
+            self.time = t;
+        }
+        if let Some(d) = video.duration() {
+            self.duration = d;
+        }
+        if let Some(pos) = video.stream_pos() {
+            self.playhead.store(pos, Ordering::Relaxed);
+        }
+        if self.audio_tracks.is_empty() {
+            self.audio_tracks = video.tracks("audio");
+            self.audio = self.audio_tracks.first().cloned();
+            let mut subs = vec![Track {
+                id: -1,
+                label: "no subtitles".into(),
+            }];
+            subs.extend(video.tracks("sub"));
+            self.sub = subs.first().cloned();
+            self.sub_tracks = subs;
+        }
+        if self.uploading {
+            return Task::none();
+        }
+        let Some(frame) = video.take_frame() else {
+            return Task::none();
+        };
+        let handle = image::Handle::from_rgba(frame.width, frame.height, frame.rgba);
+        if software_renderer() {
+            // tiny-skia draws from memory at once: no upload to wait for.
+            self.frames_shown += 1;
+            self.frame = Some(handle);
+            return Task::none();
+        }
+        self.uploading = true;
+        // wgpu uploads big images in the background: upload first and swap the frame in
+        // when ready, so the view never shows a blank.
+        iced_runtime::image::allocate(handle).map(Message::Uploaded)
+    }
+
+    pub fn view(&self) -> Element<'_, Message> {
+        let picture: Element<'_, Message> = match (&self.phase, &self.frame) {
+            (_, Some(h)) => image(h.clone())
+                .width(Length::Fill)
+                .height(Length::Fill)
+                .filter_method(image::FilterMethod::Nearest)
+                .into(),
+            (Phase::Failed(e), None) => container(text(e.clone()).style(text::danger))
+                .center(Length::Fill)
+                .into(),
+            (_, None) => container(text("Joining the network…"))
+                .center(Length::Fill)
+                .into(),
+        };
+        let at = self.seeking.unwrap_or(self.time);
+        let controls = row![
+            button("Back")
+                .on_press(Message::Back)
+                .style(button::secondary),
+            button(if self.paused { "Play" } else { "Pause" }).on_press(Message::TogglePause),
+            text(format!(
+                "{} / {}",
+                clock((at * 1000.0) as u64),
+                clock((self.duration * 1000.0) as u64)
+            )),
+            slider(0.0..=self.duration.max(0.1), at, Message::SeekMoved)
+                .on_release(Message::SeekReleased)
+                .step(0.5)
+                .width(Length::Fill),
+            text("Volume"),
+            slider(0.0..=100.0, self.volume, Message::Volume).width(100),
+            pick_list(
+                self.audio_tracks.as_slice(),
+                self.audio.clone(),
+                Message::AudioPicked
+            )
+            .placeholder("audio"),
+            pick_list(
+                self.sub_tracks.as_slice(),
+                self.sub.clone(),
+                Message::SubPicked
+            )
+            .placeholder("subtitles"),
+            button(if self.fullscreen {
+                "Window"
+            } else {
+                "Fullscreen"
+            })
+            .on_press(Message::ToggleFullscreen)
+            .style(button::secondary),
+        ]
+        .spacing(10)
+        .align_y(iced::Alignment::Center);
+        let v = &self.viewer;
+        let total = (v.from_caches_bytes + v.from_origin_bytes).max(1);
+        let panel = text(format!(
+            "{} · from caches {} ({:.0}%) · from origin {} · {} peers · {} buffered ahead · {}/{} segments",
+            self.title,
+            bytes(v.from_caches_bytes),
+            v.from_caches_bytes as f64 * 100.0 / total as f64,
+            bytes(v.from_origin_bytes),
+            v.peers,
+            bytes(v.buffered_ahead_bytes),
+            v.complete_segments,
+            v.segments,
+        ))
+        .size(13);
+        column![picture, controls, panel]
+            .spacing(8)
+            .padding(8)
+            .into()
+    }
+}

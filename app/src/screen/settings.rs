@@ -1,0 +1,226 @@
+//! Settings pane: tracker address; cache size and upload cap as 0.2 / 0.5 / 1 of 1.5 GB and
+//! 10 Mbit/s or custom values; cache folder. "Apply" hands the new settings to the app, which
+//! saves them and changes the running cache at once.
+
+use std::path::PathBuf;
+
+use iced::widget::{button, column, container, row, text, text_input};
+use iced::{Element, Length, Task};
+use rivulet_node_core::cache::{CacheStatus, MULTIPLIERS};
+
+use super::bytes;
+use crate::settings::{Limit, Settings};
+
+#[derive(Debug)]
+pub struct State {
+    /// The settings as edited.
+    pub draft: Settings,
+    /// Custom storage in GB, as typed.
+    pub storage_text: String,
+    /// Custom upload in Mbit/s, as typed.
+    pub upload_text: String,
+    pub cache_dir_text: String,
+    pub error: Option<String>,
+    /// What the running cache reports.
+    pub cache: Option<CacheStatus>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Message {
+    Tracker(String),
+    /// Storage as a multiplier of 1.5 GB.
+    StorageMultiplier(f64),
+    /// Custom storage in GB, as typed.
+    StorageCustom(String),
+    /// Upload as a multiplier of 10 Mbit/s.
+    UploadMultiplier(f64),
+    /// Custom upload in Mbit/s, as typed.
+    UploadCustom(String),
+    CacheDir(String),
+    /// Check the draft and hand it to the app.
+    Apply,
+    Close,
+}
+
+/// What the pane asks of the app.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Apply(Box<Settings>),
+    Close,
+}
+
+impl State {
+    pub fn new(settings: &Settings, cache: Option<CacheStatus>) -> State {
+        let storage_text = match settings.storage {
+            Limit::Custom(b) => format!("{}", b as f64 / 1e9),
+            Limit::Multiplier(_) => String::new(),
+        };
+        let upload_text = match settings.upload {
+            Limit::Custom(b) => format!("{}", b as f64 / 1e6),
+            Limit::Multiplier(_) => String::new(),
+        };
+        State {
+            draft: settings.clone(),
+            storage_text,
+            upload_text,
+            cache_dir_text: settings
+                .cache_dir
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            error: None,
+            cache,
+        }
+    }
+
+    pub fn update(&mut self, message: Message) -> (Task<Message>, Option<Event>) {
+        match message {
+            Message::Tracker(t) => self.draft.tracker = t,
+            Message::StorageMultiplier(m) => {
+                self.draft.storage = Limit::Multiplier(m);
+                self.storage_text.clear();
+            }
+            Message::StorageCustom(s) => self.storage_text = s,
+            Message::UploadMultiplier(m) => {
+                self.draft.upload = Limit::Multiplier(m);
+                self.upload_text.clear();
+            }
+            Message::UploadCustom(s) => self.upload_text = s,
+            Message::CacheDir(s) => self.cache_dir_text = s,
+            Message::Apply => match self.checked() {
+                Ok(settings) => {
+                    self.error = None;
+                    self.draft = settings.clone();
+                    return (Task::none(), Some(Event::Apply(Box::new(settings))));
+                }
+                Err(e) => self.error = Some(e),
+            },
+            Message::Close => return (Task::none(), Some(Event::Close)),
+        }
+        (Task::none(), None)
+    }
+
+    /// The draft with the typed custom values, or what is wrong with it.
+    fn checked(&self) -> Result<Settings, String> {
+        let mut s = self.draft.clone();
+        let tracker = s.tracker.trim();
+        if !(tracker.starts_with("http://") || tracker.starts_with("https://")) {
+            return Err("The tracker address must start with http:// or https://.".into());
+        }
+        s.tracker = tracker.to_owned();
+        if !self.storage_text.trim().is_empty() {
+            let gb = positive(&self.storage_text, "cache size in GB")?;
+            s.storage = Limit::Custom((gb * 1e9) as u64);
+        }
+        if !self.upload_text.trim().is_empty() {
+            let mbit = positive(&self.upload_text, "upload in Mbit/s")?;
+            s.upload = Limit::Custom((mbit * 1e6) as u64);
+        }
+        let dir = self.cache_dir_text.trim();
+        s.cache_dir = if dir.is_empty() {
+            None
+        } else if PathBuf::from(dir).is_absolute() {
+            Some(PathBuf::from(dir))
+        } else {
+            return Err(format!(
+                "The cache folder must be an absolute path, not {dir:?}."
+            ));
+        };
+        Ok(s)
+    }
+
+    pub fn view(&self) -> Element<'_, Message> {
+        let mut pane = column![
+            text("Settings").size(22),
+            text("Tracker"),
+            text_input("http://127.0.0.1:7878", &self.draft.tracker)
+                .on_input(Message::Tracker)
+                .padding(6),
+            text(format!("Cache size: {}", bytes(self.draft.storage_bytes()))),
+            row![
+                choices(self.draft.storage, Message::StorageMultiplier),
+                text_input("custom GB", &self.storage_text)
+                    .on_input(Message::StorageCustom)
+                    .width(90)
+                    .padding(6),
+            ]
+            .spacing(8),
+            text(format!(
+                "Upload: {:.1} Mbit/s",
+                self.draft.upload_bps() as f64 / 1e6
+            )),
+            row![
+                choices(self.draft.upload, Message::UploadMultiplier),
+                text_input("custom Mbit/s", &self.upload_text)
+                    .on_input(Message::UploadCustom)
+                    .width(90)
+                    .padding(6),
+            ]
+            .spacing(8),
+            text("Cache folder (empty: the default)"),
+            text_input(
+                &crate::environment::default_cache_dir()
+                    .display()
+                    .to_string(),
+                &self.cache_dir_text
+            )
+            .on_input(Message::CacheDir)
+            .padding(6),
+            row![
+                button("Apply").on_press(Message::Apply),
+                button("Close")
+                    .on_press(Message::Close)
+                    .style(button::secondary),
+            ]
+            .spacing(8),
+        ]
+        .spacing(8);
+        if let Some(e) = &self.error {
+            pane = pane.push(text(e.clone()).style(text::danger));
+        }
+        if let Some(c) = &self.cache {
+            pane = pane.push(text(format!(
+                "Running cache: {} of {} used, upload cap {:.1} Mbit/s{}",
+                bytes(c.used_bytes),
+                bytes(c.storage_bytes),
+                c.upload_bps as f64 / 1e6,
+                c.problem
+                    .as_ref()
+                    .map(|p| format!(" · problem: {p}"))
+                    .unwrap_or_default()
+            )));
+        }
+        container(pane)
+            .width(360)
+            .height(Length::Fill)
+            .padding(12)
+            .style(container::rounded_box)
+            .into()
+    }
+}
+
+/// The 0.2 / 0.5 / 1 buttons, the current one highlighted.
+fn choices<'a>(current: Limit, pick: fn(f64) -> Message) -> Element<'a, Message> {
+    let buttons = MULTIPLIERS.iter().map(|&m| {
+        let chosen = current == Limit::Multiplier(m);
+        button(text(format!("{m}×")))
+            .style(if chosen {
+                button::primary
+            } else {
+                button::secondary
+            })
+            .on_press(pick(m))
+            .into()
+    });
+    iced::widget::row(buttons).spacing(6).into()
+}
+
+fn positive(typed: &str, what: &str) -> Result<f64, String> {
+    match typed.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "The {what} must be a positive number, not {:?}.",
+            typed.trim()
+        )),
+    }
+}

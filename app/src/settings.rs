@@ -1,0 +1,186 @@
+//! The user's settings: tracker address, cache size and upload cap (a multiplier of the
+//! defaults or a custom value), cache folder. Tolerant: a missing file gives the defaults, a
+//! broken one gives the defaults and a warning to show; writes go to a temporary file that is
+//! renamed over the old one.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use rivulet_node_core::cache::{DEFAULT_STORAGE_BYTES, DEFAULT_UPLOAD_BPS};
+use serde::{Deserialize, Serialize};
+
+/// Where the tracker is when nothing else is said.
+pub const DEFAULT_TRACKER: &str = "http://127.0.0.1:7878";
+
+/// How much of a resource the cache may use.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// A multiple of the default (0.2, 0.5 or 1 in the pane).
+    Multiplier(f64),
+    /// An exact value: bytes for storage, bits per second for upload.
+    Custom(u64),
+}
+
+impl Default for Limit {
+    fn default() -> Limit {
+        Limit::Multiplier(1.0)
+    }
+}
+
+impl Limit {
+    /// The value against `default`; a nonsensical multiplier falls back to 1.
+    pub fn resolve(self, default: u64) -> u64 {
+        match self {
+            Limit::Multiplier(m) if m.is_finite() && m > 0.0 => (default as f64 * m) as u64,
+            Limit::Multiplier(_) => default,
+            Limit::Custom(v) => v,
+        }
+    }
+}
+
+/// Everything the settings pane edits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The tracker's base URL.
+    pub tracker: String,
+    /// The last user name logged in (the password lives in the keyring, if anywhere).
+    pub username: String,
+    /// The cache's storage: a multiplier of 1.5 GB or bytes.
+    pub storage: Limit,
+    /// The cache's upload cap: a multiplier of 10 Mbit/s or bits per second.
+    pub upload: Limit,
+    /// The cache folder; the platform's default when unset.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether the user asked to be remembered.
+    pub remember: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            tracker: DEFAULT_TRACKER.to_owned(),
+            username: String::new(),
+            storage: Limit::default(),
+            upload: Limit::default(),
+            cache_dir: None,
+            remember: false,
+        }
+    }
+}
+
+impl Settings {
+    pub fn storage_bytes(&self) -> u64 {
+        self.storage.resolve(DEFAULT_STORAGE_BYTES)
+    }
+
+    pub fn upload_bps(&self) -> u64 {
+        self.upload.resolve(DEFAULT_UPLOAD_BPS)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(crate::environment::default_cache_dir)
+    }
+
+    /// Reads `path`: the settings and, when the file was unreadable or broken, a sentence
+    /// saying so (the defaults are used then).
+    pub fn load(path: &Path) -> (Settings, Option<String>) {
+        match std::fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Settings::default(), None),
+            Err(e) => (
+                Settings::default(),
+                Some(format!(
+                    "could not read {}: {e}; using the defaults",
+                    path.display()
+                )),
+            ),
+            Ok(bytes) => match serde_json::from_slice::<Settings>(&bytes) {
+                Ok(s) => (s, None),
+                Err(e) => (
+                    Settings::default(),
+                    Some(format!(
+                        "{} is broken ({e}); using the defaults",
+                        path.display()
+                    )),
+                ),
+            },
+        }
+    }
+
+    /// Writes the settings to `path` atomically (temporary file, fsync, rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            path.file_name()
+                .map_or("settings".into(), |n| n.to_string_lossy()),
+            std::process::id()
+        ));
+        let body = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_gives_defaults_without_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, warning) = Settings::load(&dir.path().join("settings.json"));
+        assert_eq!(s, Settings::default());
+        assert!(warning.is_none());
+    }
+
+    #[test]
+    fn broken_file_gives_defaults_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(&path, b"{ not json").unwrap();
+        let (s, warning) = Settings::load(&path);
+        assert_eq!(s, Settings::default());
+        assert!(warning.unwrap().contains("broken"));
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_tolerated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(&path, br#"{"tracker":"http://t:1","colour":"blue"}"#).unwrap();
+        let (s, warning) = Settings::load(&path);
+        assert!(warning.is_none());
+        assert_eq!(s.tracker, "http://t:1");
+        assert_eq!(s.storage, Limit::Multiplier(1.0));
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/settings.json");
+        let s = Settings {
+            storage: Limit::Multiplier(0.2),
+            upload: Limit::Custom(3_000_000),
+            ..Settings::default()
+        };
+        s.save(&path).unwrap();
+        assert_eq!(Settings::load(&path), (s.clone(), None));
+        assert_eq!(s.storage_bytes(), 300_000_000);
+        assert_eq!(s.upload_bps(), 3_000_000);
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("settings.json")]);
+    }
+}

@@ -1,0 +1,548 @@
+//! The screens against a real tracker on loopback, driven through `App::update` (and, where a
+//! click is the point, the `iced_test` simulator): log-in and its failures, the catalogue,
+//! buying, the player with real mpv, settings reaching the running cache, and points.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Driver, PASSWORD};
+use iced_test::simulator;
+use rivulet_app::app::{Message, Screen};
+use rivulet_app::screen::{catalogue, player, points, settings};
+use rivulet_e2e::{MovieSpec, Network};
+use rivulet_tracker::login_limit::LoginLimits;
+
+const CHEAP: MovieSpec = MovieSpec {
+    id: "cheap",
+    seconds: 12,
+    price: 10,
+};
+const DEAR: MovieSpec = MovieSpec {
+    id: "dear",
+    seconds: 4,
+    price: 1000,
+};
+
+/// Whether the window shows `text` (the iced_test simulator, tiny-skia, no display).
+fn sees(d: &Driver, text: &str) -> bool {
+    simulator(d.app.view()).find(text).is_ok()
+}
+
+/// Clicks what shows `text`; the messages the click produced.
+fn click(d: &Driver, text: &str) -> Vec<Message> {
+    let mut ui = simulator(d.app.view());
+    ui.click(text)
+        .unwrap_or_else(|e| panic!("nothing to click shows {text:?}: {e:?}"));
+    ui.into_messages().collect()
+}
+
+fn catalogue_of(d: &Driver) -> &catalogue::State {
+    match &d.app.screen {
+        Screen::Catalogue(c) => c,
+        other => panic!("expected the catalogue, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_fills_the_catalogue_from_the_tracker() {
+    let net = Network::start(&[CHEAP, DEAR]).await.unwrap();
+    net.account("alice", PASSWORD).await.unwrap();
+    let mut d = Driver::new(false).await;
+    d.log_in(&net.url(), "alice", PASSWORD).await;
+    let c = catalogue_of(&d);
+    assert_eq!(c.account.username, "alice");
+    assert_eq!(c.account.balance, 100);
+    let titles: Vec<&str> = c.videos.iter().map(|v| v.title.as_str()).collect();
+    assert_eq!(titles, ["Movie cheap", "Movie dear"]);
+    assert!(
+        c.has_poster("cheap") && c.has_poster("dear"),
+        "posters decoded"
+    );
+    // What the user sees.
+    assert!(sees(&d, "Movie cheap"));
+    assert!(sees(&d, "Buy for 1000 points"));
+    assert!(sees(&d, "alice · 100 points"));
+    // Search narrows the grid.
+    d.send(Message::Catalogue(catalogue::Message::Search(
+        "DEAR".into(),
+    )))
+    .await;
+    let shown: Vec<_> = catalogue_of(&d).shown().map(|v| v.id.clone()).collect();
+    assert_eq!(shown, ["dear"]);
+    // The settings file remembers the tracker and the user, never the password.
+    let saved = std::fs::read_to_string(d.dir.path().join("settings.json")).unwrap();
+    assert!(saved.contains(&net.url()) && saved.contains("alice"));
+    assert!(!saved.contains(PASSWORD));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_failures_are_said_plainly() {
+    let net = Network::start_with(&[], |c| {
+        c.login_limits = LoginLimits {
+            per_account: 3,
+            per_address: 1000,
+            window: Duration::from_secs(3600),
+        };
+    })
+    .await
+    .unwrap();
+    net.account("bob", PASSWORD).await.unwrap();
+    let mut d = Driver::new(false).await;
+
+    // Empty fields are caught before any call, through a real click.
+    let clicked = click(&d, "Log in");
+    for m in clicked {
+        d.send(m).await;
+    }
+    assert_eq!(
+        d.login_error().as_deref(),
+        Some("Enter a user name and a password.")
+    );
+
+    d.log_in(&net.url(), "bob", "wrong-password-9").await;
+    assert_eq!(
+        d.login_error().as_deref(),
+        Some("Wrong user name or password.")
+    );
+    assert!(sees(&d, "Wrong user name or password."));
+
+    // A closed port: unreachable.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    d.log_in(&format!("http://{closed}"), "bob", PASSWORD).await;
+    let e = d.login_error().unwrap();
+    assert!(e.starts_with("The tracker cannot be reached"), "{e}");
+
+    d.log_in("tracker.example", "bob", PASSWORD).await;
+    assert!(d.login_error().unwrap().contains("http://"));
+
+    // Failures past the limit lock the account, even with the right password.
+    for _ in 0..4 {
+        d.log_in(&net.url(), "bob", "wrong-password-9").await;
+    }
+    d.log_in(&net.url(), "bob", PASSWORD).await;
+    let e = d.login_error().unwrap();
+    assert!(e.starts_with("Too many failed log-ins"), "{e}");
+
+    // Sign-up creates the account and logs in.
+    d.log_in(&net.url(), "carol", PASSWORD).await;
+    assert_eq!(
+        d.login_error().as_deref(),
+        Some("Wrong user name or password.")
+    );
+    d.send(Message::Login(rivulet_app::screen::login::Message::SignUp))
+        .await;
+    assert_eq!(catalogue_of(&d).account.username, "carol");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buying_with_and_without_enough_points() {
+    let net = Network::start(&[CHEAP, DEAR]).await.unwrap();
+    net.account("dora", PASSWORD).await.unwrap();
+    let mut d = Driver::new(false).await;
+    d.log_in(&net.url(), "dora", PASSWORD).await;
+
+    // Click "Buy", see the confirmation with the balance, click "Confirm".
+    let clicked = click(&d, "Buy for 10 points");
+    for m in clicked {
+        d.send(m).await;
+    }
+    assert!(sees(
+        &d,
+        "Buy \"Movie cheap\" for 10 points? You have 100; 90 would be left."
+    ));
+    let clicked = click(&d, "Confirm");
+    for m in clicked {
+        d.send(m).await;
+    }
+    let c = catalogue_of(&d);
+    assert_eq!(c.account.balance, 90);
+    assert!(c.videos.iter().any(|v| v.id == "cheap" && v.bought));
+    assert_eq!(
+        c.notice.as_deref(),
+        Some("Bought \"Movie cheap\" for 10 points; 90 left.")
+    );
+    assert!(sees(&d, "Watch"));
+
+    // Too dear: the confirmation says so, and the tracker's refusal is said plainly.
+    d.send(Message::Catalogue(catalogue::Message::Buy("dear".into())))
+        .await;
+    assert!(sees(
+        &d,
+        "\"Movie dear\" costs 1000 points and you have 90: not enough yet."
+    ));
+    d.send(Message::Catalogue(catalogue::Message::ConfirmBuy))
+        .await;
+    let c = catalogue_of(&d);
+    assert!(
+        c.error
+            .as_deref()
+            .unwrap()
+            .starts_with("You do not have enough points")
+    );
+    assert_eq!(c.account.balance, 90);
+    assert!(c.videos.iter().any(|v| v.id == "dear" && !v.bought));
+    // The tracker agrees.
+    let me = net
+        .login("dora", PASSWORD)
+        .await
+        .unwrap()
+        .me()
+        .await
+        .unwrap();
+    assert_eq!((me.balance, me.bought), (90, vec!["cheap".to_owned()]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
+    let net = Network::start(&[CHEAP, DEAR]).await.unwrap();
+    net.account("erin", PASSWORD).await.unwrap();
+    net.login("erin", PASSWORD)
+        .await
+        .unwrap()
+        .buy("cheap")
+        .await
+        .unwrap();
+    let mut d = Driver::new(true).await;
+    d.log_in(&net.url(), "erin", PASSWORD).await;
+
+    // Not bought: a plain message, no player.
+    d.send(Message::Catalogue(catalogue::Message::Watch("dear".into())))
+        .await;
+    assert_eq!(
+        catalogue_of(&d).error.as_deref(),
+        Some("Buy \"Movie dear\" before watching it.")
+    );
+
+    d.send(Message::Catalogue(catalogue::Message::Watch(
+        "cheap".into(),
+    )))
+    .await;
+    let playing = |d: &Driver| match &d.app.screen {
+        Screen::Player(p) => Some((p.phase.clone(), p.frames_rendered(), p.time)),
+        _ => None,
+    };
+    assert!(playing(&d).is_some());
+    // Engine events (stream ready, viewer numbers) and ticks until mpv renders frames and
+    // the clock moves.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut first_time = None;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no playback: {:?}",
+            playing(&d)
+        );
+        while let Some(e) = d.events.as_mut().and_then(|events| events.try_recv().ok()) {
+            d.send(Message::Node(e)).await;
+        }
+        d.send(Message::Player(player::Message::Tick)).await;
+        let (phase, frames, time) = playing(&d).unwrap();
+        assert!(!matches!(phase, player::Phase::Failed(_)), "{phase:?}");
+        if frames > 5 && time > 0.5 {
+            match first_time {
+                None => first_time = Some(time),
+                Some(t0) if time > t0 + 1.0 => break,
+                Some(_) => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The live panel: bytes came in, from the origin at least.
+    let Screen::Player(p) = &d.app.screen else {
+        unreachable!()
+    };
+    assert!(p.viewer.from_origin_bytes + p.viewer.from_caches_bytes > 0);
+    assert!(p.viewer.segments > 0);
+
+    // Seek ahead into a part not played yet: the clock follows and frames keep coming.
+    let before = playing(&d).unwrap().1;
+    d.send(Message::Player(player::Message::SeekMoved(9.0)))
+        .await;
+    d.send(Message::Player(player::Message::SeekReleased)).await;
+    let jumped = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            d.send(Message::Player(player::Message::Tick)).await;
+            if let Screen::Player(p) = &d.app.screen
+                && p.time >= 8.5
+                && p.frames_rendered() > before + 5
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(jumped.is_ok(), "the seek did not land: {:?}", playing(&d));
+
+    // The audio track list comes from mpv; volume and fullscreen are asked of mpv and the
+    // window.
+    let audio = match &d.app.screen {
+        Screen::Player(p) => p.audio_tracks().to_vec(),
+        _ => unreachable!(),
+    };
+    assert!(!audio.is_empty(), "mpv lists the audio track");
+    d.send(Message::Player(player::Message::AudioPicked(
+        audio[0].clone(),
+    )))
+    .await;
+    d.send(Message::Player(player::Message::Volume(30.0))).await;
+    d.send(Message::Player(player::Message::ToggleFullscreen))
+        .await;
+    let Screen::Player(p) = &d.app.screen else {
+        unreachable!()
+    };
+    assert!(p.volume == 30.0 && p.fullscreen);
+    assert!(
+        sees(&d, "Window"),
+        "the fullscreen button turns into Window"
+    );
+
+    // Pause holds the clock.
+    d.send(Message::Player(player::Message::TogglePause)).await;
+    assert!(sees(&d, "Play"));
+
+    // Back to the catalogue; closing stops the engine gracefully.
+    d.send(Message::Player(player::Message::Back)).await;
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    d.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_settings_change_reaches_the_running_cache() {
+    let net = Network::start(&[CHEAP]).await.unwrap();
+    net.account("fred", PASSWORD).await.unwrap();
+    let mut d = Driver::new(true).await;
+    d.log_in(&net.url(), "fred", PASSWORD).await;
+    assert!(
+        d.until(Duration::from_secs(30), |app| app
+            .cache
+            .as_ref()
+            .is_some_and(|c| !c.node_id.is_empty()))
+            .await,
+        "the app's cache never started: {:?}",
+        d.app.notice
+    );
+    assert_eq!(d.app.cache.as_ref().unwrap().storage_bytes, 200_000_000);
+
+    d.send(Message::OpenSettings).await;
+    for m in [
+        settings::Message::StorageMultiplier(0.2),
+        settings::Message::UploadCustom("oops".into()),
+        settings::Message::Apply,
+    ] {
+        d.send(Message::Pane(m)).await;
+    }
+    let pane = d.app.pane.as_ref().unwrap();
+    assert_eq!(
+        pane.error.as_deref(),
+        Some("The upload in Mbit/s must be a positive number, not \"oops\".")
+    );
+    for m in [
+        settings::Message::UploadCustom("".into()),
+        settings::Message::UploadMultiplier(0.5),
+        settings::Message::Apply,
+    ] {
+        d.send(Message::Pane(m)).await;
+    }
+    assert!(
+        d.until(Duration::from_secs(10), |app| app
+            .cache
+            .as_ref()
+            .is_some_and(|c| {
+                c.storage_bytes == 300_000_000 && c.upload_bps == 5_000_000
+            }))
+        .await,
+        "the cache kept {:?}",
+        d.app.cache
+    );
+    // The pane shows what the running cache reports; the file has the new values.
+    assert!(sees(&d, "Upload: 5.0 Mbit/s"));
+    let saved = rivulet_app::settings::Settings::load(&d.dir.path().join("settings.json")).0;
+    assert_eq!(saved.storage_bytes(), 300_000_000);
+    assert_eq!(saved.upload_bps(), 5_000_000);
+    // The tracker knows the new limits.
+    let client = net.login("fred", PASSWORD).await.unwrap();
+    assert!(
+        rivulet_e2e::eventually(Duration::from_secs(15), || {
+            let client = client.clone();
+            async move {
+                client
+                    .my_nodes()
+                    .await
+                    .is_ok_and(|n| n.iter().any(|n| n.storage_bytes == 300_000_000))
+            }
+        })
+        .await
+    );
+    // A new cache folder restarts the cache there (a relative one is refused first).
+    let old_node = d.app.cache.as_ref().unwrap().node_id.clone();
+    let moved = d.dir.path().join("moved-cache");
+    for m in [
+        settings::Message::CacheDir("relative/cache".into()),
+        settings::Message::Apply,
+    ] {
+        d.send(Message::Pane(m)).await;
+    }
+    assert_eq!(
+        d.app.pane.as_ref().unwrap().error.as_deref(),
+        Some("The cache folder must be an absolute path, not \"relative/cache\".")
+    );
+    for m in [
+        settings::Message::CacheDir(moved.display().to_string()),
+        settings::Message::Apply,
+    ] {
+        d.send(Message::Pane(m)).await;
+    }
+    assert!(
+        d.until(Duration::from_secs(20), |app| app
+            .cache
+            .as_ref()
+            .is_some_and(|c| !c.node_id.is_empty() && c.node_id != old_node))
+            .await,
+        "the cache did not restart in the new folder: {:?}",
+        d.app.notice
+    );
+    assert!(moved.exists(), "the new cache folder was not created");
+    assert_eq!(d.app.cache.as_ref().unwrap().storage_bytes, 300_000_000);
+    d.close().await;
+    // Closing told the tracker: the cache is gone from the account's nodes.
+    assert!(
+        rivulet_e2e::eventually(Duration::from_secs(5), || {
+            let client = client.clone();
+            async move { client.my_nodes().await.is_ok_and(|n| n.is_empty()) }
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_points_screen_follows_the_cache_uploads() {
+    let net = Network::start_with(&[CHEAP], |c| {
+        c.placement_interval = Duration::from_millis(300);
+        c.bytes_per_point = 10_000;
+    })
+    .await
+    .unwrap();
+    net.account("gina", PASSWORD).await.unwrap();
+    net.account("hugo", PASSWORD).await.unwrap();
+    let mut d = Driver::new(true).await;
+    d.log_in(&net.url(), "gina", PASSWORD).await;
+    d.send(Message::OpenPoints).await;
+    let Screen::Points(p) = &d.app.screen else {
+        panic!("expected the points screen")
+    };
+    assert_eq!(p.account.credited_bytes, 0);
+    let start = p.account.balance;
+
+    // Hugo buys the movie: placement gives gina's cache chunks of it, which it fetches.
+    net.login("hugo", PASSWORD)
+        .await
+        .unwrap()
+        .buy("cheap")
+        .await
+        .unwrap();
+    assert!(
+        d.until(Duration::from_secs(30), |app| app
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.used_bytes > 0 && !c.holdings.is_empty()))
+            .await,
+        "the cache never held anything: {:?}",
+        d.app.cache
+    );
+    // Another round so that hugo's peer set includes the cache.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let out = d.dir.path().join("hugo.mkv");
+    let report = rivulet_node_core::headless::watch(
+        &net.url(),
+        "hugo",
+        PASSWORD,
+        "cheap",
+        &out,
+        &rivulet_node_core::viewer::WatchOptions::default(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(report.from_caches_bytes > 0, "{report:?}");
+
+    // The screen refreshes (as its timer does) until the credit shows.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        d.send(Message::Points(points::Message::Refresh)).await;
+        let Screen::Points(p) = &d.app.screen else {
+            panic!("left the points screen")
+        };
+        if p.account.credited_bytes > 0 && p.account.balance > start {
+            assert!(p.history.len() >= 2, "earnings over time: {:?}", p.history);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no credit: {:?}",
+            p.account
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // "Serving now" shows what the cache sent, as the engine reports it.
+    assert!(
+        d.until(Duration::from_secs(15), |app| match &app.screen {
+            Screen::Points(p) => p.cache.as_ref().is_some_and(|c| c.sent_bytes > 0),
+            _ => false,
+        })
+        .await,
+        "the points screen never showed bytes sent: {:?}",
+        d.app.cache
+    );
+    assert!(sees(&d, "Serving now"));
+    d.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remember_me_without_a_keyring_says_so_and_writes_no_password() {
+    let net = Network::start(&[]).await.unwrap();
+    net.account("ivan", PASSWORD).await.unwrap();
+    let mut d = Driver::new(false).await;
+    // No Secret Service here (no session bus): the app must say it did not remember.
+    // SAFETY: this test process reads the variable only through the keyring below.
+    unsafe { std::env::remove_var("DBUS_SESSION_BUS_ADDRESS") };
+    d.send(Message::Login(
+        rivulet_app::screen::login::Message::Remember(true),
+    ))
+    .await;
+    d.log_in(&net.url(), "ivan", PASSWORD).await;
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    let notice = d.app.notice.clone().unwrap_or_default();
+    assert!(notice.contains("not remembered"), "{notice:?}");
+    assert!(sees(&d, &notice));
+    // Nothing under the app's folders holds the password.
+    for dir in [d.dir.path().to_owned(), common::isolate()] {
+        for entry in walk(&dir) {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            assert!(
+                !bytes
+                    .windows(PASSWORD.len())
+                    .any(|w| w == PASSWORD.as_bytes()),
+                "{} holds the password",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -1,0 +1,191 @@
+//! End to end under a real X server (Xvfb): `rivulet --demo` starts its embedded network,
+//! logs in and plays the demo movie in the window. Asserts from the app's status file that
+//! playback time advances and decoded frames reach the window, then takes a screenshot of
+//! the screen (saved under target/test-artifacts/app/) and checks it shows a picture.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts Xvfb on a free display number; returns it with the display.
+fn start_xvfb() -> (Reaped, String) {
+    for n in 140..240 {
+        if Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+        {
+            continue;
+        }
+        let display = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1320x860x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb runs (installer/deps.sh installs xvfb)");
+        let mut xvfb = Reaped(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                return (xvfb, display);
+            }
+            if let Ok(Some(_)) = xvfb.0.try_wait() {
+                break; // lost a race for this number: try the next
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("no free X display between :140 and :239");
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Status {
+    screen: String,
+    time_pos: f64,
+    frames_shown: u64,
+    frames_rendered: u64,
+    first_frame_ms: Option<u64>,
+    play_to_frame_ms: Option<u64>,
+    from_caches_bytes: u64,
+    from_origin_bytes: u64,
+    error: Option<String>,
+}
+
+fn read_status(path: &Path) -> Option<Status> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("test-artifacts/app");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn demo_plays_the_demo_movie_in_a_real_window() {
+    let (_xvfb, display) = start_xvfb();
+    let home = tempfile::tempdir().unwrap();
+    let status_file = home.path().join("status.json");
+    let log = std::fs::File::create(home.path().join("rivulet.log")).unwrap();
+    let started = Instant::now();
+    let mut app = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_rivulet"))
+            .arg("--demo")
+            .env("DISPLAY", &display)
+            .env_remove("WAYLAND_DISPLAY")
+            .env("RIVULET_HOME", home.path())
+            .env("RIVULET_STATUS_FILE", &status_file)
+            .env("RIVULET_MPV_AO", "null")
+            .env("ICED_BACKEND", "tiny-skia")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let log_text = || std::fs::read_to_string(home.path().join("rivulet.log")).unwrap_or_default();
+
+    // The first launch makes the demo movie with ffmpeg: allow for it.
+    let deadline = started + Duration::from_secs(300);
+    let mut first: Option<(Instant, f64)> = None;
+    let status = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no playback in 300 s: {:?}\n{}",
+            read_status(&status_file),
+            log_text()
+        );
+        if let Some(s) = read_status(&status_file) {
+            assert!(s.error.is_none(), "the app reports: {s:?}\n{}", log_text());
+            if s.screen == "player" && s.frames_shown > 0 {
+                match first {
+                    None => first = Some((Instant::now(), s.time_pos)),
+                    Some((_, t0)) if s.time_pos >= t0 + 2.0 => break s,
+                    Some(_) => {}
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.frames_rendered > 0 && status.frames_shown > 10,
+        "{status:?}"
+    );
+    assert!(
+        status.from_caches_bytes + status.from_origin_bytes > 0,
+        "{status:?}"
+    );
+    eprintln!(
+        "demo: launch → first frame {:?} ms, play → first frame {:?} ms, {status:?}",
+        status.first_frame_ms, status.play_to_frame_ms
+    );
+
+    // A screenshot of the whole screen, as a person would see it.
+    let shot = artifacts().join("demo.png");
+    let xwd = Command::new("xwd")
+        .args(["-root", "-silent", "-display", &display])
+        .output()
+        .expect("xwd runs (x11-apps)");
+    assert!(xwd.status.success(), "xwd failed");
+    let mut convert = Command::new("convert")
+        .args(["xwd:-", shot.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("convert runs (imagemagick)");
+    use std::io::Write as _;
+    convert
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&xwd.stdout)
+        .unwrap();
+    assert!(convert.wait().unwrap().success(), "convert failed");
+    let picture = image::open(&shot).unwrap().to_rgb8();
+    // The video area (upper middle of the window) holds many colours, not a blank.
+    let (w, h) = picture.dimensions();
+    let mut colours = std::collections::HashSet::new();
+    for y in (h / 8..h * 5 / 8).step_by(4) {
+        for x in (w / 8..w * 7 / 8).step_by(4) {
+            colours.insert(picture.get_pixel(x, y).0);
+        }
+    }
+    assert!(
+        colours.len() > 50,
+        "the screenshot looks blank ({} colours): {}",
+        colours.len(),
+        shot.display()
+    );
+
+    // SIGTERM closes like the window's close button: the engine stops, the app exits 0.
+    let pid = app.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(status) = app.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < until,
+            "the app did not exit within 20 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit:?}\n{}", log_text());
+}
