@@ -13,6 +13,16 @@ fn base(kind: fn(&directories::ProjectDirs) -> PathBuf, sub: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".rivulet").join(sub))
 }
 
+/// The platform's config folder for Rivulet (settings, the store key).
+pub fn config_dir() -> PathBuf {
+    base(|d| d.config_dir().to_owned(), "config")
+}
+
+/// The platform's local data folder for Rivulet (downloads, the demo network).
+pub fn data_dir() -> PathBuf {
+    base(|d| d.data_local_dir().to_owned(), "data")
+}
+
 /// The default cache folder (the chunk store lives hidden inside it).
 pub fn cache_dir() -> PathBuf {
     base(|d| d.cache_dir().to_owned(), "cache")
@@ -20,10 +30,10 @@ pub fn cache_dir() -> PathBuf {
 
 /// The store key: in the config folder, never beside the chunks.
 pub fn store_key() -> PathBuf {
-    base(|d| d.config_dir().to_owned(), "config").join("store.key")
+    config_dir().join("store.key")
 }
 
 /// The hidden download area, cleaned of files older than seven days when a node starts.
 pub fn downloads_dir() -> PathBuf {
-    base(|d| d.data_local_dir().to_owned(), "data").join(".downloads")
+    data_dir().join(".downloads")
 }

@@ -590,26 +590,28 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn percentile(values: &[u64], p: f64) -> f64 {
+/// The `p` quantile (0..=1) of `values`, nearest rank; 0 when there are none.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
     if values.is_empty() {
         return 0.0;
     }
     let mut v = values.to_vec();
-    v.sort_unstable();
-    v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)] as f64
+    v.sort_by(f64::total_cmp);
+    v[((p * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
 }
 
 /// The headline numbers from the baseline and the Rivulet phase.
 pub fn summarize(config: &SwarmConfig, baseline: &Phase, rivulet: &Phase) -> Summary {
     let base = baseline.origin_bytes.max(1) as f64;
+    let starts: Vec<f64> = rivulet.starts_ms.iter().map(|&ms| ms as f64).collect();
     let secs = config.minutes * 60.0 / config.scale.max(0.01);
     Summary {
         origin_share_total: rivulet.origin_bytes as f64 / base,
         origin_share_steady: rivulet.origin_bytes_steady as f64
             / baseline.origin_bytes_steady.max(1) as f64,
         lower_bound_share: rivulet.lower_bound_bytes as f64 / base,
-        start_p50_ms: percentile(&rivulet.starts_ms, 0.5),
-        start_p95_ms: percentile(&rivulet.starts_ms, 0.95),
+        start_p50_ms: percentile(&starts, 0.5),
+        start_p95_ms: percentile(&starts, 0.95),
         stall_ratio: rivulet.stall_ms as f64 / rivulet.watch_ms.max(1) as f64,
         viewer_bytes: rivulet.viewer_bytes,
         byte_exact: baseline.mismatches == 0 && rivulet.mismatches == 0,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use rivulet_e2e::swarm::{self, Phase, Popularity, SwarmConfig};
+use rivulet_e2e::swarm::{self, Phase, Popularity, Rng, SwarmConfig, percentile};
 use rivulet_e2e::{MovieSpec, Network, eventually};
 use rivulet_node_core::format::Manifest;
 use rivulet_node_core::viewer::{Session, WatchOptions};
@@ -159,27 +159,6 @@ struct StartSeekSummary {
     with_caches: Delays,
 }
 
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = (p * (values.len() - 1) as f64).round() as usize;
-    values[rank.min(values.len() - 1)]
-}
-
-/// A small deterministic generator (xorshift), so runs with one seed seek alike.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// One viewer after another: log in, join, wait for the first bytes (start), then seek to
 /// random places and wait for the bytes there (seek).
 async fn measure(
@@ -224,11 +203,11 @@ async fn measure(
             let missing: Vec<u32> = (0..manifest.segment_count())
                 .filter(|s| !shared.is_present(*s))
                 .collect();
-            let Some(&segment) = missing.get(rng.next() as usize % missing.len().max(1)) else {
+            let Some(&segment) = missing.get(rng.next_u64() as usize % missing.len().max(1)) else {
                 break;
             };
             let to = manifest.segment_offset(segment)
-                + rng.next() % manifest.segment_len(segment) as u64;
+                + rng.next_u64() % manifest.segment_len(segment) as u64;
             let at = Instant::now();
             reader.seek(SeekFrom::Start(to)).await?;
             reader.read_exact(&mut byte).await?;
@@ -247,10 +226,10 @@ async fn measure(
         let _ = std::fs::remove_file(&download);
     }
     Ok(Delays {
-        start_p50_ms: percentile(&mut starts, 0.5),
-        start_p95_ms: percentile(&mut starts, 0.95),
-        seek_p50_ms: percentile(&mut seek_times, 0.5),
-        seek_p95_ms: percentile(&mut seek_times, 0.95),
+        start_p50_ms: percentile(&starts, 0.5),
+        start_p95_ms: percentile(&starts, 0.95),
+        seek_p50_ms: percentile(&seek_times, 0.5),
+        seek_p95_ms: percentile(&seek_times, 0.95),
         samples_start: starts.len(),
         samples_seek: seek_times.len(),
         from_caches_share: from_caches as f64 / total.max(1) as f64,
@@ -280,7 +259,7 @@ async fn start_seek(
         },
     )
     .await?;
-    let mut rng = Rng(seed.max(1));
+    let mut rng = Rng::new(seed);
     let origin_only = measure(&net, "base", viewers, seeks, &mut rng).await?;
     let mut running = Vec::new();
     for c in 0..caches {
