@@ -1,11 +1,12 @@
 //! The chunk server with a real FTP client: a ticket opens its movie's chunks, the shared
 //! upload cap holds the sending rate down (and can be changed while serving), and bytes are
-//! counted per receiver.
+//! counted per receiver; several chunks of a segment travel in one transfer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use rivulet_node_core::format::encode_chunk;
 use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkServer};
 use rivulet_node_core::peer::ftp::{ChunkSession, FetchError};
 use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
@@ -140,5 +141,87 @@ async fn tickets_caps_and_counts() {
     assert_eq!(bytes("viewer-a"), Some(11 * CHUNK as u64));
     assert_eq!(bytes("viewer-b"), Some(2 * CHUNK as u64));
     assert!(server.served().take_by_peer().is_empty(), "taken once");
+    server.shutdown().await;
+}
+
+/// Framed chunks of 64 KiB for even indices only; index 6 is sent framed as index 7 (a
+/// liar), index 8 is twice as long as any other.
+#[derive(Debug)]
+struct Framed;
+
+const FRAMED_PAYLOAD: usize = 64 * 1024;
+
+fn framed(segment: u32, index: u16, len: usize) -> Vec<u8> {
+    encode_chunk(segment, index, &[], &vec![index as u8 ^ 0x5a; len])
+}
+
+#[async_trait]
+impl ChunkProvider for Framed {
+    async fn chunk(
+        &self,
+        _video: &str,
+        segment: u32,
+        index: u16,
+    ) -> Result<Option<Vec<u8>>, String> {
+        Ok(match index {
+            6 => Some(framed(segment, 7, FRAMED_PAYLOAD)),
+            8 => Some(framed(segment, 8, 2 * FRAMED_PAYLOAD)),
+            i if i % 2 == 0 => Some(framed(segment, i, FRAMED_PAYLOAD)),
+            _ => None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_batch_brings_what_the_server_holds_in_one_transfer() {
+    let signer = TicketSigner::from_seed(&[4; 32]);
+    let server = ChunkServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "cache-2",
+        signer.public_key(),
+        Arc::new(Framed),
+        0,
+    )
+    .await
+    .unwrap();
+    let addr = server.addr().to_string();
+    let t = Duration::from_secs(10);
+    let good = ticket(&signer, "viewer-a", "cache-2", "film", 60);
+    let mut session = ChunkSession::connect(&addr, "viewer-a", &good, "film", t)
+        .await
+        .unwrap();
+    let max = framed(0, 0, FRAMED_PAYLOAD).len();
+
+    // Held ones come in the order asked; the odd ones are missing there.
+    let got = session.fetch_batch(3, &[4, 1, 0, 3, 2], max).await.unwrap();
+    let indices: Vec<u16> = got.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indices, [4, 0, 2]);
+    for (i, wire) in &got {
+        assert_eq!(*wire, framed(3, *i, FRAMED_PAYLOAD));
+    }
+    // None held: an empty answer, and the session still works.
+    assert!(session.fetch_batch(3, &[1, 3], max).await.unwrap().is_empty());
+    // A chunk framed under another index is handed over as the one asked for (the caller's
+    // verification then fails and blames the sender).
+    let got = session.fetch_batch(1, &[6, 2], max).await.unwrap();
+    assert_eq!(got[0].0, 6);
+    assert_eq!(got[0].1, framed(1, 7, FRAMED_PAYLOAD));
+    assert_eq!(got[1], (2, framed(1, 2, FRAMED_PAYLOAD)));
+    // One chunk over the limit ends the batch.
+    assert!(matches!(
+        session.fetch_batch(1, &[0, 8], max).await,
+        Err(FetchError::TooLarge { .. })
+    ));
+
+    // Every byte sent is counted: 3 + 2 chunks, then 1 chunk and the long one.
+    let served = server.served().take_by_peer();
+    assert_eq!(
+        served,
+        [(
+            "viewer-a".to_owned(),
+            "film".to_owned(),
+            (6 * max + framed(1, 8, 2 * FRAMED_PAYLOAD).len()) as u64
+        )]
+    );
     server.shutdown().await;
 }

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::format::Manifest;
 use crate::peer::chunk_server::{ChunkProvider, ChunkServer, RateCap, ServedBytes};
-use crate::peer::ftp::ChunkSession;
+use crate::peer::ftp::{ChunkSession, MAX_BATCH};
 use crate::ticket::TicketKey;
 use store::ChunkStore;
 
@@ -431,29 +431,41 @@ async fn apply(
 /// Parallel downloads from the origin.
 const FETCHERS: usize = 2;
 
-/// Fetches missing chunks from the origin (worker `worker` of [`FETCHERS`] takes every
-/// FETCHERS-th), verifying each before it is stored.
+/// Fetches missing chunks from the origin, a segment's wanted indices of a movie in one
+/// transfer (worker `worker` of [`FETCHERS`] takes every FETCHERS-th such group), verifying
+/// each chunk before it is stored.
 async fn fetch_loop(shared: Arc<Shared>, worker: usize, stop: watch::Receiver<bool>) {
     let mut sessions: HashMap<String, ChunkSession> = HashMap::new();
     let timeout = Duration::from_secs(10);
     while !*stop.borrow() {
-        let missing = shared.store.missing();
-        let mine: Vec<_> = missing
+        let mut groups: Vec<((String, u32), Vec<u16>)> = Vec::new();
+        for (video, segment, index) in shared.store.missing() {
+            match groups.last_mut() {
+                Some((at, indices))
+                    if at.0 == video && at.1 == segment && indices.len() < MAX_BATCH =>
+                {
+                    indices.push(index);
+                }
+                _ => groups.push(((video, segment), vec![index])),
+            }
+        }
+        let mine: Vec<_> = groups
             .into_iter()
             .enumerate()
             .filter(|(i, _)| i % FETCHERS == worker)
-            .map(|(_, m)| m)
+            .map(|(_, g)| g)
             .collect();
         if mine.is_empty() {
             let _ = tokio::time::timeout(Duration::from_secs(1), shared.work.notified()).await;
             continue;
         }
         let (mut failed, mut stored_any) = (false, false);
-        for (video, segment, index) in mine {
+        'groups: for ((video, segment), mut indices) in mine {
             if *stop.borrow() {
                 return;
             }
-            if !shared.store.wants(&video, segment, index) {
+            indices.retain(|i| shared.store.wants(&video, segment, *i));
+            if indices.is_empty() {
                 continue;
             }
             let (Some(manifest), Some(ticket)) = (
@@ -481,34 +493,41 @@ async fn fetch_loop(shared: Arc<Shared>, worker: usize, stop: watch::Receiver<bo
                 continue;
             };
             let limit = manifest.wire_len(segment);
-            shared.download.acquire(limit).await;
-            let fetched = session.fetch(segment, index, limit).await;
-            let wire = match fetched {
-                Ok(wire) if manifest.verify_chunk(segment, index, &wire).is_ok() => wire,
+            shared.download.acquire(limit * indices.len()).await;
+            let got = match session.fetch_batch(segment, &indices, limit).await {
+                Ok(got) if got.len() == indices.len() => got,
                 Ok(_) | Err(_) => {
                     sessions.remove(&video);
                     failed = true;
                     break;
                 }
             };
-            shared
-                .fetched
-                .fetch_add(wire.len() as u64, Ordering::Relaxed);
-            let budget = shared.storage.load(Ordering::Relaxed);
-            let store = shared.store.clone();
-            let stored = tokio::task::spawn_blocking(move || {
-                store.put(&video, segment, index, &wire, budget)
-            })
-            .await;
-            match stored {
-                Ok(Ok(true)) => stored_any = true,
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => {
-                    *lock(&shared.problem) = Some(e.to_string());
+            for (index, wire) in got {
+                if manifest.verify_chunk(segment, index, &wire).is_err() {
+                    sessions.remove(&video);
                     failed = true;
-                    break;
+                    break 'groups;
                 }
-                Err(_) => {}
+                shared
+                    .fetched
+                    .fetch_add(wire.len() as u64, Ordering::Relaxed);
+                let budget = shared.storage.load(Ordering::Relaxed);
+                let store = shared.store.clone();
+                let video = video.clone();
+                let stored = tokio::task::spawn_blocking(move || {
+                    store.put(&video, segment, index, &wire, budget)
+                })
+                .await;
+                match stored {
+                    Ok(Ok(true)) => stored_any = true,
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => {
+                        *lock(&shared.problem) = Some(e.to_string());
+                        failed = true;
+                        break 'groups;
+                    }
+                    Err(_) => {}
+                }
             }
         }
         if !stored_any && !failed {

@@ -28,6 +28,19 @@ impl ChunkHeader {
         CHUNK_HEADER_LEN + proof_len * 32 + payload_len
     }
 
+    /// The whole chunk's length as its first [`CHUNK_HEADER_LEN`] bytes frame it, or `None`
+    /// when they are not a chunk header; lets a reader cut chunks out of one stream.
+    pub fn framed_len(head: &[u8]) -> Option<usize> {
+        if head.len() < CHUNK_HEADER_LEN || &head[0..4] != MAGIC || head[4] != WIRE_VERSION {
+            return None;
+        }
+        let payload_len = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
+        Some(Self::wire_len(
+            usize::from(head[5]),
+            usize::try_from(payload_len).ok()?,
+        ))
+    }
+
     /// Splits a wire chunk into header, proof and payload, checking only its framing.
     pub(crate) fn parse(wire: &[u8]) -> Result<(ChunkHeader, Vec<Digest>, &[u8]), String> {
         if wire.len() < CHUNK_HEADER_LEN {

@@ -26,6 +26,7 @@ use unftp_core::auth::{
 };
 use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageBackend};
 
+use crate::peer::ftp::MAX_BATCH;
 use crate::ticket::{TicketClaims, TicketKey};
 
 /// A movie id as it may appear in a path: lowercase letters, digits, '-' and '_'.
@@ -232,8 +233,9 @@ impl UserDetailProvider for TicketUsers {
     }
 }
 
-/// `/<video>/<segment>/<index>`, or `None` for anything else (including `..`).
-fn chunk_path(path: &Path) -> Option<(String, u32, u16)> {
+/// `/<video>/<segment>/<index>` or `/<video>/<segment>/<index>,<index>,…` (distinct, at
+/// most [`MAX_BATCH`]), or `None` for anything else (including `..`).
+fn chunk_path(path: &Path) -> Option<(String, u32, Vec<u16>)> {
     let parts: Vec<&str> = path
         .components()
         .filter_map(|c| match c {
@@ -242,14 +244,19 @@ fn chunk_path(path: &Path) -> Option<(String, u32, u16)> {
             _ => Some(None),
         })
         .collect::<Option<_>>()?;
-    match parts.as_slice() {
-        [video, segment, index] if check_id(video).is_ok() => Some((
-            (*video).to_owned(),
-            segment.parse().ok()?,
-            index.parse().ok()?,
-        )),
-        _ => None,
+    let [video, segment, list] = parts.as_slice() else {
+        return None;
+    };
+    check_id(video).ok()?;
+    let indices: Vec<u16> = list
+        .split(',')
+        .map(|i| i.parse().ok())
+        .collect::<Option<_>>()?;
+    let distinct: std::collections::BTreeSet<u16> = indices.iter().copied().collect();
+    if indices.len() > MAX_BATCH || distinct.len() != indices.len() {
+        return None;
     }
+    Some(((*video).to_owned(), segment.parse().ok()?, indices))
 }
 
 #[derive(Debug)]
@@ -294,19 +301,43 @@ fn not_found() -> Error {
     Error::from(ErrorKind::PermanentFileNotAvailable)
 }
 
+/// The chunks of one request that the provider holds, in the order asked.
+struct Found {
+    video: String,
+    segment: u32,
+    chunks: Vec<(u16, Vec<u8>)>,
+}
+
+impl Found {
+    fn len(&self) -> usize {
+        self.chunks.iter().map(|(_, c)| c.len()).sum()
+    }
+}
+
 impl ProviderStore {
-    /// The chunk at `path` for `user`, in wire form.
-    async fn chunk(&self, user: &TicketUser, path: &Path) -> Result<(String, (u32, u16), Vec<u8>)> {
-        let (video, segment, index) = chunk_path(path).ok_or_else(not_found)?;
+    /// The chunks at `path` for `user`, in wire form; not found when it holds none.
+    async fn chunks(&self, user: &TicketUser, path: &Path) -> Result<Found> {
+        let (video, segment, indices) = chunk_path(path).ok_or_else(not_found)?;
         // A session lives no longer than its ticket.
         if video != user.0.video || user.0.expires_at <= unix_now() {
             return Err(ErrorKind::PermissionDenied.into());
         }
-        match self.provider.chunk(&video, segment, index).await {
-            Ok(Some(chunk)) => Ok((video, (segment, index), chunk)),
-            Ok(None) => Err(not_found()),
-            Err(e) => Err(Error::new(ErrorKind::LocalError, e)),
+        let mut chunks = Vec::with_capacity(indices.len());
+        for index in indices {
+            match self.provider.chunk(&video, segment, index).await {
+                Ok(Some(chunk)) => chunks.push((index, chunk)),
+                Ok(None) => {}
+                Err(e) => return Err(Error::new(ErrorKind::LocalError, e)),
+            }
         }
+        if chunks.is_empty() {
+            return Err(not_found());
+        }
+        Ok(Found {
+            video,
+            segment,
+            chunks,
+        })
     }
 }
 
@@ -335,9 +366,9 @@ impl StorageBackend<TicketUser> for ProviderStore {
                 Err(not_found())
             };
         }
-        let (_, _, chunk) = self.chunk(user, path).await?;
+        let found = self.chunks(user, path).await?;
         Ok(ChunkMeta {
-            len: chunk.len() as u64,
+            len: found.len() as u64,
             dir: false,
         })
     }
@@ -356,13 +387,23 @@ impl StorageBackend<TicketUser> for ProviderStore {
         path: P,
         start_pos: u64,
     ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
-        let (video, at, chunk) = self.chunk(user, path.as_ref()).await?;
-        let start = usize::try_from(start_pos)
-            .unwrap_or(usize::MAX)
-            .min(chunk.len());
-        self.served
-            .add(&user.0.holder, &video, at, (chunk.len() - start) as u64);
-        Ok(Box::new(std::io::Cursor::new(chunk[start..].to_vec())))
+        let found = self.chunks(user, path.as_ref()).await?;
+        let mut all = Vec::with_capacity(found.len());
+        for (index, chunk) in &found.chunks {
+            let skip = usize::try_from(start_pos.saturating_sub(all.len() as u64))
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
+            self.served.add(
+                &user.0.holder,
+                &found.video,
+                (found.segment, *index),
+                (chunk.len() - skip) as u64,
+            );
+            all.extend_from_slice(chunk);
+        }
+        let start = usize::try_from(start_pos).unwrap_or(usize::MAX).min(all.len());
+        all.drain(..start);
+        Ok(Box::new(std::io::Cursor::new(all)))
     }
 
     async fn get_into<'a, P, W: ?Sized>(
@@ -376,16 +417,22 @@ impl StorageBackend<TicketUser> for ProviderStore {
         W: AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + Debug,
     {
-        let (video, at, chunk) = self.chunk(user, path.as_ref()).await?;
-        let start = usize::try_from(start_pos)
-            .unwrap_or(usize::MAX)
-            .min(chunk.len());
-        for piece in chunk[start..].chunks(CAPPED_PIECE) {
-            self.cap.acquire(piece.len()).await;
-            output.write_all(piece).await?;
+        let found = self.chunks(user, path.as_ref()).await?;
+        let (mut offset, mut sent) = (0u64, 0u64);
+        for (index, chunk) in &found.chunks {
+            let skip = usize::try_from(start_pos.saturating_sub(offset))
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
+            offset += chunk.len() as u64;
+            for piece in chunk[skip..].chunks(CAPPED_PIECE) {
+                self.cap.acquire(piece.len()).await;
+                output.write_all(piece).await?;
+            }
+            let bytes = (chunk.len() - skip) as u64;
+            self.served
+                .add(&user.0.holder, &found.video, (found.segment, *index), bytes);
+            sent += bytes;
         }
-        let sent = (chunk.len() - start) as u64;
-        self.served.add(&user.0.holder, &video, at, sent);
         Ok(sent)
     }
 
@@ -425,26 +472,55 @@ impl StorageBackend<TicketUser> for ProviderStore {
     }
 }
 
-/// Binds every passive data port to port 0: the kernel picks a free one, so two sessions
-/// never race for the same port. (It ignores a configured passive range.)
+/// Picks passive data ports itself, walking the configured range from a shared cursor and
+/// binding each explicitly (with SO_REUSEADDR, so ports whose last transfer still lingers
+/// in TIME_WAIT can be reused at once); a port another listener holds is skipped. Neither
+/// alternative holds up under load: libunftp's random pick collides, and asking the kernel
+/// for port 0 makes it scan every port with tens of thousands of TIME_WAIT sockets about
+/// (one per chunk transfer: measured 65% of a busy swarm's CPU in that scan).
 #[derive(Debug, Clone)]
-struct KernelPicksPort;
+struct PassivePorts;
+
+/// Where the next passive bind starts looking, shared by every server in the process.
+static NEXT_PASSIVE_PORT: AtomicU64 = AtomicU64::new(0);
+
+/// Ports tried before falling back to the kernel's choice.
+const PASSIVE_TRIES: usize = 64;
 
 #[async_trait]
-impl libunftp::options::Binder for KernelPicksPort {
+impl libunftp::options::Binder for PassivePorts {
     async fn bind(
         &mut self,
         ip: std::net::IpAddr,
-        _range: std::ops::RangeInclusive<u16>,
+        range: std::ops::RangeInclusive<u16>,
     ) -> std::io::Result<tokio::net::TcpSocket> {
-        let socket = if ip.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
+        let socket = || -> std::io::Result<tokio::net::TcpSocket> {
+            let s = if ip.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            s.set_reuseaddr(true)?;
+            Ok(s)
         };
-        socket.set_reuseaddr(true)?;
-        socket.bind(SocketAddr::new(ip, 0))?;
-        Ok(socket)
+        let (first, span) = (
+            u64::from(*range.start()),
+            u64::from(range.end().saturating_sub(*range.start())) + 1,
+        );
+        if !range.is_empty() {
+            for _ in 0..PASSIVE_TRIES {
+                let port = first + NEXT_PASSIVE_PORT.fetch_add(1, Ordering::Relaxed) % span;
+                let s = socket()?;
+                match s.bind(SocketAddr::new(ip, port as u16)) {
+                    Ok(()) => return Ok(s),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let s = socket()?;
+        s.bind(SocketAddr::new(ip, 0))?;
+        Ok(s)
     }
 }
 
@@ -513,7 +589,7 @@ impl ChunkServer {
                         )
                         .authenticator(auth.clone())
                         .passive_host(libunftp::options::PassiveHost::FromConnection)
-                        .binder(KernelPicksPort)
+                        .binder(PassivePorts)
                         .idle_session_timeout(120)
                         .logger(slog::Logger::root(slog::Discard, slog::o!()))
                         .build();
@@ -580,11 +656,22 @@ mod tests {
     fn only_chunk_paths_inside_the_store_parse() {
         assert_eq!(
             chunk_path(Path::new("/demo/3/17")),
-            Some(("demo".into(), 3, 17))
+            Some(("demo".into(), 3, vec![17]))
         );
         assert_eq!(
             chunk_path(Path::new("demo/0/0")),
-            Some(("demo".into(), 0, 0))
+            Some(("demo".into(), 0, vec![0]))
+        );
+        assert_eq!(
+            chunk_path(Path::new("/demo/2/5,1,9")),
+            Some(("demo".into(), 2, vec![5, 1, 9]))
+        );
+        let most: Vec<String> = (0..MAX_BATCH).map(|i| i.to_string()).collect();
+        let too_many: Vec<String> = (0..=MAX_BATCH).map(|i| i.to_string()).collect();
+        assert!(chunk_path(Path::new(&format!("/demo/1/{}", most.join(",")))).is_some());
+        assert_eq!(
+            chunk_path(Path::new(&format!("/demo/1/{}", too_many.join(",")))),
+            None
         );
         for bad in [
             "/demo/3",
@@ -595,6 +682,11 @@ mod tests {
             "/demo/1/70000",
             "/Demo/1/1",
             "/demo/1/2/3",
+            "/demo/1/2,2",
+            "/demo/1/2,",
+            "/demo/1/,2",
+            "/demo/1/2;3",
+            "/demo/1/2,70000",
         ] {
             assert_eq!(chunk_path(Path::new(bad)), None, "{bad}");
         }

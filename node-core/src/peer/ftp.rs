@@ -11,6 +11,8 @@ use suppaftp::{FtpError, Mode};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 
+use crate::format::{CHUNK_HEADER_LEN, ChunkHeader};
+
 /// Why a fetch failed; the caller decides whether to retry elsewhere.
 #[derive(Debug, Error)]
 pub enum FetchError {
@@ -146,8 +148,110 @@ impl ChunkSession {
             })?
     }
 
+    /// Fetches several chunks of `segment` in one transfer (`/<video>/<segment>/<a>,<b>,…`,
+    /// at most [`MAX_BATCH`]): the server sends those it holds, in the order asked, each
+    /// refused past `max_len` bytes. Returns them by index, in arrival order; an index not
+    /// among them was missing there. A chunk whose header names an index out of order or
+    /// not asked for is returned for the next index still expected, so verification fails
+    /// and its sender is blamed. After an error the session should be dropped.
+    pub async fn fetch_batch(
+        &mut self,
+        segment: u32,
+        indices: &[u16],
+        max_len: usize,
+    ) -> Result<Vec<(u16, Vec<u8>)>, FetchError> {
+        if let [index] = indices {
+            return match self.fetch(segment, *index, max_len).await {
+                Ok(wire) => Ok(vec![(*index, wire)]),
+                Err(FetchError::Missing { .. }) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
+        }
+        let list: Vec<String> = indices.iter().map(u16::to_string).collect();
+        let path = format!("/{}/{segment}/{}", self.video, list.join(","));
+        let addr = self.addr.clone();
+        let timeout = self.timeout;
+        let transfer = |reason: String| FetchError::Transfer {
+            addr: addr.clone(),
+            reason,
+        };
+        let work = async {
+            let mut stream = match self.ftp.retr_as_stream(&path).await {
+                Ok(s) => s,
+                Err(FtpError::UnexpectedResponse(r)) if r.status.code() == 550 => {
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(transfer(e.to_string())),
+            };
+            let mut got: Vec<(u16, Vec<u8>)> = Vec::with_capacity(indices.len());
+            let mut next = 0usize;
+            while next < indices.len() {
+                let mut wire = vec![0u8; CHUNK_HEADER_LEN];
+                match read_full(&mut stream, &mut wire).await {
+                    Ok(0) => break,
+                    Ok(n) if n < CHUNK_HEADER_LEN => {
+                        return Err(transfer(format!("a chunk cut short at {n} bytes")));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(transfer(e.to_string())),
+                }
+                // Framing only; the caller verifies. Unframeable bytes count as one chunk.
+                let len = ChunkHeader::framed_len(&wire).unwrap_or(max_len);
+                if len > max_len {
+                    return Err(FetchError::TooLarge {
+                        addr: addr.clone(),
+                        limit: max_len,
+                    });
+                }
+                wire.resize(len, 0);
+                let n = read_full(&mut stream, &mut wire[CHUNK_HEADER_LEN..])
+                    .await
+                    .map_err(|e| transfer(e.to_string()))?;
+                wire.truncate(CHUNK_HEADER_LEN + n);
+                let claimed = u16::from_le_bytes([wire[6], wire[7]]);
+                next = match indices[next..].iter().position(|i| *i == claimed) {
+                    Some(at) => next + at,
+                    None => next,
+                };
+                got.push((indices[next], wire));
+                next += 1;
+            }
+            // Nothing more is read: a server sending past the last index is cut off here.
+            // A server may open the transfer (150) and only then find nothing to send (550).
+            match stream.finish().await {
+                Ok(()) => Ok(got),
+                Err(FtpError::UnexpectedResponse(r)) if r.status.code() == 550 => Ok(got),
+                Err(e) => Err(transfer(e.to_string())),
+            }
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| FetchError::Timeout {
+                addr: self.addr.clone(),
+                timeout,
+            })?
+    }
+
     /// Ends the session politely.
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.ftp.quit()).await;
     }
+}
+
+/// Most chunks asked for in one transfer.
+pub const MAX_BATCH: usize = 32;
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+async fn read_full(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        match stream.read(&mut buf[at..]).await? {
+            0 => break,
+            n => at += n,
+        }
+    }
+    Ok(at)
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rivulet_tracker_client::HeartbeatReply;
 use tokio::sync::{Notify, mpsc};
 
-use crate::peer::ftp::{ChunkSession, FetchError};
+use crate::peer::ftp::{ChunkSession, FetchError, MAX_BATCH};
 
 /// The origin's peer id.
 pub const ORIGIN: &str = "origin";
@@ -21,6 +21,14 @@ const CACHE_SESSIONS: usize = 2;
 const ORIGIN_SESSIONS: usize = 4;
 /// How long a cache that failed twice in a row is left alone.
 const REST: Duration = Duration::from_secs(5);
+
+/// The answer for a request a source could not serve without failing (its batch failed
+/// once already, or it does not hold the chunk): ask elsewhere, blame no one.
+fn missing(peer: &str) -> FetchError {
+    FetchError::Missing {
+        addr: peer.to_owned(),
+    }
+}
 
 /// The outcome of one chunk request.
 #[derive(Debug)]
@@ -86,8 +94,10 @@ impl Queue {
         true
     }
 
-    /// The most urgent request, waiting for one; `None` once closed.
-    async fn pop(&self) -> Option<Request> {
+    /// The most urgent request and the other queued requests for the same segment of the
+    /// same fetch (at most `max` in all), waiting for one; `None` once closed. They travel
+    /// in one transfer: a data connection per chunk costs more than the chunk.
+    async fn pop_batch(&self, max: usize) -> Option<Vec<Request>> {
         loop {
             let notified = self.ready.notified();
             tokio::pin!(notified);
@@ -96,10 +106,26 @@ impl Queue {
             if self.closed.load(Ordering::Relaxed) {
                 return None;
             }
-            if let Some(Queued(request, _)) =
-                self.heap.lock().unwrap_or_else(|e| e.into_inner()).pop()
             {
-                return Some(request);
+                let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(Queued(first, _)) = heap.pop() {
+                    let mut batch = vec![first];
+                    let (mates, rest): (Vec<Queued>, Vec<Queued>) =
+                        std::mem::take(&mut *heap).into_iter().partition(|q| {
+                            q.0.segment == batch[0].segment
+                                && q.0.reply.same_channel(&batch[0].reply)
+                        });
+                    *heap = rest.into();
+                    let mut mates = mates;
+                    mates.sort();
+                    // Sorted ascending by urgency: the most urgent are at the end.
+                    while batch.len() < max {
+                        let Some(Queued(r, _)) = mates.pop() else { break };
+                        batch.push(r);
+                    }
+                    heap.extend(mates);
+                    return Some(batch);
+                }
             }
             notified.await;
         }
@@ -287,14 +313,21 @@ impl Sources {
             tokio::spawn(async move {
                 let mut session: Option<ChunkSession> = None;
                 loop {
-                    let Some(request) = queue.pop().await else {
+                    let Some(batch) = queue.pop_batch(MAX_BATCH).await else {
                         break;
                     };
-                    // Nobody waits for it any more (the segment is complete).
-                    if request.reply.is_closed() {
-                        busy.fetch_sub(1, Ordering::Relaxed);
-                        continue;
-                    }
+                    // Nobody waits for them any more (the segment is complete).
+                    let (batch, gone): (Vec<Request>, Vec<Request>) =
+                        batch.into_iter().partition(|r| !r.reply.is_closed());
+                    busy.fetch_sub(gone.len(), Ordering::Relaxed);
+                    let Some(first) = batch.first() else { continue };
+                    let answer = |request: &Request, result| {
+                        let _ = request.reply.send(Answer {
+                            peer: peer.clone(),
+                            index: request.index,
+                            result,
+                        });
+                    };
                     if session.is_none() {
                         let Endpoint { addr, ticket } =
                             endpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -302,29 +335,37 @@ impl Sources {
                         {
                             Ok(s) => session = Some(s),
                             Err(e) => {
-                                busy.fetch_sub(1, Ordering::Relaxed);
-                                let _ = request.reply.send(Answer {
-                                    peer: peer.clone(),
-                                    index: request.index,
-                                    result: Err(e),
-                                });
+                                busy.fetch_sub(batch.len(), Ordering::Relaxed);
+                                // One failure for the batch; the rest ask elsewhere quietly.
+                                answer(first, Err(e));
+                                for request in &batch[1..] {
+                                    answer(request, Err(missing(&peer)));
+                                }
                                 continue;
                             }
                         }
                     }
                     let Some(s) = session.as_mut() else { continue };
-                    let result = s
-                        .fetch(request.segment, request.index, request.max_len)
-                        .await;
-                    if matches!(&result, Err(e) if !matches!(e, FetchError::Missing { .. })) {
-                        session = None;
+                    let indices: Vec<u16> = batch.iter().map(|r| r.index).collect();
+                    let result = s.fetch_batch(first.segment, &indices, first.max_len).await;
+                    busy.fetch_sub(batch.len(), Ordering::Relaxed);
+                    match result {
+                        Ok(mut got) => {
+                            for request in &batch {
+                                match got.iter().position(|(i, _)| *i == request.index) {
+                                    Some(at) => answer(request, Ok(got.swap_remove(at).1)),
+                                    None => answer(request, Err(missing(&peer))),
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            session = None;
+                            answer(first, Err(e));
+                            for request in &batch[1..] {
+                                answer(request, Err(missing(&peer)));
+                            }
+                        }
                     }
-                    busy.fetch_sub(1, Ordering::Relaxed);
-                    let _ = request.reply.send(Answer {
-                        peer: peer.clone(),
-                        index: request.index,
-                        result,
-                    });
                 }
                 if let Some(s) = session {
                     s.close().await;

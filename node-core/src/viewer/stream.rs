@@ -21,9 +21,14 @@ use super::segment::{Progress, SegmentError, fetch_segment};
 use super::sources::Sources;
 use crate::format::Manifest;
 
-/// Longest wait before a late cache request is raced against the origin.
+/// Without deadlines (not real time), how long a cache request may take before the origin
+/// races it.
 const RACE_MAX: Duration = Duration::from_secs(1);
-/// Shortest: for the segment the player waits for now.
+/// In real time, a late cache request is raced when its segment is due within this: time
+/// for the origin to send it on a busy machine. Until then a slow cache is waited for
+/// (every byte it sends is one the origin does not).
+const RACE_MARGIN: Duration = Duration::from_millis(1500);
+/// Shortest wait: for the segment the player waits for now.
 const RACE_MIN: Duration = Duration::from_millis(150);
 /// Failed attempts of one segment before the stream fails.
 const SEGMENT_TRIES: u32 = 4;
@@ -248,7 +253,9 @@ async fn schedule(
             }
             flying[s as usize] = true;
             let race_after = match window.segment_time {
-                Some(t) => (t * s.saturating_sub(playhead) / 2).clamp(RACE_MIN, RACE_MAX),
+                Some(t) => (t * s.saturating_sub(playhead))
+                    .saturating_sub(RACE_MARGIN)
+                    .max(RACE_MIN),
                 None => RACE_MAX,
             };
             let (sources, manifest, progress) =
