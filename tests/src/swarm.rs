@@ -121,6 +121,11 @@ pub struct Phase {
     pub lower_bound_bytes: u64,
     pub cpu_secs: f64,
     pub wall_secs: f64,
+    /// Chunks viewers asked of the origin because their peers lacked the indices, because
+    /// a cache was late, and to replace a failed, missing or bad chunk.
+    pub origin_asks_gap: u64,
+    pub origin_asks_race: u64,
+    pub origin_asks_retry: u64,
     pub series: Vec<Sample>,
 }
 
@@ -265,6 +270,8 @@ struct Tally {
     /// The first few distinct failures, for the report.
     error_samples: Vec<String>,
     received: u64,
+    /// Chunks asked of the origin: gap, race, retry (see `viewer::Progress::origin_asks`).
+    origin_asks: [u64; 3],
 }
 
 impl Tally {
@@ -355,9 +362,14 @@ async fn viewer_loop(
         .await;
         let received = session.progress().from_origin_bytes.load(Ordering::Relaxed)
             + session.progress().from_caches_bytes.load(Ordering::Relaxed);
+        let asks = &session.progress().origin_asks;
+        let asks = [&asks.gap, &asks.race, &asks.retry].map(|a| a.load(Ordering::Relaxed));
         session.close().await;
         let mut t = tally.lock().await;
         t.received += received;
+        for (total, a) in t.origin_asks.iter_mut().zip(asks) {
+            *total += a;
+        }
         match watched {
             Ok(Ok(report)) => {
                 t.completed += 1;
@@ -569,6 +581,9 @@ pub async fn run_phase(
         },
         cpu_secs: cpu,
         wall_secs: wall,
+        origin_asks_gap: tally.origin_asks[0],
+        origin_asks_race: tally.origin_asks[1],
+        origin_asks_retry: tally.origin_asks[2],
         series,
     })
 }

@@ -173,37 +173,61 @@ pub struct PeerPick {
     pub rate: f64,
 }
 
-/// Picks a viewer's peers for a movie of `rate` bytes/s and `k`: among caches holding
-/// complete indices of it, those that can give the most (their upload left, up to the share
-/// their indices allow), until the movie's rate plus headroom is covered or
-/// [`MAX_PEERS`] are chosen. `residual` is each cache's upload not yet promised to other
-/// viewers, and is reduced by what this viewer is promised.
+/// Picks a viewer's peers for a movie of `rate` bytes/s and `k`, among caches holding
+/// complete indices of it (`holders`: cache and its indices). Until the peers hold k
+/// distinct indices between them, the next is the cache adding the most indices the others
+/// lack (so the viewer needs the origin for none), then the one that can give the most
+/// (its upload left, up to the share its indices allow); until the movie's rate plus
+/// headroom is covered or [`MAX_PEERS`] are chosen. `residual` is each cache's upload not
+/// yet promised to other viewers, and is reduced by what this viewer is promised.
 pub fn pick_peers(
-    holders: &[(String, usize)],
+    holders: &[(String, Vec<u16>)],
     rate: f64,
     k: u16,
     residual: &mut HashMap<String, f64>,
 ) -> Vec<PeerPick> {
-    let k = f64::from(k.max(1));
+    let need = usize::from(k.max(1));
     let offer = |cache: &str, indices: usize, residual: &HashMap<String, f64>| -> f64 {
         let left = residual.get(cache).copied().unwrap_or(0.0).max(0.0);
-        left.min(rate * (indices as f64 / k).min(1.0))
+        left.min(rate * (indices as f64 / need as f64).min(1.0))
     };
-    let mut ranked: Vec<(&String, usize, f64)> = holders
+    let mut candidates: Vec<(&String, &Vec<u16>, f64)> = holders
         .iter()
-        .map(|(c, m)| (c, *m, offer(c, *m, residual)))
+        .map(|(c, indices)| (c, indices, offer(c, indices.len(), residual)))
         .filter(|(_, _, o)| *o > 0.0)
         .collect();
-    ranked.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(b.0)));
+    candidates.sort_by(|a, b| a.0.cmp(b.0));
+    let mut held = BTreeSet::new();
     let mut picks = Vec::new();
     let mut covered = 0.0;
-    for (cache, _, offered) in ranked {
-        if picks.len() >= MAX_PEERS || covered >= rate * (1.0 + HEADROOM) {
+    while picks.len() < MAX_PEERS
+        && (covered < rate * (1.0 + HEADROOM) || held.len() < need)
+        && !candidates.is_empty()
+    {
+        let missing = need.saturating_sub(held.len());
+        let adds = |indices: &[u16]| {
+            indices
+                .iter()
+                .filter(|i| !held.contains(*i))
+                .count()
+                .min(missing)
+        };
+        let Some(best) = (0..candidates.len()).max_by(|&a, &b| {
+            let (ca, cb) = (&candidates[a], &candidates[b]);
+            (adds(ca.1), ca.2)
+                .partial_cmp(&(adds(cb.1), cb.2))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                // Equal ranks: the first by id, so a pick is repeatable.
+                .then(b.cmp(&a))
+        }) else {
             break;
-        }
+        };
+        let (cache, indices, offered) = candidates.swap_remove(best);
+        candidates.sort_by(|a, b| a.0.cmp(b.0));
         if let Some(left) = residual.get_mut(cache) {
             *left -= offered;
         }
+        held.extend(indices.iter().copied());
         covered += offered;
         picks.push(PeerPick {
             cache: cache.clone(),
@@ -389,13 +413,13 @@ impl Network {
     }
 }
 
-/// Caches holding complete indices of `video`, with how many.
-fn holders_of(caches: &HashMap<String, NodeInfo>, video: &str) -> Vec<(String, usize)> {
-    let mut holders: Vec<(String, usize)> = caches
+/// Caches holding complete indices of `video`, with those indices.
+fn holders_of(caches: &HashMap<String, NodeInfo>, video: &str) -> Vec<(String, Vec<u16>)> {
+    let mut holders: Vec<(String, Vec<u16>)> = caches
         .values()
         .filter_map(|c| {
             let h = c.holdings.iter().find(|h| h.video == video)?;
-            (!h.indices.is_empty()).then(|| (c.node_id.clone(), h.indices.len()))
+            (!h.indices.is_empty()).then(|| (c.node_id.clone(), h.indices.clone()))
         })
         .collect();
     holders.sort();
@@ -521,7 +545,9 @@ mod tests {
 
     #[test]
     fn peer_sets_are_bounded_and_respect_upload_left() {
-        let holders: Vec<(String, usize)> = (0..10).map(|i| (format!("c{i}"), 8)).collect();
+        let holders: Vec<(String, Vec<u16>)> = (0..10)
+            .map(|i| (format!("c{i}"), (i * 8..i * 8 + 8).collect()))
+            .collect();
         let mut residual: HashMap<String, f64> = holders
             .iter()
             .map(|(c, _)| (c.clone(), 100_000.0))
@@ -533,5 +559,29 @@ mod tests {
         assert_eq!(picks.len(), 5, "only five caches have upload left");
         let picks = pick_peers(&holders, 4_000_000.0, 16, &mut residual);
         assert!(picks.is_empty(), "no upload left anywhere");
+    }
+
+    #[test]
+    fn peers_cover_k_distinct_indices_before_anything_else() {
+        // Eight caches hold the same block with the most upload; four hold one each of four
+        // other blocks with less. Picking by upload alone would leave the viewer 4 indices.
+        let mut holders: Vec<(String, Vec<u16>)> = (0..8)
+            .map(|i| (format!("a{i}"), (0..4).collect()))
+            .collect();
+        holders.extend((1..5).map(|b| (format!("b{b}"), (b * 4..b * 4 + 4).collect())));
+        let mut residual: HashMap<String, f64> = holders
+            .iter()
+            .map(|(c, _)| (c.clone(), if c.starts_with('a') { 1e6 } else { 5e4 }))
+            .collect();
+        let picks = pick_peers(&holders, 400_000.0, 16, &mut residual);
+        let chosen: BTreeSet<&str> = picks.iter().map(|p| p.cache.as_str()).collect();
+        let distinct: BTreeSet<u16> = holders
+            .iter()
+            .filter(|(c, _)| chosen.contains(c.as_str()))
+            .flat_map(|(_, i)| i.iter().copied())
+            .collect();
+        assert!(picks.len() <= MAX_PEERS);
+        assert!(distinct.len() >= 16, "{picks:?} hold {distinct:?}");
+        assert!(chosen.contains("a0"), "then the most upload: {picks:?}");
     }
 }

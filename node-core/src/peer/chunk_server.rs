@@ -401,7 +401,9 @@ impl StorageBackend<TicketUser> for ProviderStore {
             );
             all.extend_from_slice(chunk);
         }
-        let start = usize::try_from(start_pos).unwrap_or(usize::MAX).min(all.len());
+        let start = usize::try_from(start_pos)
+            .unwrap_or(usize::MAX)
+            .min(all.len());
         all.drain(..start);
         Ok(Box::new(std::io::Cursor::new(all)))
     }

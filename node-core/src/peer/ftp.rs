@@ -97,55 +97,21 @@ impl ChunkSession {
         &self.addr
     }
 
-    /// Fetches chunk `index` of `segment` in wire form, refusing more than `max_len` bytes.
-    /// After an error other than `Missing` the session should be dropped.
+    /// Fetches chunk `index` of `segment` in wire form, reading no more than `max_len` bytes
+    /// (see [`ChunkSession::fetch_batch`]). After an error other than `Missing` the session
+    /// should be dropped.
     pub async fn fetch(
         &mut self,
         segment: u32,
         index: u16,
         max_len: usize,
     ) -> Result<Vec<u8>, FetchError> {
-        let path = format!("/{}/{segment}/{index}", self.video);
-        let addr = self.addr.clone();
-        let timeout = self.timeout;
-        let transfer = |reason: String| FetchError::Transfer {
-            addr: addr.clone(),
-            reason,
-        };
-        let work = async {
-            let stream = self.ftp.retr_as_stream(&path).await.map_err(|e| match e {
-                FtpError::UnexpectedResponse(r) if r.status.code() == 550 => {
-                    FetchError::Missing { addr: addr.clone() }
-                }
-                other => transfer(other.to_string()),
-            })?;
-            let mut buf = Vec::new();
-            let mut limited = stream.take(max_len as u64 + 1);
-            limited
-                .read_to_end(&mut buf)
-                .await
-                .map_err(|e| transfer(e.to_string()))?;
-            if buf.len() > max_len {
-                return Err(FetchError::TooLarge {
-                    addr: addr.clone(),
-                    limit: max_len,
-                });
-            }
-            // A server may open the transfer (150) and only then say the file is missing (550).
-            limited.into_inner().finish().await.map_err(|e| match e {
-                FtpError::UnexpectedResponse(r) if r.status.code() == 550 => {
-                    FetchError::Missing { addr: addr.clone() }
-                }
-                other => transfer(other.to_string()),
-            })?;
-            Ok(buf)
-        };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| FetchError::Timeout {
+        match self.fetch_batch(segment, &[index], max_len).await?.pop() {
+            Some((_, wire)) => Ok(wire),
+            None => Err(FetchError::Missing {
                 addr: self.addr.clone(),
-                timeout,
-            })?
+            }),
+        }
     }
 
     /// Fetches several chunks of `segment` in one transfer (`/<video>/<segment>/<a>,<b>,…`,
@@ -160,13 +126,6 @@ impl ChunkSession {
         indices: &[u16],
         max_len: usize,
     ) -> Result<Vec<(u16, Vec<u8>)>, FetchError> {
-        if let [index] = indices {
-            return match self.fetch(segment, *index, max_len).await {
-                Ok(wire) => Ok(vec![(*index, wire)]),
-                Err(FetchError::Missing { .. }) => Ok(Vec::new()),
-                Err(e) => Err(e),
-            };
-        }
         let list: Vec<String> = indices.iter().map(u16::to_string).collect();
         let path = format!("/{}/{segment}/{}", self.video, list.join(","));
         let addr = self.addr.clone();
@@ -195,8 +154,17 @@ impl ChunkSession {
                     Ok(_) => {}
                     Err(e) => return Err(transfer(e.to_string())),
                 }
-                // Framing only; the caller verifies. Unframeable bytes count as one chunk.
-                let len = ChunkHeader::framed_len(&wire).unwrap_or(max_len);
+                // Framing only; the caller verifies. Unframeable bytes (up to `max_len`) are
+                // one chunk, the last: where the next would start is unknown. They fail verification, and
+                // the sender is blamed.
+                let Some(len) = ChunkHeader::framed_len(&wire) else {
+                    let mut rest = (&mut stream).take(max_len.saturating_sub(wire.len()) as u64);
+                    rest.read_to_end(&mut wire)
+                        .await
+                        .map_err(|e| transfer(e.to_string()))?;
+                    got.push((indices[next], wire));
+                    break;
+                };
                 if len > max_len {
                     return Err(FetchError::TooLarge {
                         addr: addr.clone(),

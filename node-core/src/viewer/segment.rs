@@ -23,6 +23,10 @@ const ORIGIN_TRIES: u32 = 6;
 pub struct Progress {
     pub from_origin_bytes: AtomicU64,
     pub from_caches_bytes: AtomicU64,
+    /// Chunks asked of the origin, by why: the peers did not hold enough distinct indices
+    /// (`gap`), a cache was late for the deadline (`race`), or a cache failed, lied or did
+    /// not have it (`retry`).
+    pub origin_asks: OriginAsks,
     unreported: std::sync::Mutex<HashMap<String, u64>>,
     totals: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
@@ -71,6 +75,14 @@ impl Progress {
     }
 }
 
+/// See [`Progress::origin_asks`].
+#[derive(Debug, Default)]
+pub struct OriginAsks {
+    pub gap: AtomicU64,
+    pub race: AtomicU64,
+    pub retry: AtomicU64,
+}
+
 /// Why a segment could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
@@ -115,13 +127,15 @@ impl Attempt<'_> {
 
     /// Asks the origin for `count` more indices no one was asked for: data chunks first
     /// (the origin sends those without encoding), then parity.
-    fn ask_origin(&mut self, origin: &Source, count: usize) {
+    fn ask_origin(&mut self, origin: &Source, count: usize, why: &AtomicU64) {
         let fresh: Vec<u16> = (0..self.manifest.n)
             .filter(|i| !self.asked.contains(i))
             .take(count)
             .collect();
         for index in fresh {
-            self.ask(origin, index);
+            if self.ask(origin, index) {
+                why.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -150,7 +164,7 @@ pub async fn fetch_segment(
     };
     plan_caches(&mut attempt, &sources.caches(), k);
     let missing = k.saturating_sub(attempt.asked.len());
-    attempt.ask_origin(&origin, missing);
+    attempt.ask_origin(&origin, missing, &progress.origin_asks.gap);
 
     let mut got: Vec<(u16, Vec<u8>, usize)> = Vec::with_capacity(k);
     let mut raced = false;
@@ -171,7 +185,7 @@ pub async fn fetch_segment(
                         Err(e) if peer == ORIGIN => return Err(SegmentError::OriginBad(e)),
                         Err(_) => {
                             sources.blame(&peer);
-                            attempt.ask_origin(&origin, 1);
+                            attempt.ask_origin(&origin, 1, &progress.origin_asks.retry);
                         }
                     },
                     Err(e) => {
@@ -183,19 +197,19 @@ pub async fn fetch_segment(
                         } else if !matches!(e, FetchError::Missing { .. }) {
                             sources.failed(&peer);
                         }
-                        attempt.ask_origin(&origin, 1);
+                        attempt.ask_origin(&origin, 1, &progress.origin_asks.retry);
                     }
                 }
             }
             _ = tokio::time::sleep_until(race_at), if !raced => {
                 raced = true;
                 let late = attempt.pending.values().filter(|p| *p != ORIGIN).count();
-                attempt.ask_origin(&origin, late);
+                attempt.ask_origin(&origin, late, &progress.origin_asks.race);
             }
         }
         // Everything answered and still short (a source's workers are gone): the origin.
         if attempt.pending.is_empty() && got.len() < k {
-            attempt.ask_origin(&origin, k - got.len());
+            attempt.ask_origin(&origin, k - got.len(), &progress.origin_asks.retry);
             if attempt.pending.is_empty() {
                 return Err(SegmentError::Origin(FetchError::Missing {
                     addr: "every chunk index".into(),

@@ -120,7 +120,9 @@ impl Queue {
                     mates.sort();
                     // Sorted ascending by urgency: the most urgent are at the end.
                     while batch.len() < max {
-                        let Some(Queued(r, _)) = mates.pop() else { break };
+                        let Some(Queued(r, _)) = mates.pop() else {
+                            break;
+                        };
                         batch.push(r);
                     }
                     heap.extend(mates);

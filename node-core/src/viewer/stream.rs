@@ -29,7 +29,7 @@ const RACE_MAX: Duration = Duration::from_secs(1);
 /// (every byte it sends is one the origin does not).
 const RACE_MARGIN: Duration = Duration::from_millis(1500);
 /// Shortest wait: for the segment the player waits for now.
-const RACE_MIN: Duration = Duration::from_millis(150);
+const RACE_MIN: Duration = Duration::from_millis(400);
 /// Failed attempts of one segment before the stream fails.
 const SEGMENT_TRIES: u32 = 4;
 
@@ -264,6 +264,11 @@ async fn schedule(
                 let result = fetch_segment(&sources, &manifest, s, race_after, &progress).await;
                 (s, result)
             });
+            // The player waits for it (a start or a seek): it has the peers to itself until
+            // it lands, instead of sharing their upload with the segments after it.
+            if s == playhead {
+                break;
+            }
         }
         tokio::select! {
             done = in_flight.join_next(), if !in_flight.is_empty() => {

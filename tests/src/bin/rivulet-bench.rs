@@ -355,6 +355,11 @@ async fn run_swarm(
                 "watch_errors": p.watch_errors,
                 "error_samples": p.error_samples,
                 "cpu_secs": p.cpu_secs,
+                "origin_asks": {
+                    "gap": p.origin_asks_gap,
+                    "race": p.origin_asks_race,
+                    "retry": p.origin_asks_retry,
+                },
             })
         };
         let mut out = serde_json::to_value(&summary)?;
