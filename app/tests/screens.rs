@@ -477,8 +477,15 @@ async fn the_points_screen_follows_the_cache_uploads() {
         let Screen::Points(p) = &d.app.screen else {
             panic!("left the points screen")
         };
-        if p.account.credited_bytes > 0 && p.account.balance > start {
-            assert!(p.history.len() >= 2, "earnings over time: {:?}", p.history);
+        // Earnings over time come from the tracker's credit history: all of this account's
+        // points were earned within the hour, in the newest buckets.
+        if p.account.credited_bytes > 0
+            && p.account.balance > start
+            && p.span_totals() == (p.account.balance - start, p.account.credited_bytes)
+        {
+            let e = p.earnings.as_ref().unwrap();
+            assert_eq!(e.buckets.len(), 60);
+            assert!(e.buckets.iter().rev().take(2).any(|b| b.credited_bytes > 0));
             break;
         }
         assert!(
@@ -488,6 +495,35 @@ async fn the_points_screen_follows_the_cache_uploads() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    let Screen::Points(p) = &d.app.screen else {
+        unreachable!()
+    };
+    let (earned, credited) = p.span_totals();
+    assert!(sees(
+        &d,
+        &format!(
+            "Earned {earned} points ({} credited) in the last hour",
+            rivulet_app::screen::bytes(credited)
+        )
+    ));
+    // Another span, through a real click: the day's chart holds the same earnings.
+    for m in click(&d, "Day") {
+        d.send(m).await;
+    }
+    let Screen::Points(p) = &d.app.screen else {
+        unreachable!()
+    };
+    assert_eq!(p.span, points::Span::Day);
+    assert_eq!(p.earnings.as_ref().map(|e| e.buckets.len()), Some(48));
+    assert_eq!(p.span_totals(), (earned, credited));
+    assert!(sees(
+        &d,
+        &format!(
+            "Earned {earned} points ({} credited) in the last day",
+            rivulet_app::screen::bytes(credited)
+        )
+    ));
+
     // "Serving now" shows what the cache sent, as the engine reports it.
     assert!(
         d.until(Duration::from_secs(15), |app| match &app.screen {
