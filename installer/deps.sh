@@ -14,6 +14,8 @@ packages=(
   xvfb            # app tests: a headless X server for the end-to-end test
   x11-apps        # app tests: xwd takes the screenshot
   imagemagick     # app tests: converts the screenshot to PNG
+  dbus            # app tests: a private session bus for the keyring test (dbus-daemon, dbus-send)
+  gnome-keyring   # app tests: a real Secret Service, where "remember me" keeps the password
   librsvg2-bin    # icons: rsvg-convert renders icons/rivulet.svg to PNG sizes
   chromium        # tests: the tracker's web pages in a real (headless) browser
   chromium-driver # tests: chromedriver, the WebDriver server the web tests drive Chromium through

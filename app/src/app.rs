@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use iced::widget::{button, column, container, row, text};
+use iced::widget::{button, column, container, progress_bar, row, text};
 use iced::{Element, Length, Subscription, Task, window};
 use rivulet_node_core::cache::{CacheOptions, CacheStatus};
 use rivulet_node_core::viewer::{DOWNLOAD_MAX_AGE, clean_downloads};
@@ -46,6 +46,9 @@ pub struct App {
     pending_watch: Option<String>,
     /// Closing: waiting for the engine to stop.
     pub closing: bool,
+    /// The demo caches' progress while the demo prepares: chunks held of those needed.
+    pub warming: Option<(usize, usize)>,
+    demo_ready_ms: Option<u64>,
     reporter: Reporter,
     play_asked: Option<Instant>,
     first_frame_ms: Option<u64>,
@@ -91,7 +94,14 @@ impl App {
                 settings.remember,
             ))
         };
-        let recall = if !launch.demo && settings.remember && !settings.username.is_empty() {
+        // `RIVULET_PASSWORD` logs in the saved user at once, like the headless commands
+        // (benchmarks and kiosks); never a password on the command line.
+        let from_env = std::env::var("RIVULET_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty() && !launch.demo && !settings.username.is_empty());
+        let recall = if let Some(password) = from_env {
+            Task::done(Message::Recalled(Some(password)))
+        } else if !launch.demo && settings.remember && !settings.username.is_empty() {
             let (tracker, user) = (settings.tracker.clone(), settings.username.clone());
             Task::perform(
                 async move {
@@ -117,6 +127,8 @@ impl App {
             pending_watch: launch.watch.clone(),
             launch,
             closing: false,
+            warming: None,
+            demo_ready_ms: None,
             reporter: Reporter::from_env(crate::report::launched()),
             play_asked: None,
             first_frame_ms: None,
@@ -355,6 +367,7 @@ impl App {
         let task = task.map(Message::Pane);
         match event {
             Some(pane::Event::Apply(new)) => Task::batch([task, self.apply_settings(*new)]),
+            Some(pane::Event::Forget) => Task::batch([task, self.forget()]),
             Some(pane::Event::Close) => {
                 self.pane = None;
                 task
@@ -383,6 +396,28 @@ impl App {
             self.notice = Some("The new tracker address is used at the next log-in.".into());
         }
         self.save_settings()
+    }
+
+    /// Removes the remembered password from the keyring; the next start asks for it.
+    fn forget(&mut self) -> Task<Message> {
+        self.settings.remember = false;
+        let (tracker, user) = (
+            self.settings.tracker.clone(),
+            self.settings.username.clone(),
+        );
+        self.notice = Some("Your password is no longer remembered.".into());
+        Task::batch([
+            self.save_settings(),
+            Task::perform(
+                async move {
+                    tokio::task::spawn_blocking(move || credentials::forget(&tracker, &user))
+                        .await
+                        .err()
+                        .map(|e| format!("could not forget the password: {e}"))
+                },
+                Message::Noted,
+            ),
+        ])
     }
 
     fn save_settings(&self) -> Task<Message> {
@@ -431,7 +466,17 @@ impl App {
                 self.node = Some(handle);
                 Task::none()
             }
+            NodeEvent::DemoWarming { held, k } => {
+                self.warming = Some((held, k));
+                self.screen = Screen::Starting(format!(
+                    "Preparing the demo network… its caches hold {} of the {k} chunks of each segment the player needs",
+                    held.min(k)
+                ));
+                Task::none()
+            }
             NodeEvent::DemoReady(demo) => {
+                self.warming = None;
+                self.demo_ready_ms = Some(self.reporter.uptime_ms());
                 if self.pending_watch.is_none() {
                     self.pending_watch = Some(crate::demo::DEMO_VIDEO.to_owned());
                 }
@@ -513,6 +558,7 @@ impl App {
                 Screen::Points(_) => "points",
             },
             first_frame_ms: self.first_frame_ms,
+            demo_ready_ms: self.demo_ready_ms,
             play_to_frame_ms: self.play_to_frame_ms,
             error: self.notice.clone(),
             ..Status::default()
@@ -538,7 +584,16 @@ impl App {
 
     pub fn view(&self) -> Element<'_, Message> {
         let main: Element<'_, Message> = match &self.screen {
-            Screen::Starting(s) => container(text(s.clone())).center(Length::Fill).into(),
+            Screen::Starting(s) => {
+                let mut page = column![text(s.clone())]
+                    .spacing(12)
+                    .align_x(iced::Alignment::Center);
+                if let Some((held, k)) = self.warming {
+                    page = page
+                        .push(progress_bar(0.0..=k.max(1) as f32, held.min(k) as f32).length(360));
+                }
+                container(page).center(Length::Fill).into()
+            }
             Screen::Login(s) => s.view().map(Message::Login),
             Screen::Catalogue(s) => s.view().map(Message::Catalogue),
             Screen::Player(s) => s.view().map(Message::Player),

@@ -2,8 +2,8 @@
 //! three caches and a demo account that owns the demo movie. The movie is made with ffmpeg on
 //! first use and kept in the data folder, so later launches start in seconds.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,6 +14,7 @@ use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::sample::make_sample_movie;
 use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker_client::{Credentials, TrackerClient, codes};
+use tokio::sync::watch;
 
 /// The demo movie's id: `rivulet://watch/demo`.
 pub const DEMO_VIDEO: &str = "demo";
@@ -25,6 +26,8 @@ pub const DEMO_PASSWORD: &str = "peer-assisted-7";
 const DEMO_SECONDS: u32 = 90;
 /// Caches in the demo network.
 const DEMO_CACHES: usize = 3;
+/// The demo tracker's node timeout; nodes heartbeat three times per timeout.
+const DEMO_NODE_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// How the app logs in to the demo network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +42,8 @@ pub struct DemoLogin {
 pub struct Demo {
     tracker: Server,
     caches: Vec<Cache>,
+    /// Chunks a segment of the demo movie needs.
+    k: usize,
 }
 
 impl Demo {
@@ -57,6 +62,10 @@ impl Demo {
         let mut config = ServeConfig::new(data_path);
         config.http = "127.0.0.1:0".parse()?;
         config.ftp = "127.0.0.1:0".parse()?;
+        // Quick rounds on loopback: caches heartbeat every 2 s (a third of the timeout) and
+        // placement runs twice a second, so the caches hold the movie seconds after start.
+        config.node_timeout = DEMO_NODE_TIMEOUT;
+        config.placement_interval = Duration::from_millis(500);
         let tracker = Server::bind(config)
             .await
             .context("starting the demo tracker")?;
@@ -96,34 +105,27 @@ impl Demo {
             caches.push(cache);
         }
         // Placement gives the caches chunks of the demo movie (the demo account bought it);
-        // they fetch them in the background while the app starts playing (the origin fills
-        // what they do not hold yet). Say when they are warm, or why not.
+        // the app waits (see [`Warmth`]) until they hold k chunks of each segment, so the
+        // demo viewer really gets its bytes from them.
         let k = usize::from(anon.video(DEMO_VIDEO).await?.k);
-        let status: Vec<_> = caches.iter().map(Cache::status).collect();
         eprintln!(
             "rivulet: demo tracker and {DEMO_CACHES} caches up in {} ms",
             began.elapsed().as_millis()
         );
-        tokio::spawn(async move {
-            if warm(status.clone(), k, Duration::from_secs(120)).await {
-                eprintln!(
-                    "rivulet: demo caches hold the demo movie {} ms after start",
-                    began.elapsed().as_millis()
-                );
-            } else {
-                let problems: Vec<String> = status
-                    .iter()
-                    .filter_map(|s| s.borrow().problem.clone())
-                    .collect();
-                eprintln!("rivulet: the demo caches are still cold ({problems:?})");
-            }
-        });
         let login = DemoLogin {
             tracker: url,
             username: DEMO_USER.to_owned(),
             password: DEMO_PASSWORD.to_owned(),
         };
-        Ok((Demo { tracker, caches }, login))
+        Ok((Demo { tracker, caches, k }, login))
+    }
+
+    /// How warm the caches are, to wait on.
+    pub fn warmth(&self) -> Warmth {
+        Warmth {
+            status: self.caches.iter().map(Cache::status).collect(),
+            k: self.k,
+        }
     }
 
     /// Stops the caches (they tell the tracker) and then the tracker.
@@ -135,33 +137,53 @@ impl Demo {
     }
 }
 
-/// Waits until the caches (their status) together hold `k` distinct chunk indices of the demo movie, or
-/// `limit` passes (the origin fills in then).
-async fn warm(
-    mut status: Vec<tokio::sync::watch::Receiver<CacheStatus>>,
-    k: usize,
-    limit: Duration,
-) -> bool {
-    let held = |status: &[tokio::sync::watch::Receiver<CacheStatus>]| {
-        let mut indices = std::collections::BTreeSet::new();
-        for s in status {
+/// The demo caches' holdings of the demo movie, as they change: the demo viewer is started
+/// once they hold `k` distinct chunk indices of every segment (any k rebuild a segment), so
+/// that the caches, not the origin, feed it.
+#[derive(Debug)]
+pub struct Warmth {
+    status: Vec<watch::Receiver<CacheStatus>>,
+    /// Chunks a segment needs.
+    pub k: usize,
+}
+
+impl Warmth {
+    /// Distinct chunk indices of the demo movie the caches hold for every segment.
+    pub fn held(&self) -> usize {
+        let mut indices = BTreeSet::new();
+        for s in &self.status {
             for h in s.borrow().holdings.iter().filter(|h| h.video == DEMO_VIDEO) {
                 indices.extend(h.indices.iter().copied());
             }
         }
         indices.len()
-    };
-    tokio::time::timeout(limit, async {
-        while held(&status) < k {
-            let changes = status.iter_mut().map(|s| Box::pin(s.changed()));
-            if select_all(changes).await.0.is_err() {
-                return false;
-            }
+    }
+
+    /// Waits until some cache's status changes (after each of its heartbeats); false when
+    /// the caches stopped.
+    pub async fn changed(&mut self) -> bool {
+        let changes = self.status.iter_mut().map(|s| Box::pin(s.changed()));
+        select_all(changes).await.0.is_ok()
+    }
+
+    /// Waits until every cache has sent one more heartbeat, so that the tracker knows what
+    /// its status shows (the status is read after a heartbeat goes out).
+    pub async fn reported(&mut self) {
+        for s in &mut self.status {
+            s.mark_unchanged();
         }
-        true
-    })
-    .await
-    .unwrap_or(false)
+        for s in &mut self.status {
+            let _ = s.changed().await;
+        }
+    }
+
+    /// The caches' last problems, for a log line when they stay cold.
+    pub fn problems(&self) -> Vec<String> {
+        self.status
+            .iter()
+            .filter_map(|s| s.borrow().problem.clone())
+            .collect()
+    }
 }
 
 fn credentials(user: &str) -> Credentials {

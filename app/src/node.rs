@@ -17,7 +17,7 @@ use rivulet_node_core::viewer::{Session, WatchOptions};
 use rivulet_tracker_client::TrackerClient;
 use tokio::sync::mpsc;
 
-use crate::demo::{Demo, DemoLogin};
+use crate::demo::{Demo, DemoLogin, Warmth};
 
 /// What the UI asks of the engine.
 #[derive(Debug)]
@@ -64,7 +64,13 @@ pub struct ViewerStatus {
 pub enum NodeEvent {
     /// The worker runs; send commands here.
     Ready(NodeHandle),
-    /// The demo network runs; log in with this.
+    /// The demo network runs and its caches are filling: they hold `held` of the `k`
+    /// chunk indices per segment the demo viewer needs from them.
+    DemoWarming {
+        held: usize,
+        k: usize,
+    },
+    /// The demo network runs (its caches warm, or the wait timed out); log in with this.
     DemoReady(DemoLogin),
     DemoFailed(String),
     /// The app's cache runs (its first status follows).
@@ -156,6 +162,8 @@ struct Viewing {
 struct Worker {
     events: mpsc::UnboundedSender<NodeEvent>,
     demo: Option<Demo>,
+    /// Waits for the demo caches to warm, then says the demo is ready.
+    warming: Option<tokio::task::JoinHandle<()>>,
     cache: Option<(Cache, tokio::task::JoinHandle<()>)>,
     viewing: Option<Viewing>,
 }
@@ -165,6 +173,7 @@ impl Worker {
         Worker {
             events,
             demo: None,
+            warming: None,
             cache: None,
             viewing: None,
         }
@@ -199,6 +208,9 @@ impl Worker {
         }
         self.stop_watching().await;
         self.stop_cache().await;
+        if let Some(warming) = self.warming.take() {
+            warming.abort();
+        }
         if let Some(demo) = self.demo.take() {
             demo.stop().await;
         }
@@ -211,8 +223,9 @@ impl Worker {
         }
         match Demo::start(&dir).await {
             Ok((demo, login)) => {
+                let warmth = demo.warmth();
                 self.demo = Some(demo);
-                self.emit(NodeEvent::DemoReady(login));
+                self.warming = Some(tokio::spawn(warm_up(warmth, login, self.events.clone())));
             }
             Err(e) => self.emit(NodeEvent::DemoFailed(format!("{e:#}"))),
         }
@@ -273,6 +286,45 @@ impl Worker {
             }
         }
     }
+}
+
+/// How long the demo waits for its caches before it plays anyway (the origin fills in).
+const DEMO_WARM_LIMIT: Duration = Duration::from_secs(45);
+
+/// Reports the demo caches' progress until they hold k chunks of every segment and the
+/// tracker knows it (or [`DEMO_WARM_LIMIT`] passes), then says the demo is ready.
+async fn warm_up(mut warmth: Warmth, login: DemoLogin, events: mpsc::UnboundedSender<NodeEvent>) {
+    let began = tokio::time::Instant::now();
+    let deadline = began + DEMO_WARM_LIMIT;
+    let k = warmth.k;
+    let warm = loop {
+        let held = warmth.held();
+        let _ = events.send(NodeEvent::DemoWarming { held, k });
+        if held >= k {
+            break true;
+        }
+        match tokio::time::timeout_at(deadline, warmth.changed()).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break false,
+        }
+    };
+    if warm {
+        // One more heartbeat from each cache so that the tracker offers what they hold,
+        // and a placement round to put them in the viewer's peer set.
+        let _ = tokio::time::timeout_at(deadline, warmth.reported()).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        eprintln!(
+            "rivulet: the demo caches hold the demo movie ({k} chunks per segment) after {} ms",
+            began.elapsed().as_millis()
+        );
+    } else {
+        eprintln!(
+            "rivulet: the demo caches are still cold after {} s; playing from the origin ({:?})",
+            DEMO_WARM_LIMIT.as_secs(),
+            warmth.problems()
+        );
+    }
+    let _ = events.send(NodeEvent::DemoReady(login));
 }
 
 async fn open_viewing(

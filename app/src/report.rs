@@ -23,6 +23,8 @@ pub struct Status {
     pub time_pos: f64,
     pub frames_rendered: u64,
     pub frames_shown: u64,
+    /// Milliseconds from launch until the demo network was ready (its caches warm).
+    pub demo_ready_ms: Option<u64>,
     /// Milliseconds from launch to the first frame in the window.
     pub first_frame_ms: Option<u64>,
     /// Milliseconds from asking to play to the first frame in the window.

@@ -13,6 +13,10 @@ use std::time::Duration;
 use libmpv2::Mpv;
 use libmpv2_sys as sys;
 
+/// mpv's demuxer cache ahead of and behind the playhead.
+const DEMUXER_AHEAD: &str = "24MiB";
+const DEMUXER_BEHIND: &str = "4MiB";
+
 /// One decoded frame, RGBA with opaque alpha.
 #[derive(Debug)]
 pub struct Frame {
@@ -62,6 +66,10 @@ impl Video {
             init.set_option("sws-fast", "yes")?;
             init.set_option("zimg-fast", "yes")?;
             init.set_option("cache", "yes")?;
+            // The stream is on loopback and the viewer already buffers ahead: mpv's own
+            // demuxer cache (150 MiB ahead + 50 MiB behind by default) only costs memory.
+            init.set_option("demuxer-max-bytes", DEMUXER_AHEAD)?;
+            init.set_option("demuxer-max-back-bytes", DEMUXER_BEHIND)?;
             Ok(())
         })
         .map_err(|e| format!("mpv could not start: {e}"))?;
@@ -150,6 +158,11 @@ impl Video {
                 Some(Track { id, label })
             })
             .collect()
+    }
+
+    /// The track mpv plays for `property` (`aid`, `sid`): its id, or `no`.
+    pub fn selected_track(&self, property: &str) -> Option<String> {
+        self.mpv.get_property::<String>(property).ok()
     }
 
     /// Picks the audio (`aid`) or subtitle (`sid`) track; `None` turns it off.

@@ -477,8 +477,15 @@ async fn the_points_screen_follows_the_cache_uploads() {
         let Screen::Points(p) = &d.app.screen else {
             panic!("left the points screen")
         };
-        if p.account.credited_bytes > 0 && p.account.balance > start {
-            assert!(p.history.len() >= 2, "earnings over time: {:?}", p.history);
+        // Earnings over time come from the tracker's credit history: all of this account's
+        // points were earned within the hour, in the newest buckets.
+        if p.account.credited_bytes > 0
+            && p.account.balance > start
+            && p.span_totals() == (p.account.balance - start, p.account.credited_bytes)
+        {
+            let e = p.earnings.as_ref().unwrap();
+            assert_eq!(e.buckets.len(), 60);
+            assert!(e.buckets.iter().rev().take(2).any(|b| b.credited_bytes > 0));
             break;
         }
         assert!(
@@ -488,6 +495,35 @@ async fn the_points_screen_follows_the_cache_uploads() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    let Screen::Points(p) = &d.app.screen else {
+        unreachable!()
+    };
+    let (earned, credited) = p.span_totals();
+    assert!(sees(
+        &d,
+        &format!(
+            "Earned {earned} points ({} credited) in the last hour",
+            rivulet_app::screen::bytes(credited)
+        )
+    ));
+    // Another span, through a real click: the day's chart holds the same earnings.
+    for m in click(&d, "Day") {
+        d.send(m).await;
+    }
+    let Screen::Points(p) = &d.app.screen else {
+        unreachable!()
+    };
+    assert_eq!(p.span, points::Span::Day);
+    assert_eq!(p.earnings.as_ref().map(|e| e.buckets.len()), Some(48));
+    assert_eq!(p.span_totals(), (earned, credited));
+    assert!(sees(
+        &d,
+        &format!(
+            "Earned {earned} points ({} credited) in the last day",
+            rivulet_app::screen::bytes(credited)
+        )
+    ));
+
     // "Serving now" shows what the cache sent, as the engine reports it.
     assert!(
         d.until(Duration::from_secs(15), |app| match &app.screen {
@@ -545,4 +581,195 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_its_caches_warming_before_it_plays() {
+    let home = common::isolate();
+    let (mut app, _) = rivulet_app::app::App::new(
+        rivulet_app::link::Launch {
+            demo: true,
+            watch: None,
+        },
+        home.join("demo-settings.json"),
+    );
+    assert!(matches!(app.screen, Screen::Starting(_)));
+    let _ = app.update(Message::Node(rivulet_app::node::NodeEvent::DemoWarming {
+        held: 7,
+        k: 20,
+    }));
+    assert_eq!(app.warming, Some((7, 20)));
+    let Screen::Starting(sentence) = &app.screen else {
+        panic!("expected the starting screen, got {:?}", app.screen)
+    };
+    assert!(
+        sentence.starts_with("Preparing the demo network…"),
+        "{sentence}"
+    );
+    assert!(
+        simulator(app.view())
+            .find(
+                "Preparing the demo network… its caches hold 7 of the 20 chunks of each segment the player needs"
+            )
+            .is_ok()
+    );
+}
+
+/// A 6 s movie with two audio tracks (English 440 Hz, French 880 Hz) and an English
+/// subtitle track, made by ffmpeg.
+fn make_movie_with_tracks(dir: &std::path::Path) -> std::path::PathBuf {
+    let srt = dir.join("subs.srt");
+    std::fs::write(
+        &srt,
+        "1\n00:00:00,000 --> 00:00:03,000\nHello from the first subtitle\n\n\
+         2\n00:00:03,000 --> 00:00:06,000\nAnd the second one\n",
+    )
+    .unwrap();
+    let out = dir.join("tracks.mkv");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25:duration=6",
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=6"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=880:duration=6"])
+        .arg("-i")
+        .arg(&srt)
+        .args(["-map", "0", "-map", "1", "-map", "2", "-map", "3"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-c:a", "aac", "-c:s", "srt"])
+        .args([
+            "-metadata:s:a:0",
+            "language=eng",
+            "-metadata:s:a:0",
+            "title=English",
+        ])
+        .args([
+            "-metadata:s:a:1",
+            "language=fra",
+            "-metadata:s:a:1",
+            "title=French",
+        ])
+        .args([
+            "-metadata:s:s:0",
+            "language=eng",
+            "-metadata:s:s:0",
+            "title=Captions",
+        ])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg could not make the movie");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_player_lists_and_switches_audio_and_subtitle_tracks() {
+    use rivulet_tracker::data_dir::DataDir;
+    use rivulet_tracker::ingest::{IngestRequest, ingest};
+    use rivulet_tracker::server::{ServeConfig, Server};
+    use rivulet_tracker_client::{Credentials, TrackerClient};
+
+    // A real tracker whose one movie has two audio tracks and a subtitle track: the tracks
+    // go through ingest, the network and the viewer to mpv.
+    let work = tempfile::tempdir().unwrap();
+    let movie = make_movie_with_tracks(work.path());
+    let data_path = work.path().join("data");
+    let data = DataDir::create(&data_path).unwrap();
+    ingest(
+        &data,
+        &IngestRequest {
+            input: movie,
+            title: "Two voices".into(),
+            price: 10,
+            id: Some("tracks".into()),
+        },
+    )
+    .unwrap();
+    let mut config = ServeConfig::new(data_path);
+    config.http = "127.0.0.1:0".parse().unwrap();
+    config.ftp = "127.0.0.1:0".parse().unwrap();
+    let server = Server::bind(config).await.unwrap();
+    let url = server.url();
+    let creds = Credentials {
+        username: "lena".into(),
+        password: PASSWORD.into(),
+    };
+    let anon = TrackerClient::new(&url);
+    anon.register(&creds).await.unwrap();
+    let token = anon.login(&creds).await.unwrap().token;
+    anon.clone().with_token(token).buy("tracks").await.unwrap();
+
+    let mut d = Driver::new(true).await;
+    d.log_in(&url, "lena", PASSWORD).await;
+    d.send(Message::Catalogue(catalogue::Message::Watch(
+        "tracks".into(),
+    )))
+    .await;
+    let player = |d: &Driver| match &d.app.screen {
+        Screen::Player(p) => (
+            p.audio_tracks().to_vec(),
+            p.sub_tracks().to_vec(),
+            p.frames_rendered(),
+            p.phase.clone(),
+        ),
+        other => panic!("expected the player, got {other:?}"),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (audio, subs) = loop {
+        while let Some(e) = d.events.as_mut().and_then(|events| events.try_recv().ok()) {
+            d.send(Message::Node(e)).await;
+        }
+        d.send(Message::Player(player::Message::Tick)).await;
+        let (audio, subs, frames, phase) = player(&d);
+        assert!(!matches!(phase, player::Phase::Failed(_)), "{phase:?}");
+        if audio.len() == 2 && frames > 0 {
+            break (audio, subs);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mpv never listed the tracks: {audio:?} {subs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The lists as mpv read them from the stream, with their languages and titles.
+    assert!(
+        audio[0].label.contains("eng") && audio[0].label.contains("English"),
+        "{audio:?}"
+    );
+    assert!(
+        audio[1].label.contains("fra") && audio[1].label.contains("French"),
+        "{audio:?}"
+    );
+    assert_eq!(subs.len(), 2, "no subtitles + the captions: {subs:?}");
+    assert_eq!(subs[0].label, "no subtitles");
+    assert!(subs[1].label.contains("Captions"), "{subs:?}");
+    let mpv = |d: &Driver, property: &str| match &d.app.screen {
+        Screen::Player(p) => p.playing_track(property),
+        _ => None,
+    };
+    assert_eq!(mpv(&d, "aid").as_deref(), Some("1"));
+
+    // Picking from the lists sets mpv's aid and sid.
+    d.send(Message::Player(player::Message::AudioPicked(
+        audio[1].clone(),
+    )))
+    .await;
+    assert_eq!(mpv(&d, "aid"), Some(audio[1].id.to_string()));
+    d.send(Message::Player(player::Message::SubPicked(subs[1].clone())))
+        .await;
+    assert_eq!(mpv(&d, "sid"), Some(subs[1].id.to_string()));
+    d.send(Message::Player(player::Message::SubPicked(subs[0].clone())))
+        .await;
+    assert_eq!(mpv(&d, "sid").as_deref(), Some("no"));
+    d.send(Message::Player(player::Message::AudioPicked(
+        audio[0].clone(),
+    )))
+    .await;
+    assert_eq!(mpv(&d, "aid"), Some(audio[0].id.to_string()));
+    d.close().await;
+    server.shutdown().await.unwrap();
 }

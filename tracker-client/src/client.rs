@@ -6,9 +6,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    API_PREFIX, Account, AccountSummary, Credentials, ErrorBody, Heartbeat, HeartbeatReply,
-    LoadPoint, NodeFlows, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo, Purchase,
-    Session, Ticket, TicketRequest, Video, VideoStats,
+    API_PREFIX, Account, AccountSummary, Credentials, Earnings, ErrorBody, Heartbeat,
+    HeartbeatReply, LoadPoint, NodeFlows, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo,
+    Purchase, Session, Ticket, TicketRequest, Video, VideoStats,
 };
 
 /// Why a call failed.
@@ -149,6 +149,15 @@ impl TrackerClient {
     /// The logged-in account.
     pub async fn me(&self) -> Result<Account, ClientError> {
         Self::json(self.request(Method::GET, "/me")).await
+    }
+
+    /// The logged-in account's earnings over the last `minutes`, in `buckets` equal buckets.
+    pub async fn earnings(&self, minutes: u32, buckets: u32) -> Result<Earnings, ClientError> {
+        Self::json(self.request(
+            Method::GET,
+            &format!("/me/earnings?minutes={minutes}&buckets={buckets}"),
+        ))
+        .await
     }
 
     /// The catalogue.

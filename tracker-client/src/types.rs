@@ -290,6 +290,30 @@ pub struct VideoStats {
     pub purchases: u64,
 }
 
+/// The caller's earnings over time (`GET /me/earnings`): what its caches were credited,
+/// bucket by bucket, oldest first, empty buckets included.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Earnings {
+    /// Length of each bucket, seconds.
+    pub bucket_secs: u64,
+    pub buckets: Vec<EarningsBucket>,
+}
+
+/// One bucket of [`Earnings`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EarningsBucket {
+    /// Start of the bucket, seconds since the Unix epoch.
+    pub start: u64,
+    /// Bytes the account's caches reported sending.
+    pub uploaded_bytes: u64,
+    /// Bytes newly credited (confirmed by the receiving viewers).
+    pub credited_bytes: u64,
+    /// Points those bytes earned.
+    pub points: u64,
+}
+
 /// Bytes moved in one time bucket, by flow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod catalogue_cache;
 pub mod data_dir;
 pub mod db;
+pub mod earnings;
 pub mod ffmpeg;
 pub mod ingest;
 pub mod login_limit;

@@ -514,24 +514,44 @@ async fn settle(
         );
         q.build().execute(&mut *tx).await?;
     }
+    let now = now_ms();
     for (account, (uploaded, newly)) in accounts {
         if uploaded == 0 && newly == 0 {
             continue;
         }
-        sqlx::query(&format!(
+        let earned_before: i64 = sqlx::query("SELECT earned_points FROM accounts WHERE id = $1")
+            .bind(account)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map_or(0, |r| r.get(0));
+        let earned_after: Option<i64> = sqlx::query(&format!(
             "UPDATE accounts SET
                  uploaded_bytes = MIN(uploaded_bytes + $1, {BYTES_CEILING}),
                  credited_bytes = MIN(credited_bytes + $2, {BYTES_CEILING}),
                  balance = balance + MIN(credited_bytes + $2, {BYTES_CEILING}) / $3 - earned_points,
                  earned_points = MIN(credited_bytes + $2, {BYTES_CEILING}) / $3
-             WHERE id = $4"
+             WHERE id = $4
+             RETURNING earned_points"
         ))
         .bind(uploaded)
         .bind(newly)
         .bind(bytes_per_point)
         .bind(account)
-        .execute(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.get(0));
+        if let Some(after) = earned_after {
+            // Earnings over time (the points screen's chart).
+            crate::earnings::record(
+                &mut *tx,
+                account,
+                now,
+                uploaded,
+                newly,
+                (after - earned_before).max(0),
+            )
+            .await?;
+        }
     }
     Ok(())
 }

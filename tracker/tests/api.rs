@@ -791,6 +791,129 @@ async fn administrators_see_accounts_nodes_videos_load_and_flows() {
 /// operation reaches a handler (no routing 404/405), and every handler the other tests call
 /// is documented.
 #[tokio::test]
+async fn earnings_over_time_follow_the_credited_bytes() {
+    let t = Tracker::start_with(&[("m", 0)], |c| c.bytes_per_point = 10_000).await;
+    let alice = t.user("alice").await;
+    let bob = t.user("bob").await;
+    let cache = alice.register_node(&cache_at(2121)).await.unwrap();
+    let view = bob.register_node(&viewer()).await.unwrap();
+    // Nothing credited yet: every bucket is empty.
+    let none = alice.earnings(60, 12).await.unwrap();
+    assert_eq!((none.bucket_secs, none.buckets.len()), (300, 12));
+    assert!(
+        none.buckets
+            .iter()
+            .all(|b| b.credited_bytes == 0 && b.points == 0)
+    );
+    assert!(
+        none.buckets
+            .windows(2)
+            .all(|w| w[1].start == w[0].start + 300)
+    );
+
+    // The cache reports 250 000 bytes to bob's viewer, which confirms 200 000: alice is
+    // credited the smaller, 20 points at 10 000 bytes a point.
+    let sent = |bytes| Heartbeat {
+        sent: vec![PeerBytes {
+            peer: view.node_id.clone(),
+            video: "m".into(),
+            bytes,
+        }],
+        ..Heartbeat::default()
+    };
+    let got = |bytes| Heartbeat {
+        watching: Some("m".into()),
+        received: vec![PeerBytes {
+            peer: cache.node_id.clone(),
+            video: "m".into(),
+            bytes,
+        }],
+        ..Heartbeat::default()
+    };
+    alice
+        .heartbeat(&cache.node_id, &sent(250_000))
+        .await
+        .unwrap();
+    bob.heartbeat(&view.node_id, &got(200_000)).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let e = alice.earnings(60, 12).await.unwrap();
+    let filled: Vec<_> = e.buckets.iter().filter(|b| b.credited_bytes > 0).collect();
+    assert_eq!(filled.len(), 1, "{e:?}");
+    let b = filled[0];
+    assert_eq!(
+        (b.uploaded_bytes, b.credited_bytes, b.points),
+        (250_000, 200_000, 20)
+    );
+    assert!(b.start <= now && now < b.start + 300, "{b:?} at {now}");
+    assert_eq!(e.buckets.last(), Some(b), "the newest bucket holds it");
+    // The totals agree with the account.
+    let me = alice.me().await.unwrap();
+    assert_eq!((me.credited_bytes, me.balance), (200_000, 120));
+    // bob's viewer earned nothing.
+    assert!(
+        bob.earnings(60, 12)
+            .await
+            .unwrap()
+            .buckets
+            .iter()
+            .all(|b| b.credited_bytes == 0)
+    );
+    // The rest of the confirmation arrives later: a second event, summed in its bucket.
+    bob.heartbeat(&view.node_id, &got(50_000)).await.unwrap();
+    let e = alice.earnings(60, 1).await.unwrap();
+    assert_eq!(e.buckets.len(), 1);
+    assert_eq!(
+        (e.buckets[0].credited_bytes, e.buckets[0].points),
+        (250_000, 25)
+    );
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
+        .await
+        .unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credit_events")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    // The report (uploaded, nothing credited yet) and the two confirmations.
+    assert_eq!(events, 3);
+
+    // Bad input: one 4xx with the shared error body; no session: 401.
+    for (minutes, buckets) in [(0, 12), (43_201, 12), (60, 0), (60, 241)] {
+        assert_eq!(
+            code(alice.earnings(minutes, buckets).await),
+            (400, codes::BAD_REQUEST.into()),
+            "minutes={minutes} buckets={buckets}"
+        );
+    }
+    assert_eq!(
+        code(t.client().earnings(60, 12).await),
+        (401, codes::UNAUTHORIZED.into())
+    );
+    let token = t
+        .client()
+        .login(&creds("alice", "correct-horse-42"))
+        .await
+        .unwrap()
+        .token;
+    let http = reqwest::Client::new();
+    for query in ["minutes=soon", "buckets=-1", "colour=red"] {
+        let resp = http
+            .get(format!("{}/api/v1/me/earnings?{query}", t.server.url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{query}");
+        let body: rivulet_tracker_client::ErrorBody = resp.json().await.unwrap();
+        assert_eq!(body.error.code, codes::BAD_REQUEST, "{query}");
+        assert!(!body.error.message.is_empty());
+    }
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_openapi_document_matches_the_routes() {
     let t = Tracker::start(&[]).await;
     let http = reqwest::Client::new();
@@ -823,6 +946,7 @@ async fn the_openapi_document_matches_the_routes() {
         ("GET", "/api/v1/admin/nodes"),
         ("GET", "/api/v1/admin/videos"),
         ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/me/earnings"),
         ("GET", "/api/v1/me/nodes"),
         ("GET", "/api/v1/origin"),
         ("GET", "/api/v1/videos"),

@@ -134,6 +134,16 @@ impl State {
         &self.audio_tracks
     }
 
+    /// The subtitle choices: "no subtitles" first, then the tracks mpv found.
+    pub fn sub_tracks(&self) -> &[Track] {
+        &self.sub_tracks
+    }
+
+    /// The track mpv plays for `property` (`aid` or `sid`), as mpv says it: an id or `no`.
+    pub fn playing_track(&self, property: &str) -> Option<String> {
+        self.video.as_ref()?.selected_track(property)
+    }
+
     /// Frames mpv has decoded and rendered.
     pub fn frames_rendered(&self) -> u64 {
         self.video.as_ref().map_or(0, Video::frames_rendered)

@@ -39,6 +39,8 @@ pub enum Message {
     CacheDir(String),
     /// Check the draft and hand it to the app.
     Apply,
+    /// Remove the remembered password from the OS keyring.
+    Forget,
     Close,
 }
 
@@ -46,6 +48,8 @@ pub enum Message {
 #[derive(Clone, Debug)]
 pub enum Event {
     Apply(Box<Settings>),
+    /// Forget the remembered log-in.
+    Forget,
     Close,
 }
 
@@ -95,6 +99,10 @@ impl State {
                 }
                 Err(e) => self.error = Some(e),
             },
+            Message::Forget => {
+                self.draft.remember = false;
+                return (Task::none(), Some(Event::Forget));
+            }
             Message::Close => return (Task::none(), Some(Event::Close)),
         }
         (Task::none(), None)
@@ -175,6 +183,13 @@ impl State {
             .spacing(8),
         ]
         .spacing(8);
+        if self.draft.remember {
+            pane = pane.push(
+                button("Forget my saved password")
+                    .on_press(Message::Forget)
+                    .style(button::secondary),
+            );
+        }
         if let Some(e) = &self.error {
             pane = pane.push(text(e.clone()).style(text::danger));
         }

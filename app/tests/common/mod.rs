@@ -90,6 +90,14 @@ impl Driver {
         driver
     }
 
+    /// Starts the app again on the same settings file, as a person relaunching it would
+    /// (the engine, if any, keeps running for the new app).
+    pub async fn restart(&mut self) {
+        let (app, task) = App::new(Launch::default(), self.dir.path().join("settings.json"));
+        self.app = app;
+        self.run(task).await;
+    }
+
     /// Updates with `message` and with every message its tasks produce, to the end.
     pub async fn send(&mut self, message: Message) {
         let task = self.app.update(message);

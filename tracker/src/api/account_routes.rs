@@ -3,12 +3,13 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
-use rivulet_tracker_client::{Account, Credentials, ErrorBody, Session, codes};
+use rivulet_tracker_client::{Account, Credentials, Earnings, ErrorBody, Session, codes};
+use serde::Deserialize;
 
 use super::{ApiError, ApiJson, AppState, Authed, client_ip};
-use crate::accounts;
+use crate::{accounts, earnings};
 
 /// `POST /accounts`: creates an account with the configured starting balance.
 #[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = Credentials,
@@ -92,5 +93,52 @@ pub async fn logout(State(state): State<AppState>, authed: Authed) -> Result<Sta
 pub async fn me(State(state): State<AppState>, authed: Authed) -> Result<Json<Account>, ApiError> {
     Ok(Json(
         accounts::account(&state.db.read, authed.caller.account_id).await?,
+    ))
+}
+
+/// Which earnings to return.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarningsQuery {
+    /// Minutes of history, 1 to 43200 (30 days; default 60).
+    pub minutes: Option<u32>,
+    /// Buckets to sum them into, 1 to 240 (default 60).
+    pub buckets: Option<u32>,
+}
+
+/// `GET /me/earnings?minutes=M&buckets=B`: the caller's credited bytes and points over time.
+#[utoipa::path(get, path = "/me/earnings", tag = "accounts",
+    params(("minutes" = Option<u32>, Query), ("buckets" = Option<u32>, Query)),
+    responses((status = 200, body = Earnings), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn my_earnings(
+    State(state): State<AppState>,
+    authed: Authed,
+    query: Result<Query<EarningsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Earnings>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let minutes = query.minutes.unwrap_or(60);
+    if !(1..=earnings::MAX_MINUTES).contains(&minutes) {
+        return Err(ApiError::bad_request(format!(
+            "minutes must be from 1 to {}",
+            earnings::MAX_MINUTES
+        )));
+    }
+    let buckets = query.buckets.unwrap_or(60);
+    if !(1..=earnings::MAX_BUCKETS).contains(&buckets) {
+        return Err(ApiError::bad_request(format!(
+            "buckets must be from 1 to {}",
+            earnings::MAX_BUCKETS
+        )));
+    }
+    Ok(Json(
+        earnings::history(
+            &state.db.read,
+            authed.caller.account_id,
+            crate::nodes::now_ms(),
+            minutes,
+            buckets,
+        )
+        .await
+        .map_err(ApiError::internal)?,
     ))
 }

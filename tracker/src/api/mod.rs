@@ -257,6 +257,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(account_routes::login))
         .routes(routes!(account_routes::logout))
         .routes(routes!(account_routes::me))
+        .routes(routes!(account_routes::my_earnings))
         .routes(routes!(node_routes::mine))
         .routes(routes!(admin_routes::accounts))
         .routes(routes!(admin_routes::all_nodes))

@@ -1,0 +1,87 @@
+//! Earnings over time: each settlement that credits an account's caches leaves a
+//! `credit_events` row (bytes reported, newly credited, points earned), and [`history`]
+//! sums them into fixed buckets for the app's points screen.
+
+use rivulet_tracker_client::{Earnings, EarningsBucket};
+use sqlx::{Row, SqlitePool};
+
+/// Longest history one request may ask for: 30 days.
+pub const MAX_MINUTES: u32 = 30 * 24 * 60;
+/// Most buckets one request may ask for.
+pub const MAX_BUCKETS: u32 = 240;
+
+/// Records what one settlement gave `account` (inside the settlement's transaction).
+pub async fn record(
+    tx: &mut sqlx::SqliteConnection,
+    account: i64,
+    at_ms: i64,
+    uploaded_bytes: i64,
+    credited_bytes: i64,
+    points: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO credit_events (account_id, at_ms, uploaded_bytes, credited_bytes, points)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(account)
+    .bind(at_ms)
+    .bind(uploaded_bytes)
+    .bind(credited_bytes)
+    .bind(points)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The last `minutes` of `account`'s earnings up to `now_ms`, in `buckets` equal buckets
+/// (oldest first, empty ones included). The caller checks the ranges.
+pub async fn history(
+    db: &SqlitePool,
+    account: i64,
+    now_ms: i64,
+    minutes: u32,
+    buckets: u32,
+) -> Result<Earnings, sqlx::Error> {
+    let span_ms = i64::from(minutes) * 60_000;
+    let bucket_ms = (span_ms + i64::from(buckets) - 1) / i64::from(buckets);
+    // Buckets end at the next whole bucket after now, so they stay put between calls.
+    let end = (now_ms / bucket_ms + 1) * bucket_ms;
+    let since = end - bucket_ms * i64::from(buckets);
+    let rows = sqlx::query(
+        "SELECT ($2 + ((at_ms - $2) / $3) * $3) AS start,
+                SUM(uploaded_bytes) AS uploaded, SUM(credited_bytes) AS credited,
+                SUM(points) AS points
+         FROM credit_events WHERE account_id = $1 AND at_ms >= $2 AND at_ms < $4
+         GROUP BY start",
+    )
+    .bind(account)
+    .bind(since)
+    .bind(bucket_ms)
+    .bind(end)
+    .fetch_all(db)
+    .await?;
+    let mut out: Vec<EarningsBucket> = (0..i64::from(buckets))
+        .map(|i| EarningsBucket {
+            start: unsigned((since + i * bucket_ms) / 1000),
+            uploaded_bytes: 0,
+            credited_bytes: 0,
+            points: 0,
+        })
+        .collect();
+    for r in &rows {
+        let i = (r.get::<i64, _>("start") - since) / bucket_ms;
+        if let Some(b) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+            b.uploaded_bytes = unsigned(r.get("uploaded"));
+            b.credited_bytes = unsigned(r.get("credited"));
+            b.points = unsigned(r.get("points"));
+        }
+    }
+    Ok(Earnings {
+        bucket_secs: unsigned(bucket_ms / 1000).max(1),
+        buckets: out,
+    })
+}
+
+fn unsigned(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
