@@ -192,7 +192,10 @@ async fn a_batch_brings_what_the_server_holds_in_one_transfer() {
     let max = framed(0, 0, FRAMED_PAYLOAD).len();
 
     // Held ones come in the order asked; the odd ones are missing there.
-    let got = session.fetch_batch(3, &[4, 1, 0, 3, 2], max).await.unwrap();
+    let got = session
+        .fetch_batch(3, &[4, 1, 0, 3, 2], max, false)
+        .await
+        .unwrap();
     let indices: Vec<u16> = got.iter().map(|(i, _)| *i).collect();
     assert_eq!(indices, [4, 0, 2]);
     for (i, wire) in &got {
@@ -201,20 +204,20 @@ async fn a_batch_brings_what_the_server_holds_in_one_transfer() {
     // None held: an empty answer, and the session still works.
     assert!(
         session
-            .fetch_batch(3, &[1, 3], max)
+            .fetch_batch(3, &[1, 3], max, false)
             .await
             .unwrap()
             .is_empty()
     );
     // A chunk framed under another index is handed over as the one asked for (the caller's
     // verification then fails and blames the sender).
-    let got = session.fetch_batch(1, &[6, 2], max).await.unwrap();
+    let got = session.fetch_batch(1, &[6, 2], max, false).await.unwrap();
     assert_eq!(got[0].0, 6);
     assert_eq!(got[0].1, framed(1, 7, FRAMED_PAYLOAD));
     assert_eq!(got[1], (2, framed(1, 2, FRAMED_PAYLOAD)));
     // One chunk over the limit ends the batch.
     assert!(matches!(
-        session.fetch_batch(1, &[0, 8], max).await,
+        session.fetch_batch(1, &[0, 8], max, false).await,
         Err(FetchError::TooLarge { .. })
     ));
 
@@ -227,6 +230,54 @@ async fn a_batch_brings_what_the_server_holds_in_one_transfer() {
             "film".to_owned(),
             (6 * max + framed(1, 8, 2 * FRAMED_PAYLOAD).len()) as u64
         )]
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_urgent_transfer_overtakes_the_others_under_the_cap() {
+    let signer = TicketSigner::from_seed(&[5; 32]);
+    // 8 Mbit/s: the 16 chunks of the long transfer take about a second.
+    let server = ChunkServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "cache-3",
+        signer.public_key(),
+        Arc::new(Framed),
+        8_000_000,
+    )
+    .await
+    .unwrap();
+    let addr = server.addr().to_string();
+    let t = Duration::from_secs(10);
+    let max = framed(0, 0, FRAMED_PAYLOAD).len();
+    let connect = |who: &'static str| {
+        let ticket = ticket(&signer, who, "cache-3", "film", 60);
+        let addr = addr.clone();
+        async move {
+            ChunkSession::connect(&addr, who, &ticket, "film", t)
+                .await
+                .unwrap()
+        }
+    };
+    let (mut long, mut waiting) = (connect("viewer-a").await, connect("viewer-b").await);
+    // Honest ones (6 and 8 are not).
+    let evens: Vec<u16> = (5..21).map(|i| i * 2).collect();
+    let (long_done, urgent_done) = tokio::join!(
+        async {
+            let got = long.fetch_batch(0, &evens, max, false).await.unwrap();
+            assert_eq!(got.len(), 16);
+            Instant::now()
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let got = waiting.fetch_batch(1, &[0, 2], max, true).await.unwrap();
+            assert_eq!(got.len(), 2);
+            Instant::now()
+        }
+    );
+    assert!(
+        urgent_done < long_done,
+        "the urgent transfer, asked for 200 ms after the long one, finished after it"
     );
     server.shutdown().await;
 }

@@ -494,7 +494,7 @@ async fn fetch_loop(shared: Arc<Shared>, worker: usize, stop: watch::Receiver<bo
             };
             let limit = manifest.wire_len(segment);
             shared.download.acquire(limit * indices.len()).await;
-            let got = match session.fetch_batch(segment, &indices, limit).await {
+            let got = match session.fetch_batch(segment, &indices, limit, false).await {
                 Ok(got) if got.len() == indices.len() => got,
                 Ok(_) | Err(_) => {
                     sessions.remove(&video);

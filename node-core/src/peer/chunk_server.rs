@@ -26,7 +26,7 @@ use unftp_core::auth::{
 };
 use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageBackend};
 
-use crate::peer::ftp::MAX_BATCH;
+use crate::peer::ftp::{MAX_BATCH, URGENT};
 use crate::ticket::{TicketClaims, TicketKey};
 
 /// A movie id as it may appear in a path: lowercase letters, digits, '-' and '_'.
@@ -110,10 +110,26 @@ impl ServedBytes {
 /// least 10 ms of traffic (tokio's timers tick at 1 ms; a smaller bucket caps far below the
 /// rate) and starts empty, so no transfer gets a free burst. Zero means no cap. The rate can
 /// change while transfers run.
+///
+/// Urgent transfers (a player waiting for them) go first: while one runs, the others pause.
 #[derive(Debug)]
 pub struct RateCap {
     bits_per_sec: AtomicU64,
     bucket: Mutex<(f64, Instant)>,
+    urgent: AtomicU64,
+    calm: tokio::sync::Notify,
+}
+
+/// An urgent transfer in progress (see [`RateCap::urgent`]).
+#[derive(Debug)]
+pub struct Urgent<'a>(&'a RateCap);
+
+impl Drop for Urgent<'_> {
+    fn drop(&mut self) {
+        if self.0.urgent.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.calm.notify_waiters();
+        }
+    }
 }
 
 impl RateCap {
@@ -121,7 +137,21 @@ impl RateCap {
         RateCap {
             bits_per_sec: AtomicU64::new(bits_per_sec),
             bucket: Mutex::new((0.0, Instant::now())),
+            urgent: AtomicU64::new(0),
+            calm: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Marks an urgent transfer until the guard drops: [`RateCap::acquire`] lets only
+    /// urgent transfers send meanwhile.
+    pub fn urgent(&self) -> Urgent<'_> {
+        self.urgent.fetch_add(1, Ordering::AcqRel);
+        Urgent(self)
+    }
+
+    /// Waits until `bytes` may be sent by an urgent transfer (one holding [`Urgent`]).
+    pub async fn acquire_urgent(&self, bytes: usize) {
+        self.take(bytes).await;
     }
 
     /// Changes the cap at once (0: none).
@@ -133,8 +163,22 @@ impl RateCap {
         self.bits_per_sec.load(Ordering::Relaxed)
     }
 
-    /// Waits until `bytes` may be sent.
+    /// Waits until `bytes` may be sent, after any urgent transfers.
     pub async fn acquire(&self, bytes: usize) {
+        loop {
+            let calm = self.calm.notified();
+            tokio::pin!(calm);
+            // Registered before looking, so the last urgent transfer's end wakes it.
+            calm.as_mut().enable();
+            if self.urgent.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            calm.await;
+        }
+        self.take(bytes).await;
+    }
+
+    async fn take(&self, bytes: usize) {
         loop {
             let rate = self.bits_per_sec.load(Ordering::Relaxed) as f64 / 8.0;
             if rate <= 0.0 {
@@ -233,9 +277,20 @@ impl UserDetailProvider for TicketUsers {
     }
 }
 
+/// What a transfer asks for.
+#[derive(Debug, PartialEq)]
+struct ChunkPath {
+    video: String,
+    segment: u32,
+    indices: Vec<u16>,
+    /// A player waits for them: sent before anything else under the upload cap.
+    urgent: bool,
+}
+
 /// `/<video>/<segment>/<index>` or `/<video>/<segment>/<index>,<index>,…` (distinct, at
-/// most [`MAX_BATCH`]), or `None` for anything else (including `..`).
-fn chunk_path(path: &Path) -> Option<(String, u32, Vec<u16>)> {
+/// most [`MAX_BATCH`]), either followed by `/now` when urgent; `None` for anything else
+/// (including `..`).
+fn chunk_path(path: &Path) -> Option<ChunkPath> {
     let parts: Vec<&str> = path
         .components()
         .filter_map(|c| match c {
@@ -244,8 +299,10 @@ fn chunk_path(path: &Path) -> Option<(String, u32, Vec<u16>)> {
             _ => Some(None),
         })
         .collect::<Option<_>>()?;
-    let [video, segment, list] = parts.as_slice() else {
-        return None;
+    let (video, segment, list, urgent) = match parts.as_slice() {
+        [video, segment, list] => (video, segment, list, false),
+        [video, segment, list, URGENT] => (video, segment, list, true),
+        _ => return None,
     };
     check_id(video).ok()?;
     let indices: Vec<u16> = list
@@ -256,7 +313,12 @@ fn chunk_path(path: &Path) -> Option<(String, u32, Vec<u16>)> {
     if indices.len() > MAX_BATCH || distinct.len() != indices.len() {
         return None;
     }
-    Some(((*video).to_owned(), segment.parse().ok()?, indices))
+    Some(ChunkPath {
+        video: (*video).to_owned(),
+        segment: segment.parse().ok()?,
+        indices,
+        urgent,
+    })
 }
 
 #[derive(Debug)]
@@ -305,6 +367,7 @@ fn not_found() -> Error {
 struct Found {
     video: String,
     segment: u32,
+    urgent: bool,
     chunks: Vec<(u16, Vec<u8>)>,
 }
 
@@ -317,7 +380,12 @@ impl Found {
 impl ProviderStore {
     /// The chunks at `path` for `user`, in wire form; not found when it holds none.
     async fn chunks(&self, user: &TicketUser, path: &Path) -> Result<Found> {
-        let (video, segment, indices) = chunk_path(path).ok_or_else(not_found)?;
+        let ChunkPath {
+            video,
+            segment,
+            indices,
+            urgent,
+        } = chunk_path(path).ok_or_else(not_found)?;
         // A session lives no longer than its ticket.
         if video != user.0.video || user.0.expires_at <= unix_now() {
             return Err(ErrorKind::PermissionDenied.into());
@@ -336,6 +404,7 @@ impl ProviderStore {
         Ok(Found {
             video,
             segment,
+            urgent,
             chunks,
         })
     }
@@ -420,6 +489,7 @@ impl StorageBackend<TicketUser> for ProviderStore {
         P: AsRef<Path> + Send + Debug,
     {
         let found = self.chunks(user, path.as_ref()).await?;
+        let urgent = found.urgent.then(|| self.cap.urgent());
         let (mut offset, mut sent) = (0u64, 0u64);
         for (index, chunk) in &found.chunks {
             let skip = usize::try_from(start_pos.saturating_sub(offset))
@@ -427,7 +497,11 @@ impl StorageBackend<TicketUser> for ProviderStore {
                 .min(chunk.len());
             offset += chunk.len() as u64;
             for piece in chunk[skip..].chunks(CAPPED_PIECE) {
-                self.cap.acquire(piece.len()).await;
+                if urgent.is_some() {
+                    self.cap.acquire_urgent(piece.len()).await;
+                } else {
+                    self.cap.acquire(piece.len()).await;
+                }
                 output.write_all(piece).await?;
             }
             let bytes = (chunk.len() - skip) as u64;
@@ -656,17 +730,29 @@ mod tests {
 
     #[test]
     fn only_chunk_paths_inside_the_store_parse() {
+        let path = |video: &str, segment, indices: &[u16], urgent| {
+            Some(ChunkPath {
+                video: video.into(),
+                segment,
+                indices: indices.to_vec(),
+                urgent,
+            })
+        };
         assert_eq!(
             chunk_path(Path::new("/demo/3/17")),
-            Some(("demo".into(), 3, vec![17]))
+            path("demo", 3, &[17], false)
         );
         assert_eq!(
             chunk_path(Path::new("demo/0/0")),
-            Some(("demo".into(), 0, vec![0]))
+            path("demo", 0, &[0], false)
         );
         assert_eq!(
             chunk_path(Path::new("/demo/2/5,1,9")),
-            Some(("demo".into(), 2, vec![5, 1, 9]))
+            path("demo", 2, &[5, 1, 9], false)
+        );
+        assert_eq!(
+            chunk_path(Path::new("/demo/2/5,1/now")),
+            path("demo", 2, &[5, 1], true)
         );
         let most: Vec<String> = (0..MAX_BATCH).map(|i| i.to_string()).collect();
         let too_many: Vec<String> = (0..=MAX_BATCH).map(|i| i.to_string()).collect();
@@ -689,6 +775,8 @@ mod tests {
             "/demo/1/,2",
             "/demo/1/2;3",
             "/demo/1/2,70000",
+            "/demo/1/2/later",
+            "/demo/1/2/now/now",
         ] {
             assert_eq!(chunk_path(Path::new(bad)), None, "{bad}");
         }

@@ -106,7 +106,11 @@ impl ChunkSession {
         index: u16,
         max_len: usize,
     ) -> Result<Vec<u8>, FetchError> {
-        match self.fetch_batch(segment, &[index], max_len).await?.pop() {
+        match self
+            .fetch_batch(segment, &[index], max_len, false)
+            .await?
+            .pop()
+        {
             Some((_, wire)) => Ok(wire),
             None => Err(FetchError::Missing {
                 addr: self.addr.clone(),
@@ -115,7 +119,8 @@ impl ChunkSession {
     }
 
     /// Fetches several chunks of `segment` in one transfer (`/<video>/<segment>/<a>,<b>,…`,
-    /// at most [`MAX_BATCH`]): the server sends those it holds, in the order asked, each
+    /// at most [`MAX_BATCH`]; `urgent`: a player waits for them, and the server sends them
+    /// before other transfers): the server sends those it holds, in the order asked, each
     /// refused past `max_len` bytes. Returns them by index, in arrival order; an index not
     /// among them was missing there. A chunk whose header names an index out of order or
     /// not asked for is returned for the next index still expected, so verification fails
@@ -125,9 +130,13 @@ impl ChunkSession {
         segment: u32,
         indices: &[u16],
         max_len: usize,
+        urgent: bool,
     ) -> Result<Vec<(u16, Vec<u8>)>, FetchError> {
         let list: Vec<String> = indices.iter().map(u16::to_string).collect();
-        let path = format!("/{}/{segment}/{}", self.video, list.join(","));
+        let mut path = format!("/{}/{segment}/{}", self.video, list.join(","));
+        if urgent {
+            path = format!("{path}/{URGENT}");
+        }
         let addr = self.addr.clone();
         let timeout = self.timeout;
         let transfer = |reason: String| FetchError::Transfer {
@@ -205,6 +214,9 @@ impl ChunkSession {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.ftp.quit()).await;
     }
 }
+
+/// The last path component that marks a transfer urgent.
+pub const URGENT: &str = "now";
 
 /// Most chunks asked for in one transfer.
 pub const MAX_BATCH: usize = 32;

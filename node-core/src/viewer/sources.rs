@@ -19,6 +19,8 @@ pub const ORIGIN: &str = "origin";
 /// FTP sessions per cache and to the origin.
 const CACHE_SESSIONS: usize = 2;
 const ORIGIN_SESSIONS: usize = 4;
+/// A request due within this is marked urgent.
+const URGENT_WITHIN: Duration = Duration::from_secs(1);
 /// How long a cache that failed twice in a row is left alone.
 const REST: Duration = Duration::from_secs(5);
 
@@ -349,7 +351,12 @@ impl Sources {
                     }
                     let Some(s) = session.as_mut() else { continue };
                     let indices: Vec<u16> = batch.iter().map(|r| r.index).collect();
-                    let result = s.fetch_batch(first.segment, &indices, first.max_len).await;
+                    // Due soon (a start, a seek, or a deadline near): the cache sends it
+                    // before its other transfers.
+                    let urgent = first.due <= Instant::now() + URGENT_WITHIN;
+                    let result = s
+                        .fetch_batch(first.segment, &indices, first.max_len, urgent)
+                        .await;
                     busy.fetch_sub(batch.len(), Ordering::Relaxed);
                     match result {
                         Ok(mut got) => {

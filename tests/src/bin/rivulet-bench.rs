@@ -94,7 +94,7 @@ enum Command {
         #[arg(long, default_value = "40", value_parser = positive)]
         minutes: f64,
         /// Time runs this many times faster; movie and cache sizes shrink alike, rates stay.
-        #[arg(long, default_value = "8", value_parser = positive)]
+        #[arg(long, default_value = "9", value_parser = positive)]
         scale: f64,
         /// Only the client–server baseline.
         #[arg(long)]
