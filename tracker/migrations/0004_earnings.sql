@@ -1,13 +1,13 @@
--- Earnings over time: one row each time an account's caches are credited (a heartbeat batch
--- settles), with the bytes reported and newly credited and the points that earned. The
--- points screen draws these as buckets (`GET /api/v1/me/earnings`).
+-- Earnings over time: what an account's caches were credited, summed per minute (one row
+-- per account and minute however many heartbeat batches settle in it, so the table grows
+-- with time, not with traffic): bytes reported, newly credited, and the points that earned.
+-- The points screen draws these as buckets (`GET /api/v1/me/earnings`).
 
-CREATE TABLE credit_events (
+CREATE TABLE credit_minutes (
     account_id      INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    at_ms           BIGINT  NOT NULL,
+    minute          BIGINT  NOT NULL,
     uploaded_bytes  BIGINT  NOT NULL,
     credited_bytes  BIGINT  NOT NULL,
-    points          BIGINT  NOT NULL
+    points          BIGINT  NOT NULL,
+    PRIMARY KEY (account_id, minute)
 );
-
-CREATE INDEX credit_events_by_account ON credit_events (account_id, at_ms);

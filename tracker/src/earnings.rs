@@ -1,6 +1,6 @@
-//! Earnings over time: each settlement that credits an account's caches leaves a
-//! `credit_events` row (bytes reported, newly credited, points earned), and [`history`]
-//! sums them into fixed buckets for the app's points screen.
+//! Earnings over time: each settlement that credits an account's caches adds to the
+//! account's row for that minute in `credit_minutes` (bytes reported, newly credited,
+//! points earned), and [`history`] sums them into fixed buckets for the app's points screen.
 
 use rivulet_tracker_client::{Earnings, EarningsBucket};
 use sqlx::{Row, SqlitePool};
@@ -10,7 +10,8 @@ pub const MAX_MINUTES: u32 = 30 * 24 * 60;
 /// Most buckets one request may ask for.
 pub const MAX_BUCKETS: u32 = 240;
 
-/// Records what one settlement gave `account` (inside the settlement's transaction).
+/// Adds what one settlement gave `account` to its minute (inside the settlement's
+/// transaction).
 pub async fn record(
     tx: &mut sqlx::SqliteConnection,
     account: i64,
@@ -20,11 +21,15 @@ pub async fn record(
     points: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO credit_events (account_id, at_ms, uploaded_bytes, credited_bytes, points)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO credit_minutes (account_id, minute, uploaded_bytes, credited_bytes, points)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (account_id, minute) DO UPDATE SET
+             uploaded_bytes = uploaded_bytes + excluded.uploaded_bytes,
+             credited_bytes = credited_bytes + excluded.credited_bytes,
+             points = points + excluded.points",
     )
     .bind(account)
-    .bind(at_ms)
+    .bind(at_ms.div_euclid(60_000))
     .bind(uploaded_bytes)
     .bind(credited_bytes)
     .bind(points)
@@ -34,7 +39,8 @@ pub async fn record(
 }
 
 /// The last `minutes` of `account`'s earnings up to `now_ms`, in `buckets` equal buckets
-/// (oldest first, empty ones included). The caller checks the ranges.
+/// (oldest first, empty ones included; a minute counts in the bucket its start falls in).
+/// The caller checks the ranges (a bucket is at least a minute).
 pub async fn history(
     db: &SqlitePool,
     account: i64,
@@ -48,10 +54,11 @@ pub async fn history(
     let end = (now_ms / bucket_ms + 1) * bucket_ms;
     let since = end - bucket_ms * i64::from(buckets);
     let rows = sqlx::query(
-        "SELECT ($2 + ((at_ms - $2) / $3) * $3) AS start,
+        "SELECT ($2 + ((minute * 60000 - $2) / $3) * $3) AS start,
                 SUM(uploaded_bytes) AS uploaded, SUM(credited_bytes) AS credited,
                 SUM(points) AS points
-         FROM credit_events WHERE account_id = $1 AND at_ms >= $2 AND at_ms < $4
+         FROM credit_minutes
+         WHERE account_id = $1 AND minute * 60000 >= $2 AND minute * 60000 < $4
          GROUP BY start",
     )
     .bind(account)

@@ -872,15 +872,20 @@ async fn earnings_over_time_follow_the_credited_bytes() {
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
         .await
         .unwrap();
-    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credit_events")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    // The report (uploaded, nothing credited yet) and the two confirmations.
-    assert_eq!(events, 3);
+    let (rows, uploaded, credited, points): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), SUM(uploaded_bytes), SUM(credited_bytes), SUM(points)
+         FROM credit_minutes",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    // The report and the two confirmations add up in one row per minute (two if the test
+    // straddled a minute's end).
+    assert!((1..=2).contains(&rows), "{rows} rows");
+    assert_eq!((uploaded, credited, points), (250_000, 250_000, 25));
 
     // Bad input: one 4xx with the shared error body; no session: 401.
-    for (minutes, buckets) in [(0, 12), (43_201, 12), (60, 0), (60, 241)] {
+    for (minutes, buckets) in [(0, 12), (43_201, 12), (60, 0), (600, 241), (30, 31)] {
         assert_eq!(
             code(alice.earnings(minutes, buckets).await),
             (400, codes::BAD_REQUEST.into()),

@@ -124,10 +124,10 @@ pub async fn my_earnings(
         )));
     }
     let buckets = query.buckets.unwrap_or(60);
-    if !(1..=earnings::MAX_BUCKETS).contains(&buckets) {
+    let most = earnings::MAX_BUCKETS.min(minutes);
+    if !(1..=most).contains(&buckets) {
         return Err(ApiError::bad_request(format!(
-            "buckets must be from 1 to {}",
-            earnings::MAX_BUCKETS
+            "buckets must be from 1 to {most} (a bucket is at least a minute)"
         )));
     }
     Ok(Json(
