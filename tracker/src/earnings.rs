@@ -10,31 +10,35 @@ pub const MAX_MINUTES: u32 = 30 * 24 * 60;
 /// Most buckets one request may ask for.
 pub const MAX_BUCKETS: u32 = 240;
 
-/// Adds what one settlement gave `account` to its minute (inside the settlement's
-/// transaction).
+/// Adds what one settlement gave each account — (account, uploaded bytes, newly credited
+/// bytes, points) — to the account's row for the minute of `at_ms` (inside the
+/// settlement's transaction).
 pub async fn record(
     tx: &mut sqlx::SqliteConnection,
-    account: i64,
+    earned: &[(i64, i64, i64, i64)],
     at_ms: i64,
-    uploaded_bytes: i64,
-    credited_bytes: i64,
-    points: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO credit_minutes (account_id, minute, uploaded_bytes, credited_bytes, points)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (account_id, minute) DO UPDATE SET
+    if earned.is_empty() {
+        return Ok(());
+    }
+    let minute = at_ms.div_euclid(60_000);
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO credit_minutes (account_id, minute, uploaded_bytes, credited_bytes, points) ",
+    );
+    q.push_values(earned, |mut row, (account, uploaded, credited, points)| {
+        row.push_bind(*account)
+            .push_bind(minute)
+            .push_bind(*uploaded)
+            .push_bind(*credited)
+            .push_bind(*points);
+    });
+    q.push(
+        " ON CONFLICT (account_id, minute) DO UPDATE SET
              uploaded_bytes = uploaded_bytes + excluded.uploaded_bytes,
              credited_bytes = credited_bytes + excluded.credited_bytes,
              points = points + excluded.points",
-    )
-    .bind(account)
-    .bind(at_ms.div_euclid(60_000))
-    .bind(uploaded_bytes)
-    .bind(credited_bytes)
-    .bind(points)
-    .execute(&mut *tx)
-    .await?;
+    );
+    q.build().execute(&mut *tx).await?;
     Ok(())
 }
 

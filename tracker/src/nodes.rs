@@ -514,46 +514,75 @@ async fn settle(
         );
         q.build().execute(&mut *tx).await?;
     }
+    let accounts: Vec<(i64, (i64, i64))> = accounts
+        .into_iter()
+        .filter(|(_, (uploaded, newly))| *uploaded != 0 || *newly != 0)
+        .collect();
     let now = now_ms();
-    for (account, (uploaded, newly)) in accounts {
-        if uploaded == 0 && newly == 0 {
-            continue;
-        }
-        let earned_before: i64 = sqlx::query("SELECT earned_points FROM accounts WHERE id = $1")
-            .bind(account)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map_or(0, |r| r.get(0));
-        let earned_after: Option<i64> = sqlx::query(&format!(
-            "UPDATE accounts SET
-                 uploaded_bytes = MIN(uploaded_bytes + $1, {BYTES_CEILING}),
-                 credited_bytes = MIN(credited_bytes + $2, {BYTES_CEILING}),
-                 balance = balance + MIN(credited_bytes + $2, {BYTES_CEILING}) / $3 - earned_points,
-                 earned_points = MIN(credited_bytes + $2, {BYTES_CEILING}) / $3
-             WHERE id = $4
-             RETURNING earned_points"
-        ))
-        .bind(uploaded)
-        .bind(newly)
-        .bind(bytes_per_point)
-        .bind(account)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.get(0));
-        if let Some(after) = earned_after {
-            // Earnings over time (the points screen's chart).
-            crate::earnings::record(
-                &mut *tx,
-                account,
-                now,
-                uploaded,
-                newly,
-                (after - earned_before).max(0),
-            )
-            .await?;
-        }
+    for chunk in accounts.chunks(100) {
+        credit_accounts(tx, chunk, bytes_per_point, now).await?;
     }
     Ok(())
+}
+
+/// Adds (uploaded, newly credited) bytes to each account, pays the points they complete,
+/// and records both in the accounts' earnings over time: three statements for the lot.
+async fn credit_accounts(
+    tx: &mut sqlx::SqliteConnection,
+    accounts: &[(i64, (i64, i64))],
+    bytes_per_point: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "SELECT id, earned_points FROM accounts WHERE id IN (",
+    );
+    let mut list = q.separated(", ");
+    for (account, _) in accounts {
+        list.push_bind(*account);
+    }
+    q.push(")");
+    let before: HashMap<i64, i64> = q
+        .build()
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("WITH v (id, up, newly) AS (");
+    q.push_values(accounts, |mut row, (account, (uploaded, newly))| {
+        row.push_bind(*account)
+            .push_bind(*uploaded)
+            .push_bind(*newly);
+    });
+    q.push(format!(
+        ") UPDATE accounts SET
+             uploaded_bytes = MIN(uploaded_bytes + v.up, {BYTES_CEILING}),
+             credited_bytes = MIN(credited_bytes + v.newly, {BYTES_CEILING}),
+             balance = balance + MIN(credited_bytes + v.newly, {BYTES_CEILING}) / "
+    ));
+    q.push_bind(bytes_per_point);
+    q.push(format!(
+        " - earned_points,
+             earned_points = MIN(credited_bytes + v.newly, {BYTES_CEILING}) / "
+    ));
+    q.push_bind(bytes_per_point);
+    q.push(" FROM v WHERE accounts.id = v.id RETURNING accounts.id, accounts.earned_points");
+    let after: HashMap<i64, i64> = q
+        .build()
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // Earnings over time (the points screen's chart), for the accounts that still exist.
+    let earned: Vec<(i64, i64, i64, i64)> = accounts
+        .iter()
+        .filter_map(|(account, (uploaded, newly))| {
+            let points = after.get(account)? - before.get(account).copied().unwrap_or(0);
+            Some((*account, *uploaded, *newly, points.max(0)))
+        })
+        .collect();
+    crate::earnings::record(tx, &earned, now).await
 }
 
 /// Removes node `id` of `account_id`.
