@@ -114,6 +114,9 @@ struct Shared {
     storage: AtomicU64,
     fetched: AtomicU64,
     work: Notify,
+    /// Fetchers completed an index of a movie: worth telling the tracker before the next
+    /// tick, so viewers get this cache as a peer sooner.
+    completed: Notify,
     problem: Mutex<Option<String>>,
 }
 
@@ -186,6 +189,7 @@ impl Cache {
             origin_addr: origin.ftp,
             download: RateCap::new(options.download_bps),
             storage: AtomicU64::new(limits.storage_bytes),
+            completed: Notify::new(),
             fetched: AtomicU64::new(0),
             work: Notify::new(),
             problem: Mutex::default(),
@@ -276,9 +280,14 @@ async fn run(
     let mut reported_limits: Option<Limits> = None;
     let mut sent_total = 0u64;
     let mut tick = tokio::time::interval(every);
+    let mut last_beat = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = shared.completed.notified() => {
+                // Early, but not more than a few times a second.
+                tokio::time::sleep_until(last_beat + EARLY_BEAT_GAP).await;
+            }
             changed = limits.changed() => {
                 if changed.is_err() { break; }
                 let now = *limits.borrow();
@@ -310,6 +319,7 @@ async fn run(
             ..Heartbeat::default()
         };
         let node_id = lock(&shared.node_id).clone();
+        last_beat = tokio::time::Instant::now();
         let problem = match client.heartbeat(&node_id, &heartbeat).await {
             Ok(reply) => {
                 unreported.clear();
@@ -431,6 +441,14 @@ async fn apply(
 /// Parallel downloads from the origin.
 const FETCHERS: usize = 2;
 
+/// How many (movie, index) the store holds complete.
+fn complete_indices(store: &ChunkStore) -> usize {
+    store.holdings().iter().map(|h| h.indices.len()).sum()
+}
+
+/// Shortest time between a heartbeat and one sent early because an index completed.
+const EARLY_BEAT_GAP: Duration = Duration::from_millis(250);
+
 /// Fetches missing chunks from the origin, a segment's wanted indices of a movie in one
 /// transfer (worker `worker` of [`FETCHERS`] takes every FETCHERS-th such group), verifying
 /// each chunk before it is stored.
@@ -459,6 +477,7 @@ async fn fetch_loop(shared: Arc<Shared>, worker: usize, stop: watch::Receiver<bo
             let _ = tokio::time::timeout(Duration::from_secs(1), shared.work.notified()).await;
             continue;
         }
+        let complete_before = complete_indices(&shared.store);
         let (mut failed, mut stored_any) = (false, false);
         'groups: for ((video, segment), mut indices) in mine {
             if *stop.borrow() {
@@ -529,6 +548,9 @@ async fn fetch_loop(shared: Arc<Shared>, worker: usize, stop: watch::Receiver<bo
                     Err(_) => {}
                 }
             }
+        }
+        if complete_indices(&shared.store) > complete_before {
+            shared.completed.notify_one();
         }
         if !stored_any && !failed {
             // Nothing could be fetched (no ticket yet, budget full): wait for news.
