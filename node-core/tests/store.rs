@@ -1,6 +1,6 @@
 //! The cache's chunk store on real files: chunks round-trip, are encrypted at rest under a
-//! key that may not live beside them, survive a restart only if intact, and go when no
-//! longer placed or over budget.
+//! key that may not live beside them, survive a restart only if intact (the store finds
+//! them itself), and go when no longer placed or over budget.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -81,6 +81,14 @@ fn chunks_round_trip_encrypted_and_survive_a_restart_only_if_intact() {
     for f in files(&dir) {
         assert!(!f.to_string_lossy().contains("film"), "{f:?}");
     }
+    assert!(
+        !on_disk.windows(4).any(|w| w == b"film"),
+        "the id in the clear"
+    );
+    assert!(
+        !on_disk.windows(7).any(|w| w == b"\"k\": 4"),
+        "the manifest in the clear"
+    );
 
     // Reopened: intact chunks are found again; a damaged slot is fetched anew.
     drop(store);
@@ -91,8 +99,12 @@ fn chunks_round_trip_encrypted_and_survive_a_restart_only_if_intact() {
     let mut bytes = std::fs::read(&slab).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&slab, bytes).unwrap();
+    // The store itself knows what it held (a cache starting again asks no one).
     let store = ChunkStore::open(&dir, &key).unwrap();
-    store.retarget(&target(&[2, 9]), &manifests).unwrap();
+    let (found, found_manifests) = store.found_on_disk();
+    assert_eq!(found, target(&[2, 9]));
+    assert_eq!(found_manifests["film"].to_json(), manifest.to_json());
+    store.retarget(&found, &found_manifests).unwrap();
     assert_eq!(store.missing(), vec![("film".to_owned(), 0, 9)]);
     assert_eq!(
         store.get("film", 4, 2).unwrap(),
@@ -101,6 +113,7 @@ fn chunks_round_trip_encrypted_and_survive_a_restart_only_if_intact() {
 
     // Another key cannot read them: every slot is refetched.
     let stranger = ChunkStore::open(&dir, &tmp.path().join("other.key")).unwrap();
+    assert!(stranger.found_on_disk().0.is_empty(), "nor what they are");
     stranger.retarget(&target(&[2]), &manifests).unwrap();
     assert_eq!(stranger.missing().len(), 5);
 }
@@ -121,7 +134,11 @@ fn what_is_no_longer_placed_or_over_budget_goes() {
     // Index 1 is no longer placed: its slab is deleted at once.
     store.retarget(&target(&[0, 2]), &manifests).unwrap();
     assert_eq!(store.holdings()[0].indices, vec![0, 2]);
-    assert_eq!(files(&dir.join(STORE_DIR)).len(), 2);
+    let slabs = files(&dir.join(STORE_DIR))
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "slab"))
+        .count();
+    assert_eq!(slabs, 2);
     assert!(store.used() < full);
     // A smaller budget drops whole indices until it fits.
     store.shrink_to(store.used() / 2);

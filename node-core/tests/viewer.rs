@@ -148,6 +148,7 @@ async fn liars_are_blamed_the_dead_skipped_the_slow_raced_and_the_movie_exact() 
     ));
     sources.update(&HeartbeatReply {
         hold: Vec::new(),
+        placed: false,
         peers,
         origin: vec![VideoTicket {
             video: "film".into(),

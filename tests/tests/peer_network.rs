@@ -463,3 +463,63 @@ async fn caches_on_ipv6_and_behind_an_advertised_name_serve_viewers() {
     }
     net.tracker.shutdown().await.unwrap();
 }
+
+/// A cache that stops and starts again (the app closed and opened) finds what it held in
+/// its own store, reports it, and placement leaves it there: nothing is fetched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_started_again_keeps_what_it_held_without_fetching() {
+    let net = network(20).await;
+    viewers(&net, &["fan"]).await;
+    net.account("keeper", PASSWORD).await.unwrap();
+    let cache = net
+        .cache("keeper", PASSWORD, 2_000_000_000, 10_000_000)
+        .await
+        .unwrap();
+    warm(&net, &["keeper"]).await;
+    // Until it has fetched all it was given (what it fetches no longer grows).
+    let status = cache.status();
+    let mut last = u64::MAX;
+    for _ in 0..40 {
+        let now = status.borrow().fetched_bytes;
+        if now == last {
+            break;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let before = status.borrow().clone();
+    assert!(before.fetched_bytes > 0);
+    let had: BTreeSet<u16> = before
+        .holdings
+        .iter()
+        .filter(|h| h.video == "film")
+        .flat_map(|h| h.indices.clone())
+        .collect();
+    cache.stop().await;
+
+    let again = net
+        .cache("keeper", PASSWORD, 2_000_000_000, 10_000_000)
+        .await
+        .unwrap();
+    // Its first heartbeats report the same indices, and the tracker sees them.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            held(&net, &["keeper"]).await == had
+        })
+        .await,
+        "held {:?} after the restart, {had:?} before",
+        held(&net, &["keeper"]).await
+    );
+    // Several placement rounds later it still holds them and has fetched nothing.
+    tokio::time::sleep(PLACEMENT_EVERY * 8).await;
+    let after = again.status().borrow().clone();
+    assert_eq!(after.fetched_bytes, 0, "{after:?}");
+    let still: BTreeSet<u16> = after
+        .holdings
+        .iter()
+        .filter(|h| h.video == "film")
+        .flat_map(|h| h.indices.clone())
+        .collect();
+    assert_eq!(still, had);
+    again.stop().await;
+}

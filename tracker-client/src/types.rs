@@ -383,8 +383,14 @@ pub struct VideoTicket {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatReply {
-    /// For a cache: the chunk indices of each movie to hold (everything else may go).
+    /// For a cache: the chunk indices of each movie to hold (everything else may go), when
+    /// `placed`.
     pub hold: Vec<Holding>,
+    /// For a cache: whether `hold` is the tracker's decision. False until a placement round
+    /// has seen the cache (it just registered): it keeps what it has until then, which the
+    /// round takes into account.
+    #[serde(default)]
+    pub placed: bool,
     /// For a viewer: the caches to fetch its movie from, best first.
     pub peers: Vec<Peer>,
     /// Tickets for the origin: the watched movie (viewer) or each movie to fetch (cache).

@@ -525,6 +525,19 @@ async fn settle(
     Ok(())
 }
 
+/// Runs `q`, whose rows are (account id, earned points).
+async fn id_pairs(
+    tx: &mut sqlx::SqliteConnection,
+    mut q: sqlx::QueryBuilder<'_, sqlx::Sqlite>,
+) -> Result<HashMap<i64, i64>, sqlx::Error> {
+    Ok(q.build()
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
 /// Adds (uploaded, newly credited) bytes to each account, pays the points they complete,
 /// and records both in the accounts' earnings over time: three statements for the lot.
 async fn credit_accounts(
@@ -541,13 +554,7 @@ async fn credit_accounts(
         list.push_bind(*account);
     }
     q.push(")");
-    let before: HashMap<i64, i64> = q
-        .build()
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let before = id_pairs(tx, q).await?;
     let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("WITH v (id, up, newly) AS (");
     q.push_values(accounts, |mut row, (account, (uploaded, newly))| {
         row.push_bind(*account)
@@ -567,13 +574,7 @@ async fn credit_accounts(
     ));
     q.push_bind(bytes_per_point);
     q.push(" FROM v WHERE accounts.id = v.id RETURNING accounts.id, accounts.earned_points");
-    let after: HashMap<i64, i64> = q
-        .build()
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let after = id_pairs(tx, q).await?;
     // Earnings over time (the points screen's chart), for the accounts that still exist.
     let earned: Vec<(i64, i64, i64, i64)> = accounts
         .iter()

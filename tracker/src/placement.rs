@@ -355,19 +355,19 @@ impl Network {
         };
     }
 
-    /// What cache `id` should hold.
-    pub fn hold(&self, id: &str) -> Vec<Holding> {
+    /// What cache `id` should hold, or `None` when no round has seen it yet.
+    pub fn hold(&self, id: &str) -> Option<Vec<Holding>> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        state
-            .placement
-            .get(id)
-            .into_iter()
-            .flatten()
-            .map(|(video, indices)| Holding {
-                video: video.clone(),
-                indices: indices.iter().copied().collect(),
-            })
-            .collect()
+        let placed = state.placement.get(id)?;
+        Some(
+            placed
+                .iter()
+                .map(|(video, indices)| Holding {
+                    video: video.clone(),
+                    indices: indices.iter().copied().collect(),
+                })
+                .collect(),
+        )
     }
 
     /// Whether cache `id` is to hold some of `video`.

@@ -137,6 +137,16 @@ impl Cache {
         let store = Arc::new(
             ChunkStore::open(&options.dir, &options.key_path).context("opening the chunk store")?,
         );
+        // What it held when it last ran, slots that still verify: reported with the first
+        // heartbeat, so placement keeps it here instead of fetching it again.
+        let found = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let (target, manifests) = found.found_on_disk();
+            found.retarget(&target, &manifests)
+        })
+        .await
+        .context("reading the chunk store")?
+        .context("reading the chunk store")?;
         let anon = TrackerClient::new(&options.tracker);
         let session = anon
             .login(&Credentials {
@@ -406,6 +416,17 @@ async fn apply(
     reply: HeartbeatReply,
     limits: Limits,
 ) -> Result<(), String> {
+    {
+        let mut tickets = lock(&shared.tickets);
+        tickets.clear();
+        for t in &reply.origin {
+            tickets.insert(t.video.clone(), t.ticket.clone());
+        }
+    }
+    // Not in a placement round yet: keep what the store has (the round will see it).
+    if !reply.placed {
+        return Ok(());
+    }
     let mut target: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
     for h in &reply.hold {
         if !manifests.contains_key(&h.video) {
@@ -420,13 +441,6 @@ async fn apply(
         target.insert(h.video.clone(), h.indices.iter().copied().collect());
     }
     manifests.retain(|v, _| target.contains_key(v));
-    {
-        let mut tickets = lock(&shared.tickets);
-        tickets.clear();
-        for t in reply.origin {
-            tickets.insert(t.video, t.ticket);
-        }
-    }
     let store = shared.store.clone();
     let m = manifests.clone();
     tokio::task::spawn_blocking(move || store.retarget(&target, &m))

@@ -1,7 +1,9 @@
 //! The cache's hidden chunk store: one slab file per (movie, chunk index) under names that
 //! say nothing of the movie, each slot holding one segment's chunk encrypted with ChaCha20
 //! under a key kept outside the store. Nothing in it plays as it stands; what is present is
-//! known from memory and rebuilt at start by decrypting and verifying every slot.
+//! known from memory and rebuilt at start by decrypting and verifying every slot. Each
+//! movie's folder also keeps its id and manifest, encrypted alike, so a cache that starts
+//! again finds what it held without asking anyone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
@@ -18,6 +20,9 @@ use crate::format::Manifest;
 
 /// Name of the store's folder inside the cache folder.
 pub const STORE_DIR: &str = ".rivulet-store";
+
+/// A movie folder's encrypted id and manifest.
+const META_FILE: &str = "meta";
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +200,7 @@ impl ChunkStore {
             state.manifests.insert(video.clone(), manifest.clone());
             let dir = self.movie_dir(video);
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            self.write_meta(&dir, video, manifest)?;
             for &index in indices {
                 if index >= manifest.n || state.slabs.contains_key(&(video.clone(), index)) {
                     continue;
@@ -220,6 +226,82 @@ impl ChunkStore {
             }
         }
         Ok(())
+    }
+
+    /// What the store held when it last ran, found on disk: (movie → indices, manifests),
+    /// from each movie folder's encrypted id and manifest. Folders without a readable one
+    /// are left out (and go at the next [`ChunkStore::retarget`]). Pass the result to
+    /// `retarget` to take it back, keeping the slots that still verify.
+    #[allow(clippy::type_complexity)]
+    pub fn found_on_disk(
+        &self,
+    ) -> (
+        BTreeMap<String, BTreeSet<u16>>,
+        HashMap<String, Arc<Manifest>>,
+    ) {
+        let (mut target, mut manifests) = (BTreeMap::new(), HashMap::new());
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return (target, manifests);
+        };
+        for dir in entries.flatten().map(|e| e.path()) {
+            let Some((video, manifest)) = self.read_meta(&dir) else {
+                continue;
+            };
+            let indices: BTreeSet<u16> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    let index = u16::from_str_radix(name.strip_suffix(".slab")?, 16).ok()?;
+                    (index < manifest.n).then_some(index)
+                })
+                .collect();
+            if !indices.is_empty() {
+                target.insert(video.clone(), indices);
+                manifests.insert(video, Arc::new(manifest));
+            }
+        }
+        (target, manifests)
+    }
+
+    /// The cipher of a movie folder's meta file, keyed by the folder's name (the movie's
+    /// id is what it hides).
+    fn meta_cipher(&self, dir: &Path) -> ChaCha20 {
+        let name = dir.file_name().map(|n| n.as_encoded_bytes()).unwrap_or(b"");
+        let derived = blake3::keyed_hash(&self.key, &[b"meta:".as_slice(), name].concat());
+        let nonce: [u8; 12] = derived.as_bytes()[..12].try_into().unwrap_or([0; 12]);
+        ChaCha20::new(&self.key.into(), &nonce.into())
+    }
+
+    /// Writes `dir`'s meta file (the movie id, a newline, the manifest) once.
+    fn write_meta(&self, dir: &Path, video: &str, manifest: &Manifest) -> Result<(), StoreError> {
+        let path = dir.join(META_FILE);
+        if path.exists() {
+            return Ok(());
+        }
+        let mut bytes = format!("{video}\n").into_bytes();
+        bytes.extend_from_slice(&manifest.to_json());
+        self.meta_cipher(dir).apply_keystream(&mut bytes);
+        let staging = dir.join(format!("{META_FILE}.new"));
+        std::fs::write(&staging, &bytes).map_err(io(&staging))?;
+        std::fs::rename(&staging, &path).map_err(io(&path))
+    }
+
+    /// Reads `dir`'s meta file: the movie and its manifest, if it decrypts to a manifest
+    /// of a movie whose folder this is.
+    fn read_meta(&self, dir: &Path) -> Option<(String, Manifest)> {
+        let mut bytes = std::fs::read(dir.join(META_FILE)).ok()?;
+        self.meta_cipher(dir).apply_keystream(&mut bytes);
+        let text = String::from_utf8(bytes).ok()?;
+        let (video, manifest) = text.split_once('\n')?;
+        if self.movie_dir(video) != dir {
+            return None;
+        }
+        Some((
+            video.to_owned(),
+            Manifest::from_json(manifest.as_bytes()).ok()?,
+        ))
     }
 
     /// Marks the slots of a slab found on disk that still hold their verified chunk.

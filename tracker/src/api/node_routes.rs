@@ -78,7 +78,10 @@ pub async fn heartbeat(
     let mut reply = HeartbeatReply::default();
     // Node ids carry their kind, and `record` checked that this one is the caller's.
     if id.starts_with("cache-") {
-        reply.hold = state.network.hold(&id);
+        if let Some(hold) = state.network.hold(&id) {
+            reply.hold = hold;
+            reply.placed = true;
+        }
         reply.origin = reply.hold.iter().map(|h| origin_ticket(&h.video)).collect();
     } else if let Some(video) = watching
         && accounts::owns(&state.db.read, authed.caller.account_id, &video).await?
