@@ -464,6 +464,16 @@ async fn caches_on_ipv6_and_behind_an_advertised_name_serve_viewers() {
     net.tracker.shutdown().await.unwrap();
 }
 
+/// The film's indices a cache's status says it holds complete.
+fn film_indices(status: &rivulet_node_core::cache::CacheStatus) -> BTreeSet<u16> {
+    status
+        .holdings
+        .iter()
+        .filter(|h| h.video == "film")
+        .flat_map(|h| h.indices.clone())
+        .collect()
+}
+
 /// A cache that stops and starts again (the app closed and opened) finds what it held in
 /// its own store, reports it, and placement leaves it there: nothing is fetched again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -489,12 +499,7 @@ async fn a_cache_started_again_keeps_what_it_held_without_fetching() {
     }
     let before = status.borrow().clone();
     assert!(before.fetched_bytes > 0);
-    let had: BTreeSet<u16> = before
-        .holdings
-        .iter()
-        .filter(|h| h.video == "film")
-        .flat_map(|h| h.indices.clone())
-        .collect();
+    let had = film_indices(&before);
     cache.stop().await;
 
     let again = net
@@ -514,12 +519,6 @@ async fn a_cache_started_again_keeps_what_it_held_without_fetching() {
     tokio::time::sleep(PLACEMENT_EVERY * 8).await;
     let after = again.status().borrow().clone();
     assert_eq!(after.fetched_bytes, 0, "{after:?}");
-    let still: BTreeSet<u16> = after
-        .holdings
-        .iter()
-        .filter(|h| h.video == "film")
-        .flat_map(|h| h.indices.clone())
-        .collect();
-    assert_eq!(still, had);
+    assert_eq!(film_indices(&after), had);
     again.stop().await;
 }
