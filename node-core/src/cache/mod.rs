@@ -455,6 +455,41 @@ async fn apply(
 /// Parallel downloads from the origin.
 const FETCHERS: usize = 2;
 
+/// Why storing a batch stopped.
+#[derive(Debug)]
+enum StoreFailure {
+    /// The origin sent a chunk that does not verify.
+    Bad,
+    /// The store could not write.
+    Store(String),
+}
+
+/// Verifies a batch from the origin and stores it (within the storage budget), up to the
+/// first bad chunk; true if some chunk was stored.
+fn store_verified(
+    shared: &Shared,
+    video: &str,
+    manifest: &Manifest,
+    segment: u32,
+    got: Vec<(u16, Vec<u8>)>,
+) -> Result<bool, StoreFailure> {
+    let mut any = false;
+    for (index, wire) in got {
+        manifest
+            .verify_chunk(segment, index, &wire)
+            .map_err(|_| StoreFailure::Bad)?;
+        shared
+            .fetched
+            .fetch_add(wire.len() as u64, Ordering::Relaxed);
+        let budget = shared.storage.load(Ordering::Relaxed);
+        any |= shared
+            .store
+            .put(video, segment, index, &wire, budget)
+            .map_err(|e| StoreFailure::Store(e.to_string()))?;
+    }
+    Ok(any)
+}
+
 /// How many (movie, index) the store holds complete.
 fn complete_indices(store: &ChunkStore) -> usize {
     store.holdings().iter().map(|h| h.indices.len()).sum()
@@ -493,7 +528,7 @@ async fn fetch_loop(shared: Arc<Shared>, worker: usize, stop: watch::Receiver<bo
         }
         let complete_before = complete_indices(&shared.store);
         let (mut failed, mut stored_any) = (false, false);
-        'groups: for ((video, segment), mut indices) in mine {
+        for ((video, segment), mut indices) in mine {
             if *stop.borrow() {
                 return;
             }
@@ -535,31 +570,24 @@ async fn fetch_loop(shared: Arc<Shared>, worker: usize, stop: watch::Receiver<bo
                     break;
                 }
             };
-            for (index, wire) in got {
-                if manifest.verify_chunk(segment, index, &wire).is_err() {
+            let (sh, name) = (shared.clone(), video.clone());
+            let stored = tokio::task::spawn_blocking(move || {
+                store_verified(&sh, &name, &manifest, segment, got)
+            })
+            .await
+            .unwrap_or(Ok(false));
+            match stored {
+                Ok(any) => stored_any |= any,
+                Err(StoreFailure::Bad) => {
+                    // A new session next time.
                     sessions.remove(&video);
                     failed = true;
-                    break 'groups;
+                    break;
                 }
-                shared
-                    .fetched
-                    .fetch_add(wire.len() as u64, Ordering::Relaxed);
-                let budget = shared.storage.load(Ordering::Relaxed);
-                let store = shared.store.clone();
-                let video = video.clone();
-                let stored = tokio::task::spawn_blocking(move || {
-                    store.put(&video, segment, index, &wire, budget)
-                })
-                .await;
-                match stored {
-                    Ok(Ok(true)) => stored_any = true,
-                    Ok(Ok(false)) => {}
-                    Ok(Err(e)) => {
-                        *lock(&shared.problem) = Some(e.to_string());
-                        failed = true;
-                        break 'groups;
-                    }
-                    Err(_) => {}
+                Err(StoreFailure::Store(e)) => {
+                    *lock(&shared.problem) = Some(e);
+                    failed = true;
+                    break;
                 }
             }
         }

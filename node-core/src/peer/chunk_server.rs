@@ -149,11 +149,6 @@ impl RateCap {
         Urgent(self)
     }
 
-    /// Waits until `bytes` may be sent by an urgent transfer (one holding [`Urgent`]).
-    pub async fn acquire_urgent(&self, bytes: usize) {
-        self.take(bytes).await;
-    }
-
     /// Changes the cap at once (0: none).
     pub fn set(&self, bits_per_sec: u64) {
         self.bits_per_sec.store(bits_per_sec, Ordering::Relaxed);
@@ -175,10 +170,12 @@ impl RateCap {
             }
             calm.await;
         }
-        self.take(bytes).await;
+        self.acquire_urgent(bytes).await;
     }
 
-    async fn take(&self, bytes: usize) {
+    /// Waits until `bytes` may be sent by an urgent transfer (one holding [`Urgent`]): the
+    /// bucket alone decides.
+    pub async fn acquire_urgent(&self, bytes: usize) {
         loop {
             let rate = self.bits_per_sec.load(Ordering::Relaxed) as f64 / 8.0;
             if rate <= 0.0 {

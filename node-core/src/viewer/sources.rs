@@ -332,31 +332,31 @@ impl Sources {
                             result,
                         });
                     };
-                    if session.is_none() {
-                        let Endpoint { addr, ticket } =
-                            endpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                        match ChunkSession::connect(&addr, &node_id, &ticket, &video, timeout).await
-                        {
-                            Ok(s) => session = Some(s),
-                            Err(e) => {
-                                busy.fetch_sub(batch.len(), Ordering::Relaxed);
-                                // One failure for the batch; the rest ask elsewhere quietly.
-                                answer(first, Err(e));
-                                for request in &batch[1..] {
-                                    answer(request, Err(missing(&peer)));
-                                }
-                                continue;
-                            }
+                    let connected = match session.take() {
+                        Some(s) => Ok(s),
+                        None => {
+                            let Endpoint { addr, ticket } =
+                                endpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                            ChunkSession::connect(&addr, &node_id, &ticket, &video, timeout).await
                         }
-                    }
-                    let Some(s) = session.as_mut() else { continue };
+                    };
                     let indices: Vec<u16> = batch.iter().map(|r| r.index).collect();
                     // Due soon (a start, a seek, or a deadline near): the cache sends it
                     // before its other transfers.
                     let urgent = first.due <= Instant::now() + URGENT_WITHIN;
-                    let result = s
-                        .fetch_batch(first.segment, &indices, first.max_len, urgent)
-                        .await;
+                    let result = match connected {
+                        Ok(mut s) => {
+                            let got = s
+                                .fetch_batch(first.segment, &indices, first.max_len, urgent)
+                                .await;
+                            // A session that failed is not used again.
+                            if got.is_ok() {
+                                session = Some(s);
+                            }
+                            got
+                        }
+                        Err(e) => Err(e),
+                    };
                     busy.fetch_sub(batch.len(), Ordering::Relaxed);
                     match result {
                         Ok(mut got) => {
@@ -368,7 +368,7 @@ impl Sources {
                             }
                         }
                         Err(e) => {
-                            session = None;
+                            // One failure for the batch; the rest ask elsewhere quietly.
                             answer(first, Err(e));
                             for request in &batch[1..] {
                                 answer(request, Err(missing(&peer)));
