@@ -96,8 +96,7 @@ impl App {
         };
         // `RIVULET_PASSWORD` logs in the saved user at once, like the headless commands
         // (benchmarks and kiosks); never a password on the command line.
-        let from_env = std::env::var("RIVULET_PASSWORD")
-            .ok()
+        let from_env = rivulet_node_core::env::password()
             .filter(|p| !p.is_empty() && !launch.demo && !settings.username.is_empty());
         let recall = if let Some(password) = from_env {
             Task::done(Message::Recalled(Some(password)))

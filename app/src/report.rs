@@ -46,7 +46,7 @@ pub struct Reporter {
 impl Reporter {
     pub fn from_env(launched: Instant) -> Reporter {
         Reporter {
-            path: std::env::var_os("RIVULET_STATUS_FILE").map(PathBuf::from),
+            path: rivulet_node_core::env::status_file(),
             launched,
             last: None,
         }

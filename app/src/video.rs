@@ -59,7 +59,7 @@ impl Video {
     pub fn open(url: &str, width: u32, height: u32) -> Result<Video, String> {
         let mpv = Mpv::with_initializer(|init| {
             init.set_option("vo", "libmpv")?;
-            let ao = std::env::var("RIVULET_MPV_AO").unwrap_or_else(|_| "auto".into());
+            let ao = rivulet_node_core::env::mpv_audio_output();
             init.set_option("ao", ao.as_str())?;
             init.set_option("hwdec", "no")?;
             init.set_option("keep-open", "yes")?;

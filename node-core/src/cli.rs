@@ -29,9 +29,24 @@ pub fn parse<P: clap::Parser>(program: &str) -> Result<P, ExitCode> {
     }
 }
 
+/// Sends `tracing` events to stderr, filtered by `RUST_LOG` (default: warnings, and `info`
+/// for Rivulet's own crates). Binaries call it first; a second call does nothing.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,rivulet_node_core=info,rivulet_tracker=info,rivulet_app=info,rivulet_localnet=info",
+        )
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
 /// The password from `RIVULET_PASSWORD`, or else the first line of stdin.
 pub fn password() -> std::io::Result<String> {
-    if let Ok(p) = std::env::var("RIVULET_PASSWORD") {
+    if let Some(p) = crate::env::password() {
         return Ok(p);
     }
     let mut line = String::new();

@@ -4,11 +4,14 @@
 
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod codec;
+pub mod env;
 pub mod format;
 pub mod headless;
 pub mod paths;
 pub mod peer;
+pub mod task;
 pub mod ticket;
 pub mod units;
 pub mod viewer;

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 fn base(kind: fn(&directories::ProjectDirs) -> PathBuf, sub: &str) -> PathBuf {
-    if let Some(home) = std::env::var_os("RIVULET_HOME") {
-        return PathBuf::from(home).join(sub);
+    if let Some(home) = crate::env::home() {
+        return home.join(sub);
     }
     directories::ProjectDirs::from("", "", "rivulet")
         .map(|d| kind(&d))

@@ -1,5 +1,6 @@
-//! Sizes and rates as people write them: `1.5GB`, `300MB`, `2GiB`, `10Mbit`, `500kbit`, or
-//! a multiplier of the default such as `0.5x`.
+//! Sizes and rates as people write them (`1.5GB`, `300MB`, `2GiB`, `10Mbit`, `500kbit`, or
+//! a multiplier of the default such as `0.5x`) and as people read them: the one formatter
+//! the app, the web pages and the command lines share (`1.50 GB`, `3.20 Mbit/s`).
 
 /// Parses a size in bytes; `default` is what a multiplier scales.
 pub fn parse_size(s: &str, default: u64) -> Result<u64, String> {
@@ -57,9 +58,52 @@ fn parse(s: &str, default: u64, units: &[(&str, u64)], what: &str) -> Result<u64
     Ok(total.round() as u64)
 }
 
+/// `v` in the largest unit that keeps it under 1000, with three significant digits.
+fn three_digits(v: f64, units: &[&str]) -> String {
+    let mut v = v;
+    let mut unit = 0;
+    while v >= 999.5 && unit + 1 < units.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{v:.0} {}", units[0])
+    } else if v < 9.995 {
+        format!("{v:.2} {}", units[unit])
+    } else if v < 99.95 {
+        format!("{v:.1} {}", units[unit])
+    } else {
+        format!("{v:.0} {}", units[unit])
+    }
+}
+
+/// Bytes in decimal units with three significant digits: `999 B`, `3.00 kB`, `1.50 GB`.
+pub fn format_bytes(n: u64) -> String {
+    three_digits(n as f64, &["B", "kB", "MB", "GB", "TB", "PB", "EB"])
+}
+
+/// A rate in bits per second with three significant digits: `800 bit/s`, `3.20 Mbit/s`.
+pub fn format_rate(bits_per_second: f64) -> String {
+    three_digits(
+        bits_per_second.max(0.0),
+        &["bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_rates_read_with_three_digits() {
+        assert_eq!(format_bytes(999), "999 B");
+        assert_eq!(format_bytes(3000), "3.00 kB");
+        assert_eq!(format_bytes(1_500_000_000), "1.50 GB");
+        assert_eq!(format_bytes(99_960), "100 kB");
+        assert_eq!(format_bytes(u64::MAX), "18.4 EB");
+        assert_eq!(format_rate(3_200_000.0), "3.20 Mbit/s");
+        assert_eq!(format_rate(-5.0), "0 bit/s");
+    }
 
     #[test]
     fn sizes_and_rates_parse_as_written() {

@@ -37,20 +37,9 @@ pub fn describe(error: &ClientError) -> String {
     }
 }
 
-/// Bytes as people read them.
+/// Bytes as people read them (`1.50 GB`): node-core's formatter, as the web pages use.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    rivulet_node_core::units::format_bytes(n)
 }
 
 /// Milliseconds as `m:ss`.
@@ -66,7 +55,7 @@ mod tests {
     #[test]
     fn sizes_and_clock_read_well() {
         assert_eq!(bytes(999), "999 B");
-        assert_eq!(bytes(1_500_000_000), "1.5 GB");
+        assert_eq!(bytes(1_500_000_000), "1.50 GB");
         assert_eq!(clock(61_000), "1:01");
     }
 

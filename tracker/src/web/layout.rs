@@ -149,35 +149,14 @@ impl IntoResponse for PageError {
     }
 }
 
-fn three_digits(v: f64, units: &[&str]) -> String {
-    let mut v = v;
-    let mut unit = 0;
-    while v >= 999.5 && unit + 1 < units.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{v:.0} {}", units[0])
-    } else if v < 9.995 {
-        format!("{v:.2} {}", units[unit])
-    } else if v < 99.95 {
-        format!("{v:.1} {}", units[unit])
-    } else {
-        format!("{v:.0} {}", units[unit])
-    }
-}
-
 /// Bytes in decimal units with three significant digits: `999 B`, `3.00 kB`, `1.50 GB`.
 pub fn bytes(n: u64) -> String {
-    three_digits(n as f64, &["B", "kB", "MB", "GB", "TB", "PB", "EB"])
+    rivulet_node_core::units::format_bytes(n)
 }
 
 /// A rate in bits per second: `800 bit/s`, `3.20 Mbit/s`.
 pub fn rate(bits_per_second: f64) -> String {
-    three_digits(
-        bits_per_second.max(0.0),
-        &["bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"],
-    )
+    rivulet_node_core::units::format_rate(bits_per_second)
 }
 
 /// An exact count with thin groups: `1 234 567`.
