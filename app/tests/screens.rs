@@ -594,7 +594,7 @@ async fn the_demo_shows_its_caches_warming_before_it_plays() {
         home.join("demo-settings.json"),
     );
     assert!(matches!(app.screen, Screen::Starting(_)));
-    let _ = app.update(Message::Node(rivulet_app::node::NodeEvent::DemoWarming {
+    let _ = app.update(Message::Node(rivulet_app::engine::NodeEvent::DemoWarming {
         held: 7,
         k: 20,
     }));

@@ -11,7 +11,7 @@ use iced::Task;
 use iced::futures::StreamExt as _;
 use rivulet_app::app::{App, Message, Screen};
 use rivulet_app::link::Launch;
-use rivulet_app::node::{self, NodeEvent};
+use rivulet_app::engine::{self as node, NodeEvent};
 use rivulet_app::screen::login;
 use rivulet_app::settings::Settings;
 use tokio::sync::mpsc::UnboundedReceiver;
