@@ -11,8 +11,8 @@ use iced::{Element, Length, Subscription, Task, window};
 use rivulet_node_core::cache::{CacheOptions, CacheStatus};
 use rivulet_node_core::viewer::{DOWNLOAD_MAX_AGE, clean_downloads};
 
-use crate::link::Launch;
 use crate::engine::{Command, NodeEvent, NodeHandle, ViewerFeed};
+use crate::link::Launch;
 use crate::report::{Reporter, Status};
 use crate::screen::{catalogue, login, player, points, settings as pane};
 use crate::settings::Settings;
@@ -713,7 +713,11 @@ fn custom_store_key(default_key: &std::path::Path, dir: &str) -> PathBuf {
     let old = default_key.with_file_name(format!("store-{}.key", legacy_name(dir)));
     if !key.exists() && old.exists() {
         match std::fs::rename(&old, &key) {
-            Ok(()) => tracing::info!("renamed the store key {} to {}", old.display(), key.display()),
+            Ok(()) => tracing::info!(
+                "renamed the store key {} to {}",
+                old.display(),
+                key.display()
+            ),
             Err(e) => {
                 tracing::warn!("could not rename the store key {}: {e}", old.display());
                 return old;
@@ -743,7 +747,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let default_key = dir.path().join("store.key");
         let folder = "/media/films";
-        let old = dir.path().join(format!("store-{}.key", legacy_name(folder)));
+        let old = dir
+            .path()
+            .join(format!("store-{}.key", legacy_name(folder)));
         std::fs::write(&old, b"old key").unwrap();
         let key = custom_store_key(&default_key, folder);
         assert_eq!(

@@ -293,7 +293,12 @@ impl Worker {
         }
     }
 
-    async fn watch(&mut self, client: TrackerClient, video: String, playhead: watch::Receiver<u64>) {
+    async fn watch(
+        &mut self,
+        client: TrackerClient,
+        video: String,
+        playhead: watch::Receiver<u64>,
+    ) {
         self.stop_watching().await;
         match open_viewing(&client, &video, playhead).await {
             Ok(viewing) => {

@@ -4,10 +4,10 @@
 pub mod app;
 pub mod credentials;
 pub mod demo;
+pub mod engine;
 pub mod environment;
 pub mod icon;
 pub mod link;
-pub mod engine;
 pub mod report;
 pub mod screen;
 pub mod settings;

@@ -130,9 +130,7 @@ impl Settings {
     /// The settings from a file's fields, one at a time (as Sniffnet's
     /// `deserialize_or_default`): a field whose value does not fit keeps its default and is
     /// named in the list returned, the good ones are kept; unknown fields are ignored.
-    fn from_fields(
-        fields: serde_json::Map<String, serde_json::Value>,
-    ) -> (Settings, Vec<String>) {
+    fn from_fields(fields: serde_json::Map<String, serde_json::Value>) -> (Settings, Vec<String>) {
         let mut merged = match serde_json::to_value(Settings::default()) {
             Ok(serde_json::Value::Object(m)) => m,
             _ => serde_json::Map::new(),

@@ -223,7 +223,8 @@ impl State {
             self.duration = d;
         }
         if let Some(pos) = video.stream_pos() {
-            self.playhead.send_if_modified(|at| std::mem::replace(at, pos) != pos);
+            self.playhead
+                .send_if_modified(|at| std::mem::replace(at, pos) != pos);
         }
         if self.audio_tracks.is_empty() {
             self.audio_tracks = video.tracks("audio");

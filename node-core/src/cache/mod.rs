@@ -222,9 +222,8 @@ impl Cache {
     /// Logs in, opens the store, starts the FTP server and registers; then runs in the
     /// background. Fails with a clear error when any of these cannot be done.
     pub async fn start(options: CacheOptions) -> Result<Cache, CacheError> {
-        let store = Arc::new(
-            ChunkStore::open(&options.dir, &options.key_path).map_err(CacheError::Store)?,
-        );
+        let store =
+            Arc::new(ChunkStore::open(&options.dir, &options.key_path).map_err(CacheError::Store)?);
         // What it held when it last ran, slots that still verify: reported with the first
         // heartbeat, so placement keeps it here instead of fetching it again.
         let found = store.clone();
@@ -453,9 +452,15 @@ impl HeartbeatLoop {
             Ok(reply) => {
                 self.unreported.clear();
                 self.reported_limits = Some(now_limits);
-                apply(&self.client, &shared, &mut self.manifests, reply, now_limits)
-                    .await
-                    .err()
+                apply(
+                    &self.client,
+                    &shared,
+                    &mut self.manifests,
+                    reply,
+                    now_limits,
+                )
+                .await
+                .err()
             }
             Err(e) if e.code() == Some(codes::NOT_FOUND) => {
                 // The tracker restarted or dropped us: register again under a new id.

@@ -271,7 +271,11 @@ impl Viewer {
         }
         let bytes = client.manifest(video).await.map_err(JoinError::Manifest)?;
         let manifest = Arc::new(Manifest::from_json(&bytes).map_err(JoinError::BadManifest)?);
-        if let Some(dir) = options.download.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = options
+            .download
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir).map_err(|source| JoinError::Download {
                 path: dir.to_owned(),
                 source,
@@ -303,7 +307,16 @@ impl Viewer {
         download: &Path,
         options: &WatchOptions,
     ) -> Result<Viewer, WatchError> {
-        Viewer::start(client, video, manifest, duration_ms, download, options, None).await
+        Viewer::start(
+            client,
+            video,
+            manifest,
+            duration_ms,
+            download,
+            options,
+            None,
+        )
+        .await
     }
 
     async fn start(
