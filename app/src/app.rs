@@ -228,6 +228,11 @@ impl App {
         Task::batch(tasks)
     }
 
+    /// The status feed of the movie playing, which [`App::subscription`] follows.
+    pub fn viewer_feed(&self) -> Option<&ViewerFeed> {
+        self.viewer_feed.as_ref()
+    }
+
     fn cache_options(&self, done: &login::LoggedIn) -> CacheOptions {
         let dir = self.settings.cache_dir();
         let key_path = if self.settings.cache_dir.is_some() {
