@@ -253,12 +253,15 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
     }
     // The live panel, fed by the app's subscription to the viewer's status: bytes came in,
     // from the origin at least.
-    let feed = d.app.viewer_feed().cloned().expect("the player follows the viewer");
-    let status = iced::futures::StreamExt::next(&mut Box::pin(
-        rivulet_app::engine::viewer_status(&feed),
-    ))
-    .await
-    .expect("the viewer's status");
+    let feed = d
+        .app
+        .viewer_feed()
+        .cloned()
+        .expect("the player follows the viewer");
+    let status =
+        iced::futures::StreamExt::next(&mut Box::pin(rivulet_app::engine::viewer_status(&feed)))
+            .await
+            .expect("the viewer's status");
     d.send(Message::Node(status)).await;
     let Screen::Player(p) = &d.app.screen else {
         unreachable!()

@@ -752,3 +752,25 @@ async fn fetch_loop(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_start_from_the_report_defaults() {
+        let creds = Credentials {
+            username: "ann".into(),
+            password: "pw".into(),
+        };
+        let o = CacheOptions::new("http://t:1", creds, "/c", "/k/store.key");
+        assert_eq!((o.user.as_str(), o.password.as_str()), ("ann", "pw"));
+        assert_eq!(o.storage_bytes, DEFAULT_STORAGE_BYTES);
+        assert_eq!(o.upload_bps, DEFAULT_UPLOAD_BPS);
+        assert_eq!(o.download_bps, 0);
+        assert!(o.listen.ip().is_loopback() && o.listen.port() == 0);
+        assert_eq!(o.advertise, None);
+        let o = o.storage_bytes(5).upload_bps(6).download_bps(7);
+        assert_eq!((o.storage_bytes, o.upload_bps, o.download_bps), (5, 6, 7));
+    }
+}

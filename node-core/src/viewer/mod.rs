@@ -432,7 +432,8 @@ impl Viewer {
         &self.video
     }
 
-    /// The movie as the tracker describes it (title, length, price).
+    /// The movie as the tracker describes it (title, length, price); after [`Viewer::open`],
+    /// which does not ask, the title is the id and the price 0.
     pub fn info(&self) -> &Video {
         &self.info
     }
@@ -548,8 +549,9 @@ impl StatusReport {
         stop: tokio_util::sync::CancellationToken,
     ) -> Result<(), std::convert::Infallible> {
         let mut landed = self.shared.changes();
-        let (_keep, idle) = watch::channel(0u64);
-        let mut playhead = playhead.unwrap_or(idle);
+        // Stands in for a player that gave none or has gone, keeping its last position.
+        let mut idle = watch::Sender::new(0u64);
+        let mut playhead = playhead.unwrap_or_else(|| idle.subscribe());
         loop {
             let at = *playhead.borrow_and_update();
             self.status.send_if_modified(|s| {
@@ -573,7 +575,12 @@ impl StatusReport {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
                 _ = landed.changed() => {}
-                _ = playhead.changed() => {}
+                changed = playhead.changed() => {
+                    if changed.is_err() {
+                        idle = watch::Sender::new(*playhead.borrow());
+                        playhead = idle.subscribe();
+                    }
+                }
                 () = tokio::time::sleep(STATUS_MAX_GAP) => {}
             }
         }
