@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use rivulet_tracker_client::{Credentials, TrackerClient, codes};
+use rivulet_tracker_client::{Credentials, ErrorCode, TrackerClient};
 
 use crate::format::Manifest;
 use crate::viewer::{self, Session, WatchOptions, WatchReport};
@@ -43,7 +43,7 @@ pub async fn watch(
             );
         }
         client.buy(video_id).await.map_err(|e| match e.code() {
-            Some(codes::INSUFFICIENT_POINTS) => anyhow::anyhow!("{e}"),
+            Some(ErrorCode::InsufficientPoints) => anyhow::anyhow!("{e}"),
             _ => anyhow::Error::new(e).context("buying the movie"),
         })?;
     }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use rivulet_tracker_client::{
-    ClientError, Credentials, Heartbeat, HeartbeatReply, Holding, NodeKind, NodeRegistration,
-    PeerBytes, TrackerClient, codes,
+    ClientError, Credentials, ErrorCode, Heartbeat, HeartbeatReply, Holding, NodeKind,
+    NodeRegistration, PeerBytes, TrackerClient,
 };
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -338,7 +338,7 @@ async fn run(
                     .await
                     .err()
             }
-            Err(e) if e.code() == Some(codes::NOT_FOUND) => {
+            Err(e) if e.code() == Some(&ErrorCode::NotFound) => {
                 // The tracker restarted or dropped us: register again under a new id.
                 match reregister(&client, &registration, &server, &shared, now_limits).await {
                     Ok(()) => {

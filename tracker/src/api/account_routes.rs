@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
-use rivulet_tracker_client::{Account, Credentials, Earnings, ErrorBody, Session, codes};
+use rivulet_tracker_client::{Account, Credentials, Earnings, ErrorBody, ErrorCode, Session};
 use serde::Deserialize;
 
 use super::{ApiError, ApiJson, AppState, Authed, client_ip};
@@ -25,7 +25,7 @@ pub async fn register(
     if let Err(wait) = state.signup_limiter.attempt("", client_ip(&info)) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            codes::LOCKED_OUT,
+            ErrorCode::LockedOut,
             format!(
                 "too many new accounts from this address; try again in {} s",
                 wait.as_secs().max(1)
@@ -62,7 +62,7 @@ pub async fn login(
     if let Err(wait) = state.login_limiter.attempt(&creds.username, ip) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            codes::LOCKED_OUT,
+            ErrorCode::LockedOut,
             format!(
                 "too many failed log-ins; try again in {} s",
                 wait.as_secs().max(1)

@@ -6,7 +6,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use rivulet_tracker_client::{
-    AccountSummary, ErrorBody, LoadPoint, NodeFlows, NodeInfo, NodeKind, VideoStats, codes,
+    AccountSummary, ErrorBody, ErrorCode, LoadPoint, NodeFlows, NodeInfo, NodeKind, VideoStats,
 };
 use serde::Deserialize;
 
@@ -29,7 +29,7 @@ impl FromRequestParts<AppState> for Admin {
         if !authed.caller.admin {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                codes::FORBIDDEN,
+                ErrorCode::Forbidden,
                 "administrators only",
             ));
         }

@@ -5,26 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use rivulet_tracker_client::{
     ErrorBody, Heartbeat, HeartbeatReply, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo,
-    Peer, Ticket, TicketRequest, VideoTicket, codes,
+    Peer, Ticket, TicketRequest, VideoTicket,
 };
 
 use super::{ApiError, ApiJson, AppState, Authed};
 use crate::accounts;
-use crate::nodes::{self, NodeError};
-use crate::tickets::{self, TicketRefusal};
-
-impl From<NodeError> for ApiError {
-    fn from(e: NodeError) -> ApiError {
-        let message = e.to_string();
-        match e {
-            NodeError::Invalid(_) => ApiError::bad_request(message),
-            NodeError::Unknown(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
-            }
-            NodeError::Db(_) => ApiError::internal(message),
-        }
-    }
-}
+use crate::nodes;
+use crate::tickets;
 
 /// `POST /nodes`.
 #[utoipa::path(post, path = "/nodes", tag = "nodes", request_body = NodeRegistration,
@@ -165,20 +152,7 @@ pub async fn ticket(
         &req.video,
         now,
     )
-    .await
-    .map_err(|e| {
-        let message = e.to_string();
-        match e {
-            TicketRefusal::NotYourNode(_) | TicketRefusal::NoSuchServer(_) => {
-                ApiError::not_found(message)
-            }
-            TicketRefusal::NotBought(_) => {
-                ApiError::new(StatusCode::FORBIDDEN, codes::NOT_BOUGHT, message)
-            }
-            TicketRefusal::Account(e) => e.into(),
-            TicketRefusal::Db(e) => ApiError::internal(e),
-        }
-    })?;
+    .await?;
     Ok(Json(Ticket {
         ticket: state.signer.issue(&claims),
         expires_at: claims.expires_at,

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rivulet_tracker_client::{ErrorBody, Purchase, Video, codes};
+use rivulet_tracker_client::{ErrorBody, ErrorCode, Purchase, Video};
 
 use super::{ApiError, AppState, Authed, MaybeAuthed};
 use crate::accounts::{self, BuyOutcome};
@@ -134,7 +134,7 @@ pub async fn manifest(
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            codes::NOT_BOUGHT,
+            ErrorCode::NotBought,
             format!("buy {id:?} first: its manifest is for accounts that own it"),
         ));
     }
@@ -169,7 +169,7 @@ pub async fn buy(
         })),
         BuyOutcome::TooExpensive { balance } => Err(ApiError::new(
             StatusCode::PAYMENT_REQUIRED,
-            codes::INSUFFICIENT_POINTS,
+            ErrorCode::InsufficientPoints,
             format!(
                 "{:?} costs {price} points; the balance is {balance}",
                 video.record.title

@@ -9,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use maud::{Markup, html};
-use rivulet_tracker_client::{Flow, NodeInfo, NodeKind, codes};
+use rivulet_tracker_client::{ErrorCode, Flow, NodeInfo, NodeKind};
 use serde::{Deserialize, Serialize};
 
 use super::chart;
@@ -144,7 +144,7 @@ pub async fn load_json(
     if !session.caller.admin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            codes::FORBIDDEN,
+            ErrorCode::Forbidden,
             "administrators only",
         ));
     }
