@@ -95,7 +95,7 @@ pub fn remove_staging_on_signal() -> std::io::Result<()> {
                     let _ = std::fs::remove_dir_all(dir);
                     let _ = std::fs::remove_file(lock);
                 }
-                eprintln!("rivulet-tracker: interrupted; nothing was added to the catalogue");
+                tracing::warn!("interrupted; nothing was added to the catalogue");
                 std::process::exit(128 + signal);
             }
         })?;

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::catalogue_cache::CatalogueCache;
+use rivulet_node_core::task::Tasks;
 
 /// The origin's node id in transfers.
 pub const ORIGIN: &str = "origin";
@@ -231,12 +232,13 @@ pub const DEFAULT_BYTES_PER_POINT: u64 = 100_000_000;
 const MAX_BATCH: usize = 256;
 
 impl HeartbeatWriter {
-    /// Starts the writer task over `db` (the write pool); a cache's account earns a point
-    /// per `bytes_per_point` credited bytes.
-    pub fn start(db: SqlitePool, bytes_per_point: u64) -> HeartbeatWriter {
+    /// Starts the writer task in `tasks` over `db` (the write pool); a cache's account earns
+    /// a point per `bytes_per_point` credited bytes. The task ends when every handle to the
+    /// writer is gone (the HTTP server has stopped), after writing what was queued.
+    pub fn start(tasks: &Tasks, db: SqlitePool, bytes_per_point: u64) -> HeartbeatWriter {
         let bytes_per_point = bytes_per_point.clamp(1, i64::MAX as u64) as i64;
         let (jobs, mut rx) = mpsc::channel::<HeartbeatJob>(4 * MAX_BATCH);
-        tokio::spawn(async move {
+        tasks.spawn("heartbeat-writer", async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
@@ -247,6 +249,7 @@ impl HeartbeatWriter {
                 }
                 write_batch(&db, batch, bytes_per_point).await;
             }
+            Ok::<(), std::convert::Infallible>(())
         });
         HeartbeatWriter { jobs }
     }
