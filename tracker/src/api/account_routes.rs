@@ -134,7 +134,7 @@ pub async fn my_earnings(
         earnings::history(
             &state.db.read,
             authed.caller.account_id,
-            crate::nodes::now_ms(),
+            rivulet_node_core::clock::unix_ms(),
             minutes,
             buckets,
         )

@@ -49,7 +49,7 @@ pub async fn heartbeat(
         .heartbeats
         .record(&state.catalogue, authed.caller.account_id, &id, hb)
         .await?;
-    let now = crate::db::now().max(0) as u64;
+    let now = rivulet_node_core::clock::unix_secs();
     let sign = |server: &str, video: &str| {
         let claims = tickets::claims(&id, server, video, now);
         (state.signer.issue(&claims), claims.expires_at)
@@ -142,7 +142,7 @@ pub async fn ticket(
             req.video
         )));
     }
-    let now = crate::db::now().max(0) as u64;
+    let now = rivulet_node_core::clock::unix_secs();
     let claims = tickets::claims_for(
         &state.db.read,
         &state.network,

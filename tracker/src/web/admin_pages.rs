@@ -89,7 +89,7 @@ pub async fn overview(
         .await
         .map_err(internal)?
         .len();
-    let now = crate::db::now();
+    let now = rivulet_node_core::clock::unix_secs() as i64;
     Ok(admin_page(
         "Load overview",
         &session,
@@ -152,7 +152,7 @@ pub async fn load_json(
     let points = admin::load(&state.db.read, i64::from(minutes) * 60)
         .await
         .map_err(ApiError::internal)?;
-    let now = crate::db::now();
+    let now = rivulet_node_core::clock::unix_secs() as i64;
     let mut html = BTreeMap::new();
     html.insert(
         "load-chart",

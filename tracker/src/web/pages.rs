@@ -287,7 +287,11 @@ async fn start(
     let mut response = Redirect::to(to).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        session::session_cookie(&token, expires_at - crate::db::now(), https),
+        session::session_cookie(
+            &token,
+            expires_at - rivulet_node_core::clock::unix_secs() as i64,
+            https,
+        ),
     );
     Ok(response)
 }
