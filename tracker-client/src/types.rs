@@ -215,6 +215,91 @@ pub enum NodeKind {
     Viewer,
 }
 
+/// A node's id as the tracker hands it out: its kind, a dash, and random hex
+/// (`cache-1f2e…`), or `origin` for the origin. On the wire a plain string; the wire structs
+/// keep `String` fields so that every crate reads them as before.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// Wraps an id as it came from the tracker or a client (not checked).
+    pub fn new(id: impl Into<String>) -> NodeId {
+        NodeId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The kind the id names, read from its prefix; `None` for an id of no known shape.
+    pub fn kind(&self) -> Option<NodeKind> {
+        if self.0 == "origin" {
+            return Some(NodeKind::Origin);
+        }
+        match self.0.split_once('-')?.0 {
+            "cache" => Some(NodeKind::Cache),
+            "viewer" => Some(NodeKind::Viewer),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for NodeId {
+    fn from(id: String) -> NodeId {
+        NodeId(id)
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(id: &str) -> NodeId {
+        NodeId(id.to_owned())
+    }
+}
+
+/// A movie's id in the catalogue (lowercase letters, digits, '-', '_'). On the wire a plain
+/// string.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VideoId(String);
+
+impl VideoId {
+    /// Wraps an id (not checked).
+    pub fn new(id: impl Into<String>) -> VideoId {
+        VideoId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for VideoId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for VideoId {
+    fn from(id: String) -> VideoId {
+        VideoId(id)
+    }
+}
+
+impl From<&str> for VideoId {
+    fn from(id: &str) -> VideoId {
+        VideoId(id.to_owned())
+    }
+}
+
 /// A node announcing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -519,6 +604,22 @@ mod tests {
             serde_json::from_str(r#"{"hold": [], "peers": [], "origin": [], "spot_check": {}}"#)
                 .unwrap();
         assert!(!reply.placed);
+    }
+
+    #[test]
+    fn node_ids_name_their_kind_and_travel_as_strings() {
+        assert_eq!(NodeId::new("cache-0a1b").kind(), Some(NodeKind::Cache));
+        assert_eq!(NodeId::new("viewer-0a1b").kind(), Some(NodeKind::Viewer));
+        assert_eq!(NodeId::new("origin").kind(), Some(NodeKind::Origin));
+        assert_eq!(NodeId::new("cachex").kind(), None);
+        assert_eq!(NodeId::new("peer-1").kind(), None);
+        let id: NodeId = serde_json::from_str("\"cache-1\"").unwrap();
+        assert_eq!(id.as_str(), "cache-1");
+        assert_eq!(
+            serde_json::to_string(&VideoId::new("v1")).unwrap(),
+            "\"v1\""
+        );
+        assert_eq!(VideoId::from("v1").to_string(), "v1");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod origin_ftp;
 pub mod placement;
 pub mod sample;
 pub mod server;
+pub mod service;
 pub mod tickets;
 pub mod verify;
 pub mod web;

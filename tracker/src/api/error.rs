@@ -10,6 +10,7 @@ use rivulet_tracker_client::{ErrorBody, ErrorCode, ErrorDetail};
 use super::MAX_BODY_BYTES;
 use crate::accounts::AccountError;
 use crate::nodes::NodeError;
+use crate::service::TrackerError;
 use crate::tickets::TicketRefusal;
 
 /// An API failure: an HTTP status and the error body.
@@ -109,6 +110,34 @@ impl From<TicketRefusal> for ApiError {
             }
             TicketRefusal::Account(e) => e.into(),
             TicketRefusal::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<TrackerError> for ApiError {
+    fn from(e: TrackerError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            TrackerError::BadRequest(_) => ApiError::bad_request(message),
+            TrackerError::NotFound(_) => ApiError::not_found(message),
+            TrackerError::AdminOnly => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
+            }
+            TrackerError::NotBought(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::NotBought, message)
+            }
+            TrackerError::InsufficientPoints { .. } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                ErrorCode::InsufficientPoints,
+                message,
+            ),
+            TrackerError::LockedOut(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::LockedOut, message)
+            }
+            TrackerError::Account(e) => e.into(),
+            TrackerError::Node(e) => e.into(),
+            TrackerError::Ticket(e) => e.into(),
+            TrackerError::Db(e) => e.into(),
         }
     }
 }
