@@ -1020,8 +1020,8 @@ async fn parallel_guesses_are_counted_before_they_are_checked() {
     let mut locked = 0;
     for task in tasks {
         match code(task.await.unwrap()) {
-            (401, c) if c == ErrorCode::BadCredentials => wrong += 1,
-            (429, c) if c == ErrorCode::LockedOut => locked += 1,
+            (401, ErrorCode::BadCredentials) => wrong += 1,
+            (429, ErrorCode::LockedOut) => locked += 1,
             other => panic!("{other:?}"),
         }
     }
