@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rivulet_tracker_client::{Credentials, TrackerClient, codes};
+use rivulet_tracker_client::{Credentials, ErrorCode, TrackerClient};
 
 use crate::viewer::{self, JoinError, JoinOptions, Viewer, WatchOptions, WatchReport};
 
@@ -36,7 +36,7 @@ pub async fn watch(
                 "{user} has not bought {video_id:?}; pass --buy to buy it for {price} points"
             ),
             // The tracker's refusal says it all ("costs 1000 points, you have 0").
-            JoinError::Buy(e) if e.code() == Some(codes::INSUFFICIENT_POINTS) => {
+            JoinError::Buy(e) if e.code() == Some(ErrorCode::InsufficientPoints) => {
                 anyhow::anyhow!("{e}")
             }
             e => anyhow::Error::new(e),

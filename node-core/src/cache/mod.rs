@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rivulet_tracker_client::{
-    ClientError, Credentials, Heartbeat, HeartbeatReply, Holding, NodeKind, NodeRegistration,
-    PeerBytes, TrackerClient, codes,
+    ClientError, Credentials, ErrorCode, Heartbeat, HeartbeatReply, Holding, NodeKind,
+    NodeRegistration, PeerBytes, TrackerClient,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -462,7 +462,7 @@ impl HeartbeatLoop {
                 .await
                 .err()
             }
-            Err(e) if e.code() == Some(codes::NOT_FOUND) => {
+            Err(e) if e.code() == Some(&ErrorCode::NotFound) => {
                 // The tracker restarted or dropped us: register again under a new id.
                 match reregister(
                     &self.client,
