@@ -36,7 +36,7 @@ pub async fn watch(
                 "{user} has not bought {video_id:?}; pass --buy to buy it for {price} points"
             ),
             // The tracker's refusal says it all ("costs 1000 points, you have 0").
-            JoinError::Buy(e) if e.code() == Some(ErrorCode::InsufficientPoints) => {
+            JoinError::Buy(e) if e.code() == Some(&ErrorCode::InsufficientPoints) => {
                 anyhow::anyhow!("{e}")
             }
             e => anyhow::Error::new(e),
