@@ -50,6 +50,8 @@ use rivulet_tracker_client::{ClientError, Credentials, TrackerClient};
 use thiserror::Error;
 
 pub use movie::{MovieSource, MovieSpec, ingest_movies};
+/// Failed log-in and sign-up limits, for [`LocalNetworkBuilder::configure`].
+pub use rivulet_tracker::login_limit::LoginLimits;
 /// The tracker's configuration, for [`LocalNetworkBuilder::configure`].
 pub use rivulet_tracker::server::ServeConfig as TrackerConfig;
 
