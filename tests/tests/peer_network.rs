@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rivulet_e2e::{eventually, node_binary, sha256_file};
-use rivulet_localnet::{LocalNetwork, MovieSpec};
-use rivulet_node_core::cache::Cache;
+use rivulet_localnet::{CacheSpec, LocalNetwork, MovieSpec};
+use rivulet_node_core::cache::{Cache, CacheOptions};
 use rivulet_node_core::headless;
 use rivulet_node_core::peer::ftp::{ChunkSession, FetchError};
 use rivulet_node_core::viewer::{WatchOptions, WatchReport};
@@ -118,7 +118,11 @@ async fn warm_caches_carry_the_viewers_and_their_owners_earn_exact_points() {
     for owner in owners {
         net.register(owner, PASSWORD).await.unwrap();
         let cache = net
-            .cache(owner, PASSWORD, 100_000_000, 1_000_000_000)
+            .start_cache(
+                &CacheSpec::new(owner, PASSWORD)
+                    .storage(100_000_000)
+                    .upload(1_000_000_000),
+            )
             .await
             .unwrap();
         caches.push((owner.to_owned(), cache));
@@ -402,20 +406,16 @@ async fn caches_on_ipv6_and_behind_an_advertised_name_serve_viewers() {
         ("named", "127.0.0.1:0", Some("localhost")),
     ] {
         net.register(owner, PASSWORD).await.unwrap();
-        let cache = Cache::start(rivulet_node_core::cache::CacheOptions {
-            tracker: net.url(),
-            user: owner.into(),
-            password: PASSWORD.into(),
-            storage_bytes: 100_000_000,
-            upload_bps: 1_000_000_000,
-            download_bps: 0,
+        let options = CacheOptions {
             listen: listen.parse().unwrap(),
             advertise: advertise.map(str::to_owned),
-            dir: net.cache_dir(owner),
-            key_path: net.path("keys").join(owner),
-        })
-        .await
-        .unwrap();
+            ..net.cache_options(
+                &CacheSpec::new(owner, PASSWORD)
+                    .upload(1_000_000_000)
+                    .storage(100_000_000),
+            )
+        };
+        let cache = Cache::start(options).await.unwrap();
         caches.push(cache);
     }
     let six = caches[0].status().borrow().clone();
@@ -479,7 +479,11 @@ async fn a_cache_started_again_keeps_what_it_held_without_fetching() {
     viewers(&net, &["fan"]).await;
     net.register("keeper", PASSWORD).await.unwrap();
     let cache = net
-        .cache("keeper", PASSWORD, 2_000_000_000, 10_000_000)
+        .start_cache(
+            &CacheSpec::new("keeper", PASSWORD)
+                .storage(2_000_000_000)
+                .upload(10_000_000),
+        )
         .await
         .unwrap();
     warm(&net, &["keeper"]).await;
@@ -500,7 +504,11 @@ async fn a_cache_started_again_keeps_what_it_held_without_fetching() {
     cache.stop().await;
 
     let again = net
-        .cache("keeper", PASSWORD, 2_000_000_000, 10_000_000)
+        .start_cache(
+            &CacheSpec::new("keeper", PASSWORD)
+                .storage(2_000_000_000)
+                .upload(10_000_000),
+        )
         .await
         .unwrap();
     // Its first heartbeats report the same indices, and the tracker sees them.

@@ -288,7 +288,7 @@ async fn start_seek(
     for c in running {
         c.stop().await;
     }
-    net.tracker.shutdown().await?;
+    net.shutdown().await;
     Ok(StartSeekSummary {
         origin_only,
         with_caches,
