@@ -229,7 +229,7 @@ async fn people_sign_up_see_their_dashboard_and_are_kept_out_of_admin_pages() {
         assert_eq!(b.path().await, "/dashboard");
 
         b.close().await;
-        t.server.shutdown().await.unwrap();
+        t.net.shutdown().await;
     })
     .await;
 }
@@ -497,7 +497,7 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         assert_eq!(b.path().await, "/admin?minutes=5");
 
         b.close().await;
-        t.server.shutdown().await.unwrap();
+        t.net.shutdown().await;
     })
     .await;
 }
@@ -699,7 +699,7 @@ async fn expired_sessions_are_logged_out_and_forms_without_their_token_are_refus
         assert_eq!(signup.status().as_u16(), 403);
 
         b.close().await;
-        t.server.shutdown().await.unwrap();
+        t.net.shutdown().await;
     })
     .await;
 }
@@ -883,14 +883,14 @@ async fn bad_requests_get_clear_error_pages_and_pages_load_nothing_from_elsewher
                     .starts_with(kind)
             );
         }
-        t.server.shutdown().await.unwrap();
+        t.net.shutdown().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow_views_show_real_caches_serving_a_real_viewer() {
-    use rivulet_node_core::cache::{Cache, CacheOptions};
+    use rivulet_localnet::CacheSpec;
     use rivulet_node_core::format::Manifest;
     use rivulet_node_core::viewer::{Viewer, WatchOptions};
     within_limit(async {
@@ -905,20 +905,10 @@ async fn flow_views_show_real_caches_serving_a_real_viewer() {
         let mut caches = Vec::new();
         for owner in ["alice", "dora"] {
             t.user(owner).await;
-            let cache = Cache::start(CacheOptions {
-                tracker: t.server.url(),
-                user: owner.into(),
-                password: PASSWORD.into(),
-                storage_bytes: 100_000_000,
-                upload_bps: 1_000_000_000,
-                download_bps: 0,
-                listen: "127.0.0.1:0".parse().unwrap(),
-                advertise: None,
-                dir: t.dir.path().join(format!("cache-{owner}")),
-                key_path: t.dir.path().join(format!("keys/{owner}")),
-            })
-            .await
-            .unwrap();
+            let spec = CacheSpec::new(owner, PASSWORD)
+                .storage(100_000_000)
+                .upload(1_000_000_000);
+            let cache = t.net.start_cache(&spec).await.unwrap();
             caches.push(cache);
         }
         // A purchase makes the film popular; the caches fetch their share of it.
@@ -939,7 +929,7 @@ async fn flow_views_show_real_caches_serving_a_real_viewer() {
             "film",
             std::sync::Arc::new(manifest),
             video.duration_ms,
-            &t.dir.path().join(".film.part"),
+            &t.net.dir().join(".film.part"),
             &WatchOptions {
                 realtime: true,
                 ..WatchOptions::default()
@@ -990,7 +980,7 @@ async fn flow_views_show_real_caches_serving_a_real_viewer() {
         for cache in caches {
             cache.stop().await;
         }
-        t.server.shutdown().await.unwrap();
+        t.net.shutdown().await;
     })
     .await;
 }
