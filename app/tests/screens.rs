@@ -40,17 +40,28 @@ fn catalogue_of(d: &Driver) -> &catalogue::State {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn log_in_fills_the_catalogue_from_the_tracker() {
-    let net = LocalNetwork::temp()
+/// A network with the cheap and the dear movie.
+async fn two_movies() -> LocalNetwork {
+    LocalNetwork::temp()
         .movie(cheap())
         .movie(dear())
         .start()
         .await
-        .unwrap();
-    net.register("alice", PASSWORD).await.unwrap();
+        .unwrap()
+}
+
+/// A new account `user` on `net`, logged in through the log-in screen.
+async fn logged_in(net: &LocalNetwork, user: &str) -> Driver {
+    net.register(user, PASSWORD).await.unwrap();
     let mut d = Driver::new(false).await;
-    d.log_in(&net.url(), "alice", PASSWORD).await;
+    d.log_in(&net.url(), user, PASSWORD).await;
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_fills_the_catalogue_from_the_tracker() {
+    let net = two_movies().await;
+    let mut d = logged_in(&net, "alice").await;
     let c = catalogue_of(&d);
     assert_eq!(c.account.username, "alice");
     assert_eq!(c.account.balance, 100);
@@ -143,15 +154,8 @@ async fn log_in_failures_are_said_plainly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buying_with_and_without_enough_points() {
-    let net = LocalNetwork::temp()
-        .movie(cheap())
-        .movie(dear())
-        .start()
-        .await
-        .unwrap();
-    net.register("dora", PASSWORD).await.unwrap();
-    let mut d = Driver::new(false).await;
-    d.log_in(&net.url(), "dora", PASSWORD).await;
+    let net = two_movies().await;
+    let mut d = logged_in(&net, "dora").await;
 
     // Click "Buy", see the confirmation with the balance, click "Confirm".
     let clicked = click(&d, "Buy for 10 points");
@@ -206,12 +210,7 @@ async fn buying_with_and_without_enough_points() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
-    let net = LocalNetwork::temp()
-        .movie(cheap())
-        .movie(dear())
-        .start()
-        .await
-        .unwrap();
+    let net = two_movies().await;
     net.register("erin", PASSWORD).await.unwrap();
     net.login("erin", PASSWORD)
         .await

@@ -14,7 +14,7 @@ use rivulet_node_core::cache::{Cache, CacheOptions};
 use rivulet_node_core::headless;
 use rivulet_node_core::peer::ftp::{ChunkSession, FetchError};
 use rivulet_node_core::viewer::{WatchOptions, WatchReport};
-use rivulet_tracker_client::{NodeKind, NodeRegistration, TicketRequest};
+use rivulet_tracker_client::{NodeRegistration, TicketRequest};
 
 const PASSWORD: &str = "network-pass-1";
 const BYTES_PER_POINT: u64 = 10_000;
@@ -150,16 +150,7 @@ async fn warm_caches_carry_the_viewers_and_their_owners_earn_exact_points() {
     let cache_id = caches[0].1.status().borrow().node_id.clone();
     let other_id = caches[1].1.status().borrow().node_id.clone();
     let v1 = net.login("viewer1", PASSWORD).await.unwrap();
-    let me = v1
-        .register_node(&NodeRegistration {
-            kind: NodeKind::Viewer,
-            bind: String::new(),
-            advertise: String::new(),
-            upload_bps: 0,
-            storage_bytes: 0,
-        })
-        .await
-        .unwrap();
+    let me = v1.register_node(&NodeRegistration::viewer()).await.unwrap();
     let for_other = v1
         .ticket(&TicketRequest {
             holder: me.node_id.clone(),

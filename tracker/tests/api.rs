@@ -345,23 +345,12 @@ async fn concurrent_purchases_of_one_movie_charge_once() {
 }
 
 fn cache_at(port: u16) -> NodeRegistration {
-    NodeRegistration {
-        kind: NodeKind::Cache,
-        bind: format!("0.0.0.0:{port}"),
-        advertise: format!("cache.example:{port}"),
-        upload_bps: 10_000_000,
-        storage_bytes: 1_500_000_000,
-    }
-}
-
-fn viewer() -> NodeRegistration {
-    NodeRegistration {
-        kind: NodeKind::Viewer,
-        bind: String::new(),
-        advertise: String::new(),
-        upload_bps: 0,
-        storage_bytes: 0,
-    }
+    NodeRegistration::cache(
+        format!("0.0.0.0:{port}"),
+        format!("cache.example:{port}"),
+        10_000_000,
+        1_500_000_000,
+    )
 }
 
 #[tokio::test]
@@ -377,7 +366,10 @@ async fn nodes_register_report_and_leave() {
         ..cache_at(0)
     };
     alice.register_node(&v6).await.unwrap();
-    let view = alice.register_node(&viewer()).await.unwrap();
+    let view = alice
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap();
 
     let hb = Heartbeat {
         holdings: vec![Holding {
@@ -666,7 +658,11 @@ async fn administrators_see_accounts_nodes_videos_load_and_flows() {
     let carl = t.user("carl").await;
     carl.buy("m").await.unwrap();
     let cache = carl.register_node(&cache_at(2121)).await.unwrap().node_id;
-    let view = carl.register_node(&viewer()).await.unwrap().node_id;
+    let view = carl
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap()
+        .node_id;
     let bytes = |peer: &str, n: u64| {
         vec![PeerBytes {
             peer: peer.into(),
@@ -786,7 +782,10 @@ async fn earnings_over_time_follow_the_credited_bytes() {
     let alice = t.user("alice").await;
     let bob = t.user("bob").await;
     let cache = alice.register_node(&cache_at(2121)).await.unwrap();
-    let view = bob.register_node(&viewer()).await.unwrap();
+    let view = bob
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap();
     // Nothing credited yet: every bucket is empty.
     let none = alice.earnings(60, 12).await.unwrap();
     assert_eq!((none.bucket_secs, none.buckets.len()), (300, 12));
@@ -1029,7 +1028,11 @@ async fn transfer_totals_cannot_overflow() {
         .await
         .unwrap();
     let cache = root.register_node(&cache_at(2121)).await.unwrap().node_id;
-    let view = root.register_node(&viewer()).await.unwrap().node_id;
+    let view = root
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap()
+        .node_id;
     let huge = Heartbeat {
         sent: vec![PeerBytes {
             peer: view.clone(),

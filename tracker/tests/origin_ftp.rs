@@ -39,13 +39,7 @@ async fn viewer(server: &Server, name: &str) -> (TrackerClient, String) {
     };
     c.register(&creds).await.unwrap();
     let c = c.clone().with_token(c.login(&creds).await.unwrap().token);
-    let reg = NodeRegistration {
-        kind: NodeKind::Viewer,
-        bind: String::new(),
-        advertise: String::new(),
-        upload_bps: 0,
-        storage_bytes: 0,
-    };
+    let reg = NodeRegistration::viewer();
     let node = c.register_node(&reg).await.unwrap().node_id;
     c.buy("m").await.unwrap();
     (c, node)

@@ -8,8 +8,8 @@ mod web_support;
 use std::time::Duration;
 
 use rivulet_tracker::web::{CSRF_FIELD, FORM_COOKIE, SESSION_COOKIE};
-use rivulet_tracker_client::Heartbeat;
-use web_support::{Browser, PASSWORD, Tracker, cache_at, eventually, moved, peer_bytes, viewer};
+use rivulet_tracker_client::{Heartbeat, NodeRegistration};
+use web_support::{Browser, PASSWORD, Tracker, cache_at, eventually, moved, peer_bytes};
 
 /// Each test's own time limit: a hung browser fails the test instead of the suite.
 const TEST_LIMIT: Duration = Duration::from_secs(180);
@@ -105,8 +105,16 @@ async fn people_sign_up_see_their_dashboard_and_are_kept_out_of_admin_pages() {
         carl.buy("m").await.unwrap();
         vera.buy("m").await.unwrap();
         let cache = carl.register_node(&cache_at(4001)).await.unwrap().node_id;
-        let mine = carl.register_node(&viewer()).await.unwrap().node_id;
-        let theirs = vera.register_node(&viewer()).await.unwrap().node_id;
+        let mine = carl
+            .register_node(&NodeRegistration::viewer())
+            .await
+            .unwrap()
+            .node_id;
+        let theirs = vera
+            .register_node(&NodeRegistration::viewer())
+            .await
+            .unwrap()
+            .node_id;
         carl.heartbeat(
             &cache,
             &Heartbeat {
@@ -246,7 +254,11 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         vera.buy("rock").await.unwrap();
         let a1 = alice.register_node(&cache_at(4101)).await.unwrap().node_id;
         let d1 = dora.register_node(&cache_at(4102)).await.unwrap().node_id;
-        let v = vera.register_node(&viewer()).await.unwrap().node_id;
+        let v = vera
+            .register_node(&NodeRegistration::viewer())
+            .await
+            .unwrap()
+            .node_id;
         // Two caches fetch from the origin and send to one viewer, who confirms it all and
         // gets the rest from the origin.
         let holding = |indices: Vec<u16>| {

@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use rivulet_localnet::{LocalNetwork, MovieSpec, TrackerConfig as ServeConfig};
-use rivulet_tracker_client::{
-    Credentials, Heartbeat, NodeKind, NodeRegistration, PeerBytes, TrackerClient,
-};
+use rivulet_tracker_client::{Credentials, Heartbeat, NodeRegistration, PeerBytes, TrackerClient};
 
 /// The password every test account uses.
 pub const PASSWORD: &str = "correct-horse-42";
@@ -101,23 +99,12 @@ pub fn creds(name: &str) -> Credentials {
 }
 
 pub fn cache_at(port: u16) -> NodeRegistration {
-    NodeRegistration {
-        kind: NodeKind::Cache,
-        bind: format!("0.0.0.0:{port}"),
-        advertise: format!("cache{port}.example:{port}"),
-        upload_bps: 10_000_000,
-        storage_bytes: 1_500_000_000,
-    }
-}
-
-pub fn viewer() -> NodeRegistration {
-    NodeRegistration {
-        kind: NodeKind::Viewer,
-        bind: String::new(),
-        advertise: String::new(),
-        upload_bps: 0,
-        storage_bytes: 0,
-    }
+    NodeRegistration::cache(
+        format!("0.0.0.0:{port}"),
+        format!("cache{port}.example:{port}"),
+        10_000_000,
+        1_500_000_000,
+    )
 }
 
 /// One `PeerBytes` entry.
