@@ -11,6 +11,7 @@ use iced_test::simulator;
 use rivulet_app::app::{Message, Screen};
 use rivulet_app::screen::{catalogue, player, points, settings};
 use rivulet_localnet::LoginLimits;
+use rivulet_localnet::process::walk;
 use rivulet_localnet::{LocalNetwork, MovieSpec};
 
 fn cheap() -> MovieSpec {
@@ -198,13 +199,7 @@ async fn buying_with_and_without_enough_points() {
     assert_eq!(c.account.balance, 90);
     assert!(c.videos.iter().any(|v| v.id == "dear" && !v.bought));
     // The tracker agrees.
-    let me = net
-        .login("dora", PASSWORD)
-        .await
-        .unwrap()
-        .me()
-        .await
-        .unwrap();
+    let me = net.account_of("dora", PASSWORD).await.unwrap();
     assert_eq!((me.balance, me.bought), (90, vec!["cheap".to_owned()]));
 }
 
@@ -594,19 +589,6 @@ async fn remember_me_without_a_keyring_says_so_and_writes_no_password() {
             );
         }
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,7 @@
 
 pub mod fixture;
 mod movie;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,7 +47,7 @@ use rivulet_node_core::cache::{Cache, CacheOptions, DEFAULT_UPLOAD_BPS};
 use rivulet_tracker::accounts::{self, AccountError};
 use rivulet_tracker::data_dir::{DataDir, DataDirError};
 use rivulet_tracker::server::{ServeConfig, Server};
-use rivulet_tracker_client::{ClientError, Credentials, TrackerClient};
+use rivulet_tracker_client::{Account, ClientError, Credentials, TrackerClient};
 use thiserror::Error;
 
 pub use movie::{MovieSource, MovieSpec, ingest_movies};
@@ -540,6 +541,11 @@ impl LocalNetwork {
         let anon = self.client();
         let session = anon.login(&credentials(name, password)).await?;
         Ok(anon.with_token(session.token))
+    }
+
+    /// `name`'s account as the tracker sees it now (balance, bytes, purchases).
+    pub async fn account_of(&self, name: &str, password: &str) -> Result<Account, LocalNetError> {
+        Ok(self.login(name, password).await?.me().await?)
     }
 
     /// Registers `name` through the API and logs it in.

@@ -15,35 +15,22 @@ fn bad_input_is_one_line_and_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.mkv");
     let out = out.to_str().unwrap();
+    let watch = |tracker: &'static str| -> Vec<&str> {
+        let args = [
+            "watch",
+            "--tracker",
+            tracker,
+            "--user",
+            "u",
+            "--video",
+            "v",
+            "--out",
+        ];
+        args.into_iter().chain([out]).collect()
+    };
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec![
-                "watch",
-                "--tracker",
-                "http://127.0.0.1:9",
-                "--user",
-                "u",
-                "--video",
-                "v",
-                "--out",
-                out,
-            ],
-            "unreachable",
-        ),
-        (
-            vec![
-                "watch",
-                "--tracker",
-                "not a url",
-                "--user",
-                "u",
-                "--video",
-                "v",
-                "--out",
-                out,
-            ],
-            "logging in",
-        ),
+        (watch("http://127.0.0.1:9"), "unreachable"),
+        (watch("not a url"), "logging in"),
         (
             vec!["watch", "--user", "u", "--video", "v", "--out", out],
             "--tracker",

@@ -4,11 +4,11 @@
 //! cost nothing but a little origin traffic, and cache owners earn exactly their points.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rivulet_e2e::{eventually, node_binary, sha256_file};
+use rivulet_localnet::process::{spawn_reading_line, walk};
 use rivulet_localnet::{CacheSpec, LocalNetwork, MovieSpec};
 use rivulet_node_core::cache::{Cache, CacheOptions};
 use rivulet_node_core::headless;
@@ -152,19 +152,15 @@ async fn warm_caches_carry_the_viewers_and_their_owners_earn_exact_points() {
     let v1 = net.login("viewer1", PASSWORD).await.unwrap();
     let me = v1.register_node(&NodeRegistration::viewer()).await.unwrap();
     let for_other = v1
-        .ticket(&TicketRequest {
-            holder: me.node_id.clone(),
-            server: other_id,
-            video: "film".into(),
-        })
+        .ticket(&TicketRequest::new(me.node_id.clone(), other_id, "film"))
         .await
         .unwrap();
     let for_this = v1
-        .ticket(&TicketRequest {
-            holder: me.node_id.clone(),
-            server: cache_id.clone(),
-            video: "film".into(),
-        })
+        .ticket(&TicketRequest::new(
+            me.node_id.clone(),
+            cache_id.clone(),
+            "film",
+        ))
         .await
         .unwrap();
     let t = Duration::from_secs(5);
@@ -244,18 +240,6 @@ async fn warm_caches_carry_the_viewers_and_their_owners_earn_exact_points() {
     net.shutdown().await;
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        }
-        out.push(path);
-    }
-    out
-}
-
 /// A `rivulet-node cache` process and the node id it printed.
 struct CacheProcess {
     child: Child,
@@ -270,29 +254,24 @@ impl Drop for CacheProcess {
 }
 
 fn spawn_cache(net: &LocalNetwork, owner: &str) -> CacheProcess {
-    let mut child = Command::new(node_binary())
-        .args(["cache", "--tracker", &net.url(), "--user", owner])
-        .args([
-            "--size",
-            "100MB",
-            "--upload",
-            "1Gbit",
-            "--download",
-            "1Gbit",
-        ])
-        .arg("--dir")
-        .arg(net.cache_dir(owner))
-        .arg("--key")
-        .arg(net.path("keys").join(format!("{owner}.key")))
-        .env("RIVULET_PASSWORD", PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, line) = spawn_reading_line(
+        Command::new(node_binary())
+            .args(["cache", "--tracker", &net.url(), "--user", owner])
+            .args([
+                "--size",
+                "100MB",
+                "--upload",
+                "1Gbit",
+                "--download",
+                "1Gbit",
+            ])
+            .arg("--dir")
+            .arg(net.cache_dir(owner))
+            .arg("--key")
+            .arg(net.path("keys").join(format!("{owner}.key")))
+            .env("RIVULET_PASSWORD", PASSWORD)
+            .stderr(Stdio::inherit()),
+    );
     let printed: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
         panic!("cache printed {line:?}: {e}");
     });
@@ -376,13 +355,7 @@ async fn a_corrupt_cache_is_blamed_and_a_killed_cache_costs_no_long_stall() {
     assert_exact_points(&net, &expected).await;
     // The killed cache never reported its last bytes: it is credited at most what the
     // viewers verified from it.
-    let dies = net
-        .login("dies", PASSWORD)
-        .await
-        .unwrap()
-        .me()
-        .await
-        .unwrap();
+    let dies = net.account_of("dies", PASSWORD).await.unwrap();
     assert!(dies.credited_bytes <= verified.get(&dead_id).copied().unwrap_or(0));
     drop(caches);
     net.shutdown().await;
@@ -469,14 +442,10 @@ async fn a_cache_started_again_keeps_what_it_held_without_fetching() {
     let net = network(20).await;
     viewers(&net, &["fan"]).await;
     net.register("keeper", PASSWORD).await.unwrap();
-    let cache = net
-        .start_cache(
-            &CacheSpec::new("keeper", PASSWORD)
-                .storage(2_000_000_000)
-                .upload(10_000_000),
-        )
-        .await
-        .unwrap();
+    let keeper = CacheSpec::new("keeper", PASSWORD)
+        .storage(2_000_000_000)
+        .upload(10_000_000);
+    let cache = net.start_cache(&keeper).await.unwrap();
     warm(&net, &["keeper"]).await;
     // Until it has fetched all it was given (what it fetches no longer grows).
     let status = cache.status();
@@ -494,14 +463,7 @@ async fn a_cache_started_again_keeps_what_it_held_without_fetching() {
     let had = film_indices(&before);
     cache.stop().await;
 
-    let again = net
-        .start_cache(
-            &CacheSpec::new("keeper", PASSWORD)
-                .storage(2_000_000_000)
-                .upload(10_000_000),
-        )
-        .await
-        .unwrap();
+    let again = net.start_cache(&keeper).await.unwrap();
     // Its first heartbeats report the same indices, and the tracker sees them.
     assert!(
         eventually(Duration::from_secs(10), || async {

@@ -4,13 +4,11 @@
 //! cleaned.
 
 use std::io::SeekFrom;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rivulet_localnet::{LocalNetwork, MovieSpec};
-use rivulet_node_core::format::Manifest;
 use rivulet_node_core::viewer::http::StreamServer;
-use rivulet_node_core::viewer::{self, Viewer, WatchOptions};
+use rivulet_node_core::viewer::{self, JoinOptions, Viewer, WatchOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 const PASSWORD: &str = "stream-pass-1";
@@ -25,8 +23,6 @@ async fn a_player_reads_and_seeks_the_stream_over_rust_and_http() {
     net.register("player", PASSWORD).await.unwrap();
     let client = net.login("player", PASSWORD).await.unwrap();
     client.buy("film").await.unwrap();
-    let video = client.video("film").await.unwrap();
-    let manifest = Arc::new(Manifest::from_json(&client.manifest("film").await.unwrap()).unwrap());
     let origin = std::fs::read(net.stream_file("film")).unwrap();
     // Real time with a short look-ahead: most of the movie is not there when we seek.
     let options = WatchOptions {
@@ -35,17 +31,9 @@ async fn a_player_reads_and_seeks_the_stream_over_rust_and_http() {
         parallel: 1,
         ..WatchOptions::default()
     };
-    let download = net.path(".film.part");
-    let session = Viewer::open(
-        &client,
-        "film",
-        manifest.clone(),
-        video.duration_ms,
-        &download,
-        &options,
-    )
-    .await
-    .unwrap();
+    let join = JoinOptions::new(net.path(".film.part")).watch(options);
+    let session = Viewer::join(&client, "film", &join).await.unwrap();
+    let manifest = session.manifest().clone();
     let shared = session.stream().shared().clone();
     assert!(manifest.segment_count() >= 6);
 

@@ -443,6 +443,21 @@ pub struct TicketRequest {
     pub video: String,
 }
 
+impl TicketRequest {
+    /// A ticket for `holder` to fetch `video` from `server` (a node id, or `origin`).
+    pub fn new(
+        holder: impl Into<String>,
+        server: impl Into<String>,
+        video: impl Into<String>,
+    ) -> TicketRequest {
+        TicketRequest {
+            holder: holder.into(),
+            server: server.into(),
+            video: video.into(),
+        }
+    }
+}
+
 /// A signed FTP ticket: log in with the holder's node id as user and this as password.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -91,13 +91,24 @@ async fn register_log_in_see_yourself_log_out() {
     t.net.shutdown().await;
 }
 
-#[tokio::test]
-async fn bad_registrations_get_a_clear_4xx() {
+/// A heartbeat from `node` through `client` is answered 404: the tracker does not know it
+/// (or not as this account's).
+async fn assert_unknown_node(client: &TrackerClient, node: &str) {
+    let reply = client.heartbeat(node, &Heartbeat::default()).await;
+    assert_eq!(code(reply), (404, ErrorCode::NotFound), "node {node}");
+}
+
+/// A tracker with one account `user` (password correct-horse-42), and an anonymous client.
+async fn tracker_with(user: &str) -> (Tracker, TrackerClient) {
     let t = Tracker::start(&[]).await;
     let c = t.client();
-    c.register(&creds("taken", "correct-horse-42"))
-        .await
-        .unwrap();
+    c.register(&creds(user, "correct-horse-42")).await.unwrap();
+    (t, c)
+}
+
+#[tokio::test]
+async fn bad_registrations_get_a_clear_4xx() {
+    let (t, c) = tracker_with("taken").await;
     let long = "x".repeat(33);
     let cases: Vec<(Credentials, u16, ErrorCode)> = vec![
         (creds("", "correct-horse-42"), 400, ErrorCode::BadRequest),
@@ -219,11 +230,7 @@ async fn malformed_requests_get_the_error_body() {
 
 #[tokio::test]
 async fn failed_log_ins_lock_the_account_out() {
-    let t = Tracker::start(&[]).await;
-    let c = t.client();
-    c.register(&creds("dave", "correct-horse-42"))
-        .await
-        .unwrap();
+    let (t, c) = tracker_with("dave").await;
     assert_eq!(
         code(c.login(&creds("nobody", "correct-horse-42")).await),
         (401, ErrorCode::BadCredentials)
@@ -451,19 +458,13 @@ async fn nodes_register_report_and_leave() {
 
     // Another account cannot touch alice's nodes.
     let bob = t.user("bob").await;
-    assert_eq!(
-        code(bob.heartbeat(&cache.node_id, &Heartbeat::default()).await),
-        (404, ErrorCode::NotFound)
-    );
+    assert_unknown_node(&bob, &cache.node_id).await;
     assert_eq!(
         code(bob.leave(&cache.node_id).await),
         (404, ErrorCode::NotFound)
     );
     alice.leave(&cache.node_id).await.unwrap();
-    assert_eq!(
-        code(alice.heartbeat(&cache.node_id, &Heartbeat::default()).await),
-        (404, ErrorCode::NotFound)
-    );
+    assert_unknown_node(&alice, &cache.node_id).await;
     assert_eq!(alice.my_nodes().await.unwrap().len(), 2);
     t.net.shutdown().await;
 }
@@ -612,10 +613,7 @@ async fn silent_nodes_are_dropped_and_register_again() {
         .map(|n| n.node_id)
         .collect();
     assert_eq!(ids, std::slice::from_ref(&chatty));
-    assert_eq!(
-        code(alice.heartbeat(&quiet, &Heartbeat::default()).await),
-        (404, ErrorCode::NotFound)
-    );
+    assert_unknown_node(&alice, &quiet).await;
     alice.register_node(&cache_at(2121)).await.unwrap();
     assert_eq!(alice.my_nodes().await.unwrap().len(), 2);
     t.net.shutdown().await;
@@ -631,10 +629,7 @@ async fn nodes_register_again_after_a_tracker_restart() {
     let server = net.server();
     // Sessions survive the restart; nodes are forgotten and say so.
     let alice = TrackerClient::new(&server.url()).with_token(alice.token().unwrap());
-    assert_eq!(
-        code(alice.heartbeat(&node, &Heartbeat::default()).await),
-        (404, ErrorCode::NotFound)
-    );
+    assert_unknown_node(&alice, &node).await;
     let again = alice.register_node(&cache_at(2121)).await.unwrap().node_id;
     alice
         .heartbeat(&again, &Heartbeat::default())

@@ -10,6 +10,13 @@ use common::*;
 
 /// Where the Matroska Cues element sits, against the first Cluster: the index is at the
 /// front when it comes first.
+/// ffmpeg, quiet and never reading stdin.
+fn ffmpeg() -> Command {
+    let mut command = Command::new("ffmpeg");
+    command.args(["-nostdin", "-v", "error"]);
+    command
+}
+
 fn cues_before_first_cluster(stream: &Path) -> bool {
     let bytes = std::fs::read(stream).unwrap();
     let find = |id: [u8; 4]| bytes.windows(4).position(|w| w == id);
@@ -125,11 +132,8 @@ fn only_what_matroska_cannot_carry_is_transcoded() {
     let srt = work.path().join("s.srt");
     std::fs::write(&srt, "1\n00:00:00,500 --> 00:00:02,000\nHello\n").unwrap();
     let file = work.path().join("mixed.mov");
-    let status = Command::new("ffmpeg")
+    let status = ffmpeg()
         .args([
-            "-nostdin",
-            "-v",
-            "error",
             "-f",
             "lavfi",
             "-i",
@@ -225,18 +229,8 @@ fn bad_input_gets_one_line_and_leaves_nothing() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let audio_only = make_media(dir, "tone.ogg", 2, &["-map", "1:a", "-c:a", "libvorbis"]);
     let still = dir.join("still.png");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=64x64",
-            "-frames:v",
-            "1",
-        ])
+    let status = ffmpeg()
+        .args(["-f", "lavfi", "-i", "testsrc2=size=64x64", "-frames:v", "1"])
         .arg(&still)
         .status()
         .unwrap();
@@ -405,11 +399,8 @@ fn corrupted_stored_files_are_named() {
 /// A raw-video input: Matroska gets H.264 instead, so ingest transcodes and takes seconds.
 fn slow_input(dir: &Path) -> std::path::PathBuf {
     let file = dir.join("raw.nut");
-    let status = Command::new("ffmpeg")
+    let status = ffmpeg()
         .args([
-            "-nostdin",
-            "-v",
-            "error",
             "-f",
             "lavfi",
             "-i",

@@ -81,11 +81,7 @@ async fn a_ticket_fetches_verified_chunks_and_nothing_else() {
     assert_eq!(origin.ftp, server.ftp_addr().to_string());
     let manifest = Manifest::from_json(&c.manifest("m").await.unwrap()).unwrap();
     let ticket = c
-        .ticket(&TicketRequest {
-            holder: node.clone(),
-            server: "origin".into(),
-            video: "m".into(),
-        })
+        .ticket(&TicketRequest::new(node.clone(), "origin", "m"))
         .await
         .unwrap();
     assert!(ticket.expires_at > now());
@@ -193,11 +189,7 @@ async fn tickets_follow_the_rules() {
     let (c, node) = viewer(server, "walt").await;
     let ask = |holder: &str, server: &str, video: &str| {
         let c = c.clone();
-        let req = TicketRequest {
-            holder: holder.into(),
-            server: server.into(),
-            video: video.into(),
-        };
+        let req = TicketRequest::new(holder, server, video);
         async move { c.ticket(&req).await }
     };
     let code = |r: Result<_, ClientError>| match r {
@@ -224,11 +216,7 @@ async fn tickets_follow_the_rules() {
     assert_eq!(
         code(
             TrackerClient::new(&server.url())
-                .ticket(&TicketRequest {
-                    holder: node.clone(),
-                    server: "origin".into(),
-                    video: "m".into()
-                })
+                .ticket(&TicketRequest::new(node.clone(), "origin", "m"))
                 .await
         ),
         (401, ErrorCode::Unauthorized)
@@ -237,12 +225,8 @@ async fn tickets_follow_the_rules() {
     let (x, _) = viewer(server, "xena").await;
     assert_eq!(
         code(
-            x.ticket(&TicketRequest {
-                holder: node.clone(),
-                server: "origin".into(),
-                video: "m".into()
-            })
-            .await
+            x.ticket(&TicketRequest::new(node.clone(), "origin", "m"))
+                .await
         ),
         (404, ErrorCode::NotFound)
     );
@@ -273,11 +257,7 @@ async fn the_origin_serves_over_ipv6_loopback() {
     let (c, node) = viewer(server, "yuki").await;
     let manifest = Manifest::from_json(&c.manifest("m").await.unwrap()).unwrap();
     let ticket = c
-        .ticket(&TicketRequest {
-            holder: node.clone(),
-            server: "origin".into(),
-            video: "m".into(),
-        })
+        .ticket(&TicketRequest::new(node.clone(), "origin", "m"))
         .await
         .unwrap();
     assert!(server.ftp_addr().is_ipv6());

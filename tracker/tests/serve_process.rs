@@ -4,34 +4,30 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Stdio};
 
 use common::*;
+use rivulet_localnet::process::spawn_reading_line;
 use rivulet_tracker_client::{Credentials, TrackerClient};
 
 /// Starts `rivulet-tracker serve` on a free port; returns the child and its base URL.
 fn serve(data: &std::path::Path) -> (Child, String) {
-    let mut child = tracker()
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--ftp",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, line) = spawn_reading_line(
+        tracker()
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--ftp",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(data)
+            .stderr(Stdio::null()),
+    );
     assert!(line.starts_with("http://127.0.0.1:"), "{line:?}");
-    (child, line.trim().to_owned())
+    (child, line)
 }
 
 fn account(

@@ -47,6 +47,9 @@ pub struct WatchOptions {
     pub look_ahead: u32,
     /// Longest wait for one connection or chunk.
     pub timeout: Duration,
+    /// The player's byte position, if a player reads the stream ("buffered ahead" in the
+    /// status follows it).
+    pub playhead: Option<watch::Receiver<u64>>,
 }
 
 impl Default for WatchOptions {
@@ -56,6 +59,7 @@ impl Default for WatchOptions {
             parallel: 4,
             look_ahead: 8,
             timeout: Duration::from_secs(10),
+            playhead: None,
         }
     }
 }
@@ -130,9 +134,8 @@ pub struct JoinOptions {
     pub buy: bool,
     /// Where the rebuilt bytes go while the movie plays (a sparse file, created).
     pub download: PathBuf,
-    /// The player's byte position, for [`ViewerStatus::buffered_ahead_bytes`].
-    pub playhead: Option<watch::Receiver<u64>>,
-    /// How to fetch.
+    /// How to fetch (and the player's byte position, for
+    /// [`ViewerStatus::buffered_ahead_bytes`]).
     pub watch: WatchOptions,
 }
 
@@ -144,7 +147,6 @@ impl JoinOptions {
             credentials: None,
             buy: false,
             download: download.into(),
-            playhead: None,
             watch: WatchOptions::default(),
         }
     }
@@ -163,13 +165,17 @@ impl JoinOptions {
 
     /// Follows the player's byte position.
     pub fn playhead(mut self, playhead: watch::Receiver<u64>) -> JoinOptions {
-        self.playhead = Some(playhead);
+        self.watch.playhead = Some(playhead);
         self
     }
 
-    /// Fetches this way.
+    /// Fetches this way (keeping a playhead given before).
     pub fn watch(mut self, watch: WatchOptions) -> JoinOptions {
-        self.watch = watch;
+        let playhead = self.watch.playhead.take();
+        self.watch = WatchOptions {
+            playhead: watch.playhead.or(playhead),
+            ..watch
+        };
         self
     }
 }
@@ -280,14 +286,13 @@ impl Viewer {
                 source,
             })?;
         }
-        let mut viewer = Viewer::start(
+        let mut viewer = Viewer::open(
             &client,
             video,
             manifest,
             info.duration_ms,
             &options.download,
             &options.watch,
-            options.playhead.clone(),
         )
         .await
         .map_err(JoinError::Network)?;
@@ -306,27 +311,7 @@ impl Viewer {
         download: &Path,
         options: &WatchOptions,
     ) -> Result<Viewer, WatchError> {
-        Viewer::start(
-            client,
-            video,
-            manifest,
-            duration_ms,
-            download,
-            options,
-            None,
-        )
-        .await
-    }
-
-    async fn start(
-        client: &TrackerClient,
-        video: &str,
-        manifest: Arc<Manifest>,
-        duration_ms: u64,
-        download: &Path,
-        options: &WatchOptions,
-        playhead: Option<watch::Receiver<u64>>,
-    ) -> Result<Viewer, WatchError> {
+        let playhead = options.playhead.clone();
         let node = client.register_node(&NodeRegistration::viewer()).await?;
         let origin = client.origin().await?;
         let sources = Arc::new(Sources::new(

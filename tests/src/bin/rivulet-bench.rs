@@ -4,15 +4,13 @@
 
 use std::io::SeekFrom;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use rivulet_e2e::eventually;
 use rivulet_e2e::swarm::{self, Phase, Popularity, Rng, SwarmConfig, percentile};
 use rivulet_localnet::{CacheSpec, LocalNetwork, MovieSpec};
-use rivulet_node_core::format::Manifest;
-use rivulet_node_core::viewer::{Viewer, WatchOptions};
+use rivulet_node_core::viewer::{JoinOptions, Viewer, WatchOptions};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -178,22 +176,14 @@ async fn measure(
         setup.buy("film").await?;
         let started = Instant::now();
         let client = net.login(&name, PASSWORD).await?;
-        let video = client.video("film").await?;
-        let manifest = Arc::new(Manifest::from_json(&client.manifest("film").await?)?);
         let options = WatchOptions {
             realtime: true,
             ..WatchOptions::default()
         };
         let download = net.path(&format!(".{name}.part"));
-        let session = Viewer::open(
-            &client,
-            "film",
-            manifest.clone(),
-            video.duration_ms,
-            &download,
-            &options,
-        )
-        .await?;
+        let join = JoinOptions::new(&download).watch(options);
+        let session = Viewer::join(&client, "film", &join).await?;
+        let manifest = session.manifest().clone();
         let mut reader = session.stream().reader();
         let mut byte = [0u8; 1];
         reader.read_exact(&mut byte).await?;
