@@ -235,10 +235,15 @@ impl NodeId {
 
     /// The kind the id names, read from its prefix; `None` for an id of no known shape.
     pub fn kind(&self) -> Option<NodeKind> {
-        if self.0 == "origin" {
+        NodeId::kind_of(&self.0)
+    }
+
+    /// The kind a node id given as text names (as [`NodeId::kind`], without a copy).
+    pub fn kind_of(id: &str) -> Option<NodeKind> {
+        if id == "origin" {
             return Some(NodeKind::Origin);
         }
-        match self.0.split_once('-')?.0 {
+        match id.split_once('-')?.0 {
             "cache" => Some(NodeKind::Cache),
             "viewer" => Some(NodeKind::Viewer),
             _ => None,

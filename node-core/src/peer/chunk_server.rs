@@ -29,6 +29,7 @@ use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageB
 
 use crate::peer::ftp::{MAX_BATCH, URGENT};
 use crate::ticket::{TicketClaims, TicketKey};
+use rivulet_tracker_client::{NodeId, NodeKind};
 
 /// A movie id as it may appear in a path: lowercase letters, digits, '-' and '_'.
 fn check_id(id: &str) -> Result<()> {
@@ -77,7 +78,7 @@ impl ServedBytes {
         if first {
             self.distinct_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
-        let counter = if holder.starts_with("cache-") {
+        let counter = if NodeId::kind_of(holder) == Some(NodeKind::Cache) {
             &self.to_caches
         } else {
             &self.to_viewers
