@@ -10,6 +10,7 @@ pub mod catalogue_cache;
 pub mod data_dir;
 pub mod db;
 pub mod earnings;
+pub mod http_serve;
 pub mod ffmpeg;
 pub mod ingest;
 pub mod login_limit;

@@ -1,7 +1,7 @@
 //! `rivulet-tracker serve`: binds the HTTP API, serves until told to stop, then drains.
 //! Tests start it on `127.0.0.1:0` with [`Server::bind`] and read the bound address.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use crate::api::{self, AppState};
 use crate::catalogue_cache::CatalogueCache;
 use crate::data_dir::DataDir;
 use crate::db;
+use crate::http_serve::{self, HttpLimits};
 use crate::login_limit::{LoginLimiter, LoginLimits};
 use crate::nodes;
 use crate::origin_ftp;
@@ -45,6 +46,11 @@ pub struct ServeConfig {
     pub bytes_per_point: u64,
     /// How often placement and topology run.
     pub placement_interval: Duration,
+    /// What HTTP connections may hold (timeouts, connection caps).
+    pub http_limits: HttpLimits,
+    /// The reverse proxy whose `X-Forwarded-For` names the client (`--trusted-proxy`);
+    /// without one that header is ignored.
+    pub trusted_proxy: Option<IpAddr>,
 }
 
 impl ServeConfig {
@@ -65,6 +71,8 @@ impl ServeConfig {
             advertise: None,
             bytes_per_point: nodes::DEFAULT_BYTES_PER_POINT,
             placement_interval: Duration::from_secs(2),
+            http_limits: HttpLimits::default(),
+            trusted_proxy: None,
         }
     }
 }
@@ -83,6 +91,21 @@ async fn expire_silent_nodes(
                     eprintln!("rivulet-tracker: expiring silent nodes failed: {e}");
                 }
             }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Empties the origin's per-receiver byte counts every minute until `stop` turns true:
+/// nothing reads them on the origin, and unread they would grow with every node ever seen.
+async fn drain_origin_counters(
+    served: Arc<rivulet_node_core::peer::chunk_server::ServedBytes>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => drop(served.take_by_peer()),
             _ = stop.changed() => return,
         }
     }
@@ -193,19 +216,27 @@ impl Server {
             config.placement_interval,
             stop.subscribe(),
         ));
-        let app = crate::web::router(state.clone(), api::router(state))
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app = crate::web::router(state.clone(), api::router(state));
+        tokio::spawn(drain_origin_counters(
+            ftp.served().clone(),
+            stop.subscribe(),
+        ));
         tokio::spawn(expire_silent_nodes(
             db.write.clone(),
             config.node_timeout,
             stop.subscribe(),
         ));
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
+            let served = http_serve::serve(
+                listener,
+                app,
+                config.http_limits,
+                config.trusted_proxy,
+                async move {
                     let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
+                },
+            )
+            .await;
             db.close().await;
             served
         });
