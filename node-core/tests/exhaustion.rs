@@ -101,13 +101,10 @@ impl RawFtp {
     async fn reply(&mut self) -> (u16, String) {
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(
-                Duration::from_secs(10),
-                self.reader.read_line(&mut line),
-            )
-            .await
-            .expect("the server answers within 10 s")
-            .unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+                .await
+                .expect("the server answers within 10 s")
+                .unwrap();
             assert!(n > 0, "the server closed the control connection");
             let b = line.as_bytes();
             if b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b' ' {
@@ -157,7 +154,11 @@ async fn idle_and_nooping_sockets_do_not_keep_a_ticket_holder_out() {
     let mut idle = Vec::new();
     for host in 1..=32u8 {
         for _ in 0..16 {
-            idle.push(connect_from(IpAddr::from([127, 0, 1, host]), addr).await.unwrap());
+            idle.push(
+                connect_from(IpAddr::from([127, 0, 1, host]), addr)
+                    .await
+                    .unwrap(),
+            );
         }
     }
     // Every other one keeps sending NOOP, which before log-in must not buy it time.
@@ -233,7 +234,10 @@ async fn one_address_gets_its_share_and_no_more() {
             greeted += 1;
         }
     }
-    assert_eq!(greeted, limits.per_address, "sessions granted to one address");
+    assert_eq!(
+        greeted, limits.per_address,
+        "sessions granted to one address"
+    );
     let mut session = ChunkSession::connect(
         &addr.to_string(),
         "viewer-a",
@@ -276,7 +280,10 @@ async fn an_epsv_flood_keeps_the_descriptor_count_bounded() {
         peak <= before + 64,
         "2,000 EPSVs took the process from {before} to {peak} open descriptors"
     );
-    assert!(granted < 100, "{granted} passive ports granted without a transfer");
+    assert!(
+        granted < 100,
+        "{granted} passive ports granted without a transfer"
+    );
     let mut honest = ChunkSession::connect(
         &addr.to_string(),
         "viewer-b",

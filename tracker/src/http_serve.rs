@@ -109,7 +109,9 @@ impl Admission {
     fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
         let key = address_prefix(peer);
         let capped = !(self.limits.exempt_loopback && peer.is_loopback())
-            && self.trusted_proxy.is_none_or(|t| t.to_canonical() != peer.to_canonical());
+            && self
+                .trusted_proxy
+                .is_none_or(|t| t.to_canonical() != peer.to_canonical());
         let mut c = self.census.lock().unwrap_or_else(|e| e.into_inner());
         if capped && c.by_address.get(&key).copied().unwrap_or(0) >= self.limits.per_address {
             return None;
@@ -248,22 +250,23 @@ async fn connection(
 ) {
     let slot = Arc::new(slot);
     let on_request = slot.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        on_request.served();
-        let client = client_address(peer, trusted_proxy, req.headers());
-        req.extensions_mut().insert(ConnectInfo(client));
-        let app = app.clone();
-        async move {
-            let answer = app.oneshot(req.map(axum::body::Body::new));
-            Ok::<_, Infallible>(
-                match tokio::time::timeout(limits.request_timeout, answer).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(never)) => match never {},
-                    Err(_) => timed_out(limits.request_timeout),
-                },
-            )
-        }
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            on_request.served();
+            let client = client_address(peer, trusted_proxy, req.headers());
+            req.extensions_mut().insert(ConnectInfo(client));
+            let app = app.clone();
+            async move {
+                let answer = app.oneshot(req.map(axum::body::Body::new));
+                Ok::<_, Infallible>(
+                    match tokio::time::timeout(limits.request_timeout, answer).await {
+                        Ok(Ok(response)) => response,
+                        Ok(Err(never)) => match never {},
+                        Err(_) => timed_out(limits.request_timeout),
+                    },
+                )
+            }
+        });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)

@@ -131,7 +131,10 @@ async fn one_address_gets_its_share_of_connections() {
             closed += 1;
         }
     }
-    assert_eq!(closed, 40, "connections past the address's share are closed");
+    assert_eq!(
+        closed, 40,
+        "connections past the address's share are closed"
+    );
     TrackerClient::new(&server.url()).videos().await.unwrap();
     drop(held);
     server.shutdown().await.unwrap();
