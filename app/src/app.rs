@@ -11,8 +11,8 @@ use iced::{Element, Length, Subscription, Task, window};
 use rivulet_node_core::cache::{CacheOptions, CacheStatus};
 use rivulet_node_core::viewer::{DOWNLOAD_MAX_AGE, clean_downloads};
 
+use crate::engine::{Command, NodeEvent, NodeHandle, ViewerFeed};
 use crate::link::Launch;
-use crate::node::{Command, NodeEvent, NodeHandle};
 use crate::report::{Reporter, Status};
 use crate::screen::{catalogue, login, player, points, settings as pane};
 use crate::settings::Settings;
@@ -39,6 +39,8 @@ pub struct App {
     pub node: Option<NodeHandle>,
     pub session: Option<login::LoggedIn>,
     pub cache: Option<CacheStatus>,
+    /// The status of the viewer of the movie playing, subscribed to while the player shows.
+    viewer_feed: Option<ViewerFeed>,
     /// A sentence for the status bar (keyring, settings, cache problems).
     pub notice: Option<String>,
     launch: Launch,
@@ -122,6 +124,7 @@ impl App {
             node: None,
             session: None,
             cache: None,
+            viewer_feed: None,
             notice: warning,
             pending_watch: launch.watch.clone(),
             launch,
@@ -225,27 +228,25 @@ impl App {
         Task::batch(tasks)
     }
 
+    /// The status feed of the movie playing, which [`App::subscription`] follows.
+    pub fn viewer_feed(&self) -> Option<&ViewerFeed> {
+        self.viewer_feed.as_ref()
+    }
+
     fn cache_options(&self, done: &login::LoggedIn) -> CacheOptions {
         let dir = self.settings.cache_dir();
-        CacheOptions {
-            tracker: done.tracker.clone(),
-            user: done.account.username.clone(),
+        let key_path = if self.settings.cache_dir.is_some() {
+            custom_store_key(&environment::store_key(), &dir.display().to_string())
+        } else {
+            environment::store_key()
+        };
+        let credentials = rivulet_tracker_client::Credentials {
+            username: done.account.username.clone(),
             password: done.password.clone(),
-            storage_bytes: self.settings.storage_bytes(),
-            upload_bps: self.settings.upload_bps(),
-            download_bps: 0,
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            advertise: None,
-            key_path: if self.settings.cache_dir.is_some() {
-                environment::store_key().with_file_name(format!(
-                    "store-{}.key",
-                    blake_name(&dir.display().to_string())
-                ))
-            } else {
-                environment::store_key()
-            },
-            dir,
-        }
+        };
+        CacheOptions::new(done.tracker.clone(), credentials, dir, key_path)
+            .storage_bytes(self.settings.storage_bytes())
+            .upload_bps(self.settings.upload_bps())
     }
 
     fn start_cache(&mut self, done: &login::LoggedIn) {
@@ -326,6 +327,7 @@ impl App {
         let task = task.map(Message::Player);
         match event {
             Some(player::Event::Back) => {
+                self.viewer_feed = None;
                 if let Some(node) = &self.node {
                     node.send(Command::StopWatching);
                 }
@@ -504,7 +506,13 @@ impl App {
                 self.notice = Some(format!("The cache is not running: {e}"));
                 Task::none()
             }
-            NodeEvent::Watching { video, title, url } => {
+            NodeEvent::Watching {
+                video,
+                title,
+                url,
+                feed,
+            } => {
+                self.viewer_feed = Some(feed);
                 self.for_player(&video, player::Message::StreamReady { url, title })
             }
             NodeEvent::WatchFailed { video, message } => {
@@ -641,15 +649,23 @@ impl App {
 
     pub fn subscription(&self) -> Subscription<Message> {
         let mut subs = vec![
-            Subscription::run(crate::node::subscription_stream).map(Message::Node),
+            Subscription::run(crate::engine::subscription_stream).map(Message::Node),
             window::close_requests().map(|_| Message::CloseRequested),
             Subscription::run(termination).map(|()| Message::CloseRequested),
         ];
         match &self.screen {
-            Screen::Player(_) => subs.push(
-                iced::time::every(Duration::from_millis(15))
-                    .map(|_| Message::Player(player::Message::Tick)),
-            ),
+            Screen::Player(_) => {
+                subs.push(
+                    iced::time::every(Duration::from_millis(15))
+                        .map(|_| Message::Player(player::Message::Tick)),
+                );
+                if let Some(feed) = &self.viewer_feed {
+                    subs.push(
+                        Subscription::run_with(feed.clone(), crate::engine::viewer_status)
+                            .map(Message::Node),
+                    );
+                }
+            }
             Screen::Points(_) => subs.push(
                 iced::time::every(Duration::from_secs(3))
                     .map(|_| Message::Points(points::Message::Refresh)),
@@ -679,10 +695,78 @@ fn termination() -> impl iced::futures::Stream<Item = ()> {
     })
 }
 
-/// A short stable name for a folder, so each custom cache folder gets its own store key.
+/// A short stable name for a folder, so each custom cache folder gets its own store key:
+/// the first 16 hex digits of its BLAKE3 hash (stable across Rust releases).
 fn blake_name(s: &str) -> String {
+    blake3::hash(s.as_bytes()).to_hex()[..16].to_owned()
+}
+
+/// The name [`blake_name`] gave before, from `DefaultHasher`: only to find a key written by
+/// an older build on this toolchain (which is what a user upgrading the app has).
+fn legacy_name(s: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     s.hash(&mut h);
     format!("{:016x}", h.finish())
+}
+
+/// The store key of the custom cache folder `dir`, beside `default_key`. A key an older
+/// build wrote under its unstable name is renamed to the stable one once, so the store it
+/// encrypts is not orphaned.
+fn custom_store_key(default_key: &std::path::Path, dir: &str) -> PathBuf {
+    let key = default_key.with_file_name(format!("store-{}.key", blake_name(dir)));
+    let old = default_key.with_file_name(format!("store-{}.key", legacy_name(dir)));
+    if !key.exists() && old.exists() {
+        match std::fs::rename(&old, &key) {
+            Ok(()) => tracing::info!(
+                "renamed the store key {} to {}",
+                old.display(),
+                key.display()
+            ),
+            Err(e) => {
+                tracing::warn!("could not rename the store key {}: {e}", old.display());
+                return old;
+            }
+        }
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names_are_stable() {
+        // Fixed for good: a different value orphans every custom cache folder's store.
+        assert_eq!(blake_name("/media/films"), blake_name("/media/films"));
+        assert_eq!(
+            blake_name("/media/films"),
+            blake3::hash(b"/media/films").to_hex()[..16]
+        );
+        assert_ne!(blake_name("/media/films"), blake_name("/media/film"));
+    }
+
+    #[test]
+    fn an_old_named_key_is_renamed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let default_key = dir.path().join("store.key");
+        let folder = "/media/films";
+        let old = dir
+            .path()
+            .join(format!("store-{}.key", legacy_name(folder)));
+        std::fs::write(&old, b"old key").unwrap();
+        let key = custom_store_key(&default_key, folder);
+        assert_eq!(
+            key,
+            dir.path().join(format!("store-{}.key", blake_name(folder)))
+        );
+        assert_eq!(std::fs::read(&key).unwrap(), b"old key");
+        assert!(!old.exists());
+        // Both present: the new one wins and the old stays untouched.
+        std::fs::write(&old, b"other").unwrap();
+        assert_eq!(custom_store_key(&default_key, folder), key);
+        assert_eq!(std::fs::read(&key).unwrap(), b"old key");
+        assert!(old.exists());
+    }
 }

@@ -13,7 +13,7 @@ use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::sample::make_sample_movie;
 use rivulet_tracker::server::{ServeConfig, Server};
-use rivulet_tracker_client::{Credentials, TrackerClient, codes};
+use rivulet_tracker_client::{Credentials, ErrorCode, TrackerClient};
 use tokio::sync::watch;
 
 /// The demo movie's id: `rivulet://watch/demo`.
@@ -76,7 +76,7 @@ impl Demo {
         for user in &users {
             match anon.register(&credentials(user)).await {
                 Ok(_) => {}
-                Err(e) if e.code() == Some(codes::USERNAME_TAKEN) => {}
+                Err(e) if e.code() == Some(&ErrorCode::UsernameTaken) => {}
                 Err(e) => return Err(e).context("creating the demo accounts"),
             }
         }

@@ -1,13 +1,13 @@
 //! Rivulet's desktop app: log in, browse and buy, watch in an embedded mpv view, tune the
-//! cache, see points. The engine (`rivulet-node-core`) runs behind [`node::NodeHandle`].
+//! cache, see points. The engine (`rivulet-node-core`) runs behind [`engine::NodeHandle`].
 
 pub mod app;
 pub mod credentials;
 pub mod demo;
+pub mod engine;
 pub mod environment;
 pub mod icon;
 pub mod link;
-pub mod node;
 pub mod report;
 pub mod screen;
 pub mod settings;

@@ -6,6 +6,7 @@ use rivulet_app::app::App;
 use rivulet_app::{environment, link};
 
 fn main() -> ExitCode {
+    rivulet_node_core::cli::init_tracing();
     rivulet_app::report::launched();
     let launch = match link::parse(std::env::args().skip(1)) {
         Ok(l) => l,

@@ -97,8 +97,25 @@ impl Settings {
                     path.display()
                 )),
             ),
-            Ok(bytes) => match serde_json::from_slice::<Settings>(&bytes) {
-                Ok(s) => (s, None),
+            Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(serde_json::Value::Object(fields)) => {
+                    let (settings, bad) = Settings::from_fields(fields);
+                    let warning = (!bad.is_empty()).then(|| {
+                        format!(
+                            "{} has bad values for {}; using the defaults for those",
+                            path.display(),
+                            bad.join(", ")
+                        )
+                    });
+                    (settings, warning)
+                }
+                Ok(_) => (
+                    Settings::default(),
+                    Some(format!(
+                        "{} is broken (not a JSON object); using the defaults",
+                        path.display()
+                    )),
+                ),
                 Err(e) => (
                     Settings::default(),
                     Some(format!(
@@ -108,6 +125,32 @@ impl Settings {
                 ),
             },
         }
+    }
+
+    /// The settings from a file's fields, one at a time (as Sniffnet's
+    /// `deserialize_or_default`): a field whose value does not fit keeps its default and is
+    /// named in the list returned, the good ones are kept; unknown fields are ignored.
+    fn from_fields(fields: serde_json::Map<String, serde_json::Value>) -> (Settings, Vec<String>) {
+        let mut merged = match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        let mut bad = Vec::new();
+        for (name, value) in fields {
+            let before = merged.insert(name.clone(), value);
+            if serde_json::from_value::<Settings>(serde_json::Value::Object(merged.clone()))
+                .is_err()
+            {
+                match before {
+                    Some(v) => merged.insert(name.clone(), v),
+                    None => merged.remove(&name),
+                };
+                bad.push(format!("`{name}`"));
+            }
+        }
+        let settings =
+            serde_json::from_value(serde_json::Value::Object(merged)).unwrap_or_default();
+        (settings, bad)
     }
 
     /// Writes the settings to `path` atomically (temporary file, fsync, rename).
@@ -151,6 +194,26 @@ mod tests {
         let (s, warning) = Settings::load(&path);
         assert_eq!(s, Settings::default());
         assert!(warning.unwrap().contains("broken"));
+    }
+
+    #[test]
+    fn one_wrong_typed_field_keeps_the_good_ones_and_names_the_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(
+            &path,
+            br#"{"tracker":"http://t:1","username":"ann","storage":"lots","upload":{"custom":2000000},"remember":true}"#,
+        )
+        .unwrap();
+        let (s, warning) = Settings::load(&path);
+        assert_eq!(s.tracker, "http://t:1");
+        assert_eq!(s.username, "ann");
+        assert_eq!(s.upload, Limit::Custom(2_000_000));
+        assert!(s.remember);
+        assert_eq!(s.storage, Limit::default());
+        let warning = warning.unwrap();
+        assert!(warning.contains("`storage`"), "{warning}");
+        assert!(!warning.contains("`upload`"), "{warning}");
     }
 
     #[test]

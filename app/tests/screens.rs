@@ -251,7 +251,18 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // The live panel: bytes came in, from the origin at least.
+    // The live panel, fed by the app's subscription to the viewer's status: bytes came in,
+    // from the origin at least.
+    let feed = d
+        .app
+        .viewer_feed()
+        .cloned()
+        .expect("the player follows the viewer");
+    let status =
+        iced::futures::StreamExt::next(&mut Box::pin(rivulet_app::engine::viewer_status(&feed)))
+            .await
+            .expect("the viewer's status");
+    d.send(Message::Node(status)).await;
     let Screen::Player(p) = &d.app.screen else {
         unreachable!()
     };
@@ -594,7 +605,7 @@ async fn the_demo_shows_its_caches_warming_before_it_plays() {
         home.join("demo-settings.json"),
     );
     assert!(matches!(app.screen, Screen::Starting(_)));
-    let _ = app.update(Message::Node(rivulet_app::node::NodeEvent::DemoWarming {
+    let _ = app.update(Message::Node(rivulet_app::engine::NodeEvent::DemoWarming {
         held: 7,
         k: 20,
     }));

@@ -2,14 +2,11 @@
 //! the code `rivulet-node` runs.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
-use rivulet_tracker_client::{Credentials, TrackerClient, codes};
+use rivulet_tracker_client::{Credentials, ErrorCode, TrackerClient};
 
-use crate::format::Manifest;
-use crate::viewer::{self, Session, WatchOptions, WatchReport};
+use crate::viewer::{self, JoinError, JoinOptions, Viewer, WatchOptions, WatchReport};
 
 /// `rivulet-node watch`: logs in, buys the movie if asked (refuses an unbought one
 /// otherwise), registers a viewer node, rebuilds the movie into `out` while sending
@@ -24,59 +21,30 @@ pub async fn watch(
     buy: bool,
 ) -> anyhow::Result<WatchReport> {
     let started = Instant::now();
-    let anon = TrackerClient::new(tracker);
-    let creds = Credentials {
-        username: user.to_owned(),
-        password: password.to_owned(),
-    };
-    let session = anon.login(&creds).await.context("logging in")?;
-    let client = anon.with_token(session.token);
-    let video = client
-        .video(video_id)
-        .await
-        .context("looking up the movie")?;
-    if !video.bought {
-        if !buy {
-            bail!(
-                "{user} has not bought {video_id:?}; pass --buy to buy it for {} points",
-                video.price
-            );
-        }
-        client.buy(video_id).await.map_err(|e| match e.code() {
-            Some(codes::INSUFFICIENT_POINTS) => anyhow::anyhow!("{e}"),
-            _ => anyhow::Error::new(e).context("buying the movie"),
-        })?;
-    }
-    let manifest = Arc::new(
-        Manifest::from_json(
-            &client
-                .manifest(video_id)
-                .await
-                .context("fetching the manifest")?,
-        )
-        .context("the tracker's manifest")?,
-    );
     let partial = viewer::partial_path(out);
-    let session = Session::open(
-        &client,
-        video_id,
-        manifest.clone(),
-        video.duration_ms,
-        &partial,
-        options,
-    )
-    .await
-    .context("joining the network")?;
-    let result = viewer::watch(
-        &session,
-        &manifest,
-        video.duration_ms,
-        out,
-        options,
-        started,
-    )
-    .await;
-    session.close().await;
+    let join = JoinOptions::new(&partial)
+        .credentials(Credentials {
+            username: user.to_owned(),
+            password: password.to_owned(),
+        })
+        .buy(buy)
+        .watch(options.clone());
+    let viewer = Viewer::join(&TrackerClient::new(tracker), video_id, &join)
+        .await
+        .map_err(|e| match e {
+            JoinError::NotBought { price, .. } => anyhow::anyhow!(
+                "{user} has not bought {video_id:?}; pass --buy to buy it for {price} points"
+            ),
+            // The tracker's refusal says it all ("costs 1000 points, you have 0").
+            JoinError::Buy(e) if e.code() == Some(&ErrorCode::InsufficientPoints) => {
+                anyhow::anyhow!("{e}")
+            }
+            e => anyhow::Error::new(e),
+        })?;
+    let manifest = viewer.manifest().clone();
+    let duration_ms = viewer.info().duration_ms;
+    let result = viewer::watch(&viewer, &manifest, duration_ms, out, options, started).await;
+    viewer.close().await;
     if result.is_err() {
         let _ = std::fs::remove_file(&partial);
     }

@@ -37,3 +37,14 @@ pub fn store_key() -> PathBuf {
 pub fn downloads_dir() -> PathBuf {
     data_dir().join(".downloads")
 }
+
+/// The tracker's default data directory (its database, ticket key and movies):
+/// `rivulet-tracker` under the platform's data folder, or `$RIVULET_HOME/tracker`.
+pub fn tracker_dir() -> PathBuf {
+    if let Some(home) = crate::env::home() {
+        return home.join("tracker");
+    }
+    directories::ProjectDirs::from("org", "Rivulet", "rivulet-tracker")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("rivulet-data"))
+}

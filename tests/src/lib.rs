@@ -126,6 +126,7 @@ impl Network {
             key_path: self.path("keys").join(format!("{name}.key")),
         })
         .await
+        .map_err(anyhow::Error::from)
     }
 
     /// The cache folder of account `name`'s cache.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rivulet_node_core::cache::Cache;
 use rivulet_node_core::format::Manifest;
-use rivulet_node_core::viewer::{self, Session, WatchOptions};
+use rivulet_node_core::viewer::{self, Viewer, WatchOptions};
 use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::server::{ServeConfig, Server};
@@ -330,7 +330,7 @@ async fn viewer_loop(
         let out = dir.join(format!("{name}-{round}.mkv"));
         round += 1;
         let download = viewer::partial_path(&out);
-        let session = match Session::open(
+        let session = match Viewer::open(
             &client,
             &movie,
             manifest.clone(),
@@ -446,6 +446,7 @@ pub async fn run_phase(
                 key_path: key,
             })
             .await
+            .map_err(anyhow::Error::from)
         }
     };
     if with_caches {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use rivulet_e2e::{MovieSpec, Network};
 use rivulet_node_core::format::Manifest;
 use rivulet_node_core::viewer::http::StreamServer;
-use rivulet_node_core::viewer::{self, Session, WatchOptions};
+use rivulet_node_core::viewer::{self, Viewer, WatchOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 const PASSWORD: &str = "stream-pass-1";
@@ -38,7 +38,7 @@ async fn a_player_reads_and_seeks_the_stream_over_rust_and_http() {
         ..WatchOptions::default()
     };
     let download = net.path(".film.part");
-    let session = Session::open(
+    let session = Viewer::open(
         &client,
         "film",
         manifest.clone(),

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    API_PREFIX, Account, AccountSummary, Credentials, Earnings, ErrorBody, Heartbeat,
+    API_PREFIX, Account, AccountSummary, Credentials, Earnings, ErrorBody, ErrorCode, Heartbeat,
     HeartbeatReply, LoadPoint, NodeFlows, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo,
     Purchase, Session, Ticket, TicketRequest, Video, VideoStats,
 };
@@ -17,8 +17,11 @@ pub enum ClientError {
     /// The tracker answered with an error.
     #[error("{message} ({code}, HTTP {status})")]
     Api {
+        /// The HTTP status.
         status: u16,
-        code: String,
+        /// What kind of failure; [`ErrorCode::Unknown`] for a code this build does not know.
+        code: ErrorCode,
+        /// The tracker's sentence for people.
         message: String,
     },
     /// The tracker could not be reached or the connection broke.
@@ -31,7 +34,7 @@ pub enum ClientError {
 
 impl ClientError {
     /// The API error code, if the tracker answered with one.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<&ErrorCode> {
         match self {
             ClientError::Api { code, .. } => Some(code),
             _ => None,
@@ -116,7 +119,7 @@ impl TrackerClient {
             },
             Err(_) => ClientError::Api {
                 status: status.as_u16(),
-                code: status_code_name(status),
+                code: ErrorCode::from(status_code_name(status)),
                 message: String::from_utf8_lossy(&bytes).into_owned(),
             },
         })

@@ -1,4 +1,10 @@
 //! Request and response bodies of `/api/v1`, and the error body every failure carries.
+//!
+//! Compatibility rule: both sides ignore fields they do not know, in requests and replies
+//! alike, so a newer app or node can talk to an older tracker (and the other way round) as
+//! long as new fields are optional (`#[serde(default)]`). The one exception is
+//! [`Credentials`], which refuses unknown fields (see there). Error codes the client does not
+//! know parse as [`ErrorCode::Unknown`].
 
 use serde::{Deserialize, Serialize};
 
@@ -16,43 +22,120 @@ pub struct ErrorBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
-    /// One of [`codes`].
-    pub code: String,
+    /// What kind of failure; a string on the wire.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "not_found"))]
+    pub code: ErrorCode,
     /// A sentence a person can act on.
     pub message: String,
 }
 
-/// The error codes the API uses.
-pub mod codes {
+/// The error codes the API uses: a stable, machine-readable name for each kind of failure,
+/// on the wire as a snake_case string (`"not_found"`). A code this build does not know (a
+/// newer tracker's) parses as [`ErrorCode::Unknown`] with the string kept, so an older client
+/// still shows the message instead of failing to decode the error.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ErrorCode {
     /// The request is malformed: bad JSON, wrong types, values out of range.
-    pub const BAD_REQUEST: &str = "bad_request";
+    BadRequest,
     /// The body is larger than the API accepts.
-    pub const TOO_LARGE: &str = "too_large";
+    TooLarge,
     /// No valid session token was given, or it expired.
-    pub const UNAUTHORIZED: &str = "unauthorized";
+    Unauthorized,
     /// Wrong username or password.
-    pub const BAD_CREDENTIALS: &str = "bad_credentials";
+    BadCredentials,
     /// Too many failed log-ins; try again later.
-    pub const LOCKED_OUT: &str = "locked_out";
+    LockedOut,
     /// The account may not do this (e.g. admin endpoints).
-    pub const FORBIDDEN: &str = "forbidden";
+    Forbidden,
     /// No such thing (video, account, node).
-    pub const NOT_FOUND: &str = "not_found";
+    NotFound,
     /// The username is taken.
-    pub const USERNAME_TAKEN: &str = "username_taken";
+    UsernameTaken,
     /// The password does not meet the rules.
-    pub const WEAK_PASSWORD: &str = "weak_password";
+    WeakPassword,
     /// The movie costs more points than the account has.
-    pub const INSUFFICIENT_POINTS: &str = "insufficient_points";
+    InsufficientPoints,
     /// The movie's manifest is only for accounts that bought it.
-    pub const NOT_BOUGHT: &str = "not_bought";
+    NotBought,
     /// The tracker failed; the message says how. Never expected.
-    pub const INTERNAL: &str = "internal";
+    Internal,
+    /// A code this build does not know (from a newer tracker, or an HTTP status name when
+    /// the body was not the API's error shape), kept as it came.
+    Unknown(String),
+}
+
+impl ErrorCode {
+    /// Every code this build knows, for tests and documentation.
+    pub const KNOWN: [ErrorCode; 12] = [
+        ErrorCode::BadRequest,
+        ErrorCode::TooLarge,
+        ErrorCode::Unauthorized,
+        ErrorCode::BadCredentials,
+        ErrorCode::LockedOut,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::UsernameTaken,
+        ErrorCode::WeakPassword,
+        ErrorCode::InsufficientPoints,
+        ErrorCode::NotBought,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as it travels on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::BadCredentials => "bad_credentials",
+            ErrorCode::LockedOut => "locked_out",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::InsufficientPoints => "insufficient_points",
+            ErrorCode::NotBought => "not_bought",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown(code) => code,
+        }
+    }
+
+    /// The code for a wire string; never fails (unknown strings become [`ErrorCode::Unknown`]).
+    pub fn parse(code: &str) -> ErrorCode {
+        ErrorCode::KNOWN
+            .into_iter()
+            .find(|known| known.as_str() == code)
+            .unwrap_or_else(|| ErrorCode::Unknown(code.to_owned()))
+    }
+}
+
+impl From<String> for ErrorCode {
+    fn from(code: String) -> ErrorCode {
+        ErrorCode::parse(&code)
+    }
+}
+
+impl From<ErrorCode> for String {
+    fn from(code: ErrorCode) -> String {
+        match code {
+            ErrorCode::Unknown(code) => code,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Username and password, for registering and logging in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// The one request that refuses unknown fields: a sign-up must not look as if it set
+// more than a name and a password (`"admin": true` is answered 400, not ignored).
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// 3–32 characters: letters, digits, '.', '-', '_'.
@@ -132,10 +215,94 @@ pub enum NodeKind {
     Viewer,
 }
 
+/// A node's id as the tracker hands it out: its kind, a dash, and random hex
+/// (`cache-1f2e…`), or `origin` for the origin. On the wire a plain string; the wire structs
+/// keep `String` fields so that every crate reads them as before.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// Wraps an id as it came from the tracker or a client (not checked).
+    pub fn new(id: impl Into<String>) -> NodeId {
+        NodeId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The kind the id names, read from its prefix; `None` for an id of no known shape.
+    pub fn kind(&self) -> Option<NodeKind> {
+        if self.0 == "origin" {
+            return Some(NodeKind::Origin);
+        }
+        match self.0.split_once('-')?.0 {
+            "cache" => Some(NodeKind::Cache),
+            "viewer" => Some(NodeKind::Viewer),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for NodeId {
+    fn from(id: String) -> NodeId {
+        NodeId(id)
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(id: &str) -> NodeId {
+        NodeId(id.to_owned())
+    }
+}
+
+/// A movie's id in the catalogue (lowercase letters, digits, '-', '_'). On the wire a plain
+/// string.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VideoId(String);
+
+impl VideoId {
+    /// Wraps an id (not checked).
+    pub fn new(id: impl Into<String>) -> VideoId {
+        VideoId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for VideoId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for VideoId {
+    fn from(id: String) -> VideoId {
+        VideoId(id)
+    }
+}
+
+impl From<&str> for VideoId {
+    fn from(id: &str) -> VideoId {
+        VideoId(id.to_owned())
+    }
+}
+
 /// A node announcing itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct NodeRegistration {
     /// `cache` or `viewer` (the origin is the tracker's own).
     pub kind: NodeKind,
@@ -168,7 +335,6 @@ pub struct NodeRegistered {
 /// Chunk indices of one movie a cache holds (for every segment).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct Holding {
     pub video: String,
     pub indices: Vec<u16>,
@@ -177,7 +343,6 @@ pub struct Holding {
 /// Bytes moved between this node and one peer for one movie since the last heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct PeerBytes {
     /// The peer's node id (`origin` for the origin).
     pub peer: String,
@@ -188,7 +353,6 @@ pub struct PeerBytes {
 /// A node's periodic report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The movie a viewer is watching.
     #[serde(default)]
@@ -241,7 +405,6 @@ pub struct OriginInfo {
 /// A request for an FTP ticket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct TicketRequest {
     /// The caller's node that will fetch.
     pub holder: String,
@@ -395,4 +558,76 @@ pub struct HeartbeatReply {
     pub peers: Vec<Peer>,
     /// Tickets for the origin: the watched movie (viewer) or each movie to fetch (cache).
     pub origin: Vec<VideoTicket>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_travel_as_snake_case_strings() {
+        for code in ErrorCode::KNOWN {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+        assert_eq!(ErrorCode::NotBought.to_string(), "not_bought");
+    }
+
+    #[test]
+    fn an_unknown_code_from_the_wire_parses_as_unknown() {
+        let body: ErrorBody = serde_json::from_str(
+            r#"{"error": {"code": "quota_exceeded", "message": "later", "hint": "new"}}"#,
+        )
+        .unwrap();
+        assert_eq!(body.error.code, ErrorCode::Unknown("quota_exceeded".into()));
+        assert_eq!(
+            serde_json::to_string(&body.error.code).unwrap(),
+            "\"quota_exceeded\""
+        );
+    }
+
+    #[test]
+    fn requests_and_replies_accept_fields_from_a_newer_version() {
+        let heartbeat: Heartbeat =
+            serde_json::from_str(r#"{"watching": "v1", "battery": 80}"#).unwrap();
+        assert_eq!(heartbeat.watching.as_deref(), Some("v1"));
+        let ticket: TicketRequest = serde_json::from_str(
+            r#"{"holder": "n1", "server": "origin", "video": "v1", "indices": [1]}"#,
+        )
+        .unwrap();
+        assert_eq!(ticket.server, "origin");
+        let registration: NodeRegistration =
+            serde_json::from_str(r#"{"kind": "cache", "tls": true}"#).unwrap();
+        assert_eq!(registration.kind, NodeKind::Cache);
+        let reply: HeartbeatReply =
+            serde_json::from_str(r#"{"hold": [], "peers": [], "origin": [], "spot_check": {}}"#)
+                .unwrap();
+        assert!(!reply.placed);
+    }
+
+    #[test]
+    fn node_ids_name_their_kind_and_travel_as_strings() {
+        assert_eq!(NodeId::new("cache-0a1b").kind(), Some(NodeKind::Cache));
+        assert_eq!(NodeId::new("viewer-0a1b").kind(), Some(NodeKind::Viewer));
+        assert_eq!(NodeId::new("origin").kind(), Some(NodeKind::Origin));
+        assert_eq!(NodeId::new("cachex").kind(), None);
+        assert_eq!(NodeId::new("peer-1").kind(), None);
+        let id: NodeId = serde_json::from_str("\"cache-1\"").unwrap();
+        assert_eq!(id.as_str(), "cache-1");
+        assert_eq!(
+            serde_json::to_string(&VideoId::new("v1")).unwrap(),
+            "\"v1\""
+        );
+        assert_eq!(VideoId::from("v1").to_string(), "v1");
+    }
+
+    #[test]
+    fn credentials_refuse_unknown_fields() {
+        let err = serde_json::from_str::<Credentials>(
+            r#"{"username": "a", "password": "b", "admin": true}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
 }

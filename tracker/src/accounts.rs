@@ -9,8 +9,6 @@ use sha2::{Digest, Sha256};
 use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
-use crate::db::now;
-
 /// Shortest and longest username, in characters.
 pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
 /// Shortest and longest password, in characters.
@@ -352,4 +350,9 @@ pub async fn buy(
     } else {
         BuyOutcome::AlreadyOwned { balance }
     })
+}
+
+/// The clock in the unit of the accounts tables: seconds since the Unix epoch.
+fn now() -> i64 {
+    rivulet_node_core::clock::unix_secs() as i64
 }

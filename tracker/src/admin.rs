@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use rivulet_tracker_client::{AccountSummary, Flow, LoadPoint, NodeFlows};
 use sqlx::{Row, SqlitePool};
 
-use crate::nodes::{BUCKET_SECS, now_ms};
+use crate::nodes::BUCKET_SECS;
+use rivulet_node_core::clock::unix_ms;
 
 fn unsigned(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -59,7 +60,7 @@ pub async fn purchases_by_video(db: &SqlitePool) -> Result<HashMap<String, u64>,
 /// Bytes per bucket over the last `secs` seconds, by flow. Receivers' confirmations count;
 /// a sender's report stands in where the receiver has not confirmed.
 pub async fn load(db: &SqlitePool, secs: i64) -> Result<Vec<LoadPoint>, sqlx::Error> {
-    let since = now_ms() / 1000 - secs;
+    let since = unix_ms() / 1000 - secs;
     let rows = sqlx::query(
         "SELECT bucket,
             SUM(CASE WHEN from_kind = 'origin' AND to_kind = 'viewer' THEN bytes ELSE 0 END) AS ov,

@@ -41,11 +41,10 @@ pub struct DataDir {
 
 impl DataDir {
     /// The default location: the platform's data directory for Rivulet's tracker
-    /// (`~/.local/share/rivulet-tracker` on Linux), or `./rivulet-data` without a home.
+    /// (`~/.local/share/rivulet-tracker` on Linux), `$RIVULET_HOME/tracker` when that is set,
+    /// or `./rivulet-data` without a home ([`rivulet_node_core::paths::tracker_dir`]).
     pub fn default_path() -> PathBuf {
-        directories::ProjectDirs::from("org", "Rivulet", "rivulet-tracker")
-            .map(|d| d.data_dir().to_path_buf())
-            .unwrap_or_else(|| PathBuf::from("rivulet-data"))
+        rivulet_node_core::paths::tracker_dir()
     }
 
     /// Opens `root` for reading; nothing is created. A missing directory reads as empty.

@@ -49,10 +49,3 @@ pub async fn open(data_dir: &Path) -> Result<Database, sqlx::Error> {
         .await?;
     Ok(Database { read, write })
 }
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}

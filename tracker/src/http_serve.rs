@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rivulet_node_core::peer::limits::address_prefix;
-use rivulet_tracker_client::codes;
+use rivulet_tracker_client::ErrorCode;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -189,7 +189,7 @@ impl Drop for Slot {
 fn timed_out(limit: Duration) -> Response {
     ApiError::new(
         StatusCode::REQUEST_TIMEOUT,
-        codes::BAD_REQUEST,
+        ErrorCode::BadRequest,
         format!("the request took longer than {} s", limit.as_secs()),
     )
     .into_response()

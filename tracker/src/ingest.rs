@@ -17,7 +17,7 @@ use crate::catalogue::{
     self, CatalogueError, LEAVES_FILE, MANIFEST_FILE, MAX_TITLE_CHARS, POSTER_FILE, RECORD_FILE,
     STREAM_FILE, VideoRecord, write_synced,
 };
-use crate::data_dir::{DataDir, DataDirError};
+use crate::data_dir::{DataDir, DataDirError, Staging};
 use crate::ffmpeg::{self, ToolError};
 use crate::matroska::{self, MatroskaHead};
 
@@ -95,7 +95,7 @@ pub fn remove_staging_on_signal() -> std::io::Result<()> {
                     let _ = std::fs::remove_dir_all(dir);
                     let _ = std::fs::remove_file(lock);
                 }
-                eprintln!("rivulet-tracker: interrupted; nothing was added to the catalogue");
+                tracing::warn!("interrupted; nothing was added to the catalogue");
                 std::process::exit(128 + signal);
             }
         })?;
@@ -151,6 +151,57 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
         clock = now;
         spent
     };
+    let (title, id, input_size) = check_request(data, request)?;
+    let input = request.input.as_path();
+    let staging = data.begin_staging(&format!("{id}.{}", catalogue::new_id()))?;
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((staging.path().to_owned(), staging.lock_path().to_owned()));
+    let dir = staging.path().to_owned();
+    let stream = dir.join(STREAM_FILE);
+    let write_err = |source| IngestError::Write {
+        path: data.root().to_owned(),
+        source,
+    };
+    let builder = ManifestBuilder::new(
+        format::DEFAULT_SEGMENT_SIZE,
+        format::DEFAULT_K,
+        format::DEFAULT_N,
+    )?;
+    let remuxed = remux_phase(input, &stream, &builder, input_size)?;
+    timings.remux = lap();
+    let (hashed, synced) = hash_phase(data.root(), input, &stream, builder, &remuxed)?;
+    timings.hash = lap();
+    synced.map_err(write_err)?;
+    let record = VideoRecord {
+        id: id.clone(),
+        title,
+        price: request.price,
+        duration_ms: remuxed.duration_ms,
+        video_codec: codec_name(&remuxed.video),
+        audio_codec: remuxed.head.audio().map(codec_name),
+        width: remuxed.video.width,
+        height: remuxed.video.height,
+        created_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    write_files(&dir, &hashed, &record).map_err(write_err)?;
+    let committed = commit_phase(data, staging, &id);
+    timings.commit = lap();
+    match committed {
+        Ok(()) => Ok(Ingested { id, timings }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(IngestError::IdTaken(id)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(IngestError::IdTaken(id)),
+        Err(source) => Err(write_err(source)),
+    }
+}
+
+/// Phase 1: checks the title, the id (or makes one) and the input; returns the title
+/// trimmed, the id and the input's size.
+fn check_request(
+    data: &DataDir,
+    request: &IngestRequest,
+) -> Result<(String, String, u64), IngestError> {
     let title = check_title(&request.title)?;
     let id = match &request.id {
         Some(id) => {
@@ -162,39 +213,39 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
     if data.video_dir(&id).exists() {
         return Err(IngestError::IdTaken(id));
     }
-    let input = request.input.as_path();
-    let input_size = check_readable(input)?;
+    let input_size = check_readable(&request.input)?;
+    Ok((title, id, input_size))
+}
 
-    let staging = data.begin_staging(&format!("{id}.{}", catalogue::new_id()))?;
-    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some((staging.path().to_owned(), staging.lock_path().to_owned()));
-    let dir = staging.path().to_owned();
-    let stream = dir.join(STREAM_FILE);
+/// What the remux learnt: the stream file's head, its length, and the poster when the input
+/// gave one early.
+struct Remuxed {
+    head: MatroskaHead,
+    video: matroska::Track,
+    duration_ms: u64,
+    early_poster: Option<Vec<u8>>,
+}
 
-    let write_err = |source| IngestError::Write {
-        path: data.root().to_owned(),
-        source,
-    };
-
-    // Nearly every input is copied stream for stream: that remux starts at once, and the
-    // segments it has written are hashed as it goes. Only when its result is not a plain
-    // movie is the input probed, to refuse it with a reason or to transcode what Matroska
-    // cannot carry.
-    let builder = ManifestBuilder::new(
-        format::DEFAULT_SEGMENT_SIZE,
-        format::DEFAULT_K,
-        format::DEFAULT_N,
-    )?;
-    // The poster is taken from the input as soon as ffmpeg has said how long it is.
+/// Phase 2: the remux. Nearly every input is copied stream for stream: that remux starts at
+/// once, and the segments it has written are hashed as it goes. Only when its result is not
+/// a plain movie is the input probed, to refuse it with a reason or to transcode what
+/// Matroska cannot carry. The poster is taken from the input as soon as ffmpeg has said how
+/// long it is.
+fn remux_phase(
+    input: &Path,
+    stream: &Path,
+    builder: &ManifestBuilder,
+    input_size: u64,
+) -> Result<Remuxed, IngestError> {
     let remuxing = AtomicBool::new(true);
     let (duration_tx, duration_rx) = std::sync::mpsc::channel();
     let (head, early_poster) = std::thread::scope(|scope| {
-        scope.spawn(|| hash_while_writing(&stream, &builder, &remuxing));
+        scope.spawn(|| hash_while_writing(stream, builder, &remuxing));
         let poster = scope.spawn(move || {
             let duration_ms = duration_rx.recv().ok()?;
             make_poster(input, duration_ms).ok()
         });
-        let head = remux_movie(input, &stream, index_reserve(input_size), duration_tx);
+        let head = remux_movie(input, stream, index_reserve(input_size), duration_tx);
         remuxing.store(false, Ordering::Relaxed);
         (head, join(poster))
     });
@@ -205,16 +256,46 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
             reason: "it has no duration".into(),
         });
     };
-    timings.remux = lap();
+    let video = matroska::Track {
+        kind: video.kind,
+        codec_id: video.codec_id.clone(),
+        width: video.width,
+        height: video.height,
+    };
+    Ok(Remuxed {
+        head,
+        video,
+        duration_ms,
+        early_poster,
+    })
+}
 
-    // The stream file goes to disk while the rest of it is hashed from the page cache (and,
-    // if the input gave no poster, the poster is taken from the stream file).
-    let file = std::fs::File::open(&stream).map_err(write_err)?;
+/// What hashing produced: the manifest, its leaf table and the poster.
+struct Hashed {
+    manifest: format::Manifest,
+    leaves: format::LeafTable,
+    poster: Vec<u8>,
+}
+
+/// Phase 3: the stream file goes to disk while the rest of it is hashed from the page cache
+/// (and, if the input gave no poster, the poster is taken from the stream file). Returns the
+/// fsync's outcome apart, so that its wait is not counted as hashing.
+fn hash_phase(
+    root: &Path,
+    input: &Path,
+    stream: &Path,
+    builder: ManifestBuilder,
+    remuxed: &Remuxed,
+) -> Result<(Hashed, std::io::Result<()>), IngestError> {
+    let file = std::fs::File::open(stream).map_err(|source| IngestError::Write {
+        path: root.to_owned(),
+        source,
+    })?;
     let (synced, poster, built) = std::thread::scope(|scope| {
         let synced = scope.spawn(|| file.sync_all());
-        let poster = scope.spawn(|| match early_poster {
-            Some(poster) => Ok(poster),
-            None => make_poster(&stream, duration_ms),
+        let poster = scope.spawn(|| match &remuxed.early_poster {
+            Some(poster) => Ok(poster.clone()),
+            None => make_poster(stream, remuxed.duration_ms),
         });
         let built = builder.finish(&file);
         (join(synced), join(poster), built)
@@ -227,43 +308,34 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
         },
         other => other,
     })?;
-    timings.hash = lap();
-    synced.map_err(write_err)?;
-    write_synced(&dir, POSTER_FILE, &poster).map_err(write_err)?;
-    write_synced(&dir, MANIFEST_FILE, &manifest.to_json()).map_err(write_err)?;
-    let mut table = Vec::new();
-    leaves.write(&mut table).map_err(write_err)?;
-    write_synced(&dir, LEAVES_FILE, &table).map_err(write_err)?;
-    let record = VideoRecord {
-        id: id.clone(),
-        title,
-        price: request.price,
-        duration_ms,
-        video_codec: codec_name(video),
-        audio_codec: head.audio().map(codec_name),
-        width: video.width,
-        height: video.height,
-        created_at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+    let hashed = Hashed {
+        manifest,
+        leaves,
+        poster,
     };
-    let record_json = serde_json::to_vec_pretty(&record).unwrap_or_default();
-    write_synced(&dir, RECORD_FILE, &record_json).map_err(write_err)?;
-    std::fs::File::open(&dir)
-        .and_then(|f| f.sync_all())
-        .map_err(write_err)?;
+    Ok((hashed, synced))
+}
 
-    // Commit under the signal handler's lock: a signal now waits, then finds nothing to undo.
+/// Phase 4: writes the poster, manifest, leaf table and record beside the stream file, each
+/// synced, then the folder.
+fn write_files(dir: &Path, hashed: &Hashed, record: &VideoRecord) -> std::io::Result<()> {
+    write_synced(dir, POSTER_FILE, &hashed.poster)?;
+    write_synced(dir, MANIFEST_FILE, &hashed.manifest.to_json())?;
+    let mut table = Vec::new();
+    hashed.leaves.write(&mut table)?;
+    write_synced(dir, LEAVES_FILE, &table)?;
+    let record_json = serde_json::to_vec_pretty(record).unwrap_or_default();
+    write_synced(dir, RECORD_FILE, &record_json)?;
+    std::fs::File::open(dir).and_then(|f| f.sync_all())
+}
+
+/// Phase 5: moves the staged folder into the catalogue under the signal handler's lock: a
+/// signal now waits, then finds nothing to undo.
+fn commit_phase(data: &DataDir, staging: Staging, id: &str) -> std::io::Result<()> {
     let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let committed = staging.commit(&data.video_dir(&id));
+    let committed = staging.commit(&data.video_dir(id));
     *active = None;
-    timings.commit = lap();
-    match committed {
-        Ok(()) => Ok(Ingested { id, timings }),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(IngestError::IdTaken(id)),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Err(IngestError::IdTaken(id)),
-        Err(source) => Err(write_err(source)),
-    }
+    committed
 }
 
 /// Waits for a scoped thread, passing a panic on to the caller.

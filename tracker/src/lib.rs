@@ -2,6 +2,7 @@
 //! accounts and the HTTP API. The `rivulet-tracker` binary is a thin command line over it,
 //! and the desktop app embeds it for `--demo`.
 
+pub mod accounting;
 pub mod accounts;
 pub mod admin;
 pub mod api;
@@ -21,6 +22,7 @@ pub mod origin_ftp;
 pub mod placement;
 pub mod sample;
 pub mod server;
+pub mod service;
 pub mod tickets;
 pub mod verify;
 pub mod web;

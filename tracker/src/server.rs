@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rivulet_node_core::peer::chunk_server::ServedBytes;
+use rivulet_node_core::task::Tasks;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin;
 use crate::api::{self, AppState};
@@ -20,7 +22,6 @@ use crate::nodes;
 use crate::origin_ftp;
 use crate::placement::{MovieFacts, Network};
 use crate::tickets;
-use rivulet_node_core::peer::chunk_server::ChunkServer;
 
 /// How the tracker runs.
 #[derive(Clone, Debug)]
@@ -77,54 +78,86 @@ impl ServeConfig {
     }
 }
 
-/// Drops silent nodes, checking a few times per timeout, until `stop` turns true.
+/// Why the tracker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory could not be created or written.
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
+    /// The database could not be opened or migrated.
+    #[error("the tracker's database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The node registry could not be reset.
+    #[error("the tracker's node registry: {0}")]
+    Nodes(#[from] nodes::NodeError),
+    /// The ticket key could not be read or written.
+    #[error("the ticket key in {path}: {source}")]
+    TicketKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The origin's FTP address could not be bound.
+    #[error("the origin's FTP server on {addr}: {source}")]
+    Ftp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The HTTP address could not be bound.
+    #[error("the HTTP API on {addr}: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Drops silent nodes, checking a few times per timeout, until `stop` is cancelled.
 async fn expire_silent_nodes(
     db: sqlx::SqlitePool,
     timeout: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+    stop: CancellationToken,
+) -> Result<(), std::convert::Infallible> {
     let mut tick = tokio::time::interval((timeout / 4).max(Duration::from_millis(100)));
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 if let Err(e) = nodes::expire(&db, timeout.as_millis() as i64).await {
-                    eprintln!("rivulet-tracker: expiring silent nodes failed: {e}");
+                    tracing::warn!("expiring silent nodes failed: {e}");
                 }
             }
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return Ok(()),
         }
     }
 }
 
-/// Empties the origin's per-receiver byte counts every minute until `stop` turns true:
+/// Empties the origin's per-receiver byte counts every minute until `stop` is cancelled:
 /// nothing reads them on the origin, and unread they would grow with every node ever seen.
 async fn drain_origin_counters(
     served: Arc<rivulet_node_core::peer::chunk_server::ServedBytes>,
-    mut stop: watch::Receiver<bool>,
-) {
+    stop: CancellationToken,
+) -> Result<(), std::convert::Infallible> {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = tick.tick() => drop(served.take_by_peer()),
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return Ok(()),
         }
     }
 }
 
-/// Runs placement and topology every `every` until `stop` turns true.
+/// Runs placement and topology every `every` until `stop` is cancelled.
 async fn place_periodically(
     db: sqlx::SqlitePool,
     catalogue: Arc<CatalogueCache>,
     network: Arc<Network>,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+    stop: CancellationToken,
+) -> Result<(), std::convert::Infallible> {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => return,
+            () = stop.cancelled() => return Ok(()),
         }
         let (live, purchases) = match (
             nodes::list(&db, None).await,
@@ -133,13 +166,13 @@ async fn place_periodically(
             (Ok(live), Ok(purchases)) => (live, purchases),
             (live, purchases) => {
                 // The database closes as the tracker stops: not worth a word then.
-                if !*stop.borrow() {
+                if !stop.is_cancelled() {
                     let e = live
                         .err()
                         .map(|e| e.to_string())
                         .or_else(|| purchases.err().map(|e| e.to_string()))
                         .unwrap_or_default();
-                    eprintln!("rivulet-tracker: placement skipped a round: {e}");
+                    tracing::warn!("placement skipped a round: {e}");
                 }
                 continue;
             }
@@ -164,87 +197,119 @@ async fn place_periodically(
     }
 }
 
-/// A bound, running tracker.
+/// The address nodes should dial for the origin's FTP server on `port`.
+fn advertised_ftp(advertise: Option<&str>, bound: SocketAddr) -> String {
+    match advertise {
+        Some(host) if host.contains(':') && !host.starts_with('[') => {
+            format!("[{host}]:{}", bound.port())
+        }
+        Some(host) => format!("{host}:{}", bound.port()),
+        None => bound.to_string(),
+    }
+}
+
+/// A bound, running tracker. Everything it runs in the background (the HTTP server,
+/// placement, node expiry, the heartbeat writer, the origin's FTP server) is a named task of
+/// one [`Tasks`] group, which [`Server::shutdown`] cancels and waits for.
 #[derive(Debug)]
 pub struct Server {
     http_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    ftp: ChunkServer,
+    ftp_addr: SocketAddr,
+    origin_served: Arc<ServedBytes>,
+    tasks: Tasks,
+    db: db::Database,
 }
 
 impl Server {
-    /// Opens the data dir and database, binds, and starts serving in a background task.
-    pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
+    /// Opens the data dir and database, binds, and starts serving in background tasks.
+    pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         let data = DataDir::create(&config.data)?;
         let db = db::open(data.root()).await?;
         // Nothing is known to be alive after a restart: nodes learn it from their next
         // heartbeat and register again.
         nodes::forget_all(&db.write).await?;
-        let signer = tickets::load_or_create(data.root())?;
+        let signer =
+            tickets::load_or_create(data.root()).map_err(|source| ServeError::TicketKey {
+                path: data.root().join(tickets::KEY_FILE),
+                source,
+            })?;
         let catalogue = Arc::new(CatalogueCache::new(data));
-        let ftp = origin_ftp::start(config.ftp, catalogue.clone(), signer.public_key()).await?;
-        let ftp_advertised = match &config.advertise {
-            Some(host) if host.contains(':') && !host.starts_with('[') => {
-                format!("[{host}]:{}", ftp.addr().port())
-            }
-            Some(host) => format!("{host}:{}", ftp.addr().port()),
-            None => ftp.addr().to_string(),
+        let http_error = |source| ServeError::Http {
+            addr: config.http,
+            source,
         };
-        let (stop, mut stopped) = watch::channel(false);
-        let listener = TcpListener::bind(config.http).await?;
+        let listener = TcpListener::bind(config.http).await.map_err(http_error)?;
+        let http_addr = listener.local_addr().map_err(http_error)?;
+        let ftp = origin_ftp::start(config.ftp, catalogue.clone(), signer.public_key())
+            .await
+            .map_err(|source| ServeError::Ftp {
+                addr: config.ftp,
+                source,
+            })?;
+        let tasks = Tasks::new();
         let network = Arc::new(Network::default());
-        let http_addr = listener.local_addr()?;
         let state = AppState {
             db: db.clone(),
             catalogue,
             signer: Arc::new(signer),
-            origin_ftp: ftp_advertised,
+            origin_ftp: advertised_ftp(config.advertise.as_deref(), ftp.addr()),
             origin_counters: ftp.served().clone(),
             metrics: Arc::default(),
-            heartbeats: nodes::HeartbeatWriter::start(db.write.clone(), config.bytes_per_point),
+            heartbeats: nodes::HeartbeatWriter::start(
+                &tasks,
+                db.write.clone(),
+                config.bytes_per_point,
+            ),
             network: network.clone(),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),
             signup_limiter: Arc::new(LoginLimiter::new(config.signup_limits)),
             initial_points: config.initial_points,
             node_timeout: config.node_timeout,
         };
-        tokio::spawn(place_periodically(
-            db.read.clone(),
-            state.catalogue.clone(),
-            network,
-            config.placement_interval,
-            stop.subscribe(),
-        ));
+        tasks.spawn(
+            "placement",
+            place_periodically(
+                db.read.clone(),
+                state.catalogue.clone(),
+                network,
+                config.placement_interval,
+                tasks.token(),
+            ),
+        );
+        tasks.spawn(
+            "node-expiry",
+            expire_silent_nodes(db.write.clone(), config.node_timeout, tasks.token()),
+        );
+        let (ftp_addr, origin_served) = (ftp.addr(), ftp.served().clone());
+        let stop = tasks.token();
+        tasks.spawn("origin-ftp", async move {
+            stop.cancelled().await;
+            ftp.shutdown().await;
+            Ok::<(), std::convert::Infallible>(())
+        });
+        tasks.spawn(
+            "origin-counters",
+            drain_origin_counters(origin_served.clone(), tasks.token()),
+        );
         let app = crate::web::router(state.clone(), api::router(state));
-        tokio::spawn(drain_origin_counters(
-            ftp.served().clone(),
-            stop.subscribe(),
-        ));
-        tokio::spawn(expire_silent_nodes(
-            db.write.clone(),
-            config.node_timeout,
-            stop.subscribe(),
-        ));
-        let task = tokio::spawn(async move {
-            let served = http_serve::serve(
+        let stop = tasks.token();
+        tasks.spawn("http", async move {
+            http_serve::serve(
                 listener,
                 app,
                 config.http_limits,
                 config.trusted_proxy,
-                async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                },
+                stop.cancelled_owned(),
             )
-            .await;
-            db.close().await;
-            served
+            .await
         });
+        tracing::info!(http = %http_addr, ftp = %ftp_addr, "tracker serving");
         Ok(Server {
             http_addr,
-            stop,
-            task,
-            ftp,
+            ftp_addr,
+            origin_served,
+            tasks,
+            db,
         })
     }
 
@@ -260,21 +325,31 @@ impl Server {
 
     /// Where the origin's FTP server listens.
     pub fn ftp_addr(&self) -> SocketAddr {
-        self.ftp.addr()
+        self.ftp_addr
     }
 
     /// What the origin has sent, to caches and to viewers.
-    pub fn origin_served(&self) -> &Arc<rivulet_node_core::peer::chunk_server::ServedBytes> {
-        self.ftp.served()
+    pub fn origin_served(&self) -> &Arc<ServedBytes> {
+        &self.origin_served
     }
 
-    /// Stops accepting, lets requests and transfers in flight finish, closes the database.
-    pub async fn shutdown(self) -> std::io::Result<()> {
-        let _ = self.stop.send(true);
-        self.ftp.shutdown().await;
-        self.task
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    /// The server's background tasks (for tests: empty once [`Server::shutdown`] returned).
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// The database (for tests: closed once [`Server::shutdown`] returned).
+    pub fn database(&self) -> &db::Database {
+        &self.db
+    }
+
+    /// Stops accepting, lets requests and transfers in flight finish, waits for every
+    /// background task, then closes the database.
+    pub async fn shutdown(&self) -> std::io::Result<()> {
+        self.tasks.shutdown().await;
+        self.db.close().await;
+        tracing::info!("tracker stopped");
+        Ok(())
     }
 
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
@@ -287,5 +362,46 @@ impl Server {
             _ = int.recv() => {}
         }
         self.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_waits_for_every_task_and_closes_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServeConfig::new(dir.path().to_owned());
+        config.http = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.ftp = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = tokio::time::timeout(Duration::from_secs(30), Server::bind(config))
+            .await
+            .unwrap()
+            .unwrap();
+        // http, origin-ftp, placement, node-expiry, heartbeat-writer.
+        assert_eq!(server.tasks().len(), 5);
+        tokio::time::timeout(Duration::from_secs(30), server.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(server.tasks().is_empty());
+        assert!(server.database().read.is_closed());
+        assert!(server.database().write.is_closed());
+        assert!(
+            TcpListener::bind(server.http_addr()).await.is_ok(),
+            "the HTTP port is free again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_a_typed_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServeConfig::new(dir.path().to_owned());
+        config.http = taken.local_addr().unwrap();
+        config.ftp = SocketAddr::from(([127, 0, 0, 1], 0));
+        let err = Server::bind(config).await.unwrap_err();
+        assert!(matches!(err, ServeError::Http { .. }), "{err}");
     }
 }

@@ -9,8 +9,8 @@ use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::sample::make_sample_movie;
 use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker_client::{
-    ClientError, Credentials, Heartbeat, Holding, NodeKind, NodeRegistration, PeerBytes,
-    TrackerClient, codes,
+    ClientError, Credentials, ErrorCode, Heartbeat, Holding, NodeKind, NodeRegistration, PeerBytes,
+    TrackerClient,
 };
 
 struct Tracker {
@@ -76,7 +76,7 @@ fn creds(username: &str, password: &str) -> Credentials {
     }
 }
 
-fn code(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, String) {
+fn code(result: Result<impl std::fmt::Debug, ClientError>) -> (u16, ErrorCode) {
     match result {
         Err(ClientError::Api { status, code, .. }) => (status, code),
         other => panic!("expected an API error, got {other:?}"),
@@ -100,8 +100,8 @@ async fn register_log_in_see_yourself_log_out() {
     let me = c.clone().with_token(&session.token);
     assert_eq!(me.me().await.unwrap(), account);
     me.logout().await.unwrap();
-    assert_eq!(code(me.me().await), (401, codes::UNAUTHORIZED.into()));
-    assert_eq!(code(me.logout().await), (401, codes::UNAUTHORIZED.into()));
+    assert_eq!(code(me.me().await), (401, ErrorCode::Unauthorized));
+    assert_eq!(code(me.logout().await), (401, ErrorCode::Unauthorized));
     t.server.shutdown().await.unwrap();
 }
 
@@ -113,27 +113,39 @@ async fn bad_registrations_get_a_clear_4xx() {
         .await
         .unwrap();
     let long = "x".repeat(33);
-    let cases: Vec<(Credentials, u16, &str)> = vec![
-        (creds("", "correct-horse-42"), 400, codes::BAD_REQUEST),
-        (creds("ab", "correct-horse-42"), 400, codes::BAD_REQUEST),
-        (creds(&long, "correct-horse-42"), 400, codes::BAD_REQUEST),
+    let cases: Vec<(Credentials, u16, ErrorCode)> = vec![
+        (creds("", "correct-horse-42"), 400, ErrorCode::BadRequest),
+        (creds("ab", "correct-horse-42"), 400, ErrorCode::BadRequest),
+        (creds(&long, "correct-horse-42"), 400, ErrorCode::BadRequest),
         (
             creds("robert'); DROP TABLE accounts;--", "correct-horse-42"),
             400,
-            codes::BAD_REQUEST,
+            ErrorCode::BadRequest,
         ),
         (
             creds("white space", "correct-horse-42"),
             400,
-            codes::BAD_REQUEST,
+            ErrorCode::BadRequest,
         ),
-        (creds("bob", "short1"), 400, codes::WEAK_PASSWORD),
-        (creds("bob", "onlyletters"), 400, codes::WEAK_PASSWORD),
-        (creds("bob", "123456789"), 400, codes::WEAK_PASSWORD),
-        (creds("bobby", "xxbobby123"), 400, codes::WEAK_PASSWORD),
-        (creds("bob", &"a1".repeat(129)), 400, codes::WEAK_PASSWORD),
-        (creds("taken", "another-pass-1"), 409, codes::USERNAME_TAKEN),
-        (creds("TAKEN", "another-pass-1"), 409, codes::USERNAME_TAKEN),
+        (creds("bob", "short1"), 400, ErrorCode::WeakPassword),
+        (creds("bob", "onlyletters"), 400, ErrorCode::WeakPassword),
+        (creds("bob", "123456789"), 400, ErrorCode::WeakPassword),
+        (creds("bobby", "xxbobby123"), 400, ErrorCode::WeakPassword),
+        (
+            creds("bob", &"a1".repeat(129)),
+            400,
+            ErrorCode::WeakPassword,
+        ),
+        (
+            creds("taken", "another-pass-1"),
+            409,
+            ErrorCode::UsernameTaken,
+        ),
+        (
+            creds("TAKEN", "another-pass-1"),
+            409,
+            ErrorCode::UsernameTaken,
+        ),
     ];
     for (creds, status, want) in cases {
         let got = code(c.register(&creds).await);
@@ -167,49 +179,53 @@ async fn malformed_requests_get_the_error_body() {
         "a".repeat(100_000)
     );
     let cases = vec![
-        (json("{"), 400, codes::BAD_REQUEST),
-        (json("[]"), 400, codes::BAD_REQUEST),
+        (json("{"), 400, ErrorCode::BadRequest),
+        (json("[]"), 400, ErrorCode::BadRequest),
         (
             json("{\"username\": 5, \"password\": \"correct-horse-42\"}"),
             400,
-            codes::BAD_REQUEST,
+            ErrorCode::BadRequest,
         ),
-        (json("{\"username\": \"carol\"}"), 400, codes::BAD_REQUEST),
+        (
+            json("{\"username\": \"carol\"}"),
+            400,
+            ErrorCode::BadRequest,
+        ),
         (
             json("{\"username\": \"carol\", \"password\": \"correct-horse-42\", \"admin\": true}"),
             400,
-            codes::BAD_REQUEST,
+            ErrorCode::BadRequest,
         ),
-        (json(&huge), 413, codes::TOO_LARGE),
+        (json(&huge), 413, ErrorCode::TooLarge),
         (
             http.post(url("/accounts")).body("username=carol"),
             400,
-            codes::BAD_REQUEST,
+            ErrorCode::BadRequest,
         ),
-        (http.get(url("/no/such/thing")), 404, codes::NOT_FOUND),
+        (http.get(url("/no/such/thing")), 404, ErrorCode::NotFound),
         (
             http.get(format!("{}/elsewhere", t.server.url())),
             404,
-            codes::NOT_FOUND,
+            ErrorCode::NotFound,
         ),
-        (http.delete(url("/videos")), 405, codes::BAD_REQUEST),
+        (http.delete(url("/videos")), 405, ErrorCode::BadRequest),
         (
             http.get(url("/me"))
                 .header("authorization", "Bearer forged"),
             401,
-            codes::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
         ),
         (
             http.get(url("/me")).header("authorization", "Basic abc"),
             401,
-            codes::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
         ),
     ];
     for (req, status, want) in cases {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status().as_u16(), status);
         let body: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(body["error"]["code"], want, "{body}");
+        assert_eq!(body["error"]["code"], want.as_str(), "{body}");
         assert!(!body["error"]["message"].as_str().unwrap().is_empty());
     }
     t.server.shutdown().await.unwrap();
@@ -224,12 +240,12 @@ async fn failed_log_ins_lock_the_account_out() {
         .unwrap();
     assert_eq!(
         code(c.login(&creds("nobody", "correct-horse-42")).await),
-        (401, codes::BAD_CREDENTIALS.into())
+        (401, ErrorCode::BadCredentials)
     );
     for _ in 0..5 {
         assert_eq!(
             code(c.login(&creds("dave", "wrong-pass-1")).await),
-            (401, codes::BAD_CREDENTIALS.into())
+            (401, ErrorCode::BadCredentials)
         );
     }
     // Locked: even the right password is refused, with a time to wait.
@@ -239,7 +255,7 @@ async fn failed_log_ins_lock_the_account_out() {
             code,
             message,
         }) => {
-            assert_eq!(code, codes::LOCKED_OUT);
+            assert_eq!(code, ErrorCode::LockedOut);
             assert!(message.contains("try again in"), "{message}");
         }
         other => panic!("expected a lock-out, got {other:?}"),
@@ -259,7 +275,7 @@ async fn expired_sessions_are_refused() {
         .execute(&db)
         .await
         .unwrap();
-    assert_eq!(code(c.me().await), (401, codes::UNAUTHORIZED.into()));
+    assert_eq!(code(c.me().await), (401, ErrorCode::Unauthorized));
     t.server.shutdown().await.unwrap();
 }
 
@@ -277,31 +293,25 @@ async fn catalogue_posters_manifests_and_purchases() {
         && v.duration_ms > 1500));
     let poster = anon.poster("cheap").await.unwrap();
     assert_eq!(&poster[..3], &[0xFF, 0xD8, 0xFF], "a JPEG");
-    assert_eq!(
-        code(anon.video("nope").await),
-        (404, codes::NOT_FOUND.into())
-    );
+    assert_eq!(code(anon.video("nope").await), (404, ErrorCode::NotFound));
     assert_eq!(
         code(anon.video("..%2F..%2Fetc").await),
-        (404, codes::NOT_FOUND.into())
+        (404, ErrorCode::NotFound)
     );
-    assert_eq!(
-        code(anon.poster("nope").await),
-        (404, codes::NOT_FOUND.into())
-    );
+    assert_eq!(code(anon.poster("nope").await), (404, ErrorCode::NotFound));
     assert_eq!(
         code(anon.manifest("cheap").await),
-        (401, codes::UNAUTHORIZED.into())
+        (401, ErrorCode::Unauthorized)
     );
     assert_eq!(
         code(anon.buy("cheap").await),
-        (401, codes::UNAUTHORIZED.into())
+        (401, ErrorCode::Unauthorized)
     );
 
     let frank = t.user("frank").await;
     assert_eq!(
         code(frank.manifest("cheap").await),
-        (403, codes::NOT_BOUGHT.into())
+        (403, ErrorCode::NotBought)
     );
     let bought = frank.buy("cheap").await.unwrap();
     assert_eq!((bought.charged, bought.balance), (30, 70));
@@ -317,15 +327,12 @@ async fn catalogue_posters_manifests_and_purchases() {
     // Too dear: refused, nothing taken, nothing owned.
     assert_eq!(
         code(frank.buy("dear").await),
-        (402, codes::INSUFFICIENT_POINTS.into())
+        (402, ErrorCode::InsufficientPoints)
     );
     let me = frank.me().await.unwrap();
     assert_eq!(me.balance, 70);
     assert_eq!(me.bought, ["cheap"]);
-    assert_eq!(
-        code(frank.buy("nope").await),
-        (404, codes::NOT_FOUND.into())
-    );
+    assert_eq!(code(frank.buy("nope").await), (404, ErrorCode::NotFound));
     let free = frank.buy("free").await.unwrap();
     assert_eq!((free.charged, free.balance), (0, 70));
     assert_eq!(frank.me().await.unwrap().bought, ["cheap", "free"]);
@@ -468,16 +475,16 @@ async fn nodes_register_report_and_leave() {
     let bob = t.user("bob").await;
     assert_eq!(
         code(bob.heartbeat(&cache.node_id, &Heartbeat::default()).await),
-        (404, codes::NOT_FOUND.into())
+        (404, ErrorCode::NotFound)
     );
     assert_eq!(
         code(bob.leave(&cache.node_id).await),
-        (404, codes::NOT_FOUND.into())
+        (404, ErrorCode::NotFound)
     );
     alice.leave(&cache.node_id).await.unwrap();
     assert_eq!(
         code(alice.heartbeat(&cache.node_id, &Heartbeat::default()).await),
-        (404, codes::NOT_FOUND.into())
+        (404, ErrorCode::NotFound)
     );
     assert_eq!(alice.my_nodes().await.unwrap().len(), 2);
     t.server.shutdown().await.unwrap();
@@ -524,7 +531,7 @@ async fn bad_node_reports_are_refused_and_change_nothing() {
     for reg in bad_regs {
         assert_eq!(
             code(alice.register_node(&reg).await),
-            (400, codes::BAD_REQUEST.into()),
+            (400, ErrorCode::BadRequest),
             "{reg:?}"
         );
     }
@@ -571,7 +578,7 @@ async fn bad_node_reports_are_refused_and_change_nothing() {
     for hb in bad_beats {
         assert_eq!(
             code(alice.heartbeat(&node, &hb).await),
-            (400, codes::BAD_REQUEST.into()),
+            (400, ErrorCode::BadRequest),
             "{hb:?}"
         );
     }
@@ -629,7 +636,7 @@ async fn silent_nodes_are_dropped_and_register_again() {
     assert_eq!(ids, std::slice::from_ref(&chatty));
     assert_eq!(
         code(alice.heartbeat(&quiet, &Heartbeat::default()).await),
-        (404, codes::NOT_FOUND.into())
+        (404, ErrorCode::NotFound)
     );
     alice.register_node(&cache_at(2121)).await.unwrap();
     assert_eq!(alice.my_nodes().await.unwrap().len(), 2);
@@ -651,7 +658,7 @@ async fn nodes_register_again_after_a_tracker_restart() {
     let alice = TrackerClient::new(&server.url()).with_token(alice.token().unwrap());
     assert_eq!(
         code(alice.heartbeat(&node, &Heartbeat::default()).await),
-        (404, codes::NOT_FOUND.into())
+        (404, ErrorCode::NotFound)
     );
     let again = alice.register_node(&cache_at(2121)).await.unwrap().node_id;
     alice
@@ -712,9 +719,9 @@ async fn administrators_see_accounts_nodes_videos_load_and_flows() {
     // Not for others.
     for c in [&carl, &t.client()] {
         let want = if c.token().is_some() {
-            (403, codes::FORBIDDEN)
+            (403, ErrorCode::Forbidden)
         } else {
-            (401, codes::UNAUTHORIZED)
+            (401, ErrorCode::Unauthorized)
         };
         let want = (want.0, want.1.to_owned());
         assert_eq!(code(c.admin_accounts().await), want);
@@ -888,13 +895,13 @@ async fn earnings_over_time_follow_the_credited_bytes() {
     for (minutes, buckets) in [(0, 12), (43_201, 12), (60, 0), (600, 241), (30, 31)] {
         assert_eq!(
             code(alice.earnings(minutes, buckets).await),
-            (400, codes::BAD_REQUEST.into()),
+            (400, ErrorCode::BadRequest),
             "minutes={minutes} buckets={buckets}"
         );
     }
     assert_eq!(
         code(t.client().earnings(60, 12).await),
-        (401, codes::UNAUTHORIZED.into())
+        (401, ErrorCode::Unauthorized)
     );
     let token = t
         .client()
@@ -912,7 +919,7 @@ async fn earnings_over_time_follow_the_credited_bytes() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 400, "{query}");
         let body: rivulet_tracker_client::ErrorBody = resp.json().await.unwrap();
-        assert_eq!(body.error.code, codes::BAD_REQUEST, "{query}");
+        assert_eq!(body.error.code, ErrorCode::BadRequest, "{query}");
         assert!(!body.error.message.is_empty());
     }
     t.server.shutdown().await.unwrap();
@@ -1013,8 +1020,8 @@ async fn parallel_guesses_are_counted_before_they_are_checked() {
     let mut locked = 0;
     for task in tasks {
         match code(task.await.unwrap()) {
-            (401, c) if c == codes::BAD_CREDENTIALS => wrong += 1,
-            (429, c) if c == codes::LOCKED_OUT => locked += 1,
+            (401, ErrorCode::BadCredentials) => wrong += 1,
+            (429, ErrorCode::LockedOut) => locked += 1,
             other => panic!("{other:?}"),
         }
     }
@@ -1095,7 +1102,7 @@ async fn sign_ups_are_limited_per_address() {
     }
     assert_eq!(
         code(t.client().register(&creds("dot", "correct-horse-42")).await),
-        (429, codes::LOCKED_OUT.into())
+        (429, ErrorCode::LockedOut)
     );
     // Refused requests that never reach the limit check do not use it up.
     assert_eq!(

@@ -13,7 +13,7 @@ use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::sample::make_sample_movie;
 use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker_client::{
-    ClientError, Credentials, NodeKind, NodeRegistration, TicketRequest, TrackerClient, codes,
+    ClientError, Credentials, ErrorCode, NodeKind, NodeRegistration, TicketRequest, TrackerClient,
 };
 use suppaftp::tokio::AsyncFtpStream;
 use suppaftp::types::FileType;
@@ -222,19 +222,19 @@ async fn tickets_follow_the_rules() {
     };
     assert_eq!(
         code(ask(&node, "origin", "other").await),
-        (403, codes::NOT_BOUGHT.into())
+        (403, ErrorCode::NotBought)
     );
     assert_eq!(
         code(ask(&node, "origin", "nope").await),
-        (404, codes::NOT_FOUND.into())
+        (404, ErrorCode::NotFound)
     );
     assert_eq!(
         code(ask("viewer-not-mine", "origin", "m").await),
-        (404, codes::NOT_FOUND.into())
+        (404, ErrorCode::NotFound)
     );
     assert_eq!(
         code(ask(&node, "cache-nowhere", "m").await),
-        (404, codes::NOT_FOUND.into())
+        (404, ErrorCode::NotFound)
     );
     assert_eq!(
         code(
@@ -246,7 +246,7 @@ async fn tickets_follow_the_rules() {
                 })
                 .await
         ),
-        (401, codes::UNAUTHORIZED.into())
+        (401, ErrorCode::Unauthorized)
     );
     // Another account cannot use walt's node.
     let (x, _) = viewer(&server, "xena").await;
@@ -259,7 +259,7 @@ async fn tickets_follow_the_rules() {
             })
             .await
         ),
-        (404, codes::NOT_FOUND.into())
+        (404, ErrorCode::NotFound)
     );
     ask(&node, "origin", "m").await.unwrap();
     // A cache of an account that did not buy the movie gets no ticket for it either: the
@@ -274,7 +274,7 @@ async fn tickets_follow_the_rules() {
     let cache = c.register_node(&cache).await.unwrap().node_id;
     assert_eq!(
         code(ask(&cache, "origin", "other").await),
-        (403, codes::NOT_BOUGHT.into())
+        (403, ErrorCode::NotBought)
     );
     ask(&cache, "origin", "m").await.unwrap();
     server.shutdown().await.unwrap();

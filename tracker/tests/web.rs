@@ -892,7 +892,7 @@ async fn bad_requests_get_clear_error_pages_and_pages_load_nothing_from_elsewher
 async fn flow_views_show_real_caches_serving_a_real_viewer() {
     use rivulet_node_core::cache::{Cache, CacheOptions};
     use rivulet_node_core::format::Manifest;
-    use rivulet_node_core::viewer::{Session, WatchOptions};
+    use rivulet_node_core::viewer::{Viewer, WatchOptions};
     within_limit(async {
         let t = Tracker::start_with(&[("film", "Film", 0)], |c| {
             c.node_timeout = Duration::from_secs(3);
@@ -934,7 +934,7 @@ async fn flow_views_show_real_caches_serving_a_real_viewer() {
         // A real viewer plays it from them and reports what it verified.
         let manifest = Manifest::from_json(&vera.manifest("film").await.unwrap()).unwrap();
         let video = vera.video("film").await.unwrap();
-        let session = Session::open(
+        let session = Viewer::open(
             &vera,
             "film",
             std::sync::Arc::new(manifest),

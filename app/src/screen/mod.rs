@@ -7,7 +7,7 @@ pub mod player;
 pub mod points;
 pub mod settings;
 
-use rivulet_tracker_client::{ClientError, codes};
+use rivulet_tracker_client::{ClientError, ErrorCode};
 
 /// What a failed tracker call means, said for the person at the screen.
 pub fn describe(error: &ClientError) -> String {
@@ -18,21 +18,26 @@ pub fn describe(error: &ClientError) -> String {
         ClientError::Decode(detail) => {
             format!("The tracker answered something this app does not understand ({detail}).")
         }
-        ClientError::Api { code, message, .. } => match code.as_str() {
-            codes::BAD_CREDENTIALS => "Wrong user name or password.".into(),
-            codes::LOCKED_OUT => {
+        ClientError::Api { code, message, .. } => match code {
+            ErrorCode::BadCredentials => "Wrong user name or password.".into(),
+            ErrorCode::LockedOut => {
                 "Too many failed log-ins: this account is locked for a while. Try again later."
                     .into()
             }
-            codes::INSUFFICIENT_POINTS => {
+            ErrorCode::InsufficientPoints => {
                 "You do not have enough points for this movie. Keep the cache running to earn more."
                     .into()
             }
-            codes::USERNAME_TAKEN => "That user name is taken: pick another.".into(),
-            codes::UNAUTHORIZED => "Your session has ended: log in again.".into(),
-            codes::NOT_BOUGHT => "Buy this movie in the catalogue before watching it.".into(),
-            codes::NOT_FOUND => "The tracker does not know this movie.".into(),
-            _ => format!("{message}."),
+            ErrorCode::UsernameTaken => "That user name is taken: pick another.".into(),
+            ErrorCode::Unauthorized => "Your session has ended: log in again.".into(),
+            ErrorCode::NotBought => "Buy this movie in the catalogue before watching it.".into(),
+            ErrorCode::NotFound => "The tracker does not know this movie.".into(),
+            ErrorCode::WeakPassword => format!("Pick a stronger password: {message}."),
+            ErrorCode::Forbidden => format!("This account may not do that: {message}."),
+            ErrorCode::TooLarge => format!("The request was too large for the tracker: {message}."),
+            ErrorCode::BadRequest => format!("The tracker refused the request: {message}."),
+            ErrorCode::Internal => format!("The tracker failed; try again later ({message})."),
+            ErrorCode::Unknown(_) => format!("{message}."),
         },
     }
 }
@@ -63,10 +68,16 @@ mod tests {
     fn errors_are_plain() {
         let e = ClientError::Api {
             status: 401,
-            code: codes::BAD_CREDENTIALS.into(),
+            code: ErrorCode::BadCredentials,
             message: "x".into(),
         };
         assert_eq!(describe(&e), "Wrong user name or password.");
+        let e = ClientError::Api {
+            status: 400,
+            code: ErrorCode::Unknown("from_a_newer_tracker".into()),
+            message: "the newer tracker says why".into(),
+        };
+        assert_eq!(describe(&e), "the newer tracker says why.");
         let e = ClientError::Transport("refused".into());
         assert!(describe(&e).contains("cannot be reached"));
     }

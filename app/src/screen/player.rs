@@ -2,14 +2,12 @@
 //! parts not downloaded yet, volume, fullscreen, audio and subtitle tracks, and a live panel of
 //! where the bytes come from (caches or origin), peers and buffer ahead.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use iced::widget::{button, column, container, image, pick_list, row, slider, text};
 use iced::{Element, Length, Task};
+use tokio::sync::watch;
 
 use super::{bytes, clock};
-use crate::node::ViewerStatus;
+use crate::engine::ViewerStatus;
 use crate::video::{Track, Video};
 
 /// The size mpv renders at: 720p.
@@ -50,8 +48,8 @@ pub struct State {
     audio: Option<Track>,
     sub: Option<Track>,
     pub viewer: ViewerStatus,
-    /// The player's byte position, read by the engine for "buffered ahead".
-    playhead: Arc<AtomicU64>,
+    /// The player's byte position, followed by the engine for "buffered ahead".
+    playhead: watch::Sender<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -120,13 +118,13 @@ impl State {
             audio: None,
             sub: None,
             viewer: ViewerStatus::default(),
-            playhead: Arc::new(AtomicU64::new(0)),
+            playhead: watch::Sender::new(0),
         }
     }
 
-    /// The byte position the engine reads for "buffered ahead".
-    pub fn playhead(&self) -> Arc<AtomicU64> {
-        self.playhead.clone()
+    /// The byte position the engine follows for "buffered ahead".
+    pub fn playhead(&self) -> watch::Receiver<u64> {
+        self.playhead.subscribe()
     }
 
     /// The audio tracks mpv found.
@@ -225,7 +223,8 @@ impl State {
             self.duration = d;
         }
         if let Some(pos) = video.stream_pos() {
-            self.playhead.store(pos, Ordering::Relaxed);
+            self.playhead
+                .send_if_modified(|at| std::mem::replace(at, pos) != pos);
         }
         if self.audio_tracks.is_empty() {
             self.audio_tracks = video.tracks("audio");

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use rivulet_node_core::cache::{self, Cache, CacheOptions};
 use rivulet_node_core::viewer::{self, WatchOptions};
 use rivulet_node_core::{cli, headless, paths, units};
+use rivulet_tracker_client::Credentials;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -87,6 +88,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    cli::init_tracing();
     let cli: Cli = match cli::parse("rivulet-node") {
         Ok(cli) => cli,
         Err(code) => return code,
@@ -124,19 +126,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = cli::password()?;
             let mut term = signal(SignalKind::terminate())?;
             let mut int = signal(SignalKind::interrupt())?;
-            let cache = Cache::start(CacheOptions {
-                tracker,
-                user,
+            let credentials = Credentials {
+                username: user,
                 password,
-                storage_bytes: size,
-                upload_bps: upload,
-                download_bps: download,
-                listen,
-                advertise,
-                dir: dir.unwrap_or_else(paths::cache_dir),
-                key_path: key.unwrap_or_else(paths::store_key),
-            })
-            .await?;
+            };
+            let options = CacheOptions::new(
+                tracker,
+                credentials,
+                dir.unwrap_or_else(paths::cache_dir),
+                key.unwrap_or_else(paths::store_key),
+            )
+            .storage_bytes(size)
+            .upload_bps(upload)
+            .download_bps(download)
+            .listen(listen)
+            .advertise(advertise);
+            let cache = Cache::start(options).await?;
             let status = cache.status().borrow().clone();
             println!(
                 "{}",

@@ -12,18 +12,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use async_trait::async_trait;
 use rivulet_tracker_client::{
-    ClientError, Credentials, Heartbeat, HeartbeatReply, Holding, NodeKind, NodeRegistration,
-    PeerBytes, TrackerClient, codes,
+    ClientError, Credentials, ErrorCode, Heartbeat, HeartbeatReply, Holding, NodeKind,
+    NodeRegistration, PeerBytes, TrackerClient,
 };
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::format::Manifest;
 use crate::peer::chunk_server::{ChunkProvider, ChunkServer, RateCap, ServedBytes};
 use crate::peer::ftp::{ChunkSession, MAX_BATCH};
+use crate::task::Tasks;
 use crate::ticket::TicketKey;
 use store::ChunkStore;
 
@@ -53,6 +53,93 @@ pub struct CacheOptions {
     pub dir: PathBuf,
     /// The store key, outside the cache folder.
     pub key_path: PathBuf,
+}
+
+impl CacheOptions {
+    /// A cache of `user`'s account at `tracker`, its folder `dir` and store key `key_path`,
+    /// with the report's defaults: 1.5 GB of storage, 10 Mbit/s of upload, no download
+    /// budget, listening on a free loopback port, advertising the bound address.
+    pub fn new(
+        tracker: impl Into<String>,
+        credentials: Credentials,
+        dir: impl Into<PathBuf>,
+        key_path: impl Into<PathBuf>,
+    ) -> CacheOptions {
+        CacheOptions {
+            tracker: tracker.into(),
+            user: credentials.username,
+            password: credentials.password,
+            storage_bytes: DEFAULT_STORAGE_BYTES,
+            upload_bps: DEFAULT_UPLOAD_BPS,
+            download_bps: 0,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            dir: dir.into(),
+            key_path: key_path.into(),
+        }
+    }
+
+    /// Storage budget, bytes.
+    pub fn storage_bytes(mut self, bytes: u64) -> CacheOptions {
+        self.storage_bytes = bytes;
+        self
+    }
+
+    /// Upload cap, bits per second.
+    pub fn upload_bps(mut self, bps: u64) -> CacheOptions {
+        self.upload_bps = bps;
+        self
+    }
+
+    /// Download budget from the origin, bits per second (0: none).
+    pub fn download_bps(mut self, bps: u64) -> CacheOptions {
+        self.download_bps = bps;
+        self
+    }
+
+    /// Where the FTP server binds.
+    pub fn listen(mut self, addr: SocketAddr) -> CacheOptions {
+        self.listen = addr;
+        self
+    }
+
+    /// The host (or host:port) viewers should dial.
+    pub fn advertise(mut self, host: Option<String>) -> CacheOptions {
+        self.advertise = host;
+        self
+    }
+}
+
+/// Why a cache could not start, in words for the person who runs it.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The chunk store in the cache folder could not be opened or read.
+    #[error("opening the chunk store: {0}")]
+    Store(#[source] store::StoreError),
+    /// Reading the store was interrupted (the runtime is shutting down).
+    #[error("reading the chunk store: {0}")]
+    Interrupted(#[source] tokio::task::JoinError),
+    /// The tracker refused the log-in or could not be reached.
+    #[error("logging in: {0}")]
+    LogIn(#[source] ClientError),
+    /// The tracker did not say where the origin is.
+    #[error("asking for the origin: {0}")]
+    Origin(#[source] ClientError),
+    /// The tracker's ticket key does not parse (a tracker of another version?).
+    #[error("the tracker's ticket key: {0}")]
+    TicketKey(String),
+    /// The FTP server could not bind its address (in use, not ours…).
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tracker refused to register the cache.
+    #[error("registering the cache: {0}")]
+    Register(#[source] ClientError),
 }
 
 /// What a running cache is doing, for the CLI, the app and tests.
@@ -126,17 +213,17 @@ pub struct Cache {
     served: Arc<ServedBytes>,
     limits: watch::Sender<Limits>,
     status: watch::Receiver<CacheStatus>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Tasks,
+    /// The tasks of `tasks`, for [`Cache::crash`].
+    handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Cache {
     /// Logs in, opens the store, starts the FTP server and registers; then runs in the
     /// background. Fails with a clear error when any of these cannot be done.
-    pub async fn start(options: CacheOptions) -> anyhow::Result<Cache> {
-        let store = Arc::new(
-            ChunkStore::open(&options.dir, &options.key_path).context("opening the chunk store")?,
-        );
+    pub async fn start(options: CacheOptions) -> Result<Cache, CacheError> {
+        let store =
+            Arc::new(ChunkStore::open(&options.dir, &options.key_path).map_err(CacheError::Store)?);
         // What it held when it last ran, slots that still verify: reported with the first
         // heartbeat, so placement keeps it here instead of fetching it again.
         let found = store.clone();
@@ -145,8 +232,8 @@ impl Cache {
             found.retarget(&target, &manifests)
         })
         .await
-        .context("reading the chunk store")?
-        .context("reading the chunk store")?;
+        .map_err(CacheError::Interrupted)?
+        .map_err(CacheError::Store)?;
         let anon = TrackerClient::new(&options.tracker);
         let session = anon
             .login(&Credentials {
@@ -154,11 +241,11 @@ impl Cache {
                 password: options.password.clone(),
             })
             .await
-            .context("logging in")?;
+            .map_err(CacheError::LogIn)?;
         let client = anon.with_token(session.token);
-        let origin = client.origin().await.context("asking for the origin")?;
+        let origin = client.origin().await.map_err(CacheError::Origin)?;
         let key = TicketKey::from_hex(&origin.ticket_key)
-            .map_err(|e| anyhow::anyhow!("the tracker's ticket key: {e}"))?;
+            .map_err(|e| CacheError::TicketKey(e.to_string()))?;
         let server = ChunkServer::start(
             options.listen,
             "",
@@ -167,7 +254,10 @@ impl Cache {
             options.upload_bps,
         )
         .await
-        .with_context(|| format!("listening on {}", options.listen))?;
+        .map_err(|source| CacheError::Listen {
+            addr: options.listen,
+            source,
+        })?;
         let addr = match &options.advertise {
             None => server.addr().to_string(),
             Some(host) if host.parse::<SocketAddr>().is_ok() => host.clone(),
@@ -190,7 +280,7 @@ impl Cache {
         let registered = client
             .register_node(&registration)
             .await
-            .context("registering the cache")?;
+            .map_err(CacheError::Register)?;
         server.set_server_id(&registered.node_id);
         let shared = Arc::new(Shared {
             store,
@@ -212,25 +302,36 @@ impl Cache {
             upload_bps: limits.upload_bps,
             ..CacheStatus::default()
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let every = Duration::from_secs(registered.heartbeat_secs.max(1));
+        let tasks = Tasks::new();
+        let mut handles: Vec<_> = (0..FETCHERS)
+            .map(|worker| {
+                tasks.spawn_until_cancelled(
+                    "cache-fetcher",
+                    fetch_loop(shared.clone(), worker, tasks.token()),
+                )
+            })
+            .collect();
         let server_served = server.served().clone();
-        let task = tokio::spawn(run(
+        let beat = HeartbeatLoop {
             client,
             registration,
             server,
             shared,
-            every,
-            limits_rx,
-            status_tx,
-            stop_rx,
-        ));
+            every: Duration::from_secs(registered.heartbeat_secs.max(1)),
+            limits: limits_rx,
+            status: status_tx,
+            manifests: HashMap::new(),
+            unreported: HashMap::new(),
+            reported_limits: None,
+            sent_total: 0,
+        };
+        handles.push(tasks.spawn("cache-heartbeats", beat.run(tasks.token())));
         Ok(Cache {
             served: server_served,
             limits: limits_tx,
             status: status_rx,
-            stop: stop_tx,
-            task,
+            tasks,
+            handles,
         })
     }
 
@@ -255,13 +356,15 @@ impl Cache {
     /// Stops at once without telling anyone, as a crash would: connections drop, the
     /// tracker finds out when the heartbeats stop.
     pub fn crash(self) {
-        self.task.abort();
+        for task in &self.handles {
+            task.abort();
+        }
     }
 
-    /// Tells the tracker the cache leaves, stops serving and fetching.
+    /// Tells the tracker the cache leaves, stops serving and fetching, and waits until every
+    /// task it started has ended.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.tasks.shutdown().await;
     }
 }
 
@@ -269,52 +372,70 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
+/// The cache's heartbeat loop and what it keeps between beats. Every `every` (or soon after
+/// a fetcher completes an index, or at once when the limits change) it reports holdings,
+/// bytes sent per viewer and changed limits, follows the reply (placement, origin tickets),
+/// registers again if the tracker forgot it, and publishes the status. When stopped it
+/// reports the last bytes sent, leaves and shuts the FTP server down.
+struct HeartbeatLoop {
     client: TrackerClient,
+    /// As first registered, for registering again.
     registration: NodeRegistration,
     server: ChunkServer,
     shared: Arc<Shared>,
     every: Duration,
-    mut limits: watch::Receiver<Limits>,
+    limits: watch::Receiver<Limits>,
     status: watch::Sender<CacheStatus>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut fetchers = JoinSet::new();
-    for worker in 0..FETCHERS {
-        fetchers.spawn(fetch_loop(shared.clone(), worker, stop.clone()));
+    /// Manifests of the movies placed here.
+    manifests: HashMap<String, Arc<Manifest>>,
+    /// Bytes sent and not yet reported, per (viewer, movie) (kept when a heartbeat fails).
+    unreported: HashMap<(String, String), u64>,
+    /// The limits the tracker last accepted.
+    reported_limits: Option<Limits>,
+    /// Bytes sent since start.
+    sent_total: u64,
+}
+
+impl HeartbeatLoop {
+    async fn run(mut self, stop: CancellationToken) -> Result<(), std::convert::Infallible> {
+        let mut tick = tokio::time::interval(self.every);
+        let mut last_beat = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shared.completed.notified() => {
+                    // Early, but not more than a few times a second.
+                    tokio::time::sleep_until(last_beat + EARLY_BEAT_GAP).await;
+                }
+                changed = self.limits.changed() => {
+                    if changed.is_err() { break; }
+                    let now = *self.limits.borrow();
+                    self.server.upload_cap().set(now.upload_bps);
+                    self.shared.storage.store(now.storage_bytes, Ordering::Relaxed);
+                    self.shared.store.shrink_to(now.storage_bytes);
+                }
+                () = stop.cancelled() => break,
+            }
+            last_beat = tokio::time::Instant::now();
+            self.beat().await;
+        }
+        self.leave().await;
+        Ok(())
     }
-    let mut manifests: HashMap<String, Arc<Manifest>> = HashMap::new();
-    // Bytes sent and not yet reported (kept when a heartbeat fails).
-    let mut unreported: HashMap<(String, String), u64> = HashMap::new();
-    let mut reported_limits: Option<Limits> = None;
-    let mut sent_total = 0u64;
-    let mut tick = tokio::time::interval(every);
-    let mut last_beat = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shared.completed.notified() => {
-                // Early, but not more than a few times a second.
-                tokio::time::sleep_until(last_beat + EARLY_BEAT_GAP).await;
-            }
-            changed = limits.changed() => {
-                if changed.is_err() { break; }
-                let now = *limits.borrow();
-                server.upload_cap().set(now.upload_bps);
-                shared.storage.store(now.storage_bytes, Ordering::Relaxed);
-                shared.store.shrink_to(now.storage_bytes);
-            }
-            _ = stop.changed() => break,
+
+    /// One heartbeat and what follows from its reply.
+    async fn beat(&mut self) {
+        let shared = self.shared.clone();
+        let now_limits = *self.limits.borrow();
+        for (peer, video, bytes) in self.server.served().take_by_peer() {
+            self.sent_total += bytes;
+            *self.unreported.entry((peer, video)).or_default() += bytes;
         }
-        let now_limits = *limits.borrow();
-        for (peer, video, bytes) in server.served().take_by_peer() {
-            sent_total += bytes;
-            *unreported.entry((peer, video)).or_default() += bytes;
-        }
+        let changed = self.reported_limits != Some(now_limits);
         let heartbeat = Heartbeat {
             holdings: shared.store.holdings(),
-            sent: unreported
+            sent: self
+                .unreported
                 .iter()
                 .map(|((peer, video), bytes)| PeerBytes {
                     peer: peer.clone(),
@@ -322,27 +443,38 @@ async fn run(
                     bytes: *bytes,
                 })
                 .collect(),
-            upload_bps: (reported_limits != Some(now_limits))
-                .then_some(now_limits.upload_bps.max(1)),
-            storage_bytes: (reported_limits != Some(now_limits))
-                .then_some(now_limits.storage_bytes),
+            upload_bps: changed.then_some(now_limits.upload_bps.max(1)),
+            storage_bytes: changed.then_some(now_limits.storage_bytes),
             ..Heartbeat::default()
         };
         let node_id = lock(&shared.node_id).clone();
-        last_beat = tokio::time::Instant::now();
-        let problem = match client.heartbeat(&node_id, &heartbeat).await {
+        let problem = match self.client.heartbeat(&node_id, &heartbeat).await {
             Ok(reply) => {
-                unreported.clear();
-                reported_limits = Some(now_limits);
-                apply(&client, &shared, &mut manifests, reply, now_limits)
-                    .await
-                    .err()
+                self.unreported.clear();
+                self.reported_limits = Some(now_limits);
+                apply(
+                    &self.client,
+                    &shared,
+                    &mut self.manifests,
+                    reply,
+                    now_limits,
+                )
+                .await
+                .err()
             }
-            Err(e) if e.code() == Some(codes::NOT_FOUND) => {
+            Err(e) if e.code() == Some(&ErrorCode::NotFound) => {
                 // The tracker restarted or dropped us: register again under a new id.
-                match reregister(&client, &registration, &server, &shared, now_limits).await {
+                match reregister(
+                    &self.client,
+                    &self.registration,
+                    &self.server,
+                    &shared,
+                    now_limits,
+                )
+                .await
+                {
                     Ok(()) => {
-                        reported_limits = Some(now_limits);
+                        self.reported_limits = Some(now_limits);
                         None
                     }
                     Err(e) => Some(format!("registering again: {e}")),
@@ -351,7 +483,11 @@ async fn run(
             Err(e) => Some(format!("heartbeat: {e}")),
         };
         let problem = problem.or_else(|| lock(&shared.problem).take());
-        status.send_modify(|s| {
+        if let Some(p) = &problem {
+            tracing::debug!(node = %node_id, "cache: {p}");
+        }
+        let (sent_total, distinct) = (self.sent_total, self.server.served().distinct_bytes());
+        self.status.send_modify(|s| {
             s.node_id = lock(&shared.node_id).clone();
             s.holdings = shared.store.holdings();
             s.used_bytes = shared.store.used();
@@ -359,36 +495,44 @@ async fn run(
             s.upload_bps = now_limits.upload_bps;
             s.sent_bytes = sent_total;
             s.fetched_bytes = shared.fetched.load(Ordering::Relaxed);
-            s.distinct_sent_bytes = server.served().distinct_bytes();
+            s.distinct_sent_bytes = distinct;
             s.problem = problem;
         });
     }
-    fetchers.abort_all();
-    let node_id = lock(&shared.node_id).clone();
-    // Report the last bytes sent, then leave.
-    let last: Vec<PeerBytes> = server
-        .served()
-        .take_by_peer()
-        .into_iter()
-        .map(|(peer, video, bytes)| ((peer, video), bytes))
-        .chain(unreported)
-        .fold(HashMap::<(String, String), u64>::new(), |mut m, (k, b)| {
-            *m.entry(k).or_default() += b;
-            m
-        })
-        .into_iter()
-        .map(|((peer, video), bytes)| PeerBytes { peer, video, bytes })
-        .collect();
-    if !last.is_empty() {
-        let hb = Heartbeat {
-            holdings: shared.store.holdings(),
-            sent: last,
-            ..Heartbeat::default()
-        };
-        let _ = client.heartbeat(&node_id, &hb).await;
+
+    /// Reports the last bytes sent, leaves, and stops the FTP server.
+    async fn leave(self) {
+        let shared = &self.shared;
+        let node_id = lock(&shared.node_id).clone();
+        let last: Vec<PeerBytes> = self
+            .server
+            .served()
+            .take_by_peer()
+            .into_iter()
+            .map(|(peer, video, bytes)| ((peer, video), bytes))
+            .chain(self.unreported)
+            .fold(HashMap::<(String, String), u64>::new(), |mut m, (k, b)| {
+                *m.entry(k).or_default() += b;
+                m
+            })
+            .into_iter()
+            .map(|((peer, video), bytes)| PeerBytes { peer, video, bytes })
+            .collect();
+        if !last.is_empty() {
+            let hb = Heartbeat {
+                holdings: shared.store.holdings(),
+                sent: last,
+                ..Heartbeat::default()
+            };
+            if let Err(e) = self.client.heartbeat(&node_id, &hb).await {
+                tracing::debug!(node = %node_id, "last cache heartbeat: {e}");
+            }
+        }
+        if let Err(e) = self.client.leave(&node_id).await {
+            tracing::debug!(node = %node_id, "leaving: {e}");
+        }
+        self.server.shutdown().await;
     }
-    let _ = client.leave(&node_id).await;
-    server.shutdown().await;
 }
 
 async fn reregister(
@@ -501,10 +645,14 @@ const EARLY_BEAT_GAP: Duration = Duration::from_millis(250);
 /// Fetches missing chunks from the origin, a segment's wanted indices of a movie in one
 /// transfer (worker `worker` of [`FETCHERS`] takes every FETCHERS-th such group), verifying
 /// each chunk before it is stored.
-async fn fetch_loop(shared: Arc<Shared>, worker: usize, stop: watch::Receiver<bool>) {
+async fn fetch_loop(
+    shared: Arc<Shared>,
+    worker: usize,
+    stop: CancellationToken,
+) -> Result<(), std::convert::Infallible> {
     let mut sessions: HashMap<String, ChunkSession> = HashMap::new();
     let timeout = Duration::from_secs(10);
-    while !*stop.borrow() {
+    while !stop.is_cancelled() {
         let mut groups: Vec<((String, u32), Vec<u16>)> = Vec::new();
         for (video, segment, index) in shared.store.missing() {
             match groups.last_mut() {
@@ -529,8 +677,8 @@ async fn fetch_loop(shared: Arc<Shared>, worker: usize, stop: watch::Receiver<bo
         let complete_before = complete_indices(&shared.store);
         let (mut failed, mut stored_any) = (false, false);
         for ((video, segment), mut indices) in mine {
-            if *stop.borrow() {
-                return;
+            if stop.is_cancelled() {
+                return Ok(());
             }
             indices.retain(|i| shared.store.wants(&video, segment, *i));
             if indices.is_empty() {
@@ -601,5 +749,28 @@ async fn fetch_loop(shared: Arc<Shared>, worker: usize, stop: watch::Receiver<bo
         if failed {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_start_from_the_report_defaults() {
+        let creds = Credentials {
+            username: "ann".into(),
+            password: "pw".into(),
+        };
+        let o = CacheOptions::new("http://t:1", creds, "/c", "/k/store.key");
+        assert_eq!((o.user.as_str(), o.password.as_str()), ("ann", "pw"));
+        assert_eq!(o.storage_bytes, DEFAULT_STORAGE_BYTES);
+        assert_eq!(o.upload_bps, DEFAULT_UPLOAD_BPS);
+        assert_eq!(o.download_bps, 0);
+        assert!(o.listen.ip().is_loopback() && o.listen.port() == 0);
+        assert_eq!(o.advertise, None);
+        let o = o.storage_bytes(5).upload_bps(6).download_bps(7);
+        assert_eq!((o.storage_bytes, o.upload_bps, o.download_bps), (5, 6, 7));
     }
 }

@@ -3,10 +3,11 @@
 //! access only with a valid ticket for this server and that movie; every byte sent counted
 //! per receiving node and movie, and held under one upload cap shared by all connections.
 //!
-//! One libunftp server runs per connection, with TCP_NODELAY, and passive data ports are
-//! bound to port 0 (see `../shared/recipes/ftp-chunks`: libunftp's own listener costs 44 ms
-//! per file and its random passive ports can collide). What a stranger may hold open
-//! (sessions, log-in time, passive listeners, stalled writes) is bounded by
+//! One libunftp server runs per connection, with TCP_NODELAY (libunftp's own listener costs
+//! 44 ms per file), and passive data ports are taken in turn from the configured range with
+//! SO_REUSEADDR by `PassivePorts` (libunftp's random pick collides, and port 0 makes the
+//! kernel scan every port in TIME_WAIT). What a stranger may hold open (sessions, log-in
+//! time, passive listeners, stalled writes) is bounded by
 //! [`ServerLimits`](crate::peer::limits::ServerLimits).
 
 use std::collections::HashMap;
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use unftp_core::auth::{
     AuthenticationError, Authenticator, Credentials, Principal, UserDetail, UserDetailError,
     UserDetailProvider,
@@ -675,7 +676,7 @@ impl PassivePorts {
 pub struct ChunkServer {
     addr: SocketAddr,
     server_id: Arc<RwLock<String>>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     served: Arc<ServedBytes>,
     cap: Arc<RateCap>,
@@ -684,7 +685,7 @@ pub struct ChunkServer {
 impl Drop for ChunkServer {
     /// A server dropped without [`ChunkServer::shutdown`] (its owner crashed) stops too.
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
     }
 }
 
@@ -736,7 +737,8 @@ impl ChunkServer {
             key,
             server: server_id.clone(),
         });
-        let (stop, mut stopped) = watch::channel(false);
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
         let task = tokio::spawn(async move {
             let mut sessions = JoinSet::new();
             loop {
@@ -790,7 +792,7 @@ impl ChunkServer {
                         }
                     }
                     Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-                    _ = stopped.changed() => break,
+                    () = stopped.cancelled() => break,
                 }
             }
             drop(listener);
@@ -833,7 +835,7 @@ impl ChunkServer {
 
     /// Stops accepting, lets sessions finish briefly, then ends them.
     pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = (&mut self.task).await;
     }
 }

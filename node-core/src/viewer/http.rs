@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::io::ReaderStream;
+use tokio_util::sync::CancellationToken;
 
 use super::stream::{StreamReader, StreamShared};
 
@@ -24,7 +24,7 @@ use super::stream::{StreamReader, StreamShared};
 #[derive(Debug)]
 pub struct StreamServer {
     url: String,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -49,13 +49,12 @@ impl StreamServer {
         let app = Router::new()
             .route("/{token}", get(serve))
             .with_state(served);
-        let (stop, mut stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let task = crate::task::spawn("stream-http", async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped.cancelled_owned())
+                .await
         });
         Ok(StreamServer {
             url: format!("http://{addr}/{token}"),
@@ -69,8 +68,9 @@ impl StreamServer {
         &self.url
     }
 
+    /// Stops serving (a player still reading is cut off) and waits until it has.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         self.task.abort();
         let _ = self.task.await;
     }

@@ -1,7 +1,9 @@
 //! The viewer role: joins the network as a viewer of one movie, rebuilds it from verified
 //! chunks of many sources into a seekable stream, and reports to the tracker what it got
-//! from whom. [`Session`] is the role (the app plays from its stream); [`watch`] consumes the
-//! stream like a player and writes the file out, as `rivulet-node watch` does.
+//! from whom. [`Viewer::join`] is the one way in (log-in, purchase, manifest, registration,
+//! peer set, heartbeats); the app plays from its stream and follows its [`ViewerStatus`];
+//! [`watch`] consumes the stream like a player and writes the file out, as `rivulet-node
+//! watch` does.
 //!
 //! Invariants: a segment lands in the stream only after each of its chunks passed the
 //! manifest's Merkle check and the rebuilt segment matched its hash; nothing is left at the
@@ -17,17 +19,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use rivulet_tracker_client::{Heartbeat, NodeKind, NodeRegistration, PeerBytes, TrackerClient};
+use rivulet_tracker_client::{
+    ClientError, Credentials, Heartbeat, NodeKind, NodeRegistration, PeerBytes, TrackerClient,
+    Video,
+};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
 
 pub use segment::Progress;
 use sources::Sources;
 use stream::{Stream, StreamReader, Window};
 
 use crate::format::{Digest, Manifest};
+use crate::task::Tasks;
 
 /// How to watch.
 #[derive(Clone, Debug)]
@@ -94,21 +101,204 @@ pub enum WatchError {
     Mismatch { got: String, want: String },
 }
 
+/// What a viewer is doing, for the player's live panel: a `tokio::sync::watch` value that
+/// changes when a segment lands, the peer set changes or the playhead moves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ViewerStatus {
+    /// The movie being watched.
+    pub video: String,
+    /// Verified bytes from caches.
+    pub from_caches_bytes: u64,
+    /// Verified bytes from the origin.
+    pub from_origin_bytes: u64,
+    /// Caches in the peer set now.
+    pub peers: usize,
+    /// Rebuilt bytes right after the playhead.
+    pub buffered_ahead_bytes: u64,
+    /// Segments rebuilt.
+    pub complete_segments: u32,
+    /// Segments in the movie.
+    pub segments: u32,
+}
+
+/// How to join a movie with [`Viewer::join`].
+#[derive(Clone, Debug)]
+pub struct JoinOptions {
+    /// Log in with these first; `None` when the client already carries a session token.
+    pub credentials: Option<Credentials>,
+    /// Buy the movie when the account has not (otherwise an unbought movie is refused with
+    /// [`JoinError::NotBought`]).
+    pub buy: bool,
+    /// Where the rebuilt bytes go while the movie plays (a sparse file, created).
+    pub download: PathBuf,
+    /// The player's byte position, for [`ViewerStatus::buffered_ahead_bytes`].
+    pub playhead: Option<watch::Receiver<u64>>,
+    /// How to fetch.
+    pub watch: WatchOptions,
+}
+
+impl JoinOptions {
+    /// Joins with an already logged-in client, refusing an unbought movie, rebuilding into
+    /// `download`, with the default [`WatchOptions`].
+    pub fn new(download: impl Into<PathBuf>) -> JoinOptions {
+        JoinOptions {
+            credentials: None,
+            buy: false,
+            download: download.into(),
+            playhead: None,
+            watch: WatchOptions::default(),
+        }
+    }
+
+    /// Logs in with `credentials` first.
+    pub fn credentials(mut self, credentials: Credentials) -> JoinOptions {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Buys the movie first when it is not bought.
+    pub fn buy(mut self, buy: bool) -> JoinOptions {
+        self.buy = buy;
+        self
+    }
+
+    /// Follows the player's byte position.
+    pub fn playhead(mut self, playhead: watch::Receiver<u64>) -> JoinOptions {
+        self.playhead = Some(playhead);
+        self
+    }
+
+    /// Fetches this way.
+    pub fn watch(mut self, watch: WatchOptions) -> JoinOptions {
+        self.watch = watch;
+        self
+    }
+}
+
+/// Why a viewer could not join a movie, in words for the person who asked.
+#[derive(Debug, Error)]
+pub enum JoinError {
+    /// The tracker refused the log-in or could not be reached.
+    #[error("logging in: {0}")]
+    LogIn(#[source] ClientError),
+    /// The movie could not be looked up (unknown id, tracker unreachable…).
+    #[error("looking up the movie: {0}")]
+    Lookup(#[source] ClientError),
+    /// The account does not own the movie and buying was not asked for.
+    #[error("the account has not bought \"{title}\" ({price} points)")]
+    NotBought {
+        /// The movie's title.
+        title: String,
+        /// Its price in points.
+        price: u64,
+    },
+    /// The purchase was refused (not enough points…).
+    #[error("buying the movie: {0}")]
+    Buy(#[source] ClientError),
+    /// The manifest could not be fetched.
+    #[error("fetching the manifest: {0}")]
+    Manifest(#[source] ClientError),
+    /// The tracker's manifest does not parse.
+    #[error("the tracker sent a broken manifest: {0}")]
+    BadManifest(#[source] crate::format::FormatError),
+    /// The folder for the rebuilt bytes could not be made.
+    #[error("cannot create the download folder {path}: {source}")]
+    Download {
+        /// The folder.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Registering, the peer set or the download file failed.
+    #[error("joining the network: {0}")]
+    Network(#[source] WatchError),
+}
+
+impl JoinError {
+    /// The tracker's error behind this one, if any (for a front-end's own wording).
+    pub fn client_error(&self) -> Option<&ClientError> {
+        match self {
+            JoinError::LogIn(e) | JoinError::Lookup(e) | JoinError::Buy(e) => Some(e),
+            JoinError::Manifest(e) => Some(e),
+            JoinError::Network(WatchError::Tracker(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// A viewer in the network, watching one movie.
 #[derive(Debug)]
-pub struct Session {
+pub struct Viewer {
     client: TrackerClient,
     node_id: String,
     video: String,
+    info: Video,
+    manifest: Arc<Manifest>,
     stream: Stream,
     sources: Arc<Sources>,
     progress: Arc<Progress>,
-    beats: tokio::task::JoinHandle<()>,
+    status: watch::Receiver<ViewerStatus>,
+    tasks: Tasks,
 }
 
-impl Session {
-    /// Registers a viewer of `video` (which the account must own), gets its peer set and
-    /// starts rebuilding into `download` (a sparse file, created).
+impl Viewer {
+    /// The one way to join a movie: logs in (if [`JoinOptions::credentials`] says so), buys
+    /// the movie if asked (an unbought one is refused otherwise), fetches its manifest,
+    /// registers a viewer node, takes its peer set and origin ticket, and starts rebuilding
+    /// into [`JoinOptions::download`] while heartbeats report what came from whom.
+    pub async fn join(
+        client: &TrackerClient,
+        video: &str,
+        options: &JoinOptions,
+    ) -> Result<Viewer, JoinError> {
+        let client = match &options.credentials {
+            Some(creds) => {
+                let session = client.login(creds).await.map_err(JoinError::LogIn)?;
+                client.clone().with_token(session.token)
+            }
+            None => client.clone(),
+        };
+        let info = client.video(video).await.map_err(JoinError::Lookup)?;
+        if !info.bought {
+            if !options.buy {
+                return Err(JoinError::NotBought {
+                    title: info.title,
+                    price: info.price,
+                });
+            }
+            client.buy(video).await.map_err(JoinError::Buy)?;
+        }
+        let bytes = client.manifest(video).await.map_err(JoinError::Manifest)?;
+        let manifest = Arc::new(Manifest::from_json(&bytes).map_err(JoinError::BadManifest)?);
+        if let Some(dir) = options
+            .download
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|source| JoinError::Download {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let mut viewer = Viewer::start(
+            &client,
+            video,
+            manifest,
+            info.duration_ms,
+            &options.download,
+            &options.watch,
+            options.playhead.clone(),
+        )
+        .await
+        .map_err(JoinError::Network)?;
+        viewer.info = info;
+        Ok(viewer)
+    }
+
+    /// Registers a viewer of `video` (which the account must own) with a client already
+    /// logged in and a manifest in hand, gets its peer set and starts rebuilding into
+    /// `download` (a sparse file, created). [`Viewer::join`] is the whole path.
     pub async fn open(
         client: &TrackerClient,
         video: &str,
@@ -116,7 +306,28 @@ impl Session {
         duration_ms: u64,
         download: &Path,
         options: &WatchOptions,
-    ) -> Result<Session, WatchError> {
+    ) -> Result<Viewer, WatchError> {
+        Viewer::start(
+            client,
+            video,
+            manifest,
+            duration_ms,
+            download,
+            options,
+            None,
+        )
+        .await
+    }
+
+    async fn start(
+        client: &TrackerClient,
+        video: &str,
+        manifest: Arc<Manifest>,
+        duration_ms: u64,
+        download: &Path,
+        options: &WatchOptions,
+        playhead: Option<watch::Receiver<u64>>,
+    ) -> Result<Viewer, WatchError> {
         let node = client
             .register_node(&NodeRegistration {
                 kind: NodeKind::Viewer,
@@ -149,7 +360,7 @@ impl Session {
                 .then(|| Duration::from_millis(duration_ms / u64::from(count))),
         };
         let stream = Stream::start(
-            manifest,
+            manifest.clone(),
             download,
             sources.clone(),
             window,
@@ -159,26 +370,54 @@ impl Session {
             path: download.to_owned(),
             source,
         })?;
-        let every = Duration::from_secs(node.heartbeat_secs.max(1));
-        let beats = tokio::spawn(heartbeats(
-            client.clone(),
-            node.node_id.clone(),
-            video.to_owned(),
-            sources.clone(),
-            progress.clone(),
-            every,
-        ));
-        Ok(Session {
+        let tasks = Tasks::new();
+        let (status_tx, status) = watch::channel(ViewerStatus {
+            video: video.to_owned(),
+            segments: manifest.segment_count(),
+            peers: sources.peer_count(),
+            ..ViewerStatus::default()
+        });
+        let beat = Beat {
+            client: client.clone(),
+            node_id: node.node_id.clone(),
+            video: video.to_owned(),
+            sources: sources.clone(),
+            progress: progress.clone(),
+            every: Duration::from_secs(node.heartbeat_secs.max(1)),
+        };
+        tasks.spawn_until_cancelled("viewer-heartbeats", beat.run());
+        let report = StatusReport {
+            status: status_tx,
+            shared: stream.shared().clone(),
+            sources: sources.clone(),
+            progress: progress.clone(),
+        };
+        tasks.spawn("viewer-status", report.run(playhead, tasks.token()));
+        Ok(Viewer {
             client: client.clone(),
             node_id: node.node_id,
             video: video.to_owned(),
+            info: Video {
+                id: video.to_owned(),
+                title: video.to_owned(),
+                duration_ms,
+                bytes: manifest.file_size,
+                segments: manifest.segment_count(),
+                k: manifest.k,
+                n: manifest.n,
+                price: 0,
+                bought: true,
+            },
+            manifest,
             stream,
             sources,
             progress,
-            beats,
+            status,
+            tasks,
         })
     }
 
+    /// The stream being rebuilt.
     pub fn stream(&self) -> &Stream {
         &self.stream
     }
@@ -188,8 +427,30 @@ impl Session {
         &self.node_id
     }
 
+    /// The movie's id.
+    pub fn video(&self) -> &str {
+        &self.video
+    }
+
+    /// The movie as the tracker describes it (title, length, price); after [`Viewer::open`],
+    /// which does not ask, the title is the id and the price 0.
+    pub fn info(&self) -> &Video {
+        &self.info
+    }
+
+    /// The movie's manifest.
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// Verified bytes received so far.
     pub fn progress(&self) -> &Arc<Progress> {
         &self.progress
+    }
+
+    /// Follows the viewer's status (see [`ViewerStatus`]).
+    pub fn status(&self) -> watch::Receiver<ViewerStatus> {
+        self.status.clone()
     }
 
     /// Caches in the peer set now.
@@ -197,22 +458,28 @@ impl Session {
         self.sources.peer_count()
     }
 
+    /// Caches that sent a chunk that failed verification.
     pub fn blamed(&self) -> Vec<String> {
         self.sources.blamed()
     }
 
-    /// Reports the last verified bytes and leaves the network.
+    /// Stops its tasks (waiting for each), reports the last verified bytes and leaves the
+    /// network.
     pub async fn close(self) {
-        self.beats.abort();
+        self.tasks.shutdown().await;
         let received = received(&self.video, self.progress.take_unreported());
         if !received.is_empty() {
             let hb = Heartbeat {
                 received,
                 ..Heartbeat::default()
             };
-            let _ = self.client.heartbeat(&self.node_id, &hb).await;
+            if let Err(e) = self.client.heartbeat(&self.node_id, &hb).await {
+                tracing::debug!(node = %self.node_id, "last viewer heartbeat: {e}");
+            }
         }
-        let _ = self.client.leave(&self.node_id).await;
+        if let Err(e) = self.client.leave(&self.node_id).await {
+            tracing::debug!(node = %self.node_id, "leaving: {e}");
+        }
     }
 }
 
@@ -228,26 +495,94 @@ fn received(video: &str, bytes: std::collections::HashMap<String, u64>) -> Vec<P
         .collect()
 }
 
-/// Reports verified bytes per peer and takes in the fresh peer set, every `every`.
-async fn heartbeats(
+/// The viewer's heartbeat loop: every `every` it reports verified bytes per peer and takes
+/// in the fresh peer set and origin ticket; bytes a failed heartbeat could not report are
+/// kept for the next.
+struct Beat {
     client: TrackerClient,
     node_id: String,
     video: String,
     sources: Arc<Sources>,
     progress: Arc<Progress>,
     every: Duration,
-) {
-    loop {
-        tokio::time::sleep(every).await;
-        let bytes = progress.take_unreported();
-        let hb = Heartbeat {
-            watching: Some(video.clone()),
-            received: received(&video, bytes.clone()),
-            ..Heartbeat::default()
-        };
-        match client.heartbeat(&node_id, &hb).await {
-            Ok(reply) => sources.update(&reply),
-            Err(_) => progress.restore(bytes),
+}
+
+impl Beat {
+    async fn run(self) -> Result<(), std::convert::Infallible> {
+        loop {
+            tokio::time::sleep(self.every).await;
+            let bytes = self.progress.take_unreported();
+            let hb = Heartbeat {
+                watching: Some(self.video.clone()),
+                received: received(&self.video, bytes.clone()),
+                ..Heartbeat::default()
+            };
+            match self.client.heartbeat(&self.node_id, &hb).await {
+                Ok(reply) => self.sources.update(&reply),
+                Err(e) => {
+                    tracing::debug!(node = %self.node_id, "viewer heartbeat: {e}");
+                    self.progress.restore(bytes);
+                }
+            }
+        }
+    }
+}
+
+/// Least time between two status updates (the playhead moves every frame).
+const STATUS_GAP: Duration = Duration::from_millis(100);
+/// Longest time without a status update (bytes arrive between segments; peers change).
+const STATUS_MAX_GAP: Duration = Duration::from_secs(1);
+
+/// Keeps a [`ViewerStatus`] up to date: woken when a segment lands or the playhead moves,
+/// at most every [`STATUS_GAP`], at least every [`STATUS_MAX_GAP`].
+struct StatusReport {
+    status: watch::Sender<ViewerStatus>,
+    shared: Arc<stream::StreamShared>,
+    sources: Arc<Sources>,
+    progress: Arc<Progress>,
+}
+
+impl StatusReport {
+    async fn run(
+        self,
+        playhead: Option<watch::Receiver<u64>>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<(), std::convert::Infallible> {
+        let mut landed = self.shared.changes();
+        // Stands in for a player that gave none or has gone, keeping its last position.
+        let mut idle = watch::Sender::new(0u64);
+        let mut playhead = playhead.unwrap_or_else(|| idle.subscribe());
+        loop {
+            let at = *playhead.borrow_and_update();
+            self.status.send_if_modified(|s| {
+                let now = ViewerStatus {
+                    video: std::mem::take(&mut s.video),
+                    from_caches_bytes: self.progress.from_caches_bytes.load(Ordering::Relaxed),
+                    from_origin_bytes: self.progress.from_origin_bytes.load(Ordering::Relaxed),
+                    peers: self.sources.peer_count(),
+                    buffered_ahead_bytes: self.shared.buffered_after(at),
+                    complete_segments: self.shared.complete_segments(),
+                    segments: s.segments,
+                };
+                let changed = now != *s;
+                *s = now;
+                changed
+            });
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep(STATUS_GAP) => {}
+            }
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                _ = landed.changed() => {}
+                changed = playhead.changed() => {
+                    if changed.is_err() {
+                        idle = watch::Sender::new(*playhead.borrow());
+                        playhead = idle.subscribe();
+                    }
+                }
+                () = tokio::time::sleep(STATUS_MAX_GAP) => {}
+            }
         }
     }
 }
@@ -273,7 +608,7 @@ pub fn partial_path(out: &Path) -> PathBuf {
 /// Plays the session's stream from the start like a player (paced in real time if asked,
 /// counting stalls), checks the whole file and moves it to `out`.
 pub async fn watch(
-    session: &Session,
+    session: &Viewer,
     manifest: &Manifest,
     duration_ms: u64,
     out: &Path,

@@ -113,6 +113,11 @@ impl StreamShared {
         }
     }
 
+    /// A receiver that changes whenever a segment lands or the stream fails.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
     /// Tells the scheduler the player is at `segment`.
     pub fn set_playhead(&self, segment: u32) {
         self.want.send_if_modified(|w| {

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use rivulet_e2e::swarm::{self, Phase, Popularity, Rng, SwarmConfig, percentile};
 use rivulet_e2e::{MovieSpec, Network, eventually};
 use rivulet_node_core::format::Manifest;
-use rivulet_node_core::viewer::{Session, WatchOptions};
+use rivulet_node_core::viewer::{Viewer, WatchOptions};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -184,7 +184,7 @@ async fn measure(
             ..WatchOptions::default()
         };
         let download = net.path(&format!(".{name}.part"));
-        let session = Session::open(
+        let session = Viewer::open(
             &client,
             "film",
             manifest.clone(),

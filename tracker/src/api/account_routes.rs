@@ -5,11 +5,10 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
-use rivulet_tracker_client::{Account, Credentials, Earnings, ErrorBody, Session, codes};
+use rivulet_tracker_client::{Account, Credentials, Earnings, ErrorBody, Session};
 use serde::Deserialize;
 
 use super::{ApiError, ApiJson, AppState, Authed, client_ip};
-use crate::{accounts, earnings};
 
 /// `POST /accounts`: creates an account with the configured starting balance.
 #[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = Credentials,
@@ -20,31 +19,8 @@ pub async fn register(
     info: ConnectInfo<SocketAddr>,
     ApiJson(creds): ApiJson<Credentials>,
 ) -> Result<(StatusCode, Json<Account>), ApiError> {
-    accounts::check_username(&creds.username)?;
-    accounts::check_password(&creds.username, &creds.password)?;
-    if let Err(wait) = state.signup_limiter.attempt("", client_ip(&info)) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            codes::LOCKED_OUT,
-            format!(
-                "too many new accounts from this address; try again in {} s",
-                wait.as_secs().max(1)
-            ),
-        ));
-    }
-    let hash = accounts::hash_password_async(creds.password.clone()).await?;
-    let id = accounts::create(
-        &state.db.write,
-        &creds.username,
-        &hash,
-        false,
-        state.initial_points,
-    )
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(accounts::account(&state.db.read, id).await?),
-    ))
+    let account = state.tracker().register(&creds, client_ip(&info)).await?;
+    Ok((StatusCode::CREATED, Json(account)))
 }
 
 /// `POST /sessions`: logs in, within the per-account and per-address failure limits.
@@ -55,35 +31,14 @@ pub async fn login(
     info: ConnectInfo<SocketAddr>,
     ApiJson(creds): ApiJson<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
-    let ip = client_ip(&info);
-    if accounts::check_username(&creds.username).is_err() {
-        return Err(accounts::AccountError::BadCredentials.into());
-    }
-    if let Err(wait) = state.login_limiter.attempt(&creds.username, ip) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            codes::LOCKED_OUT,
-            format!(
-                "too many failed log-ins; try again in {} s",
-                wait.as_secs().max(1)
-            ),
-        ));
-    }
-    let id = accounts::verify_login(&state.db.read, &creds.username, &creds.password).await?;
-    state.login_limiter.succeeded(&creds.username, ip);
-    let (token, expires_at) = accounts::start_session(&state.db.write, id).await?;
-    Ok(Json(Session {
-        token,
-        expires_at: u64::try_from(expires_at).unwrap_or(0),
-        account: accounts::account(&state.db.read, id).await?,
-    }))
+    Ok(Json(state.tracker().login(&creds, client_ip(&info)).await?))
 }
 
 /// `DELETE /sessions/current`: ends the caller's session.
 #[utoipa::path(delete, path = "/sessions/current", tag = "accounts",
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(State(state): State<AppState>, authed: Authed) -> Result<StatusCode, ApiError> {
-    accounts::end_session(&state.db.write, &authed.token).await?;
+    state.tracker().logout(&authed.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -91,9 +46,7 @@ pub async fn logout(State(state): State<AppState>, authed: Authed) -> Result<Sta
 #[utoipa::path(get, path = "/me", tag = "accounts",
     responses((status = 200, body = Account), (status = 401, body = ErrorBody)))]
 pub async fn me(State(state): State<AppState>, authed: Authed) -> Result<Json<Account>, ApiError> {
-    Ok(Json(
-        accounts::account(&state.db.read, authed.caller.account_id).await?,
-    ))
+    Ok(Json(state.tracker().me(&authed.caller).await?))
 }
 
 /// Which earnings to return.
@@ -116,29 +69,10 @@ pub async fn my_earnings(
     query: Result<Query<EarningsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Earnings>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let minutes = query.minutes.unwrap_or(60);
-    if !(1..=earnings::MAX_MINUTES).contains(&minutes) {
-        return Err(ApiError::bad_request(format!(
-            "minutes must be from 1 to {}",
-            earnings::MAX_MINUTES
-        )));
-    }
-    let buckets = query.buckets.unwrap_or(60);
-    let most = earnings::MAX_BUCKETS.min(minutes);
-    if !(1..=most).contains(&buckets) {
-        return Err(ApiError::bad_request(format!(
-            "buckets must be from 1 to {most} (a bucket is at least a minute)"
-        )));
-    }
+    let tracker = state.tracker();
     Ok(Json(
-        earnings::history(
-            &state.db.read,
-            authed.caller.account_id,
-            crate::nodes::now_ms(),
-            minutes,
-            buckets,
-        )
-        .await
-        .map_err(ApiError::internal)?,
+        tracker
+            .earnings(&authed.caller, query.minutes, query.buckets)
+            .await?,
     ))
 }

@@ -3,20 +3,19 @@
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use rivulet_tracker_client::{
-    AccountSummary, ErrorBody, LoadPoint, NodeFlows, NodeInfo, NodeKind, VideoStats, codes,
+    AccountSummary, ErrorBody, LoadPoint, NodeFlows, NodeId, NodeInfo, VideoStats,
 };
 use serde::Deserialize;
 
-use super::video_routes::to_video;
 use super::{ApiError, AppState, Authed};
-use crate::{admin, nodes};
+use crate::accounts::Caller;
+use crate::service::TrackerError;
 
-/// A request from an administrator.
+/// A request from an administrator: the caller, checked to be one.
 #[derive(Debug)]
-pub struct Admin;
+pub struct Admin(pub Caller);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -27,18 +26,10 @@ impl FromRequestParts<AppState> for Admin {
     ) -> Result<Self, Self::Rejection> {
         let authed = Authed::from_request_parts(parts, state).await?;
         if !authed.caller.admin {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                codes::FORBIDDEN,
-                "administrators only",
-            ));
+            return Err(TrackerError::AdminOnly.into());
         }
-        Ok(Admin)
+        Ok(Admin(authed.caller))
     }
-}
-
-fn db_error(e: sqlx::Error) -> ApiError {
-    ApiError::internal(e)
 }
 
 /// `GET /admin/accounts`.
@@ -46,11 +37,9 @@ fn db_error(e: sqlx::Error) -> ApiError {
     responses((status = 200, body = Vec<AccountSummary>), (status = 403, body = ErrorBody)))]
 pub async fn accounts(
     State(state): State<AppState>,
-    _: Admin,
+    Admin(caller): Admin,
 ) -> Result<Json<Vec<AccountSummary>>, ApiError> {
-    Ok(Json(
-        admin::accounts(&state.db.read).await.map_err(db_error)?,
-    ))
+    Ok(Json(state.tracker().admin_accounts(&caller).await?))
 }
 
 /// `GET /admin/nodes`.
@@ -58,9 +47,9 @@ pub async fn accounts(
     responses((status = 200, body = Vec<NodeInfo>), (status = 403, body = ErrorBody)))]
 pub async fn all_nodes(
     State(state): State<AppState>,
-    _: Admin,
+    Admin(caller): Admin,
 ) -> Result<Json<Vec<NodeInfo>>, ApiError> {
-    Ok(Json(nodes::list(&state.db.read, None).await?))
+    Ok(Json(state.tracker().admin_nodes(&caller).await?))
 }
 
 /// `GET /admin/videos`.
@@ -68,38 +57,9 @@ pub async fn all_nodes(
     responses((status = 200, body = Vec<VideoStats>), (status = 403, body = ErrorBody)))]
 pub async fn videos(
     State(state): State<AppState>,
-    _: Admin,
+    Admin(caller): Admin,
 ) -> Result<Json<Vec<VideoStats>>, ApiError> {
-    let live = nodes::list(&state.db.read, None).await?;
-    let purchases = admin::purchases_by_video(&state.db.read)
-        .await
-        .map_err(db_error)?;
-    let videos = state.catalogue.all().await;
-    Ok(Json(
-        videos
-            .iter()
-            .map(|v| {
-                let id = &v.record.id;
-                VideoStats {
-                    video: to_video(v, false),
-                    viewers_now: live
-                        .iter()
-                        .filter(|n| n.kind == NodeKind::Viewer && n.watching.as_ref() == Some(id))
-                        .count() as u64,
-                    caches_holding: live
-                        .iter()
-                        .filter(|n| {
-                            n.kind == NodeKind::Cache
-                                && n.holdings
-                                    .iter()
-                                    .any(|h| &h.video == id && !h.indices.is_empty())
-                        })
-                        .count() as u64,
-                    purchases: purchases.get(id).copied().unwrap_or(0),
-                }
-            })
-            .collect(),
-    ))
+    Ok(Json(state.tracker().admin_videos(&caller).await?))
 }
 
 /// How far back the load timeline reaches.
@@ -115,18 +75,12 @@ pub struct LoadQuery {
     responses((status = 200, body = Vec<LoadPoint>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn load(
     State(state): State<AppState>,
-    _: Admin,
+    Admin(caller): Admin,
     query: Result<Query<LoadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<LoadPoint>>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let minutes = query.minutes.unwrap_or(60);
-    if !(1..=1440).contains(&minutes) {
-        return Err(ApiError::bad_request("minutes must be from 1 to 1440"));
-    }
     Ok(Json(
-        admin::load(&state.db.read, i64::from(minutes) * 60)
-            .await
-            .map_err(db_error)?,
+        state.tracker().admin_load(&caller, query.minutes).await?,
     ))
 }
 
@@ -135,15 +89,8 @@ pub async fn load(
     responses((status = 200, body = NodeFlows), (status = 403, body = ErrorBody)))]
 pub async fn flows(
     State(state): State<AppState>,
-    _: Admin,
-    Path(node): Path<String>,
+    Admin(caller): Admin,
+    Path(node): Path<NodeId>,
 ) -> Result<Json<NodeFlows>, ApiError> {
-    if node.is_empty() || node.len() > 64 {
-        return Err(ApiError::bad_request("node id is malformed"));
-    }
-    Ok(Json(
-        admin::flows(&state.db.read, &node)
-            .await
-            .map_err(db_error)?,
-    ))
+    Ok(Json(state.tracker().admin_flows(&caller, &node).await?))
 }

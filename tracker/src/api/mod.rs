@@ -4,13 +4,13 @@
 
 mod account_routes;
 mod admin_routes;
+mod error;
 mod node_routes;
 mod video_routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -18,12 +18,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rivulet_tracker_client::{API_PREFIX, ErrorBody, ErrorDetail, codes};
+use rivulet_tracker_client::{API_PREFIX, ErrorCode};
+
+pub use error::ApiError;
+use error::json_rejection;
 use serde::de::DeserializeOwned;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accounts::{self, AccountError, Caller};
+use crate::accounts::{self, Caller};
 use crate::catalogue_cache::CatalogueCache;
 use crate::login_limit::LoginLimiter;
 
@@ -56,80 +59,6 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::RequestMetrics>,
 }
 
-/// An API failure: an HTTP status and the error body.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, codes::BAD_REQUEST, message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
-    }
-
-    pub fn unauthorized() -> ApiError {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            codes::UNAUTHORIZED,
-            "log in first: no valid session token was given, or it expired",
-        )
-    }
-
-    pub fn internal(message: impl std::fmt::Display) -> ApiError {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            codes::INTERNAL,
-            format!("the tracker failed: {message}"),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl From<AccountError> for ApiError {
-    fn from(e: AccountError) -> ApiError {
-        let message = e.to_string();
-        match e {
-            AccountError::BadUsername => ApiError::bad_request(message),
-            AccountError::WeakPassword | AccountError::PasswordHasUsername => {
-                ApiError::new(StatusCode::BAD_REQUEST, codes::WEAK_PASSWORD, message)
-            }
-            AccountError::UsernameTaken(_) => {
-                ApiError::new(StatusCode::CONFLICT, codes::USERNAME_TAKEN, message)
-            }
-            AccountError::BadCredentials => {
-                ApiError::new(StatusCode::UNAUTHORIZED, codes::BAD_CREDENTIALS, message)
-            }
-            AccountError::NoSuchAccount(_) => ApiError::not_found(message),
-            AccountError::Hash(_) | AccountError::Db(_) => ApiError::internal(message),
-        }
-    }
-}
-
 /// A JSON body whose every rejection (syntax, types, missing fields, size, content type)
 /// becomes the API's error body.
 #[derive(Debug)]
@@ -144,19 +73,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
-}
-
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let status = rejection.status();
-    let text = rejection.body_text();
-    if status == StatusCode::PAYLOAD_TOO_LARGE || text.contains("length limit exceeded") {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            codes::TOO_LARGE,
-            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-        );
-    }
-    ApiError::bad_request(text)
 }
 
 /// The bearer token of a request, if any.
@@ -231,18 +147,18 @@ async fn error_bodies(req: Request, next: Next) -> Response {
         return response;
     }
     let (code, message) = match status {
-        StatusCode::NOT_FOUND => (codes::NOT_FOUND, "no such endpoint".to_owned()),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such endpoint".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => (
-            codes::BAD_REQUEST,
+            ErrorCode::BadRequest,
             "method not allowed on this endpoint".to_owned(),
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            codes::TOO_LARGE,
+            ErrorCode::TooLarge,
             format!("request body is larger than {MAX_BODY_BYTES} bytes"),
         ),
-        s if s.is_server_error() => (codes::INTERNAL, "the tracker failed".to_owned()),
+        s if s.is_server_error() => (ErrorCode::Internal, "the tracker failed".to_owned()),
         s => (
-            codes::BAD_REQUEST,
+            ErrorCode::BadRequest,
             s.canonical_reason().unwrap_or("bad request").to_owned(),
         ),
     };

@@ -4,27 +4,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use rivulet_tracker_client::{
-    ErrorBody, Heartbeat, HeartbeatReply, NodeInfo, NodeRegistered, NodeRegistration, OriginInfo,
-    Peer, Ticket, TicketRequest, VideoTicket, codes,
+    ErrorBody, Heartbeat, HeartbeatReply, NodeId, NodeInfo, NodeRegistered, NodeRegistration,
+    OriginInfo, Ticket, TicketRequest,
 };
 
 use super::{ApiError, ApiJson, AppState, Authed};
-use crate::accounts;
-use crate::nodes::{self, NodeError};
-use crate::tickets::{self, TicketRefusal};
-
-impl From<NodeError> for ApiError {
-    fn from(e: NodeError) -> ApiError {
-        let message = e.to_string();
-        match e {
-            NodeError::Invalid(_) => ApiError::bad_request(message),
-            NodeError::Unknown(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
-            }
-            NodeError::Db(_) => ApiError::internal(message),
-        }
-    }
-}
 
 /// `POST /nodes`.
 #[utoipa::path(post, path = "/nodes", tag = "nodes", request_body = NodeRegistration,
@@ -34,16 +18,8 @@ pub async fn register(
     authed: Authed,
     ApiJson(reg): ApiJson<NodeRegistration>,
 ) -> Result<(StatusCode, Json<NodeRegistered>), ApiError> {
-    let node_id = nodes::register(&state.db.write, authed.caller.account_id, &reg).await?;
-    let timeout_secs = state.node_timeout.as_secs().max(1);
-    Ok((
-        StatusCode::CREATED,
-        Json(NodeRegistered {
-            node_id,
-            heartbeat_secs: (timeout_secs / 3).max(1),
-            timeout_secs,
-        }),
-    ))
+    let registered = state.tracker().register_node(&authed.caller, &reg).await?;
+    Ok((StatusCode::CREATED, Json(registered)))
 }
 
 /// `PUT /nodes/{id}/heartbeat`: records the report; answers a cache with what to hold and
@@ -54,58 +30,12 @@ pub async fn register(
 pub async fn heartbeat(
     State(state): State<AppState>,
     authed: Authed,
-    Path(id): Path<String>,
+    Path(id): Path<NodeId>,
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> Result<Json<HeartbeatReply>, ApiError> {
-    let watching = hb.watching.clone();
-    state
-        .heartbeats
-        .record(&state.catalogue, authed.caller.account_id, &id, hb)
-        .await?;
-    let now = crate::db::now().max(0) as u64;
-    let sign = |server: &str, video: &str| {
-        let claims = tickets::claims(&id, server, video, now);
-        (state.signer.issue(&claims), claims.expires_at)
-    };
-    let origin_ticket = |video: &str| {
-        let (ticket, expires_at) = sign(nodes::ORIGIN, video);
-        VideoTicket {
-            video: video.to_owned(),
-            ticket,
-            expires_at,
-        }
-    };
-    let mut reply = HeartbeatReply::default();
-    // Node ids carry their kind, and `record` checked that this one is the caller's.
-    if id.starts_with("cache-") {
-        if let Some(hold) = state.network.hold(&id) {
-            reply.hold = hold;
-            reply.placed = true;
-        }
-        reply.origin = reply.hold.iter().map(|h| origin_ticket(&h.video)).collect();
-    } else if let Some(video) = watching
-        && accounts::owns(&state.db.read, authed.caller.account_id, &video).await?
-    {
-        reply.peers = state
-            .network
-            .peers(&id, &video)
-            .into_iter()
-            .map(|(cache, indices, rate)| {
-                let (ticket, expires_at) = sign(&cache.node_id, &video);
-                Peer {
-                    node_id: cache.node_id,
-                    addr: cache.advertise,
-                    video: video.clone(),
-                    indices,
-                    rate: rate as u64,
-                    ticket,
-                    expires_at,
-                }
-            })
-            .collect();
-        reply.origin = vec![origin_ticket(&video)];
-    }
-    Ok(Json(reply))
+    Ok(Json(
+        state.tracker().heartbeat(&authed.caller, &id, hb).await?,
+    ))
 }
 
 /// `DELETE /nodes/{id}`.
@@ -114,9 +44,9 @@ pub async fn heartbeat(
 pub async fn leave(
     State(state): State<AppState>,
     authed: Authed,
-    Path(id): Path<String>,
+    Path(id): Path<NodeId>,
 ) -> Result<StatusCode, ApiError> {
-    nodes::leave(&state.db.write, authed.caller.account_id, &id).await?;
+    state.tracker().leave(&authed.caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -127,18 +57,13 @@ pub async fn mine(
     State(state): State<AppState>,
     authed: Authed,
 ) -> Result<Json<Vec<NodeInfo>>, ApiError> {
-    Ok(Json(
-        nodes::list(&state.db.read, Some(authed.caller.account_id)).await?,
-    ))
+    Ok(Json(state.tracker().my_nodes(&authed.caller).await?))
 }
 
 /// `GET /origin`: the origin's FTP address and the ticket key.
 #[utoipa::path(get, path = "/origin", tag = "nodes", responses((status = 200, body = OriginInfo)))]
 pub async fn origin(State(state): State<AppState>) -> Json<OriginInfo> {
-    Json(OriginInfo {
-        ftp: state.origin_ftp.clone(),
-        ticket_key: state.signer.public_key().to_hex(),
-    })
+    Json(state.tracker().origin())
 }
 
 /// `POST /tickets`: a signed, short-lived FTP ticket for one of the caller's nodes.
@@ -149,38 +74,5 @@ pub async fn ticket(
     authed: Authed,
     ApiJson(req): ApiJson<TicketRequest>,
 ) -> Result<Json<Ticket>, ApiError> {
-    if state.catalogue.get(&req.video).await.is_none() {
-        return Err(ApiError::not_found(format!(
-            "no video with id {:?}",
-            req.video
-        )));
-    }
-    let now = crate::db::now().max(0) as u64;
-    let claims = tickets::claims_for(
-        &state.db.read,
-        &state.network,
-        authed.caller.account_id,
-        &req.holder,
-        &req.server,
-        &req.video,
-        now,
-    )
-    .await
-    .map_err(|e| {
-        let message = e.to_string();
-        match e {
-            TicketRefusal::NotYourNode(_) | TicketRefusal::NoSuchServer(_) => {
-                ApiError::not_found(message)
-            }
-            TicketRefusal::NotBought(_) => {
-                ApiError::new(StatusCode::FORBIDDEN, codes::NOT_BOUGHT, message)
-            }
-            TicketRefusal::Account(e) => e.into(),
-            TicketRefusal::Db(e) => ApiError::internal(e),
-        }
-    })?;
-    Ok(Json(Ticket {
-        ticket: state.signer.issue(&claims),
-        expires_at: claims.expires_at,
-    }))
+    Ok(Json(state.tracker().ticket(&authed.caller, &req).await?))
 }

@@ -2,52 +2,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use rivulet_tracker_client::{ErrorBody, Purchase, Video, codes};
+use rivulet_tracker_client::{ErrorBody, Purchase, Video};
 
 use super::{ApiError, AppState, Authed, MaybeAuthed};
-use crate::accounts::{self, BuyOutcome};
-use std::sync::Arc;
-
-use crate::catalogue::{self, StoredVideo};
-
-pub(super) fn to_video(v: &StoredVideo, bought: bool) -> Video {
-    let e = v.entry();
-    Video {
-        id: e.id,
-        title: e.title,
-        duration_ms: e.duration_ms,
-        bytes: e.bytes,
-        segments: e.segments,
-        k: e.k,
-        n: e.n,
-        price: e.price,
-        bought,
-    }
-}
-
-async fn find(state: &AppState, id: &str) -> Result<Arc<StoredVideo>, ApiError> {
-    if catalogue::check_id(id).is_err() {
-        return Err(ApiError::not_found(format!("no video with id {id:?}")));
-    }
-    state
-        .catalogue
-        .get(id)
-        .await
-        .ok_or_else(|| ApiError::not_found(format!("no video with id {id:?}")))
-}
-
-async fn owned(
-    state: &AppState,
-    caller: Option<accounts::Caller>,
-    id: &str,
-) -> Result<bool, ApiError> {
-    match caller {
-        Some(c) => Ok(accounts::owns(&state.db.read, c.account_id, id).await?),
-        None => Ok(false),
-    }
-}
 
 /// `GET /videos`: every movie, with `bought` for the caller.
 #[utoipa::path(get, path = "/videos", tag = "catalogue", responses((status = 200, body = Vec<Video>)))]
@@ -55,21 +14,7 @@ pub async fn list(
     State(state): State<AppState>,
     MaybeAuthed(caller): MaybeAuthed,
 ) -> Result<Json<Vec<Video>>, ApiError> {
-    let bought = match caller {
-        Some(c) => {
-            accounts::account(&state.db.read, c.account_id)
-                .await?
-                .bought
-        }
-        None => Vec::new(),
-    };
-    let videos = state.catalogue.all().await;
-    Ok(Json(
-        videos
-            .iter()
-            .map(|v| to_video(v, bought.contains(&v.record.id)))
-            .collect(),
-    ))
+    Ok(Json(state.tracker().videos(caller.as_ref()).await?))
 }
 
 /// `GET /videos/{id}`.
@@ -80,9 +25,7 @@ pub async fn one(
     MaybeAuthed(caller): MaybeAuthed,
     Path(id): Path<String>,
 ) -> Result<Json<Video>, ApiError> {
-    let video = find(&state, &id).await?;
-    let bought = owned(&state, caller, &id).await?;
-    Ok(Json(to_video(&video, bought)))
+    Ok(Json(state.tracker().video(caller.as_ref(), &id).await?))
 }
 
 /// `GET /videos/{id}/poster`: the JPEG poster.
@@ -92,10 +35,7 @@ pub async fn poster(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let video = find(&state, &id).await?;
-    let bytes = tokio::fs::read(video.poster_path())
-        .await
-        .map_err(|_| ApiError::not_found(format!("{id:?} has no poster")))?;
+    let bytes = state.tracker().poster(&id).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/jpeg"),
@@ -104,18 +44,6 @@ pub async fn poster(
         bytes,
     )
         .into_response())
-}
-
-/// Whether one of the account's live caches is placed with some of `video`.
-async fn placed_with_callers_cache(
-    state: &AppState,
-    account_id: i64,
-    video: &str,
-) -> Result<bool, ApiError> {
-    let mine = crate::nodes::list(&state.db.read, Some(account_id)).await?;
-    Ok(mine
-        .iter()
-        .any(|n| state.network.is_placed(&n.node_id, video)))
 }
 
 /// `GET /videos/{id}/manifest`: only for accounts that bought the movie, or whose cache is
@@ -128,21 +56,8 @@ pub async fn manifest(
     authed: Authed,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let video = find(&state, &id).await?;
-    if !accounts::owns(&state.db.read, authed.caller.account_id, &id).await?
-        && !placed_with_callers_cache(&state, authed.caller.account_id, &id).await?
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            codes::NOT_BOUGHT,
-            format!("buy {id:?} first: its manifest is for accounts that own it"),
-        ));
-    }
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        video.manifest.to_json(),
-    )
-        .into_response())
+    let manifest = state.tracker().manifest(&authed.caller, &id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], manifest).into_response())
 }
 
 /// `POST /videos/{id}/purchase`: takes the price once; buying again is free.
@@ -154,26 +69,5 @@ pub async fn buy(
     authed: Authed,
     Path(id): Path<String>,
 ) -> Result<Json<Purchase>, ApiError> {
-    let video = find(&state, &id).await?;
-    let price = video.record.price;
-    match accounts::buy(&state.db.write, authed.caller.account_id, &id, price).await? {
-        BuyOutcome::Bought { charged, balance } => Ok(Json(Purchase {
-            video: id,
-            charged,
-            balance,
-        })),
-        BuyOutcome::AlreadyOwned { balance } => Ok(Json(Purchase {
-            video: id,
-            charged: 0,
-            balance,
-        })),
-        BuyOutcome::TooExpensive { balance } => Err(ApiError::new(
-            StatusCode::PAYMENT_REQUIRED,
-            codes::INSUFFICIENT_POINTS,
-            format!(
-                "{:?} costs {price} points; the balance is {balance}",
-                video.record.title
-            ),
-        )),
-    }
+    Ok(Json(state.tracker().buy(&authed.caller, &id).await?))
 }

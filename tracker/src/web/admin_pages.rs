@@ -9,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use maud::{Markup, html};
-use rivulet_tracker_client::{Flow, NodeInfo, NodeKind, codes};
+use rivulet_tracker_client::{ErrorCode, Flow, NodeInfo, NodeKind};
 use serde::{Deserialize, Serialize};
 
 use super::chart;
@@ -78,18 +78,26 @@ pub async fn overview(
     query: Result<Query<LoadQuery>, QueryRejection>,
 ) -> Result<Markup, PageError> {
     let minutes = minutes(query).map_err(PageError::bad_request)?;
-    let points = admin::load(&state.db.read, i64::from(minutes) * 60)
+    let points = state
+        .tracker()
+        .admin_load(&session.caller, Some(minutes))
         .await
         .map_err(internal)?;
-    let live = nodes::list(&state.db.read, None).await.map_err(internal)?;
+    let live = state
+        .tracker()
+        .admin_nodes(&session.caller)
+        .await
+        .map_err(internal)?;
     let caches = live.iter().filter(|n| n.kind == NodeKind::Cache).count();
     let viewers = live.len() - caches;
     let videos = state.catalogue.all().await.len();
-    let accounts = admin::accounts(&state.db.read)
+    let accounts = state
+        .tracker()
+        .admin_accounts(&session.caller)
         .await
         .map_err(internal)?
         .len();
-    let now = crate::db::now();
+    let now = rivulet_node_core::clock::unix_secs() as i64;
     Ok(admin_page(
         "Load overview",
         &session,
@@ -144,15 +152,17 @@ pub async fn load_json(
     if !session.caller.admin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            codes::FORBIDDEN,
+            ErrorCode::Forbidden,
             "administrators only",
         ));
     }
     let minutes = minutes(query).map_err(ApiError::bad_request)?;
-    let points = admin::load(&state.db.read, i64::from(minutes) * 60)
+    let points = state
+        .tracker()
+        .admin_load(&session.caller, Some(minutes))
         .await
         .map_err(ApiError::internal)?;
-    let now = crate::db::now();
+    let now = rivulet_node_core::clock::unix_secs() as i64;
     let mut html = BTreeMap::new();
     html.insert(
         "load-chart",
@@ -182,7 +192,11 @@ pub async fn nodes_page(
     State(state): State<AppState>,
     AdminSignedIn(session): AdminSignedIn,
 ) -> Result<Markup, PageError> {
-    let live = nodes::list(&state.db.read, None).await.map_err(internal)?;
+    let live = state
+        .tracker()
+        .admin_nodes(&session.caller)
+        .await
+        .map_err(internal)?;
     let now = layout::now_secs();
     Ok(admin_page(
         "Nodes",
@@ -221,7 +235,11 @@ pub async fn videos_page(
     State(state): State<AppState>,
     AdminSignedIn(session): AdminSignedIn,
 ) -> Result<Markup, PageError> {
-    let live = nodes::list(&state.db.read, None).await.map_err(internal)?;
+    let live = state
+        .tracker()
+        .admin_nodes(&session.caller)
+        .await
+        .map_err(internal)?;
     let purchases = admin::purchases_by_video(&state.db.read)
         .await
         .map_err(internal)?;
@@ -288,7 +306,11 @@ pub async fn accounts_page(
     State(state): State<AppState>,
     AdminSignedIn(session): AdminSignedIn,
 ) -> Result<Markup, PageError> {
-    let accounts = admin::accounts(&state.db.read).await.map_err(internal)?;
+    let accounts = state
+        .tracker()
+        .admin_accounts(&session.caller)
+        .await
+        .map_err(internal)?;
     Ok(admin_page(
         "Accounts",
         &session,
@@ -451,7 +473,11 @@ pub async fn flows_page(
     if !is_node_id(&node) {
         return Err(not_found(&session));
     }
-    let live = nodes::list(&state.db.read, None).await.map_err(internal)?;
+    let live = state
+        .tracker()
+        .admin_nodes(&session.caller)
+        .await
+        .map_err(internal)?;
     let flows = admin::flows(&state.db.read, &node)
         .await
         .map_err(internal)?;

@@ -215,7 +215,7 @@ pub fn duration(ms: u64) -> String {
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
-    u64::try_from(crate::db::now()).unwrap_or(0)
+    rivulet_node_core::clock::unix_secs()
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ use super::session::{
 };
 use crate::accounts::{self, AccountError};
 use crate::api::{AppState, client_ip};
-use crate::nodes;
 
 /// Turns a form that could not be read into its error page.
 pub fn form_rejection(rejection: FormRejection) -> PageError {
@@ -287,7 +286,11 @@ async fn start(
     let mut response = Redirect::to(to).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        session::session_cookie(&token, expires_at - crate::db::now(), https),
+        session::session_cookie(
+            &token,
+            expires_at - rivulet_node_core::clock::unix_secs() as i64,
+            https,
+        ),
     );
     Ok(response)
 }
@@ -508,10 +511,14 @@ pub async fn dashboard(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
 ) -> Result<Markup, PageError> {
-    let account = accounts::account(&state.db.read, session.caller.account_id)
+    let account = state
+        .tracker()
+        .me(&session.caller)
         .await
         .map_err(PageError::internal)?;
-    let running = nodes::list(&state.db.read, Some(session.caller.account_id))
+    let running = state
+        .tracker()
+        .my_nodes(&session.caller)
         .await
         .map_err(PageError::internal)?;
     let bought = titles(&state, &account.bought).await;

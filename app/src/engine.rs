@@ -1,21 +1,21 @@
-//! The peer engine behind a handle: a worker thread with its own tokio runtime runs the
+//! The peer engine behind a handle (`engine`): a worker thread with its own tokio runtime runs the
 //! app's cache, the viewer of the movie being played and, with `--demo`, the embedded
 //! network. The UI sends [`Command`]s through a [`NodeHandle`] and receives [`NodeEvent`]s;
 //! nothing here blocks the UI, and [`Command::Shutdown`] stops everything gracefully (the
 //! cache and the viewer tell the tracker they leave).
 
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use iced::futures::{SinkExt as _, Stream};
 use rivulet_node_core::cache::{Cache, CacheOptions, CacheStatus};
-use rivulet_node_core::format::Manifest;
+use rivulet_node_core::task::Tasks;
 use rivulet_node_core::viewer::http::StreamServer;
-use rivulet_node_core::viewer::{Session, WatchOptions};
+use rivulet_node_core::viewer::{JoinError, JoinOptions, Viewer, WatchOptions};
 use rivulet_tracker_client::TrackerClient;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::demo::{Demo, DemoLogin, Warmth};
 
@@ -35,7 +35,7 @@ pub enum Command {
         client: TrackerClient,
         video: String,
         /// The player's byte position, for "buffered ahead".
-        playhead: Arc<AtomicU64>,
+        playhead: watch::Receiver<u64>,
     },
     /// Leave the movie being watched.
     StopWatching,
@@ -44,19 +44,45 @@ pub enum Command {
 }
 
 /// Where the bytes of the movie being watched come from, for the player's live panel.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ViewerStatus {
-    pub video: String,
-    /// Verified bytes from caches and from the origin.
-    pub from_caches_bytes: u64,
-    pub from_origin_bytes: u64,
-    /// Caches in the peer set now.
-    pub peers: usize,
-    /// Rebuilt bytes right after the playhead.
-    pub buffered_ahead_bytes: u64,
-    /// Segments rebuilt, of all.
-    pub complete_segments: u32,
-    pub segments: u32,
+pub use rivulet_node_core::viewer::ViewerStatus;
+
+/// A viewer's status for the GUI to subscribe to ([`viewer_status`]); two feeds are the
+/// same subscription when they follow the same viewer.
+#[derive(Clone, Debug)]
+pub struct ViewerFeed {
+    id: u64,
+    status: watch::Receiver<ViewerStatus>,
+}
+
+impl Hash for ViewerFeed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+/// Numbers the viewers the engine starts, so that each gets its own subscription.
+static NEXT_FEED: AtomicU64 = AtomicU64::new(0);
+
+impl ViewerFeed {
+    fn new(status: watch::Receiver<ViewerStatus>) -> ViewerFeed {
+        ViewerFeed {
+            id: NEXT_FEED.fetch_add(1, Ordering::Relaxed),
+            status,
+        }
+    }
+}
+
+/// The viewer's status as a stream, for `Subscription::run_with`: the current value, then
+/// each change, until the viewer closes.
+pub fn viewer_status(feed: &ViewerFeed) -> impl Stream<Item = NodeEvent> + use<> {
+    let status = feed.status.clone();
+    iced::futures::stream::unfold((status, true), |(mut status, first)| async move {
+        if !first {
+            status.changed().await.ok()?;
+        }
+        let now = status.borrow_and_update().clone();
+        Some((NodeEvent::Viewer(now), (status, false)))
+    })
 }
 
 /// What the engine tells the UI.
@@ -77,11 +103,12 @@ pub enum NodeEvent {
     CacheStarted,
     CacheStatus(CacheStatus),
     CacheFailed(String),
-    /// A movie's stream is served at `url` for the player.
+    /// A movie's stream is served at `url` for the player; its status follows on `feed`.
     Watching {
         video: String,
         title: String,
         url: String,
+        feed: ViewerFeed,
     },
     WatchFailed {
         video: String,
@@ -152,19 +179,19 @@ pub fn subscription_stream() -> impl Stream<Item = NodeEvent> {
     })
 }
 
+/// The movie being watched: its viewer and the loopback endpoint the player reads.
 struct Viewing {
-    title: String,
-    session: Arc<Session>,
+    viewer: Viewer,
     server: StreamServer,
-    reporter: tokio::task::JoinHandle<()>,
 }
 
 struct Worker {
     events: mpsc::UnboundedSender<NodeEvent>,
     demo: Option<Demo>,
     /// Waits for the demo caches to warm, then says the demo is ready.
-    warming: Option<tokio::task::JoinHandle<()>>,
-    cache: Option<(Cache, tokio::task::JoinHandle<()>)>,
+    warming: Tasks,
+    /// The app's cache and the task forwarding its status.
+    cache: Option<(Cache, Tasks)>,
     viewing: Option<Viewing>,
 }
 
@@ -173,7 +200,7 @@ impl Worker {
         Worker {
             events,
             demo: None,
-            warming: None,
+            warming: Tasks::new(),
             cache: None,
             viewing: None,
         }
@@ -208,9 +235,7 @@ impl Worker {
         }
         self.stop_watching().await;
         self.stop_cache().await;
-        if let Some(warming) = self.warming.take() {
-            warming.abort();
-        }
+        self.warming.shutdown().await;
         if let Some(demo) = self.demo.take() {
             demo.stop().await;
         }
@@ -225,7 +250,10 @@ impl Worker {
             Ok((demo, login)) => {
                 let warmth = demo.warmth();
                 self.demo = Some(demo);
-                self.warming = Some(tokio::spawn(warm_up(warmth, login, self.events.clone())));
+                self.warming.spawn_until_cancelled(
+                    "demo-warm-up",
+                    warm_up(warmth, login, self.events.clone()),
+                );
             }
             Err(e) => self.emit(NodeEvent::DemoFailed(format!("{e:#}"))),
         }
@@ -237,53 +265,62 @@ impl Worker {
             Ok(cache) => {
                 let mut status = cache.status();
                 let events = self.events.clone();
-                let forward = tokio::spawn(async move {
+                let forward = Tasks::new();
+                forward.spawn_until_cancelled("cache-status", async move {
                     loop {
                         let now = status.borrow_and_update().clone();
                         if events.send(NodeEvent::CacheStatus(now)).is_err()
                             || status.changed().await.is_err()
                         {
-                            break;
+                            return Ok::<(), std::convert::Infallible>(());
                         }
                     }
                 });
                 self.cache = Some((cache, forward));
                 self.emit(NodeEvent::CacheStarted);
             }
-            Err(e) => self.emit(NodeEvent::CacheFailed(format!("{e:#}"))),
+            Err(e) => {
+                tracing::warn!("the cache could not start: {e}");
+                self.emit(NodeEvent::CacheFailed(e.to_string()));
+            }
         }
     }
 
     async fn stop_cache(&mut self) {
         if let Some((cache, forward)) = self.cache.take() {
-            forward.abort();
+            forward.shutdown().await;
             cache.stop().await;
         }
     }
 
-    async fn watch(&mut self, client: TrackerClient, video: String, playhead: Arc<AtomicU64>) {
+    async fn watch(
+        &mut self,
+        client: TrackerClient,
+        video: String,
+        playhead: watch::Receiver<u64>,
+    ) {
         self.stop_watching().await;
-        match open_viewing(&client, &video, playhead, self.events.clone()).await {
+        match open_viewing(&client, &video, playhead).await {
             Ok(viewing) => {
                 self.emit(NodeEvent::Watching {
                     video,
-                    title: viewing.title.clone(),
+                    title: viewing.viewer.info().title.clone(),
                     url: viewing.server.url().to_owned(),
+                    feed: ViewerFeed::new(viewing.viewer.status()),
                 });
                 self.viewing = Some(viewing);
             }
-            Err(message) => self.emit(NodeEvent::WatchFailed { video, message }),
+            Err(message) => {
+                tracing::warn!(video, "cannot watch: {message}");
+                self.emit(NodeEvent::WatchFailed { video, message });
+            }
         }
     }
 
     async fn stop_watching(&mut self) {
         if let Some(v) = self.viewing.take() {
-            v.reporter.abort();
-            let _ = v.reporter.await;
             v.server.shutdown().await;
-            if let Ok(session) = Arc::try_unwrap(v.session) {
-                session.close().await;
-            }
+            v.viewer.close().await;
         }
     }
 }
@@ -293,7 +330,11 @@ const DEMO_WARM_LIMIT: Duration = Duration::from_secs(45);
 
 /// Reports the demo caches' progress until they hold k chunks of every segment and the
 /// tracker knows it (or [`DEMO_WARM_LIMIT`] passes), then says the demo is ready.
-async fn warm_up(mut warmth: Warmth, login: DemoLogin, events: mpsc::UnboundedSender<NodeEvent>) {
+async fn warm_up(
+    mut warmth: Warmth,
+    login: DemoLogin,
+    events: mpsc::UnboundedSender<NodeEvent>,
+) -> Result<(), std::convert::Infallible> {
     let began = tokio::time::Instant::now();
     let deadline = began + DEMO_WARM_LIMIT;
     let k = warmth.k;
@@ -313,93 +354,52 @@ async fn warm_up(mut warmth: Warmth, login: DemoLogin, events: mpsc::UnboundedSe
         // and a placement round to put them in the viewer's peer set.
         let _ = tokio::time::timeout_at(deadline, warmth.reported()).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
-        eprintln!(
-            "rivulet: the demo caches hold the demo movie ({k} chunks per segment) after {} ms",
+        tracing::info!(
+            "the demo caches hold the demo movie ({k} chunks per segment) after {} ms",
             began.elapsed().as_millis()
         );
     } else {
-        eprintln!(
-            "rivulet: the demo caches are still cold after {} s; playing from the origin ({:?})",
+        tracing::warn!(
+            "the demo caches are still cold after {} s; playing from the origin ({:?})",
             DEMO_WARM_LIMIT.as_secs(),
             warmth.problems()
         );
     }
     let _ = events.send(NodeEvent::DemoReady(login));
+    Ok(())
 }
 
+/// Joins `video` as a viewer (it must be bought: the catalogue buys) and serves its stream
+/// to the player; the error is a sentence for the player screen.
 async fn open_viewing(
     client: &TrackerClient,
     video: &str,
-    playhead: Arc<AtomicU64>,
-    events: mpsc::UnboundedSender<NodeEvent>,
+    playhead: watch::Receiver<u64>,
 ) -> Result<Viewing, String> {
-    let info = client
-        .video(video)
+    let stamp = rivulet_node_core::clock::unix_ms();
+    let download = crate::environment::downloads_dir().join(format!("{video}-{stamp}.mkv"));
+    let options = JoinOptions::new(download)
+        .playhead(playhead)
+        .watch(WatchOptions {
+            realtime: true,
+            ..WatchOptions::default()
+        });
+    let viewer = Viewer::join(client, video, &options)
         .await
-        .map_err(|e| crate::screen::describe(&e))?;
-    if !info.bought {
-        return Err(format!(
-            "you have not bought \"{}\" yet: buy it in the catalogue first",
-            info.title
-        ));
-    }
-    let bytes = client
-        .manifest(video)
-        .await
-        .map_err(|e| crate::screen::describe(&e))?;
-    let manifest = Manifest::from_json(&bytes)
-        .map_err(|e| format!("the tracker sent a broken manifest: {e}"))?;
-    let dir = crate::environment::downloads_dir();
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create the download folder {}: {e}", dir.display()))?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let download = dir.join(format!("{video}-{stamp}.mkv"));
-    let options = WatchOptions {
-        realtime: true,
-        ..WatchOptions::default()
-    };
-    let session = Session::open(
-        client,
-        video,
-        Arc::new(manifest),
-        info.duration_ms,
-        &download,
-        &options,
-    )
-    .await
-    .map_err(|e| format!("joining the network for \"{}\": {e}", info.title))?;
-    let session = Arc::new(session);
-    let shared = session.stream().shared().clone();
-    let server = StreamServer::start(shared.clone())
-        .await
-        .map_err(|e| format!("serving the stream to the player: {e}"))?;
-    let watched = session.clone();
-    let video = video.to_owned();
-    let reporter = tokio::spawn(async move {
-        let segments = shared.manifest().segment_count();
-        loop {
-            let progress = watched.progress();
-            let status = ViewerStatus {
-                video: video.clone(),
-                from_caches_bytes: progress.from_caches_bytes.load(Ordering::Relaxed),
-                from_origin_bytes: progress.from_origin_bytes.load(Ordering::Relaxed),
-                peers: watched.peer_count(),
-                buffered_ahead_bytes: shared.buffered_after(playhead.load(Ordering::Relaxed)),
-                complete_segments: shared.complete_segments(),
-                segments,
-            };
-            if events.send(NodeEvent::Viewer(status)).is_err() {
-                break;
+        .map_err(|e| match &e {
+            JoinError::NotBought { title, .. } => {
+                format!("you have not bought \"{title}\" yet: buy it in the catalogue first")
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            JoinError::Lookup(c) | JoinError::Manifest(c) => crate::screen::describe(c),
+            JoinError::Network(w) => format!("joining the network for \"{video}\": {w}"),
+            _ => e.to_string(),
+        })?;
+    let server = match StreamServer::start(viewer.stream().shared().clone()).await {
+        Ok(server) => server,
+        Err(e) => {
+            viewer.close().await;
+            return Err(format!("serving the stream to the player: {e}"));
         }
-    });
-    Ok(Viewing {
-        title: info.title,
-        session,
-        server,
-        reporter,
-    })
+    };
+    Ok(Viewing { viewer, server })
 }
