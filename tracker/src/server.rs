@@ -379,8 +379,8 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        // http, origin-ftp, placement, node-expiry, heartbeat-writer.
-        assert_eq!(server.tasks().len(), 5);
+        // http, origin-ftp, origin-counters, placement, node-expiry, heartbeat-writer.
+        assert_eq!(server.tasks().len(), 6);
         tokio::time::timeout(Duration::from_secs(30), server.shutdown())
             .await
             .unwrap()
