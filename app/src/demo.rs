@@ -1,19 +1,19 @@
-//! `rivulet --demo`: a whole network in the app's process — the tracker with its origin,
-//! three caches and a demo account that owns the demo movie. The movie is made with ffmpeg on
-//! first use and kept in the data folder, so later launches start in seconds.
+//! `rivulet --demo`: a whole network in the app's process, started by `rivulet-localnet` —
+//! the tracker with its origin, three caches and a demo account that owns the demo movie.
+//! The movie is made with ffmpeg on first use and kept in the data folder, so later launches
+//! start in seconds. What stays here is the app's side: how it logs in ([`DemoLogin`]) and
+//! how warm the caches are ([`Warmth`]). Without the `demo` feature the app links no server
+//! code and [`Demo::start`] says so.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "demo")]
 use std::time::Duration;
 
-use anyhow::Context as _;
 use iced::futures::future::select_all;
-use rivulet_node_core::cache::{Cache, CacheOptions, CacheStatus, DEFAULT_UPLOAD_BPS};
-use rivulet_tracker::data_dir::DataDir;
-use rivulet_tracker::ingest::{IngestRequest, ingest};
-use rivulet_tracker::sample::make_sample_movie;
-use rivulet_tracker::server::{ServeConfig, Server};
-use rivulet_tracker_client::{Credentials, ErrorCode, TrackerClient};
+#[cfg(feature = "demo")]
+use rivulet_localnet::{CacheSpec, LocalNetwork, MovieSpec};
+use rivulet_node_core::cache::CacheStatus;
 use tokio::sync::watch;
 
 /// The demo movie's id: `rivulet://watch/demo`.
@@ -23,11 +23,17 @@ pub const DEMO_USER: &str = "demo";
 /// Its password (a demo runs on loopback only).
 pub const DEMO_PASSWORD: &str = "peer-assisted-7";
 /// Length of the generated demo movie.
+#[cfg(feature = "demo")]
 const DEMO_SECONDS: u32 = 90;
 /// Caches in the demo network.
+#[cfg(feature = "demo")]
 const DEMO_CACHES: usize = 3;
 /// The demo tracker's node timeout; nodes heartbeat three times per timeout.
+#[cfg(feature = "demo")]
 const DEMO_NODE_TIMEOUT: Duration = Duration::from_secs(6);
+/// What `--demo` says in a build without the `demo` feature.
+pub const NO_DEMO: &str =
+    "this build of rivulet has no demo network (built without the `demo` feature)";
 
 /// How the app logs in to the demo network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,101 +46,85 @@ pub struct DemoLogin {
 /// A running demo network.
 #[derive(Debug)]
 pub struct Demo {
-    tracker: Server,
-    caches: Vec<Cache>,
+    #[cfg(feature = "demo")]
+    net: LocalNetwork,
     /// Chunks a segment of the demo movie needs.
     k: usize,
 }
 
 impl Demo {
     /// Starts the network with its data under `dir`, making the demo movie first if needed.
-    pub async fn start(dir: &Path) -> anyhow::Result<(Demo, DemoLogin)> {
-        let began = std::time::Instant::now();
-        let data_path = dir.join("tracker");
-        let data = DataDir::create(&data_path)
-            .with_context(|| format!("creating the demo data in {}", data_path.display()))?;
-        if !data.video_dir(DEMO_VIDEO).exists() {
-            let work = dir.join("making");
-            tokio::task::spawn_blocking(move || make_demo_movie(&data, &work))
-                .await
-                .context("making the demo movie")??;
+    #[cfg(feature = "demo")]
+    pub async fn start(dir: &Path) -> Result<(Demo, DemoLogin), DemoError> {
+        let movie = MovieSpec::sample(DEMO_VIDEO, DEMO_SECONDS)
+            .size(1280, 720)
+            .title("Demo: test pattern and tone (720p)")
+            .price(10);
+        let mut builder = LocalNetwork::builder(dir)
+            .data_dir(dir.join("tracker"))
+            .movie(movie)
+            .account(DEMO_USER, DEMO_PASSWORD)
+            // Quick rounds on loopback: caches heartbeat every 2 s (a third of the timeout)
+            // and placement runs twice a second, so the caches hold the movie seconds after
+            // start.
+            .node_timeout(DEMO_NODE_TIMEOUT)
+            .placement_interval(Duration::from_millis(500));
+        for i in 1..=DEMO_CACHES {
+            let user = format!("demo-cache-{i}");
+            builder = builder
+                .account(&user, DEMO_PASSWORD)
+                .cache(CacheSpec::new(user, DEMO_PASSWORD));
         }
-        let mut config = ServeConfig::new(data_path);
-        config.http = "127.0.0.1:0".parse()?;
-        config.ftp = "127.0.0.1:0".parse()?;
-        // Quick rounds on loopback: caches heartbeat every 2 s (a third of the timeout) and
-        // placement runs twice a second, so the caches hold the movie seconds after start.
-        config.node_timeout = DEMO_NODE_TIMEOUT;
-        config.placement_interval = Duration::from_millis(500);
-        let tracker = Server::bind(config)
-            .await
-            .context("starting the demo tracker")?;
-        let url = tracker.url();
-        let mut users = vec![DEMO_USER.to_owned()];
-        users.extend((1..=DEMO_CACHES).map(|i| format!("demo-cache-{i}")));
-        let anon = TrackerClient::new(&url);
-        for user in &users {
-            match anon.register(&credentials(user)).await {
-                Ok(_) => {}
-                Err(e) if e.code() == Some(&ErrorCode::UsernameTaken) => {}
-                Err(e) => return Err(e).context("creating the demo accounts"),
-            }
-        }
-        let session = anon.login(&credentials(DEMO_USER)).await?;
-        anon.clone()
-            .with_token(session.token)
-            .buy(DEMO_VIDEO)
-            .await
-            .context("buying the demo movie for the demo account")?;
-        let mut caches = Vec::new();
-        for (i, user) in users.iter().skip(1).enumerate() {
-            let cache = Cache::start(CacheOptions {
-                tracker: url.clone(),
-                user: user.clone(),
-                password: DEMO_PASSWORD.to_owned(),
-                storage_bytes: 500_000_000,
-                upload_bps: DEFAULT_UPLOAD_BPS,
-                download_bps: 0,
-                listen: "127.0.0.1:0".parse()?,
-                advertise: None,
-                dir: dir.join("caches").join(i.to_string()),
-                key_path: dir.join("keys").join(format!("{i}.key")),
-            })
-            .await
-            .with_context(|| format!("starting demo cache {i}"))?;
-            caches.push(cache);
-        }
+        let net = builder.start().await?;
+        let me = net.login(DEMO_USER, DEMO_PASSWORD).await?;
+        me.buy(DEMO_VIDEO).await.map_err(DemoError::Buy)?;
         // Placement gives the caches chunks of the demo movie (the demo account bought it);
         // the app waits (see [`Warmth`]) until they hold k chunks of each segment, so the
         // demo viewer really gets its bytes from them.
-        let k = usize::from(anon.video(DEMO_VIDEO).await?.k);
-        eprintln!(
-            "rivulet: demo tracker and {DEMO_CACHES} caches up in {} ms",
-            began.elapsed().as_millis()
-        );
+        let k = usize::from(me.video(DEMO_VIDEO).await.map_err(DemoError::Buy)?.k);
         let login = DemoLogin {
-            tracker: url,
+            tracker: net.url(),
             username: DEMO_USER.to_owned(),
             password: DEMO_PASSWORD.to_owned(),
         };
-        Ok((Demo { tracker, caches, k }, login))
+        Ok((Demo { net, k }, login))
+    }
+
+    /// A build without the `demo` feature has no demo network.
+    #[cfg(not(feature = "demo"))]
+    pub async fn start(_dir: &Path) -> Result<(Demo, DemoLogin), DemoError> {
+        Err(DemoError::NotBuilt)
     }
 
     /// How warm the caches are, to wait on.
     pub fn warmth(&self) -> Warmth {
-        Warmth {
-            status: self.caches.iter().map(Cache::status).collect(),
-            k: self.k,
-        }
+        #[cfg(feature = "demo")]
+        let status = self.net.caches().iter().map(|c| c.status()).collect();
+        #[cfg(not(feature = "demo"))]
+        let status = Vec::new();
+        Warmth { status, k: self.k }
     }
 
     /// Stops the caches (they tell the tracker) and then the tracker.
     pub async fn stop(self) {
-        for cache in self.caches {
-            cache.stop().await;
-        }
-        let _ = self.tracker.shutdown().await;
+        #[cfg(feature = "demo")]
+        self.net.shutdown().await;
     }
+}
+
+/// Why the demo network did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The local network did not start.
+    #[cfg(feature = "demo")]
+    #[error(transparent)]
+    Network(#[from] rivulet_localnet::LocalNetError),
+    /// The demo account could not buy or read the demo movie.
+    #[error("buying the demo movie for the demo account: {0}")]
+    Buy(#[source] rivulet_tracker_client::ClientError),
+    /// This build has no demo network.
+    #[error("{NO_DEMO}")]
+    NotBuilt,
 }
 
 /// The demo caches' holdings of the demo movie, as they change: the demo viewer is started
@@ -184,29 +174,4 @@ impl Warmth {
             .filter_map(|s| s.borrow().problem.clone())
             .collect()
     }
-}
-
-fn credentials(user: &str) -> Credentials {
-    Credentials {
-        username: user.to_owned(),
-        password: DEMO_PASSWORD.to_owned(),
-    }
-}
-
-fn make_demo_movie(data: &DataDir, work: &PathBuf) -> anyhow::Result<()> {
-    std::fs::create_dir_all(work)?;
-    let clip = work.join("demo.mp4");
-    make_sample_movie(&clip, DEMO_SECONDS, 1280, 720)
-        .context("making the demo movie with ffmpeg (is ffmpeg installed?)")?;
-    ingest(
-        data,
-        &IngestRequest {
-            input: clip.clone(),
-            title: "Demo: test pattern and tone (720p)".into(),
-            price: 10,
-            id: Some(DEMO_VIDEO.into()),
-        },
-    )?;
-    let _ = std::fs::remove_dir_all(work);
-    Ok(())
 }

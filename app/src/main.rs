@@ -15,6 +15,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if launch.demo && !cfg!(feature = "demo") {
+        eprintln!("rivulet: {}", rivulet_app::demo::NO_DEMO);
+        return ExitCode::from(2);
+    }
     let settings_path = environment::settings_file();
     let mut window = iced::window::Settings {
         size: iced::Size::new(1320.0, 860.0),

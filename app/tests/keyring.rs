@@ -14,7 +14,7 @@ use iced_test::simulator;
 use rivulet_app::app::{Message, Screen};
 use rivulet_app::credentials;
 use rivulet_app::screen::login;
-use rivulet_e2e::Network;
+use rivulet_localnet::LocalNetwork;
 
 /// A session bus and a Secret Service on it, stopped when dropped.
 struct SecretService {
@@ -140,8 +140,8 @@ fn remember_me_keeps_the_password_in_the_keyring_until_forgotten() {
         .unwrap();
     runtime.block_on(async {
         tokio::time::timeout(Duration::from_secs(120), async {
-            let net = Network::start(&[]).await.unwrap();
-            net.account("kim", PASSWORD).await.unwrap();
+            let net = LocalNetwork::temp().start().await.unwrap();
+            net.register("kim", PASSWORD).await.unwrap();
             let url = net.url();
             let mut d = Driver::new(false).await;
             assert_eq!(in_keyring(&url, "kim").await, None);

@@ -10,19 +10,15 @@ use common::{Driver, PASSWORD};
 use iced_test::simulator;
 use rivulet_app::app::{Message, Screen};
 use rivulet_app::screen::{catalogue, player, points, settings};
-use rivulet_e2e::{MovieSpec, Network};
-use rivulet_tracker::login_limit::LoginLimits;
+use rivulet_localnet::LoginLimits;
+use rivulet_localnet::{LocalNetwork, MovieSpec};
 
-const CHEAP: MovieSpec = MovieSpec {
-    id: "cheap",
-    seconds: 12,
-    price: 10,
-};
-const DEAR: MovieSpec = MovieSpec {
-    id: "dear",
-    seconds: 4,
-    price: 1000,
-};
+fn cheap() -> MovieSpec {
+    MovieSpec::sample("cheap", 12).price(10)
+}
+fn dear() -> MovieSpec {
+    MovieSpec::sample("dear", 4).price(1000)
+}
 
 /// Whether the window shows `text` (the iced_test simulator, tiny-skia, no display).
 fn sees(d: &Driver, text: &str) -> bool {
@@ -44,12 +40,28 @@ fn catalogue_of(d: &Driver) -> &catalogue::State {
     }
 }
 
+/// A network with the cheap and the dear movie.
+async fn two_movies() -> LocalNetwork {
+    LocalNetwork::temp()
+        .movie(cheap())
+        .movie(dear())
+        .start()
+        .await
+        .unwrap()
+}
+
+/// A new account `user` on `net`, logged in through the log-in screen.
+async fn logged_in(net: &LocalNetwork, user: &str) -> Driver {
+    net.register(user, PASSWORD).await.unwrap();
+    let mut d = Driver::new(false).await;
+    d.log_in(&net.url(), user, PASSWORD).await;
+    d
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_fills_the_catalogue_from_the_tracker() {
-    let net = Network::start(&[CHEAP, DEAR]).await.unwrap();
-    net.account("alice", PASSWORD).await.unwrap();
-    let mut d = Driver::new(false).await;
-    d.log_in(&net.url(), "alice", PASSWORD).await;
+    let net = two_movies().await;
+    let mut d = logged_in(&net, "alice").await;
     let c = catalogue_of(&d);
     assert_eq!(c.account.username, "alice");
     assert_eq!(c.account.balance, 100);
@@ -78,16 +90,18 @@ async fn log_in_fills_the_catalogue_from_the_tracker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_failures_are_said_plainly() {
-    let net = Network::start_with(&[], |c| {
-        c.login_limits = LoginLimits {
-            per_account: 3,
-            per_address: 1000,
-            window: Duration::from_secs(3600),
-        };
-    })
-    .await
-    .unwrap();
-    net.account("bob", PASSWORD).await.unwrap();
+    let net = LocalNetwork::temp()
+        .configure(|c| {
+            c.login_limits = LoginLimits {
+                per_account: 3,
+                per_address: 1000,
+                window: Duration::from_secs(3600),
+            };
+        })
+        .start()
+        .await
+        .unwrap();
+    net.register("bob", PASSWORD).await.unwrap();
     let mut d = Driver::new(false).await;
 
     // Empty fields are caught before any call, through a real click.
@@ -140,10 +154,8 @@ async fn log_in_failures_are_said_plainly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buying_with_and_without_enough_points() {
-    let net = Network::start(&[CHEAP, DEAR]).await.unwrap();
-    net.account("dora", PASSWORD).await.unwrap();
-    let mut d = Driver::new(false).await;
-    d.log_in(&net.url(), "dora", PASSWORD).await;
+    let net = two_movies().await;
+    let mut d = logged_in(&net, "dora").await;
 
     // Click "Buy", see the confirmation with the balance, click "Confirm".
     let clicked = click(&d, "Buy for 10 points");
@@ -198,8 +210,8 @@ async fn buying_with_and_without_enough_points() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
-    let net = Network::start(&[CHEAP, DEAR]).await.unwrap();
-    net.account("erin", PASSWORD).await.unwrap();
+    let net = two_movies().await;
+    net.register("erin", PASSWORD).await.unwrap();
     net.login("erin", PASSWORD)
         .await
         .unwrap()
@@ -324,8 +336,8 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_settings_change_reaches_the_running_cache() {
-    let net = Network::start(&[CHEAP]).await.unwrap();
-    net.account("fred", PASSWORD).await.unwrap();
+    let net = LocalNetwork::temp().movie(cheap()).start().await.unwrap();
+    net.register("fred", PASSWORD).await.unwrap();
     let mut d = Driver::new(true).await;
     d.log_in(&net.url(), "fred", PASSWORD).await;
     assert!(
@@ -432,14 +444,17 @@ async fn a_settings_change_reaches_the_running_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_points_screen_follows_the_cache_uploads() {
-    let net = Network::start_with(&[CHEAP], |c| {
-        c.placement_interval = Duration::from_millis(300);
-        c.bytes_per_point = 10_000;
-    })
-    .await
-    .unwrap();
-    net.account("gina", PASSWORD).await.unwrap();
-    net.account("hugo", PASSWORD).await.unwrap();
+    let net = LocalNetwork::temp()
+        .movie(cheap())
+        .configure(|c| {
+            c.placement_interval = Duration::from_millis(300);
+            c.bytes_per_point = 10_000;
+        })
+        .start()
+        .await
+        .unwrap();
+    net.register("gina", PASSWORD).await.unwrap();
+    net.register("hugo", PASSWORD).await.unwrap();
     let mut d = Driver::new(true).await;
     d.log_in(&net.url(), "gina", PASSWORD).await;
     d.send(Message::OpenPoints).await;
@@ -551,8 +566,8 @@ async fn the_points_screen_follows_the_cache_uploads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remember_me_without_a_keyring_says_so_and_writes_no_password() {
-    let net = Network::start(&[]).await.unwrap();
-    net.account("ivan", PASSWORD).await.unwrap();
+    let net = LocalNetwork::temp().start().await.unwrap();
+    net.register("ivan", PASSWORD).await.unwrap();
     let mut d = Driver::new(false).await;
     // No Secret Service here (no session bus): the app must say it did not remember.
     // SAFETY: this test process reads the variable only through the keyring below.
@@ -679,40 +694,27 @@ fn make_movie_with_tracks(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_player_lists_and_switches_audio_and_subtitle_tracks() {
-    use rivulet_tracker::data_dir::DataDir;
-    use rivulet_tracker::ingest::{IngestRequest, ingest};
-    use rivulet_tracker::server::{ServeConfig, Server};
-    use rivulet_tracker_client::{Credentials, TrackerClient};
-
     // A real tracker whose one movie has two audio tracks and a subtitle track: the tracks
     // go through ingest, the network and the viewer to mpv.
     let work = tempfile::tempdir().unwrap();
     let movie = make_movie_with_tracks(work.path());
-    let data_path = work.path().join("data");
-    let data = DataDir::create(&data_path).unwrap();
-    ingest(
-        &data,
-        &IngestRequest {
-            input: movie,
-            title: "Two voices".into(),
-            price: 10,
-            id: Some("tracks".into()),
-        },
-    )
-    .unwrap();
-    let mut config = ServeConfig::new(data_path);
-    config.http = "127.0.0.1:0".parse().unwrap();
-    config.ftp = "127.0.0.1:0".parse().unwrap();
-    let server = Server::bind(config).await.unwrap();
-    let url = server.url();
-    let creds = Credentials {
-        username: "lena".into(),
-        password: PASSWORD.into(),
-    };
-    let anon = TrackerClient::new(&url);
-    anon.register(&creds).await.unwrap();
-    let token = anon.login(&creds).await.unwrap().token;
-    anon.clone().with_token(token).buy("tracks").await.unwrap();
+    let net = LocalNetwork::temp()
+        .movie(
+            MovieSpec::file("tracks", movie)
+                .title("Two voices")
+                .price(10),
+        )
+        .account("lena", PASSWORD)
+        .start()
+        .await
+        .unwrap();
+    let url = net.url();
+    net.login("lena", PASSWORD)
+        .await
+        .unwrap()
+        .buy("tracks")
+        .await
+        .unwrap();
 
     let mut d = Driver::new(true).await;
     d.log_in(&url, "lena", PASSWORD).await;
@@ -782,5 +784,5 @@ async fn the_player_lists_and_switches_audio_and_subtitle_tracks() {
     .await;
     assert_eq!(mpv(&d, "aid"), Some(audio[0].id.to_string()));
     d.close().await;
-    server.shutdown().await.unwrap();
+    net.shutdown().await;
 }

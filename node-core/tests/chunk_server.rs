@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rivulet_node_core::format::encode_chunk;
-use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkServer};
+use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer};
 use rivulet_node_core::peer::ftp::{ChunkSession, FetchError};
 use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
 
@@ -19,12 +19,7 @@ const CHUNK: usize = 256 * 1024;
 
 #[async_trait]
 impl ChunkProvider for Synthetic {
-    async fn chunk(
-        &self,
-        video: &str,
-        segment: u32,
-        index: u16,
-    ) -> Result<Option<Vec<u8>>, String> {
+    async fn chunk(&self, video: &str, segment: u32, index: u16) -> ChunkResult {
         if video != "film" || index >= 64 {
             return Ok(None);
         }
@@ -156,12 +151,7 @@ fn framed(segment: u32, index: u16, len: usize) -> Vec<u8> {
 
 #[async_trait]
 impl ChunkProvider for Framed {
-    async fn chunk(
-        &self,
-        _video: &str,
-        segment: u32,
-        index: u16,
-    ) -> Result<Option<Vec<u8>>, String> {
+    async fn chunk(&self, _video: &str, segment: u32, index: u16) -> ChunkResult {
         Ok(match index {
             6 => Some(framed(segment, 7, FRAMED_PAYLOAD)),
             8 => Some(framed(segment, 8, 2 * FRAMED_PAYLOAD)),

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rivulet_node_core::format::{Manifest, StreamChunker, build_manifest};
-use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkServer};
+use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer};
 use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
 use rivulet_node_core::viewer::Progress;
 use rivulet_node_core::viewer::sources::Sources;
@@ -34,12 +34,7 @@ struct Provider {
 
 #[async_trait]
 impl ChunkProvider for Provider {
-    async fn chunk(
-        &self,
-        _video: &str,
-        segment: u32,
-        index: u16,
-    ) -> Result<Option<Vec<u8>>, String> {
+    async fn chunk(&self, _video: &str, segment: u32, index: u16) -> ChunkResult {
         let n = self.chunker.manifest().n;
         let wire = |i: u16| self.chunker.chunk(segment, i).map_err(|e| e.to_string());
         Ok(Some(match self.behaviour {

@@ -12,12 +12,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use rivulet_localnet::{CacheSpec, LocalNetwork, MovieSpec};
 use rivulet_node_core::cache::Cache;
 use rivulet_node_core::format::Manifest;
 use rivulet_node_core::viewer::{self, Viewer, WatchOptions};
-use rivulet_tracker::data_dir::DataDir;
-use rivulet_tracker::ingest::{IngestRequest, ingest};
-use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker_client::{Credentials, TrackerClient};
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -227,18 +225,15 @@ pub fn make_clip(out: &Path, seconds: f64, rate_bps: u64) -> anyhow::Result<()> 
 
 /// A catalogue of `count` movies (ids `m0`, `m1`, …) ingested from one clip.
 pub fn make_catalogue(data: &Path, clip: &Path, count: u32) -> anyhow::Result<()> {
-    let data = DataDir::create(data)?;
-    for i in 0..count {
-        ingest(
-            &data,
-            &IngestRequest {
-                input: clip.to_owned(),
-                title: format!("Movie {i}"),
-                price: 1,
-                id: Some(format!("m{i}")),
-            },
-        )?;
-    }
+    let movies: Vec<MovieSpec> = (0..count)
+        .map(|i| {
+            MovieSpec::file(format!("m{i}"), clip)
+                .title(format!("Movie {i}"))
+                .price(1)
+        })
+        .collect();
+    let work = clip.parent().unwrap_or(data).join("making");
+    rivulet_localnet::ingest_movies(data, &work, &movies)?;
     Ok(())
 }
 
@@ -402,16 +397,19 @@ pub async fn run_phase(
     let scale = config.scale.max(0.01);
     let data = work.join(if with_caches { "rivulet" } else { "baseline" });
     copy_dir(catalogue, &data)?;
-    let mut serve = ServeConfig::new(data.clone());
-    serve.http = "127.0.0.1:0".parse()?;
-    serve.ftp = "127.0.0.1:0".parse()?;
-    // The tracker's default: an overloaded machine must not drop nodes that are only slow.
-    serve.node_timeout = Duration::from_secs(15);
-    serve.placement_interval = Duration::from_secs(1);
-    serve.initial_points = 1 << 40;
-    serve.signup_limits.per_address = usize::MAX;
-    serve.login_limits.per_address = usize::MAX;
-    let tracker = Server::bind(serve).await?;
+    let net = LocalNetwork::builder(work)
+        .data_dir(&data)
+        // The tracker's default: an overloaded machine must not drop nodes that are only slow.
+        .node_timeout(Duration::from_secs(15))
+        .placement_interval(Duration::from_secs(1))
+        .initial_points(1 << 40)
+        .configure(|serve| {
+            serve.signup_limits.per_address = usize::MAX;
+            serve.login_limits.per_address = usize::MAX;
+        })
+        .start()
+        .await?;
+    let tracker = net.server();
     let url = tracker.url();
     let cpu0 = cpu_secs();
     let start = Instant::now();
@@ -424,29 +422,13 @@ pub async fn run_phase(
     let mut cache_serial = 0u32;
     let start_cache = |serial: u32| {
         let url = url.clone();
-        let dir = work.join(format!("caches/{serial}"));
-        let key = work.join(format!("keys/{serial}.key"));
-        let (bytes, upload) = (
-            (config.cache_bytes as f64 / scale) as u64,
-            config.cache_upload_bps,
-        );
+        let spec = CacheSpec::new(format!("cache{serial}"), PASSWORD)
+            .storage((config.cache_bytes as f64 / scale) as u64)
+            .upload(config.cache_upload_bps);
+        let net = &net;
         async move {
-            let name = format!("cache{serial}");
-            login(&url, &name).await?;
-            Cache::start(rivulet_node_core::cache::CacheOptions {
-                tracker: url,
-                user: name,
-                password: PASSWORD.into(),
-                storage_bytes: bytes,
-                upload_bps: upload,
-                download_bps: 0,
-                listen: "127.0.0.1:0".parse()?,
-                advertise: None,
-                dir,
-                key_path: key,
-            })
-            .await
-            .map_err(anyhow::Error::from)
+            login(&url, &spec.user).await?;
+            anyhow::Ok(net.start_cache(&spec).await?)
         }
     };
     if with_caches {
@@ -550,7 +532,7 @@ pub async fn run_phase(
     }
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
-    tracker.shutdown().await?;
+    net.shutdown().await;
     let steady_from = config.minutes * 60.0 * 2.0 / 3.0;
     let origin_steady: u64 = series
         .iter()

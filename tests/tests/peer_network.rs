@@ -8,40 +8,37 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rivulet_e2e::{MovieSpec, Network, eventually, node_binary, sha256_file};
-use rivulet_node_core::cache::Cache;
+use rivulet_e2e::{eventually, node_binary, sha256_file};
+use rivulet_localnet::{CacheSpec, LocalNetwork, MovieSpec};
+use rivulet_node_core::cache::{Cache, CacheOptions};
 use rivulet_node_core::headless;
 use rivulet_node_core::peer::ftp::{ChunkSession, FetchError};
 use rivulet_node_core::viewer::{WatchOptions, WatchReport};
-use rivulet_tracker_client::{NodeKind, NodeRegistration, TicketRequest};
+use rivulet_tracker_client::{NodeRegistration, TicketRequest};
 
 const PASSWORD: &str = "network-pass-1";
 const BYTES_PER_POINT: u64 = 10_000;
 const START_POINTS: u64 = 100;
 const PLACEMENT_EVERY: Duration = Duration::from_millis(300);
 
-async fn network(seconds: u32) -> Network {
-    Network::start_with(
-        &[MovieSpec {
-            id: "film",
-            seconds,
-            price: 10,
-        }],
-        |config| {
+async fn network(seconds: u32) -> LocalNetwork {
+    LocalNetwork::temp()
+        .movie(MovieSpec::sample("film", seconds).price(10))
+        .configure(|config| {
             config.node_timeout = Duration::from_secs(3);
             config.placement_interval = PLACEMENT_EVERY;
             config.bytes_per_point = BYTES_PER_POINT;
             config.initial_points = START_POINTS;
-        },
-    )
-    .await
-    .unwrap()
+        })
+        .start()
+        .await
+        .unwrap()
 }
 
 /// Makes viewer accounts that bought the film (their purchases make it popular).
-async fn viewers(net: &Network, names: &[&str]) {
+async fn viewers(net: &LocalNetwork, names: &[&str]) {
     for name in names {
-        net.account(name, PASSWORD).await.unwrap();
+        net.register(name, PASSWORD).await.unwrap();
         net.login(name, PASSWORD)
             .await
             .unwrap()
@@ -52,7 +49,7 @@ async fn viewers(net: &Network, names: &[&str]) {
 }
 
 /// Distinct chunk indices of the film held complete by the given caches, per the tracker.
-async fn held(net: &Network, owners: &[&str]) -> BTreeSet<u16> {
+async fn held(net: &LocalNetwork, owners: &[&str]) -> BTreeSet<u16> {
     let mut all = BTreeSet::new();
     for owner in owners {
         let Ok(client) = net.login(owner, PASSWORD).await else {
@@ -69,7 +66,7 @@ async fn held(net: &Network, owners: &[&str]) -> BTreeSet<u16> {
 
 /// Waits until the caches of `owners` hold at least k (16) distinct indices of the film, then
 /// one more placement round, so that peer sets are computed from those holdings.
-async fn warm(net: &Network, owners: &[&str]) {
+async fn warm(net: &LocalNetwork, owners: &[&str]) {
     assert!(
         eventually(Duration::from_secs(30), || async {
             held(net, owners).await.len() >= 16
@@ -83,7 +80,7 @@ async fn warm(net: &Network, owners: &[&str]) {
 
 /// Waits until every owner's account shows exactly the bytes viewers verified from its
 /// cache as credited, and the points those bytes earn.
-async fn assert_exact_points(net: &Network, expected: &BTreeMap<String, u64>) {
+async fn assert_exact_points(net: &LocalNetwork, expected: &BTreeMap<String, u64>) {
     for (owner, bytes) in expected {
         let client = net.login(owner, PASSWORD).await.unwrap();
         let settled = eventually(Duration::from_secs(20), || {
@@ -107,7 +104,7 @@ async fn assert_exact_points(net: &Network, expected: &BTreeMap<String, u64>) {
     }
 }
 
-fn check_byte_exact(net: &Network, report: &WatchReport, out: &std::path::Path) {
+fn check_byte_exact(net: &LocalNetwork, report: &WatchReport, out: &std::path::Path) {
     let want = sha256_file(&net.stream_file("film")).unwrap();
     assert_eq!(report.sha256, want);
     assert_eq!(sha256_file(out).unwrap(), want);
@@ -119,9 +116,13 @@ async fn warm_caches_carry_the_viewers_and_their_owners_earn_exact_points() {
     let owners = ["own1", "own2", "own3", "own4"];
     let mut caches: Vec<(String, Cache)> = Vec::new();
     for owner in owners {
-        net.account(owner, PASSWORD).await.unwrap();
+        net.register(owner, PASSWORD).await.unwrap();
         let cache = net
-            .cache(owner, PASSWORD, 100_000_000, 1_000_000_000)
+            .start_cache(
+                &CacheSpec::new(owner, PASSWORD)
+                    .storage(100_000_000)
+                    .upload(1_000_000_000),
+            )
             .await
             .unwrap();
         caches.push((owner.to_owned(), cache));
@@ -149,16 +150,7 @@ async fn warm_caches_carry_the_viewers_and_their_owners_earn_exact_points() {
     let cache_id = caches[0].1.status().borrow().node_id.clone();
     let other_id = caches[1].1.status().borrow().node_id.clone();
     let v1 = net.login("viewer1", PASSWORD).await.unwrap();
-    let me = v1
-        .register_node(&NodeRegistration {
-            kind: NodeKind::Viewer,
-            bind: String::new(),
-            advertise: String::new(),
-            upload_bps: 0,
-            storage_bytes: 0,
-        })
-        .await
-        .unwrap();
+    let me = v1.register_node(&NodeRegistration::viewer()).await.unwrap();
     let for_other = v1
         .ticket(&TicketRequest {
             holder: me.node_id.clone(),
@@ -249,7 +241,7 @@ async fn warm_caches_carry_the_viewers_and_their_owners_earn_exact_points() {
     for (_, cache) in caches {
         cache.stop().await;
     }
-    net.tracker.shutdown().await.unwrap();
+    net.shutdown().await;
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -277,7 +269,7 @@ impl Drop for CacheProcess {
     }
 }
 
-fn spawn_cache(net: &Network, owner: &str) -> CacheProcess {
+fn spawn_cache(net: &LocalNetwork, owner: &str) -> CacheProcess {
     let mut child = Command::new(node_binary())
         .args(["cache", "--tracker", &net.url(), "--user", owner])
         .args([
@@ -316,7 +308,7 @@ async fn a_corrupt_cache_is_blamed_and_a_killed_cache_costs_no_long_stall() {
     let owners = ["bad", "dies", "ok1", "ok2"];
     let mut caches = Vec::new();
     for owner in owners {
-        net.account(owner, PASSWORD).await.unwrap();
+        net.register(owner, PASSWORD).await.unwrap();
         caches.push(spawn_cache(&net, owner));
     }
     // Bought once all four caches are up, so placement spreads the film over them.
@@ -393,7 +385,7 @@ async fn a_corrupt_cache_is_blamed_and_a_killed_cache_costs_no_long_stall() {
         .unwrap();
     assert!(dies.credited_bytes <= verified.get(&dead_id).copied().unwrap_or(0));
     drop(caches);
-    net.tracker.shutdown().await.unwrap();
+    net.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,21 +396,17 @@ async fn caches_on_ipv6_and_behind_an_advertised_name_serve_viewers() {
         ("six", "[::1]:0", None),
         ("named", "127.0.0.1:0", Some("localhost")),
     ] {
-        net.account(owner, PASSWORD).await.unwrap();
-        let cache = Cache::start(rivulet_node_core::cache::CacheOptions {
-            tracker: net.url(),
-            user: owner.into(),
-            password: PASSWORD.into(),
-            storage_bytes: 100_000_000,
-            upload_bps: 1_000_000_000,
-            download_bps: 0,
+        net.register(owner, PASSWORD).await.unwrap();
+        let options = CacheOptions {
             listen: listen.parse().unwrap(),
             advertise: advertise.map(str::to_owned),
-            dir: net.cache_dir(owner),
-            key_path: net.path("keys").join(owner),
-        })
-        .await
-        .unwrap();
+            ..net.cache_options(
+                &CacheSpec::new(owner, PASSWORD)
+                    .upload(1_000_000_000)
+                    .storage(100_000_000),
+            )
+        };
+        let cache = Cache::start(options).await.unwrap();
         caches.push(cache);
     }
     let six = caches[0].status().borrow().clone();
@@ -461,7 +449,7 @@ async fn caches_on_ipv6_and_behind_an_advertised_name_serve_viewers() {
     for cache in caches {
         cache.stop().await;
     }
-    net.tracker.shutdown().await.unwrap();
+    net.shutdown().await;
 }
 
 /// The film's indices a cache's status says it holds complete.
@@ -480,9 +468,13 @@ fn film_indices(status: &rivulet_node_core::cache::CacheStatus) -> BTreeSet<u16>
 async fn a_cache_started_again_keeps_what_it_held_without_fetching() {
     let net = network(20).await;
     viewers(&net, &["fan"]).await;
-    net.account("keeper", PASSWORD).await.unwrap();
+    net.register("keeper", PASSWORD).await.unwrap();
     let cache = net
-        .cache("keeper", PASSWORD, 2_000_000_000, 10_000_000)
+        .start_cache(
+            &CacheSpec::new("keeper", PASSWORD)
+                .storage(2_000_000_000)
+                .upload(10_000_000),
+        )
         .await
         .unwrap();
     warm(&net, &["keeper"]).await;
@@ -503,7 +495,11 @@ async fn a_cache_started_again_keeps_what_it_held_without_fetching() {
     cache.stop().await;
 
     let again = net
-        .cache("keeper", PASSWORD, 2_000_000_000, 10_000_000)
+        .start_cache(
+            &CacheSpec::new("keeper", PASSWORD)
+                .storage(2_000_000_000)
+                .upload(10_000_000),
+        )
         .await
         .unwrap();
     // Its first heartbeats report the same indices, and the tracker sees them.

@@ -7,7 +7,7 @@ use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rivulet_e2e::{MovieSpec, Network};
+use rivulet_localnet::{LocalNetwork, MovieSpec};
 use rivulet_node_core::format::Manifest;
 use rivulet_node_core::viewer::http::StreamServer;
 use rivulet_node_core::viewer::{self, Viewer, WatchOptions};
@@ -17,14 +17,12 @@ const PASSWORD: &str = "stream-pass-1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_reads_and_seeks_the_stream_over_rust_and_http() {
-    let net = Network::start(&[MovieSpec {
-        id: "film",
-        seconds: 24,
-        price: 0,
-    }])
-    .await
-    .unwrap();
-    net.account("player", PASSWORD).await.unwrap();
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("film", 24).price(0))
+        .start()
+        .await
+        .unwrap();
+    net.register("player", PASSWORD).await.unwrap();
     let client = net.login("player", PASSWORD).await.unwrap();
     client.buy("film").await.unwrap();
     let video = client.video("film").await.unwrap();
@@ -120,7 +118,7 @@ async fn a_player_reads_and_seeks_the_stream_over_rust_and_http() {
     assert_eq!(whole.bytes().await.unwrap(), origin);
     server.shutdown().await;
     session.close().await;
-    net.tracker.shutdown().await.unwrap();
+    net.shutdown().await;
 }
 
 #[test]

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use rivulet_e2e::{MovieSpec, Network, sha256_file};
+use rivulet_e2e::sha256_file;
+use rivulet_localnet::{LocalNetwork, MovieSpec};
 use rivulet_node_core::headless;
 use rivulet_node_core::viewer::WatchOptions;
 use rivulet_tracker_client::{Credentials, TrackerClient};
@@ -13,14 +14,12 @@ const PASSWORD: &str = "watcher-pass-1";
 
 #[tokio::test]
 async fn watch_rebuilds_the_movie_byte_for_byte_from_the_origin() {
-    let net = Network::start(&[MovieSpec {
-        id: "film",
-        seconds: 6,
-        price: 20,
-    }])
-    .await
-    .unwrap();
-    net.account("ann", PASSWORD).await.unwrap();
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("film", 6).price(20))
+        .start()
+        .await
+        .unwrap();
+    net.register("ann", PASSWORD).await.unwrap();
     let out = net.path("film.mkv");
     let opts = WatchOptions::default();
 
@@ -61,19 +60,17 @@ async fn watch_rebuilds_the_movie_byte_for_byte_from_the_origin() {
         .await
         .unwrap();
     assert_eq!(again.sha256, want);
-    net.tracker.shutdown().await.unwrap();
+    net.shutdown().await;
 }
 
 #[tokio::test]
 async fn real_time_watching_takes_the_movies_length_without_stalls() {
-    let net = Network::start(&[MovieSpec {
-        id: "short",
-        seconds: 4,
-        price: 0,
-    }])
-    .await
-    .unwrap();
-    net.account("bea", PASSWORD).await.unwrap();
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("short", 4).price(0))
+        .start()
+        .await
+        .unwrap();
+    net.register("bea", PASSWORD).await.unwrap();
     let out = net.path("short.mkv");
     let opts = WatchOptions {
         realtime: true,
@@ -94,19 +91,17 @@ async fn real_time_watching_takes_the_movies_length_without_stalls() {
         report.sha256,
         sha256_file(&net.stream_file("short")).unwrap()
     );
-    net.tracker.shutdown().await.unwrap();
+    net.shutdown().await;
 }
 
 #[tokio::test]
 async fn bad_tracker_answers_are_clear_errors() {
-    let net = Network::start(&[MovieSpec {
-        id: "m",
-        seconds: 2,
-        price: 1000,
-    }])
-    .await
-    .unwrap();
-    net.account("cat", PASSWORD).await.unwrap();
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("m", 2).price(1000))
+        .start()
+        .await
+        .unwrap();
+    net.register("cat", PASSWORD).await.unwrap();
     let out = net.path("m.mkv");
     let opts = WatchOptions::default();
     let cases = [
@@ -136,20 +131,18 @@ async fn bad_tracker_answers_are_clear_errors() {
         assert!(format!("{err:#}").contains(want), "{err:#}");
         assert!(!out.exists());
     }
-    net.tracker.shutdown().await.unwrap();
+    net.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_a_clear_error_that_leaves_nothing_behind() {
     use std::os::unix::process::CommandExt;
-    let net = Network::start(&[MovieSpec {
-        id: "big",
-        seconds: 6,
-        price: 0,
-    }])
-    .await
-    .unwrap();
-    net.account("dan", PASSWORD).await.unwrap();
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("big", 6).price(0))
+        .start()
+        .await
+        .unwrap();
+    net.register("dan", PASSWORD).await.unwrap();
     let out = net.path("big.mkv");
     let mut command = std::process::Command::new(rivulet_e2e::node_binary());
     command
@@ -191,12 +184,12 @@ async fn a_full_disk_is_a_clear_error_that_leaves_nothing_behind() {
     assert!(!output.status.success());
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("File too large"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(net.dir.path())
+    let left: Vec<_> = std::fs::read_dir(net.dir())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("big.mkv"))
         .collect();
     assert!(left.is_empty(), "{left:?} after {err}");
-    net.tracker.shutdown().await.unwrap();
+    net.shutdown().await;
 }

@@ -320,6 +320,35 @@ pub struct NodeRegistration {
     pub storage_bytes: u64,
 }
 
+impl NodeRegistration {
+    /// A viewer: no server, no upload, no storage.
+    pub fn viewer() -> NodeRegistration {
+        NodeRegistration {
+            kind: NodeKind::Viewer,
+            bind: String::new(),
+            advertise: String::new(),
+            upload_bps: 0,
+            storage_bytes: 0,
+        }
+    }
+
+    /// A cache listening on `bind`, reached at `advertise`, with these limits.
+    pub fn cache(
+        bind: impl Into<String>,
+        advertise: impl Into<String>,
+        upload_bps: u64,
+        storage_bytes: u64,
+    ) -> NodeRegistration {
+        NodeRegistration {
+            kind: NodeKind::Cache,
+            bind: bind.into(),
+            advertise: advertise.into(),
+            upload_bps,
+            storage_bytes,
+        }
+    }
+}
+
 /// The tracker's answer to a registration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

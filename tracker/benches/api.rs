@@ -13,7 +13,7 @@ use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::sample::make_sample_movie;
 use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker_client::{
-    Credentials, Heartbeat, Holding, NodeKind, NodeRegistration, PeerBytes, TrackerClient,
+    Credentials, Heartbeat, Holding, NodeRegistration, PeerBytes, TrackerClient,
 };
 
 /// Concurrent client tasks.
@@ -90,13 +90,12 @@ async fn main() {
         let c = TrackerClient::new(&server.url());
         c.register(&creds).await.unwrap();
         let c = c.clone().with_token(c.login(&creds).await.unwrap().token);
-        let reg = NodeRegistration {
-            kind: NodeKind::Cache,
-            bind: format!("127.0.0.1:{}", 20000 + i),
-            advertise: format!("127.0.0.1:{}", 20000 + i),
-            upload_bps: 10_000_000,
-            storage_bytes: 1_500_000_000,
-        };
+        let reg = NodeRegistration::cache(
+            format!("127.0.0.1:{}", 20000 + i),
+            format!("127.0.0.1:{}", 20000 + i),
+            10_000_000,
+            1_500_000_000,
+        );
         let node = c.register_node(&reg).await.unwrap().node_id;
         clients.push((c, node));
     }

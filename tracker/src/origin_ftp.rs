@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rivulet_node_core::format::StreamChunker;
-use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkServer};
+use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer};
 use rivulet_node_core::ticket::TicketKey;
 
 use crate::catalogue_cache::CatalogueCache;
@@ -49,12 +49,7 @@ impl OriginChunks {
 
 #[async_trait]
 impl ChunkProvider for OriginChunks {
-    async fn chunk(
-        &self,
-        video: &str,
-        segment: u32,
-        index: u16,
-    ) -> Result<Option<Vec<u8>>, String> {
+    async fn chunk(&self, video: &str, segment: u32, index: u16) -> ChunkResult {
         let Some(chunker) = self.chunker(video).await? else {
             return Ok(None);
         };

@@ -76,6 +76,17 @@ impl ServeConfig {
             trusted_proxy: None,
         }
     }
+
+    /// [`ServeConfig::new`] with HTTP and FTP on `127.0.0.1:0`: a tracker for tests and the
+    /// local network, on ports the system picks (read them from [`Server::url`]).
+    pub fn loopback(data: PathBuf) -> ServeConfig {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        ServeConfig {
+            http: any_port,
+            ftp: any_port,
+            ..ServeConfig::new(data)
+        }
+    }
 }
 
 /// Why the tracker could not start.

@@ -3,19 +3,15 @@
 
 use std::sync::Arc;
 
+use rivulet_localnet::{LocalNetwork, MovieSpec, TrackerConfig as ServeConfig};
 use rivulet_node_core::format::Manifest;
-use rivulet_tracker::data_dir::DataDir;
-use rivulet_tracker::ingest::{IngestRequest, ingest};
-use rivulet_tracker::sample::make_sample_movie;
-use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker_client::{
     ClientError, Credentials, ErrorCode, Heartbeat, Holding, NodeKind, NodeRegistration, PeerBytes,
     TrackerClient,
 };
 
 struct Tracker {
-    dir: tempfile::TempDir,
-    server: Server,
+    net: LocalNetwork,
 }
 
 impl Tracker {
@@ -25,39 +21,29 @@ impl Tracker {
     }
 
     /// A tracker with movies, its configuration adjusted by `tune`.
-    async fn start_with(movies: &[(&str, u64)], tune: impl FnOnce(&mut ServeConfig)) -> Tracker {
-        let dir = tempfile::tempdir().unwrap();
-        let data_path = dir.path().join("data");
-        let data = DataDir::create(&data_path).unwrap();
-        let clip = dir.path().join("clip.mp4");
-        make_sample_movie(&clip, 2, 320, 240).unwrap();
-        for (id, price) in movies {
-            ingest(
-                &data,
-                &IngestRequest {
-                    input: clip.clone(),
-                    title: format!("Movie {id}"),
-                    price: *price,
-                    id: Some((*id).to_owned()),
-                },
-            )
+    async fn start_with(
+        movies: &[(&str, u64)],
+        tune: impl FnOnce(&mut ServeConfig) + Send + 'static,
+    ) -> Tracker {
+        let movies = movies
+            .iter()
+            .map(|(id, price)| MovieSpec::sample(*id, 2).size(320, 240).price(*price));
+        let net = LocalNetwork::temp()
+            .movies(movies)
+            .initial_points(100)
+            .configure(tune)
+            .start()
+            .await
             .unwrap();
-        }
-        let mut config = ServeConfig::new(data_path);
-        config.http = "127.0.0.1:0".parse().unwrap();
-        config.ftp = "127.0.0.1:0".parse().unwrap();
-        config.initial_points = 100;
-        tune(&mut config);
-        let server = Server::bind(config).await.unwrap();
-        Tracker { dir, server }
+        Tracker { net }
     }
 
     fn client(&self) -> TrackerClient {
-        TrackerClient::new(&self.server.url())
+        self.net.client()
     }
 
     fn db_path(&self) -> std::path::PathBuf {
-        self.dir.path().join("data").join("tracker.db")
+        self.net.db_path()
     }
 
     /// Registers and logs in; returns a client with the session.
@@ -102,7 +88,7 @@ async fn register_log_in_see_yourself_log_out() {
     me.logout().await.unwrap();
     assert_eq!(code(me.me().await), (401, ErrorCode::Unauthorized));
     assert_eq!(code(me.logout().await), (401, ErrorCode::Unauthorized));
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 #[tokio::test]
@@ -160,7 +146,7 @@ async fn bad_registrations_get_a_clear_4xx() {
     c.login(&creds("ZOË_映画", "correct-horse-42"))
         .await
         .unwrap();
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 /// Raw HTTP for what the typed client cannot send: malformed JSON, wrong types, huge bodies.
@@ -168,7 +154,7 @@ async fn bad_registrations_get_a_clear_4xx() {
 async fn malformed_requests_get_the_error_body() {
     let t = Tracker::start(&[]).await;
     let http = reqwest::Client::new();
-    let url = |p: &str| format!("{}/api/v1{p}", t.server.url());
+    let url = |p: &str| format!("{}/api/v1{p}", t.net.url());
     let json = |body: &str| {
         http.post(url("/accounts"))
             .header("content-type", "application/json")
@@ -204,7 +190,7 @@ async fn malformed_requests_get_the_error_body() {
         ),
         (http.get(url("/no/such/thing")), 404, ErrorCode::NotFound),
         (
-            http.get(format!("{}/elsewhere", t.server.url())),
+            http.get(format!("{}/elsewhere", t.net.url())),
             404,
             ErrorCode::NotFound,
         ),
@@ -228,7 +214,7 @@ async fn malformed_requests_get_the_error_body() {
         assert_eq!(body["error"]["code"], want.as_str(), "{body}");
         assert!(!body["error"]["message"].as_str().unwrap().is_empty());
     }
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 #[tokio::test]
@@ -260,7 +246,7 @@ async fn failed_log_ins_lock_the_account_out() {
         }
         other => panic!("expected a lock-out, got {other:?}"),
     }
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 #[tokio::test]
@@ -276,7 +262,7 @@ async fn expired_sessions_are_refused() {
         .await
         .unwrap();
     assert_eq!(code(c.me().await), (401, ErrorCode::Unauthorized));
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 #[tokio::test]
@@ -336,7 +322,7 @@ async fn catalogue_posters_manifests_and_purchases() {
     let free = frank.buy("free").await.unwrap();
     assert_eq!((free.charged, free.balance), (0, 70));
     assert_eq!(frank.me().await.unwrap().bought, ["cheap", "free"]);
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 #[tokio::test]
@@ -355,27 +341,16 @@ async fn concurrent_purchases_of_one_movie_charge_once() {
     }
     assert_eq!(charged, 40);
     assert_eq!(grace.me().await.unwrap().balance, 60);
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 fn cache_at(port: u16) -> NodeRegistration {
-    NodeRegistration {
-        kind: NodeKind::Cache,
-        bind: format!("0.0.0.0:{port}"),
-        advertise: format!("cache.example:{port}"),
-        upload_bps: 10_000_000,
-        storage_bytes: 1_500_000_000,
-    }
-}
-
-fn viewer() -> NodeRegistration {
-    NodeRegistration {
-        kind: NodeKind::Viewer,
-        bind: String::new(),
-        advertise: String::new(),
-        upload_bps: 0,
-        storage_bytes: 0,
-    }
+    NodeRegistration::cache(
+        format!("0.0.0.0:{port}"),
+        format!("cache.example:{port}"),
+        10_000_000,
+        1_500_000_000,
+    )
 }
 
 #[tokio::test]
@@ -391,7 +366,10 @@ async fn nodes_register_report_and_leave() {
         ..cache_at(0)
     };
     alice.register_node(&v6).await.unwrap();
-    let view = alice.register_node(&viewer()).await.unwrap();
+    let view = alice
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap();
 
     let hb = Heartbeat {
         holdings: vec![Holding {
@@ -487,7 +465,7 @@ async fn nodes_register_report_and_leave() {
         (404, ErrorCode::NotFound)
     );
     assert_eq!(alice.my_nodes().await.unwrap().len(), 2);
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 #[tokio::test]
@@ -584,7 +562,7 @@ async fn bad_node_reports_are_refused_and_change_nothing() {
     }
     // Negative numbers and wrong types, as raw JSON.
     let http = reqwest::Client::new();
-    let url = format!("{}/api/v1/nodes/{node}/heartbeat", t.server.url());
+    let url = format!("{}/api/v1/nodes/{node}/heartbeat", t.net.url());
     for body in [
         r#"{"upload_bps": -1}"#,
         r#"{"holdings": [{"video": "m", "indices": [-3]}]}"#,
@@ -606,7 +584,7 @@ async fn bad_node_reports_are_refused_and_change_nothing() {
         holding(vec![1, 2]).holdings,
         "nothing half-written"
     );
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 #[tokio::test]
@@ -640,7 +618,7 @@ async fn silent_nodes_are_dropped_and_register_again() {
     );
     alice.register_node(&cache_at(2121)).await.unwrap();
     assert_eq!(alice.my_nodes().await.unwrap().len(), 2);
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 #[tokio::test]
@@ -648,12 +626,9 @@ async fn nodes_register_again_after_a_tracker_restart() {
     let t = Tracker::start(&[("m", 0)]).await;
     let alice = t.user("alice").await;
     let node = alice.register_node(&cache_at(2121)).await.unwrap().node_id;
-    let Tracker { dir, server } = t;
-    server.shutdown().await.unwrap();
-    let mut config = ServeConfig::new(dir.path().join("data"));
-    config.http = "127.0.0.1:0".parse().unwrap();
-    config.ftp = "127.0.0.1:0".parse().unwrap();
-    let server = Server::bind(config).await.unwrap();
+    let Tracker { mut net } = t;
+    net.restart_tracker().await.unwrap();
+    let server = net.server();
     // Sessions survive the restart; nodes are forgotten and say so.
     let alice = TrackerClient::new(&server.url()).with_token(alice.token().unwrap());
     assert_eq!(
@@ -666,7 +641,7 @@ async fn nodes_register_again_after_a_tracker_restart() {
         .await
         .unwrap();
     assert_eq!(alice.my_nodes().await.unwrap().len(), 1);
-    server.shutdown().await.unwrap();
+    net.shutdown().await;
 }
 
 #[tokio::test]
@@ -683,7 +658,11 @@ async fn administrators_see_accounts_nodes_videos_load_and_flows() {
     let carl = t.user("carl").await;
     carl.buy("m").await.unwrap();
     let cache = carl.register_node(&cache_at(2121)).await.unwrap().node_id;
-    let view = carl.register_node(&viewer()).await.unwrap().node_id;
+    let view = carl
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap()
+        .node_id;
     let bytes = |peer: &str, n: u64| {
         vec![PeerBytes {
             peer: peer.into(),
@@ -784,14 +763,14 @@ async fn administrators_see_accounts_nodes_videos_load_and_flows() {
         "hours=2",
     ] {
         let resp = http
-            .get(format!("{}/api/v1/admin/load?{q}", t.server.url()))
+            .get(format!("{}/api/v1/admin/load?{q}", t.net.url()))
             .bearer_auth(root.token().unwrap())
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 400, "{q}");
     }
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 /// The OpenAPI document lists exactly the routes the server answers: every documented
@@ -803,7 +782,10 @@ async fn earnings_over_time_follow_the_credited_bytes() {
     let alice = t.user("alice").await;
     let bob = t.user("bob").await;
     let cache = alice.register_node(&cache_at(2121)).await.unwrap();
-    let view = bob.register_node(&viewer()).await.unwrap();
+    let view = bob
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap();
     // Nothing credited yet: every bucket is empty.
     let none = alice.earnings(60, 12).await.unwrap();
     assert_eq!((none.bucket_secs, none.buckets.len()), (300, 12));
@@ -912,7 +894,7 @@ async fn earnings_over_time_follow_the_credited_bytes() {
     let http = reqwest::Client::new();
     for query in ["minutes=soon", "buckets=-1", "colour=red"] {
         let resp = http
-            .get(format!("{}/api/v1/me/earnings?{query}", t.server.url()))
+            .get(format!("{}/api/v1/me/earnings?{query}", t.net.url()))
             .bearer_auth(&token)
             .send()
             .await
@@ -922,7 +904,7 @@ async fn earnings_over_time_follow_the_credited_bytes() {
         assert_eq!(body.error.code, ErrorCode::BadRequest, "{query}");
         assert!(!body.error.message.is_empty());
     }
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 #[tokio::test]
@@ -930,7 +912,7 @@ async fn the_openapi_document_matches_the_routes() {
     let t = Tracker::start(&[]).await;
     let http = reqwest::Client::new();
     let doc: serde_json::Value = http
-        .get(format!("{}/api/v1/openapi.json", t.server.url()))
+        .get(format!("{}/api/v1/openapi.json", t.net.url()))
         .send()
         .await
         .unwrap()
@@ -980,7 +962,7 @@ async fn the_openapi_document_matches_the_routes() {
     for (method, path) in &operations {
         let url = format!(
             "{}{}",
-            t.server.url(),
+            t.net.url(),
             path.replace("{id}", "x").replace("{node}", "x")
         );
         let req = http.request(method.parse().unwrap(), url);
@@ -998,7 +980,7 @@ async fn the_openapi_document_matches_the_routes() {
             "{method} {path}: {status} {body}"
         );
     }
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 /// Parallel wrong passwords cannot slip past the lock-out: each attempt is counted before it
@@ -1030,7 +1012,7 @@ async fn parallel_guesses_are_counted_before_they_are_checked() {
         code(t.client().login(&creds("gina", "correct-horse-42")).await).0,
         429
     );
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 /// Byte totals stop at a ceiling instead of overflowing; the admin views keep working.
@@ -1046,7 +1028,11 @@ async fn transfer_totals_cannot_overflow() {
         .await
         .unwrap();
     let cache = root.register_node(&cache_at(2121)).await.unwrap().node_id;
-    let view = root.register_node(&viewer()).await.unwrap().node_id;
+    let view = root
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap()
+        .node_id;
     let huge = Heartbeat {
         sent: vec![PeerBytes {
             peer: view.clone(),
@@ -1088,7 +1074,7 @@ async fn transfer_totals_cannot_overflow() {
         ..Heartbeat::default()
     };
     assert_eq!(code(root.heartbeat(&cache, &twice).await).0, 400);
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }
 
 #[tokio::test]
@@ -1109,5 +1095,5 @@ async fn sign_ups_are_limited_per_address() {
         code(t.client().register(&creds("x", "correct-horse-42")).await).0,
         400
     );
-    t.server.shutdown().await.unwrap();
+    t.net.shutdown().await;
 }

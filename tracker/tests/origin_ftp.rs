@@ -6,12 +6,10 @@
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rivulet_localnet::{LocalNetwork, MovieSpec};
 use rivulet_node_core::format::Manifest;
 use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
-use rivulet_tracker::data_dir::DataDir;
-use rivulet_tracker::ingest::{IngestRequest, ingest};
-use rivulet_tracker::sample::make_sample_movie;
-use rivulet_tracker::server::{ServeConfig, Server};
+use rivulet_tracker::server::Server;
 use rivulet_tracker_client::{
     ClientError, Credentials, ErrorCode, NodeKind, NodeRegistration, TicketRequest, TrackerClient,
 };
@@ -20,25 +18,16 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode};
 use tokio::io::AsyncReadExt;
 
-async fn tracker(dir: &std::path::Path, ftp: &str) -> Server {
-    let data = DataDir::create(dir.join("data")).unwrap();
-    let clip = dir.join("clip.mp4");
-    if !clip.exists() {
-        make_sample_movie(&clip, 3, 320, 240).unwrap();
-        for id in ["m", "other"] {
-            let request = IngestRequest {
-                input: clip.clone(),
-                title: id.into(),
-                price: 0,
-                id: Some(id.into()),
-            };
-            ingest(&data, &request).unwrap();
-        }
-    }
-    let mut config = ServeConfig::new(dir.join("data"));
-    config.http = "127.0.0.1:0".parse().unwrap();
-    config.ftp = ftp.parse().unwrap();
-    Server::bind(config).await.unwrap()
+async fn tracker(dir: &std::path::Path, ftp: &str) -> LocalNetwork {
+    let ftp: SocketAddr = ftp.parse().unwrap();
+    let movies =
+        ["m", "other"].map(|id| MovieSpec::sample(id, 3).size(320, 240).title(id).price(0));
+    LocalNetwork::builder(dir)
+        .movies(movies)
+        .configure(move |config| config.ftp = ftp)
+        .start()
+        .await
+        .unwrap()
 }
 
 /// A logged-in account with a viewer node that bought "m".
@@ -50,13 +39,7 @@ async fn viewer(server: &Server, name: &str) -> (TrackerClient, String) {
     };
     c.register(&creds).await.unwrap();
     let c = c.clone().with_token(c.login(&creds).await.unwrap().token);
-    let reg = NodeRegistration {
-        kind: NodeKind::Viewer,
-        bind: String::new(),
-        advertise: String::new(),
-        upload_bps: 0,
-        storage_bytes: 0,
-    };
+    let reg = NodeRegistration::viewer();
     let node = c.register_node(&reg).await.unwrap().node_id;
     c.buy("m").await.unwrap();
     (c, node)
@@ -91,8 +74,9 @@ fn now() -> u64 {
 #[tokio::test]
 async fn a_ticket_fetches_verified_chunks_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    let server = tracker(dir.path(), "127.0.0.1:0").await;
-    let (c, node) = viewer(&server, "vera").await;
+    let net = tracker(dir.path(), "127.0.0.1:0").await;
+    let server = net.server();
+    let (c, node) = viewer(server, "vera").await;
     let origin = c.origin().await.unwrap();
     assert_eq!(origin.ftp, server.ftp_addr().to_string());
     let manifest = Manifest::from_json(&c.manifest("m").await.unwrap()).unwrap();
@@ -198,14 +182,15 @@ async fn a_ticket_fetches_verified_chunks_and_nothing_else() {
             Ok(_) => panic!("{user} {password:.30}: logged in"),
         }
     }
-    server.shutdown().await.unwrap();
+    net.shutdown().await;
 }
 
 #[tokio::test]
 async fn tickets_follow_the_rules() {
     let dir = tempfile::tempdir().unwrap();
-    let server = tracker(dir.path(), "127.0.0.1:0").await;
-    let (c, node) = viewer(&server, "walt").await;
+    let net = tracker(dir.path(), "127.0.0.1:0").await;
+    let server = net.server();
+    let (c, node) = viewer(server, "walt").await;
     let ask = |holder: &str, server: &str, video: &str| {
         let c = c.clone();
         let req = TicketRequest {
@@ -249,7 +234,7 @@ async fn tickets_follow_the_rules() {
         (401, ErrorCode::Unauthorized)
     );
     // Another account cannot use walt's node.
-    let (x, _) = viewer(&server, "xena").await;
+    let (x, _) = viewer(server, "xena").await;
     assert_eq!(
         code(
             x.ticket(&TicketRequest {
@@ -277,14 +262,15 @@ async fn tickets_follow_the_rules() {
         (403, ErrorCode::NotBought)
     );
     ask(&cache, "origin", "m").await.unwrap();
-    server.shutdown().await.unwrap();
+    net.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_origin_serves_over_ipv6_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let server = tracker(dir.path(), "[::1]:0").await;
-    let (c, node) = viewer(&server, "yuki").await;
+    let net = tracker(dir.path(), "[::1]:0").await;
+    let server = net.server();
+    let (c, node) = viewer(server, "yuki").await;
     let manifest = Manifest::from_json(&c.manifest("m").await.unwrap()).unwrap();
     let ticket = c
         .ticket(&TicketRequest {
@@ -300,5 +286,5 @@ async fn the_origin_serves_over_ipv6_loopback() {
         .unwrap();
     let wire = retr(&mut ftp, "/m/0/50").await.unwrap();
     manifest.verify_chunk(0, 50, &wire).unwrap();
-    server.shutdown().await.unwrap();
+    net.shutdown().await;
 }

@@ -8,8 +8,8 @@ mod web_support;
 use std::time::Duration;
 
 use rivulet_tracker::web::{CSRF_FIELD, FORM_COOKIE, SESSION_COOKIE};
-use rivulet_tracker_client::Heartbeat;
-use web_support::{Browser, PASSWORD, Tracker, cache_at, eventually, moved, peer_bytes, viewer};
+use rivulet_tracker_client::{Heartbeat, NodeRegistration};
+use web_support::{Browser, PASSWORD, Tracker, cache_at, eventually, moved, peer_bytes};
 
 /// Each test's own time limit: a hung browser fails the test instead of the suite.
 const TEST_LIMIT: Duration = Duration::from_secs(180);
@@ -105,8 +105,16 @@ async fn people_sign_up_see_their_dashboard_and_are_kept_out_of_admin_pages() {
         carl.buy("m").await.unwrap();
         vera.buy("m").await.unwrap();
         let cache = carl.register_node(&cache_at(4001)).await.unwrap().node_id;
-        let mine = carl.register_node(&viewer()).await.unwrap().node_id;
-        let theirs = vera.register_node(&viewer()).await.unwrap().node_id;
+        let mine = carl
+            .register_node(&NodeRegistration::viewer())
+            .await
+            .unwrap()
+            .node_id;
+        let theirs = vera
+            .register_node(&NodeRegistration::viewer())
+            .await
+            .unwrap()
+            .node_id;
         carl.heartbeat(
             &cache,
             &Heartbeat {
@@ -229,7 +237,7 @@ async fn people_sign_up_see_their_dashboard_and_are_kept_out_of_admin_pages() {
         assert_eq!(b.path().await, "/dashboard");
 
         b.close().await;
-        t.server.shutdown().await.unwrap();
+        t.net.shutdown().await;
     })
     .await;
 }
@@ -246,7 +254,11 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         vera.buy("rock").await.unwrap();
         let a1 = alice.register_node(&cache_at(4101)).await.unwrap().node_id;
         let d1 = dora.register_node(&cache_at(4102)).await.unwrap().node_id;
-        let v = vera.register_node(&viewer()).await.unwrap().node_id;
+        let v = vera
+            .register_node(&NodeRegistration::viewer())
+            .await
+            .unwrap()
+            .node_id;
         // Two caches fetch from the origin and send to one viewer, who confirms it all and
         // gets the rest from the origin.
         let holding = |indices: Vec<u16>| {
@@ -497,7 +509,7 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         assert_eq!(b.path().await, "/admin?minutes=5");
 
         b.close().await;
-        t.server.shutdown().await.unwrap();
+        t.net.shutdown().await;
     })
     .await;
 }
@@ -699,7 +711,7 @@ async fn expired_sessions_are_logged_out_and_forms_without_their_token_are_refus
         assert_eq!(signup.status().as_u16(), 403);
 
         b.close().await;
-        t.server.shutdown().await.unwrap();
+        t.net.shutdown().await;
     })
     .await;
 }
@@ -883,14 +895,14 @@ async fn bad_requests_get_clear_error_pages_and_pages_load_nothing_from_elsewher
                     .starts_with(kind)
             );
         }
-        t.server.shutdown().await.unwrap();
+        t.net.shutdown().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow_views_show_real_caches_serving_a_real_viewer() {
-    use rivulet_node_core::cache::{Cache, CacheOptions};
+    use rivulet_localnet::CacheSpec;
     use rivulet_node_core::format::Manifest;
     use rivulet_node_core::viewer::{Viewer, WatchOptions};
     within_limit(async {
@@ -905,20 +917,10 @@ async fn flow_views_show_real_caches_serving_a_real_viewer() {
         let mut caches = Vec::new();
         for owner in ["alice", "dora"] {
             t.user(owner).await;
-            let cache = Cache::start(CacheOptions {
-                tracker: t.server.url(),
-                user: owner.into(),
-                password: PASSWORD.into(),
-                storage_bytes: 100_000_000,
-                upload_bps: 1_000_000_000,
-                download_bps: 0,
-                listen: "127.0.0.1:0".parse().unwrap(),
-                advertise: None,
-                dir: t.dir.path().join(format!("cache-{owner}")),
-                key_path: t.dir.path().join(format!("keys/{owner}")),
-            })
-            .await
-            .unwrap();
+            let spec = CacheSpec::new(owner, PASSWORD)
+                .storage(100_000_000)
+                .upload(1_000_000_000);
+            let cache = t.net.start_cache(&spec).await.unwrap();
             caches.push(cache);
         }
         // A purchase makes the film popular; the caches fetch their share of it.
@@ -939,7 +941,7 @@ async fn flow_views_show_real_caches_serving_a_real_viewer() {
             "film",
             std::sync::Arc::new(manifest),
             video.duration_ms,
-            &t.dir.path().join(".film.part"),
+            &t.net.dir().join(".film.part"),
             &WatchOptions {
                 realtime: true,
                 ..WatchOptions::default()
@@ -990,7 +992,7 @@ async fn flow_views_show_real_caches_serving_a_real_viewer() {
         for cache in caches {
             cache.stop().await;
         }
-        t.server.shutdown().await.unwrap();
+        t.net.shutdown().await;
     })
     .await;
 }

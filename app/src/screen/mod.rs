@@ -58,10 +58,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_clock_read_well() {
-        assert_eq!(bytes(999), "999 B");
-        assert_eq!(bytes(1_500_000_000), "1.50 GB");
+    fn the_clock_reads_minutes_and_seconds() {
         assert_eq!(clock(61_000), "1:01");
+        assert_eq!(clock(3_599_999), "59:59");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Shared by the app's tests: a real tracker on loopback (rivulet-e2e's `Network`), a way to
+//! Shared by the app's tests: a real tracker on loopback (`rivulet-localnet`), a way to
 //! run the tasks `update` returns without a window, and the app driven message by message.
 
 #![allow(dead_code)]

@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rivulet_tracker_client::{
-    ClientError, Credentials, ErrorCode, Heartbeat, HeartbeatReply, Holding, NodeKind,
-    NodeRegistration, PeerBytes, TrackerClient,
+    ClientError, Credentials, ErrorCode, Heartbeat, HeartbeatReply, Holding, NodeRegistration,
+    PeerBytes, TrackerClient,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::format::Manifest;
-use crate::peer::chunk_server::{ChunkProvider, ChunkServer, RateCap, ServedBytes};
+use crate::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer, RateCap, ServedBytes};
 use crate::peer::ftp::{ChunkSession, MAX_BATCH};
 use crate::task::Tasks;
 use crate::ticket::TicketKey;
@@ -169,12 +169,7 @@ struct StoreProvider(Arc<ChunkStore>);
 
 #[async_trait]
 impl ChunkProvider for StoreProvider {
-    async fn chunk(
-        &self,
-        video: &str,
-        segment: u32,
-        index: u16,
-    ) -> Result<Option<Vec<u8>>, String> {
+    async fn chunk(&self, video: &str, segment: u32, index: u16) -> ChunkResult {
         let (store, video) = (self.0.clone(), video.to_owned());
         tokio::task::spawn_blocking(move || store.get(&video, segment, index))
             .await
@@ -270,13 +265,12 @@ impl Cache {
             upload_bps: options.upload_bps,
             storage_bytes: options.storage_bytes,
         };
-        let registration = NodeRegistration {
-            kind: NodeKind::Cache,
-            bind: server.addr().to_string(),
-            advertise: addr.clone(),
-            upload_bps: limits.upload_bps.max(1),
-            storage_bytes: limits.storage_bytes,
-        };
+        let registration = NodeRegistration::cache(
+            server.addr().to_string(),
+            addr.clone(),
+            limits.upload_bps.max(1),
+            limits.storage_bytes,
+        );
         let registered = client
             .register_node(&registration)
             .await

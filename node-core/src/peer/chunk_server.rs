@@ -44,17 +44,16 @@ fn check_id(id: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(not_found()) }
 }
 
+/// What a [`ChunkProvider`] answers: the chunk in wire form, `None` when the server does
+/// not have it, or why it could not tell.
+pub type ChunkResult = std::result::Result<Option<Vec<u8>>, String>;
+
 /// Where a server's chunks come from.
 #[async_trait]
 pub trait ChunkProvider: Send + Sync + Debug + 'static {
     /// Chunk `index` of `segment` of `video` in wire form; `Ok(None)` when this server does
     /// not have it.
-    async fn chunk(
-        &self,
-        video: &str,
-        segment: u32,
-        index: u16,
-    ) -> std::result::Result<Option<Vec<u8>>, String>;
+    async fn chunk(&self, video: &str, segment: u32, index: u16) -> ChunkResult;
 }
 
 /// Bytes a server has sent.

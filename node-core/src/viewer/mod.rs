@@ -20,8 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use rivulet_tracker_client::{
-    ClientError, Credentials, Heartbeat, NodeKind, NodeRegistration, PeerBytes, TrackerClient,
-    Video,
+    ClientError, Credentials, Heartbeat, NodeRegistration, PeerBytes, TrackerClient, Video,
 };
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -328,15 +327,7 @@ impl Viewer {
         options: &WatchOptions,
         playhead: Option<watch::Receiver<u64>>,
     ) -> Result<Viewer, WatchError> {
-        let node = client
-            .register_node(&NodeRegistration {
-                kind: NodeKind::Viewer,
-                bind: String::new(),
-                advertise: String::new(),
-                upload_bps: 0,
-                storage_bytes: 0,
-            })
-            .await?;
+        let node = client.register_node(&NodeRegistration::viewer()).await?;
         let origin = client.origin().await?;
         let sources = Arc::new(Sources::new(
             video,

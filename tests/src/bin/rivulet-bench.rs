@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use rivulet_e2e::eventually;
 use rivulet_e2e::swarm::{self, Phase, Popularity, Rng, SwarmConfig, percentile};
-use rivulet_e2e::{MovieSpec, Network, eventually};
+use rivulet_localnet::{CacheSpec, LocalNetwork, MovieSpec};
 use rivulet_node_core::format::Manifest;
 use rivulet_node_core::viewer::{Viewer, WatchOptions};
 use serde::Serialize;
@@ -162,7 +163,7 @@ struct StartSeekSummary {
 /// One viewer after another: log in, join, wait for the first bytes (start), then seek to
 /// random places and wait for the bytes there (seek).
 async fn measure(
-    net: &Network,
+    net: &LocalNetwork,
     prefix: &str,
     viewers: u32,
     seeks: u32,
@@ -172,7 +173,7 @@ async fn measure(
     let (mut from_caches, mut total) = (0u64, 0u64);
     for v in 0..viewers {
         let name = format!("{prefix}{v}");
-        net.account(&name, PASSWORD).await?;
+        net.register(&name, PASSWORD).await?;
         let setup = net.login(&name, PASSWORD).await?;
         setup.buy("film").await?;
         let started = Instant::now();
@@ -244,30 +245,30 @@ async fn start_seek(
     cache_upload: u64,
     seed: u64,
 ) -> anyhow::Result<StartSeekSummary> {
-    let net = Network::start_with(
-        &[MovieSpec {
-            id: "film",
-            seconds,
-            price: 1,
-        }],
-        |c| {
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("film", seconds).price(1))
+        .configure(|c| {
             c.placement_interval = Duration::from_millis(500);
             c.initial_points = 1000;
             // Every simulated account signs up from 127.0.0.1.
             c.signup_limits.per_address = usize::MAX;
             c.login_limits.per_address = usize::MAX;
-        },
-    )
-    .await?;
+        })
+        .start()
+        .await?;
     let mut rng = Rng::new(seed);
     let origin_only = measure(&net, "base", viewers, seeks, &mut rng).await?;
     let mut running = Vec::new();
     for c in 0..caches {
         let owner = format!("cache{c}");
-        net.account(&owner, PASSWORD).await?;
+        net.register(&owner, PASSWORD).await?;
         running.push(
-            net.cache(&owner, PASSWORD, 2_000_000_000, cache_upload)
-                .await?,
+            net.start_cache(
+                &CacheSpec::new(&owner, PASSWORD)
+                    .storage(2_000_000_000)
+                    .upload(cache_upload),
+            )
+            .await?,
         );
     }
     // Warm: the caches hold at least k distinct indices of the film.
@@ -287,7 +288,7 @@ async fn start_seek(
     for c in running {
         c.stop().await;
     }
-    net.tracker.shutdown().await?;
+    net.shutdown().await;
     Ok(StartSeekSummary {
         origin_only,
         with_caches,

@@ -224,11 +224,7 @@ mod tests {
 
     #[test]
     fn numbers_read_well() {
-        assert_eq!(bytes(999), "999 B");
-        assert_eq!(bytes(3000), "3.00 kB");
-        assert_eq!(bytes(1_500_000_000), "1.50 GB");
-        assert_eq!(bytes(99_960), "100 kB");
-        assert_eq!(rate(3_200_000.0), "3.20 Mbit/s");
+        // bytes() and rate() are node-core's formatter, tested there.
         assert_eq!(count(1_234_567), "1\u{202f}234\u{202f}567");
         assert_eq!(count(100), "100");
         assert_eq!(date(0), "1970-01-01");

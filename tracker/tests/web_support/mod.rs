@@ -13,13 +13,8 @@ use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
-use rivulet_tracker::data_dir::DataDir;
-use rivulet_tracker::ingest::{IngestRequest, ingest};
-use rivulet_tracker::sample::make_sample_movie;
-use rivulet_tracker::server::{ServeConfig, Server};
-use rivulet_tracker_client::{
-    Credentials, Heartbeat, NodeKind, NodeRegistration, PeerBytes, TrackerClient,
-};
+use rivulet_localnet::{LocalNetwork, MovieSpec, TrackerConfig as ServeConfig};
+use rivulet_tracker_client::{Credentials, Heartbeat, NodeRegistration, PeerBytes, TrackerClient};
 
 /// The password every test account uses.
 pub const PASSWORD: &str = "correct-horse-42";
@@ -28,8 +23,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A running tracker over a temporary data dir.
 pub struct Tracker {
-    pub dir: tempfile::TempDir,
-    pub server: Server,
+    pub net: LocalNetwork,
 }
 
 impl Tracker {
@@ -42,50 +36,38 @@ impl Tracker {
     /// Like [`Tracker::start`], with the configuration adjusted by `tune`.
     pub async fn start_with(
         movies: &[(&str, &str, u64)],
-        tune: impl FnOnce(&mut ServeConfig),
+        tune: impl FnOnce(&mut ServeConfig) + Send + 'static,
     ) -> Tracker {
-        let dir = tempfile::tempdir().unwrap();
-        let data_path = dir.path().join("data");
-        let data = DataDir::create(&data_path).unwrap();
-        if !movies.is_empty() {
-            let clip = dir.path().join("clip.mp4");
-            make_sample_movie(&clip, 2, 320, 240).unwrap();
-            for (id, title, price) in movies {
-                ingest(
-                    &data,
-                    &IngestRequest {
-                        input: clip.clone(),
-                        title: (*title).to_owned(),
-                        price: *price,
-                        id: Some((*id).to_owned()),
-                    },
-                )
-                .unwrap();
-            }
-        }
-        let mut config = ServeConfig::new(data_path);
-        config.http = "127.0.0.1:0".parse().unwrap();
-        config.ftp = "127.0.0.1:0".parse().unwrap();
-        config.initial_points = 100;
-        config.bytes_per_point = 1000;
-        // Nodes stay listed for the whole test even when the machine is slow.
-        config.node_timeout = Duration::from_secs(600);
-        tune(&mut config);
-        let server = Server::bind(config).await.unwrap();
-        Tracker { dir, server }
+        let movies = movies.iter().map(|(id, title, price)| {
+            MovieSpec::sample(*id, 2)
+                .size(320, 240)
+                .title(*title)
+                .price(*price)
+        });
+        let net = LocalNetwork::temp()
+            .movies(movies)
+            .initial_points(100)
+            .bytes_per_point(1000)
+            // Nodes stay listed for the whole test even when the machine is slow.
+            .node_timeout(Duration::from_secs(600))
+            .configure(tune)
+            .start()
+            .await
+            .unwrap();
+        Tracker { net }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server.url())
+        format!("{}{path}", self.net.url())
     }
 
     pub fn client(&self) -> TrackerClient {
-        TrackerClient::new(&self.server.url())
+        TrackerClient::new(&self.net.url())
     }
 
     /// The tracker's database file, opened beside the server (WAL allows it).
     pub async fn db(&self) -> sqlx::SqlitePool {
-        let path = self.dir.path().join("data").join("tracker.db");
+        let path = self.net.db_path();
         sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
             .await
             .unwrap()
@@ -117,23 +99,12 @@ pub fn creds(name: &str) -> Credentials {
 }
 
 pub fn cache_at(port: u16) -> NodeRegistration {
-    NodeRegistration {
-        kind: NodeKind::Cache,
-        bind: format!("0.0.0.0:{port}"),
-        advertise: format!("cache{port}.example:{port}"),
-        upload_bps: 10_000_000,
-        storage_bytes: 1_500_000_000,
-    }
-}
-
-pub fn viewer() -> NodeRegistration {
-    NodeRegistration {
-        kind: NodeKind::Viewer,
-        bind: String::new(),
-        advertise: String::new(),
-        upload_bps: 0,
-        storage_bytes: 0,
-    }
+    NodeRegistration::cache(
+        format!("0.0.0.0:{port}"),
+        format!("cache{port}.example:{port}"),
+        10_000_000,
+        1_500_000_000,
+    )
 }
 
 /// One `PeerBytes` entry.
@@ -244,7 +215,7 @@ impl Browser {
             client,
             driver,
             _profile: profile,
-            base: tracker.server.url(),
+            base: tracker.net.url(),
         }
     }
 
