@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkServer};
+use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer};
 use rivulet_node_core::peer::ftp::ChunkSession;
 use rivulet_node_core::peer::limits::ServerLimits;
 use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
@@ -23,12 +23,7 @@ const CHUNK: usize = 256 * 1024;
 
 #[async_trait]
 impl ChunkProvider for Synthetic {
-    async fn chunk(
-        &self,
-        video: &str,
-        segment: u32,
-        index: u16,
-    ) -> Result<Option<Vec<u8>>, String> {
+    async fn chunk(&self, video: &str, segment: u32, index: u16) -> ChunkResult {
         if video != "film" || index >= 64 {
             return Ok(None);
         }
