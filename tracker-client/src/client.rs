@@ -42,6 +42,16 @@ impl ClientError {
     }
 }
 
+/// Longest wait to connect to the tracker.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest wait for a whole call (connect, send, answer, body).
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Idle time after which a pooled connection is dropped (the tracker closes connections
+/// that send nothing for 10 s).
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A client for one tracker, optionally logged in.
 #[derive(Clone, Debug)]
 pub struct TrackerClient {
@@ -51,10 +61,18 @@ pub struct TrackerClient {
 }
 
 impl TrackerClient {
-    /// A client for the tracker at `base_url` (e.g. `http://127.0.0.1:7878`).
+    /// A client for the tracker at `base_url` (e.g. `http://127.0.0.1:7878`). Every call
+    /// is bounded: [`CONNECT_TIMEOUT`] to connect, [`CALL_TIMEOUT`] in all; idle pooled
+    /// connections are dropped before the tracker's own idle limit closes them.
     pub fn new(base_url: &str) -> TrackerClient {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE)
+            .build()
+            .unwrap_or_default();
         TrackerClient {
-            http: reqwest::Client::new(),
+            http,
             base: base_url.trim_end_matches('/').to_owned(),
             token: None,
         }

@@ -12,6 +12,7 @@ pub mod data_dir;
 pub mod db;
 pub mod earnings;
 pub mod ffmpeg;
+pub mod http_serve;
 pub mod ingest;
 pub mod login_limit;
 pub mod matroska;

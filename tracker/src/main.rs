@@ -46,6 +46,10 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 15,
               value_parser = clap::value_parser!(u64).range(1..=3600))]
         node_timeout: u64,
+        /// The reverse proxy in front of the tracker: only its X-Forwarded-For names the
+        /// client (log-in limits, sign-up limits); from anyone else that header is ignored.
+        #[arg(long, value_name = "ADDR")]
+        trusted_proxy: Option<std::net::IpAddr>,
     },
     /// Create an account; the password comes from RIVULET_PASSWORD or the first line of stdin.
     Account {
@@ -133,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             advertise,
             initial_points,
             node_timeout,
+            trusted_proxy,
         } => {
             let mut config = ServeConfig::new(data_path(data));
             config.http = http;
@@ -140,6 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.node_timeout = std::time::Duration::from_secs(node_timeout);
             config.ftp = ftp;
             config.advertise = advertise;
+            config.trusted_proxy = trusted_proxy;
             serve(config)
         }
         Command::Account {

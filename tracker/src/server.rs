@@ -1,7 +1,7 @@
 //! `rivulet-tracker serve`: binds the HTTP API, serves until told to stop, then drains.
 //! Tests start it on `127.0.0.1:0` with [`Server::bind`] and read the bound address.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use crate::api::{self, AppState};
 use crate::catalogue_cache::CatalogueCache;
 use crate::data_dir::DataDir;
 use crate::db;
+use crate::http_serve::{self, HttpLimits};
 use crate::login_limit::{LoginLimiter, LoginLimits};
 use crate::nodes;
 use crate::origin_ftp;
@@ -46,6 +47,11 @@ pub struct ServeConfig {
     pub bytes_per_point: u64,
     /// How often placement and topology run.
     pub placement_interval: Duration,
+    /// What HTTP connections may hold (timeouts, connection caps).
+    pub http_limits: HttpLimits,
+    /// The reverse proxy whose `X-Forwarded-For` names the client (`--trusted-proxy`);
+    /// without one that header is ignored.
+    pub trusted_proxy: Option<IpAddr>,
 }
 
 impl ServeConfig {
@@ -66,6 +72,8 @@ impl ServeConfig {
             advertise: None,
             bytes_per_point: nodes::DEFAULT_BYTES_PER_POINT,
             placement_interval: Duration::from_secs(2),
+            http_limits: HttpLimits::default(),
+            trusted_proxy: None,
         }
     }
 
@@ -127,6 +135,21 @@ async fn expire_silent_nodes(
                     tracing::warn!("expiring silent nodes failed: {e}");
                 }
             }
+            () = stop.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// Empties the origin's per-receiver byte counts every minute until `stop` is cancelled:
+/// nothing reads them on the origin, and unread they would grow with every node ever seen.
+async fn drain_origin_counters(
+    served: Arc<rivulet_node_core::peer::chunk_server::ServedBytes>,
+    stop: CancellationToken,
+) -> Result<(), std::convert::Infallible> {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => drop(served.take_by_peer()),
             () = stop.cancelled() => return Ok(()),
         }
     }
@@ -275,13 +298,21 @@ impl Server {
             ftp.shutdown().await;
             Ok::<(), std::convert::Infallible>(())
         });
-        let app = crate::web::router(state.clone(), api::router(state))
-            .into_make_service_with_connect_info::<SocketAddr>();
+        tasks.spawn(
+            "origin-counters",
+            drain_origin_counters(origin_served.clone(), tasks.token()),
+        );
+        let app = crate::web::router(state.clone(), api::router(state));
         let stop = tasks.token();
         tasks.spawn("http", async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            http_serve::serve(
+                listener,
+                app,
+                config.http_limits,
+                config.trusted_proxy,
+                stop.cancelled_owned(),
+            )
+            .await
         });
         tracing::info!(http = %http_addr, ftp = %ftp_addr, "tracker serving");
         Ok(Server {
@@ -359,8 +390,8 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        // http, origin-ftp, placement, node-expiry, heartbeat-writer.
-        assert_eq!(server.tasks().len(), 5);
+        // http, origin-ftp, origin-counters, placement, node-expiry, heartbeat-writer.
+        assert_eq!(server.tasks().len(), 6);
         tokio::time::timeout(Duration::from_secs(30), server.shutdown())
             .await
             .unwrap()

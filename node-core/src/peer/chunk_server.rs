@@ -6,7 +6,9 @@
 //! One libunftp server runs per connection, with TCP_NODELAY (libunftp's own listener costs
 //! 44 ms per file), and passive data ports are taken in turn from the configured range with
 //! SO_REUSEADDR by `PassivePorts` (libunftp's random pick collides, and port 0 makes the
-//! kernel scan every port in TIME_WAIT).
+//! kernel scan every port in TIME_WAIT). What a stranger may hold open (sessions, log-in
+//! time, passive listeners, stalled writes) is bounded by
+//! [`ServerLimits`](crate::peer::limits::ServerLimits).
 
 use std::collections::HashMap;
 use std::fmt::{self, Debug, Display};
@@ -28,6 +30,7 @@ use unftp_core::auth::{
 use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageBackend};
 
 use crate::peer::ftp::{MAX_BATCH, URGENT};
+use crate::peer::limits::{Admission, LoginSignal, ServerLimits, SessionPassive};
 use crate::ticket::{TicketClaims, TicketKey};
 use rivulet_tracker_client::{NodeId, NodeKind};
 
@@ -68,6 +71,10 @@ pub struct ServedBytes {
     distinct_bytes: AtomicU64,
 }
 
+/// Most (receiving node, movie) pairs counted between two [`ServedBytes::take_by_peer`]
+/// calls; bytes for pairs past it still count in the totals.
+const MAX_PEER_ENTRIES: usize = 65_536;
+
 impl ServedBytes {
     fn add(&self, holder: &str, video: &str, chunk: (u32, u16), bytes: u64) {
         let first = self
@@ -84,12 +91,13 @@ impl ServedBytes {
             &self.to_viewers
         };
         counter.fetch_add(bytes, Ordering::Relaxed);
-        *self
-            .by_peer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((holder.to_owned(), video.to_owned()))
-            .or_default() += bytes;
+        let mut by_peer = self.by_peer.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (holder.to_owned(), video.to_owned());
+        if let Some(n) = by_peer.get_mut(&key) {
+            *n += bytes;
+        } else if by_peer.len() < MAX_PEER_ENTRIES {
+            by_peer.insert(key, bytes);
+        }
     }
 
     /// Bytes of the distinct chunks sent so far (each counted once).
@@ -159,9 +167,13 @@ impl RateCap {
         self.bits_per_sec.load(Ordering::Relaxed)
     }
 
-    /// Waits until `bytes` may be sent, after any urgent transfers.
+    /// Waits until `bytes` may be sent, after any urgent transfers (with no cap nobody
+    /// waits: there is no bucket to share).
     pub async fn acquire(&self, bytes: usize) {
         loop {
+            if self.bits_per_sec.load(Ordering::Relaxed) == 0 {
+                return;
+            }
             let calm = self.calm.notified();
             tokio::pin!(calm);
             // Registered before looking, so the last urgent transfer's end wakes it.
@@ -200,9 +212,6 @@ impl RateCap {
     }
 }
 
-/// Most sessions a server keeps open at once; more connections are closed at once.
-const MAX_SESSIONS: usize = 512;
-
 /// Bytes written per step under a cap.
 const CAPPED_PIECE: usize = 16 * 1024;
 
@@ -223,6 +232,27 @@ impl UserDetail for TicketUser {}
 struct TicketAuth {
     key: TicketKey,
     server: Arc<RwLock<String>>,
+}
+
+/// One session's authenticator: [`TicketAuth`], and on success the session leaves the
+/// queue of those still logging in.
+#[derive(Debug)]
+struct SessionAuth {
+    tickets: Arc<TicketAuth>,
+    login: LoginSignal,
+}
+
+#[async_trait]
+impl Authenticator for SessionAuth {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> std::result::Result<Principal, AuthenticationError> {
+        let principal = self.tickets.authenticate(username, creds).await?;
+        self.login.logged_in();
+        Ok(principal)
+    }
 }
 
 fn unix_now() -> u64 {
@@ -355,6 +385,14 @@ struct ProviderStore {
     provider: Arc<dyn ChunkProvider>,
     served: Arc<ServedBytes>,
     cap: Arc<RateCap>,
+    limits: ServerLimits,
+    /// This session's passive listeners (a transfer closes them).
+    passive: Arc<SessionPassive>,
+}
+
+/// The error of a write the receiver did not take in time.
+fn stalled() -> Error {
+    Error::new(ErrorKind::LocalError, "the receiver stopped reading")
 }
 
 fn not_found() -> Error {
@@ -486,8 +524,12 @@ impl StorageBackend<TicketUser> for ProviderStore {
         W: AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + Debug,
     {
+        self.passive.transfer_started();
         let found = self.chunks(user, path.as_ref()).await?;
-        let urgent = found.urgent.then(|| self.cap.urgent());
+        // Priority lasts while the receiver takes the bytes: a write that stalls past
+        // `urgent_stall` demotes the transfer for good, so a reader that stops cannot hold
+        // the others; any write stalled past `write_timeout` ends the transfer.
+        let mut urgent = found.urgent.then(|| self.cap.urgent());
         let (mut offset, mut sent) = (0u64, 0u64);
         for (index, chunk) in &found.chunks {
             let skip = usize::try_from(start_pos.saturating_sub(offset))
@@ -500,7 +542,20 @@ impl StorageBackend<TicketUser> for ProviderStore {
                 } else {
                     self.cap.acquire(piece.len()).await;
                 }
-                output.write_all(piece).await?;
+                let write = output.write_all(piece);
+                tokio::pin!(write);
+                if urgent.is_some() {
+                    match tokio::time::timeout(self.limits.urgent_stall, &mut write).await {
+                        Ok(done) => {
+                            done?;
+                            continue;
+                        }
+                        Err(_) => urgent = None,
+                    }
+                }
+                tokio::time::timeout(self.limits.write_timeout, write)
+                    .await
+                    .map_err(|_| stalled())??;
             }
             let bytes = (chunk.len() - skip) as u64;
             self.served
@@ -552,8 +607,14 @@ impl StorageBackend<TicketUser> for ProviderStore {
 /// alternative holds up under load: libunftp's random pick collides, and asking the kernel
 /// for port 0 makes it scan every port with tens of thousands of TIME_WAIT sockets about
 /// (one per chunk transfer: measured 65% of a busy swarm's CPU in that scan).
+///
+/// Each listener is also admitted by the session's [`SessionPassive`]: a bounded number per
+/// session and per process, the oldest closed when a session asks for more.
 #[derive(Debug, Clone)]
-struct PassivePorts;
+struct PassivePorts {
+    limits: ServerLimits,
+    session: Arc<SessionPassive>,
+}
 
 /// Where the next passive bind starts looking, shared by every server in the process.
 static NEXT_PASSIVE_PORT: AtomicU64 = AtomicU64::new(0);
@@ -565,6 +626,18 @@ const PASSIVE_TRIES: usize = 64;
 impl libunftp::options::Binder for PassivePorts {
     async fn bind(
         &mut self,
+        ip: std::net::IpAddr,
+        range: std::ops::RangeInclusive<u16>,
+    ) -> std::io::Result<tokio::net::TcpSocket> {
+        let s = self.bind_port(ip, range)?;
+        self.session.admit(&self.limits, &s)?;
+        Ok(s)
+    }
+}
+
+impl PassivePorts {
+    fn bind_port(
+        &self,
         ip: std::net::IpAddr,
         range: std::ops::RangeInclusive<u16>,
     ) -> std::io::Result<tokio::net::TcpSocket> {
@@ -618,13 +691,34 @@ impl Drop for ChunkServer {
 
 impl ChunkServer {
     /// Binds `bind` and serves `provider`'s chunks to holders of tickets for `server_id`,
-    /// signed by `key`, under an upload cap of `upload_bps` bits/s (0: none).
+    /// signed by `key`, under an upload cap of `upload_bps` bits/s (0: none), with the
+    /// default [`ServerLimits`].
     pub async fn start(
         bind: SocketAddr,
         server_id: &str,
         key: TicketKey,
         provider: Arc<dyn ChunkProvider>,
         upload_bps: u64,
+    ) -> std::io::Result<ChunkServer> {
+        Self::start_with_limits(
+            bind,
+            server_id,
+            key,
+            provider,
+            upload_bps,
+            ServerLimits::default(),
+        )
+        .await
+    }
+
+    /// [`ChunkServer::start`] with other limits on what connections may hold.
+    pub async fn start_with_limits(
+        bind: SocketAddr,
+        server_id: &str,
+        key: TicketKey,
+        provider: Arc<dyn ChunkProvider>,
+        upload_bps: u64,
+        limits: ServerLimits,
     ) -> std::io::Result<ChunkServer> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
@@ -635,7 +729,10 @@ impl ChunkServer {
             provider,
             served: served.clone(),
             cap: cap.clone(),
+            limits,
+            passive: Arc::default(),
         };
+        let admission = Admission::new(limits);
         let auth = Arc::new(TicketAuth {
             key,
             server: server_id.clone(),
@@ -647,30 +744,50 @@ impl ChunkServer {
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else {
+                        let Ok((stream, peer)) = accepted else {
                             // Out of file descriptors, most likely: give sessions time to end.
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         };
-                        if sessions.len() >= MAX_SESSIONS {
+                        let Some(slot) = admission.admit(peer.ip(), &stream) else {
                             drop(stream);
                             continue;
-                        }
+                        };
                         let _ = stream.set_nodelay(true);
-                        let store = store.clone();
+                        let passive = Arc::new(SessionPassive::default());
+                        let store = ProviderStore {
+                            passive: passive.clone(),
+                            ..store.clone()
+                        };
                         let server = libunftp::ServerBuilder::with_user_detail_provider(
                             Box::new(move || store.clone()),
                             Arc::new(TicketUsers),
                         )
-                        .authenticator(auth.clone())
+                        .authenticator(Arc::new(SessionAuth {
+                            tickets: auth.clone(),
+                            login: slot.login_signal(),
+                        }))
                         .passive_host(libunftp::options::PassiveHost::FromConnection)
-                        .binder(PassivePorts)
-                        .idle_session_timeout(120)
+                        .binder(PassivePorts {
+                            limits,
+                            session: passive,
+                        })
+                        .idle_session_timeout(admission.limits().idle_secs)
                         .logger(slog::Logger::root(slog::Discard, slog::o!()))
                         .build();
                         if let Ok(server) = server {
                             sessions.spawn(async move {
-                                let _ = server.service(stream).await;
+                                let service = server.service(stream);
+                                tokio::pin!(service);
+                                // Log in by the deadline or go, whatever was sent meanwhile.
+                                tokio::select! {
+                                    _ = &mut service => return,
+                                    _ = tokio::time::sleep(limits.login_within) => {
+                                        slot.expire_unless_logged_in();
+                                    }
+                                }
+                                let _ = service.await;
+                                drop(slot);
                             });
                         }
                     }

@@ -3,3 +3,4 @@
 
 pub mod chunk_server;
 pub mod ftp;
+pub mod limits;
