@@ -10,8 +10,12 @@ fn main() -> ExitCode {
     rivulet_app::report::launched();
     let launch = match link::parse(std::env::args().skip(1)) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("rivulet: {e}");
+        Err(link::NotLaunched::Info(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(link::NotLaunched::Bad(line)) => {
+            eprintln!("rivulet: {line}");
             return ExitCode::from(2);
         }
     };
