@@ -2,15 +2,16 @@
 # Builds Rivulet's Debian packages with cargo-deb: target/debian/rivulet_VERSION_ARCH.deb (the
 # desktop app and rivulet-node) and rivulet-tracker_VERSION_ARCH.deb (the tracker, its systemd
 # unit and /etc/rivulet/tracker.toml). Man pages and completions come from rivulet-dist.
-# usage: installer/build-debs.sh [--profile P] [--no-build]
+# usage: installer/build-debs.sh [--profile P] [--no-build] [--out DIR]
 #   --profile P   the cargo profile whose binaries are packaged (default: release)
 #   --no-build    package the binaries already built for P (the package test does this)
+#   --out DIR     where the .debs go (default: target/debian)
 set -euo pipefail
-cd "$(dirname "$0")/.."
 me=installer/build-debs.sh
-usage="usage: $me [--profile P] [--no-build]"
+usage="usage: $me [--profile P] [--no-build] [--out DIR]"
 profile=release
 build=yes
+debian=
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile)
@@ -19,10 +20,18 @@ while [ $# -gt 0 ]; do
       shift 2
       ;;
     --no-build) build=no; shift ;;
+    --out)
+      [ $# -ge 2 ] || { echo "$me: --out needs a folder; $usage" >&2; exit 2; }
+      debian=$2
+      shift 2
+      ;;
     -h | --help) echo "$usage"; exit 0 ;;
     *) echo "$me: unexpected argument $1; $usage" >&2; exit 2 ;;
   esac
 done
+# --out is relative to where the script was started; everything else to the workspace.
+[ -z "$debian" ] || debian=$(realpath -m "$debian")
+cd "$(dirname "$0")/.."
 if ! cargo deb --version >/dev/null 2>&1; then
   echo "$me: cargo-deb is missing; run installer/deps.sh" >&2
   exit 1
@@ -66,8 +75,8 @@ if [ "$out" != "$target/release" ]; then
   for b in "${bins[@]}"; do cp -l "$out/$b" "$deb_target/release/$b"; done
   deb_flags+=(--fast)
 fi
-mkdir -p "$target/debian"
-debian=$(cd "$target/debian" && pwd)
+debian=${debian:-$(realpath -m "$target/debian")}
+mkdir -p "$debian"
 for package in rivulet-app rivulet-tracker; do
   CARGO_TARGET_DIR="$deb_target" cargo deb --no-build "${deb_flags[@]}" -p "$package" -o "$debian/"
 done
