@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rivulet_e2e::{Network, node_binary};
+use rivulet_e2e::node_binary;
+use rivulet_localnet::fixture;
 
 const PASSWORD: &str = "lock-pass-1";
 
@@ -54,8 +55,7 @@ fn serving(mut cmd: Command) -> Reaped {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_cache_on_a_held_folder_is_refused_in_one_line() {
-    let net = Network::start(&[]).await.unwrap();
-    net.account("owner", PASSWORD).await.unwrap();
+    let net = fixture::with_accounts(&["owner"], PASSWORD).await.unwrap();
     let dir = net.path("cache-folder");
     let key = net.path("owner.key");
     let command = || cache_command(&net.url(), &dir, &key);
