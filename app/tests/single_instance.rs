@@ -13,6 +13,8 @@ use rivulet_app::single::{self, Instance};
 
 /// Set in the child that plays the running app: its runtime folder.
 const ROLE: &str = "RIVULET_TEST_FIRST_LAUNCH";
+/// Starts the child's own output (libtest may print on the same line).
+const MARK: &str = "@first-launch: ";
 
 /// A child process killed when dropped.
 struct Reaped(Child);
@@ -34,11 +36,14 @@ fn first_launch_role() {
     else {
         panic!("the first launch found another app");
     };
-    println!("ready");
+    println!("{MARK}ready");
     let (tx, rx) = std::sync::mpsc::channel();
     first.serve(move |h| tx.send(h).unwrap()).unwrap();
     for handoff in rx {
-        println!("handed {}", handoff.watch.as_deref().unwrap_or("focus"));
+        println!(
+            "{MARK}handed {}",
+            handoff.watch.as_deref().unwrap_or("focus")
+        );
     }
 }
 
@@ -58,14 +63,13 @@ fn start_first(dir: &Path) -> (Reaped, BufReader<ChildStdout>) {
     (child, out)
 }
 
-/// The child's next line of its own (libtest's lines skipped).
+/// The child's next line of its own (libtest's output skipped).
 fn next_line(out: &mut BufReader<ChildStdout>) -> String {
     loop {
         let mut line = String::new();
         assert!(out.read_line(&mut line).unwrap() > 0, "the first launch ended");
-        let line = line.trim();
-        if line == "ready" || line.starts_with("handed ") {
-            return line.to_owned();
+        if let Some((_, own)) = line.split_once(MARK) {
+            return own.trim().to_owned();
         }
     }
 }
