@@ -66,9 +66,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Launch, NotLaunch
             watch: a.link,
         }),
         Err(e) if !e.use_stderr() => Err(NotLaunched::Info(e.to_string())),
-        Err(e) => Err(NotLaunched::Bad(
-            rivulet_node_core::cli::usage_error_line(&e),
-        )),
+        Err(e) => Err(NotLaunched::Bad(rivulet_node_core::cli::usage_error_line(
+            &e,
+        ))),
     }
 }
 

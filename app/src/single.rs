@@ -147,13 +147,11 @@ fn hand_off(socket: &Path, launch: &Launch) -> Result<(), SingleError> {
 fn parse_request(line: &str) -> Result<Handoff, String> {
     match line.trim_end_matches(['\r', '\n']).split_once(' ') {
         None if line.trim_end() == "focus" => Ok(Handoff { watch: None }),
-        Some(("watch", id)) => {
-            crate::link::parse([crate::link::watch_link(id)])
-                .ok()
-                .and_then(|l| l.watch)
-                .map(|watch| Handoff { watch: Some(watch) })
-                .ok_or_else(|| format!("error: {id:?} is not a movie id"))
-        }
+        Some(("watch", id)) => crate::link::parse([crate::link::watch_link(id)])
+            .ok()
+            .and_then(|l| l.watch)
+            .map(|watch| Handoff { watch: Some(watch) })
+            .ok_or_else(|| format!("error: {id:?} is not a movie id")),
         _ => Err("error: expected `focus` or `watch ID`".into()),
     }
 }
@@ -270,7 +268,14 @@ mod tests {
                 watch: Some("demo".into())
             })
         );
-        for bad in ["watch ../x\n", "watch a b\n", "watch \n", "open x\n", "", "focus now\n"] {
+        for bad in [
+            "watch ../x\n",
+            "watch a b\n",
+            "watch \n",
+            "open x\n",
+            "",
+            "focus now\n",
+        ] {
             assert!(parse_request(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -32,8 +32,7 @@ fn first_launch_role() {
     let Some(dir) = std::env::var_os(ROLE) else {
         return;
     };
-    let Instance::First(first) = single::claim(Path::new(&dir), &Launch::default()).unwrap()
-    else {
+    let Instance::First(first) = single::claim(Path::new(&dir), &Launch::default()).unwrap() else {
         panic!("the first launch found another app");
     };
     println!("{MARK}ready");
@@ -51,7 +50,12 @@ fn first_launch_role() {
 fn start_first(dir: &Path) -> (Reaped, BufReader<ChildStdout>) {
     let mut child = Reaped(
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "first_launch_role", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "first_launch_role",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ROLE, dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -67,7 +71,10 @@ fn start_first(dir: &Path) -> (Reaped, BufReader<ChildStdout>) {
 fn next_line(out: &mut BufReader<ChildStdout>) -> String {
     loop {
         let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the first launch ended");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the first launch ended"
+        );
         if let Some((_, own)) = line.split_once(MARK) {
             return own.trim().to_owned();
         }
@@ -120,6 +127,10 @@ fn later_launches_hand_their_links_to_the_running_app() {
     first.0.wait().unwrap();
     assert!(runtime.join(single::SOCKET_FILE).exists());
     let (_again, mut out) = start_first(&runtime);
-    assert!(later_launch(home.path(), &["rivulet://watch/x1"]).status.success());
+    assert!(
+        later_launch(home.path(), &["rivulet://watch/x1"])
+            .status
+            .success()
+    );
     assert_eq!(next_line(&mut out), "handed x1");
 }

@@ -118,7 +118,6 @@ pub fn node_command() -> clap::Command {
     <NodeCli as clap::CommandFactory>::command()
 }
 
-
 /// Sends `tracing` events to stderr, filtered by `RUST_LOG` (default: warnings, and `info`
 /// for Rivulet's own crates). Binaries call it first; a second call does nothing.
 pub fn init_tracing() {

@@ -37,8 +37,7 @@ fn cache_command(url: &str, dir: &Path, key: &Path) -> Command {
 /// Starts a cache process; returns it once it serves (its JSON line printed).
 fn serving(mut cmd: Command) -> Reaped {
     let mut child = Reaped(
-        cmd
-            .stdout(Stdio::piped())
+        cmd.stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap(),

@@ -272,7 +272,10 @@ fn lintian(debs: &[PathBuf]) {
         "lintian reports errors:\n{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("lintian: no errors; {} warnings", text.lines().filter(|l| l.starts_with("W:")).count());
+    eprintln!(
+        "lintian: no errors; {} warnings",
+        text.lines().filter(|l| l.starts_with("W:")).count()
+    );
 }
 
 /// Starts Xvfb on a free display number (above the app tests' range); returns it with the
@@ -474,7 +477,11 @@ fn tracker(home: &Path) {
         answer.starts_with("HTTP/1.1 200"),
         "the installed tracker answered: {answer}"
     );
-    assert!(data.is_dir(), "the tracker made no data dir in {}", data.display());
+    assert!(
+        data.is_dir(),
+        "the tracker made no data dir in {}",
+        data.display()
+    );
 }
 
 /// After the purge, none of the packages' files and nothing named rivulet is left under
@@ -485,12 +492,20 @@ fn check_purged(files: &[String]) {
     let find = run(
         "find",
         &[
-            "/usr", "-path", "/usr/local", "-prune", "-o", "-iname", "*rivulet*", "-print",
+            "/usr",
+            "-path",
+            "/usr/local",
+            "-prune",
+            "-o",
+            "-iname",
+            "*rivulet*",
+            "-print",
         ],
     );
     let found = String::from_utf8_lossy(&find.stdout);
     assert!(found.trim().is_empty(), "left under /usr: {found}");
-    let cache = std::fs::read_to_string("/usr/share/applications/mimeinfo.cache").unwrap_or_default();
+    let cache =
+        std::fs::read_to_string("/usr/share/applications/mimeinfo.cache").unwrap_or_default();
     assert!(
         !cache.contains("rivulet"),
         "the desktop database still names rivulet"

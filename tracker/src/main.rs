@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rivulet_tracker::accounts;
-use rivulet_tracker::cli::{Cli, Command};
 use rivulet_tracker::catalogue::{self, CatalogueEntry};
+use rivulet_tracker::cli::{Cli, Command};
 use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{self, IngestRequest};
 use rivulet_tracker::sample::make_sample_movie;

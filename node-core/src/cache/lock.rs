@@ -77,7 +77,10 @@ mod tests {
         assert!(matches!(e, FolderLockError::InUse(_)), "{e}");
         assert_eq!(
             e.to_string(),
-            format!("another Rivulet is using the cache folder {}", folder.display())
+            format!(
+                "another Rivulet is using the cache folder {}",
+                folder.display()
+            )
         );
         drop(first);
         FolderLock::acquire(&folder).unwrap();
@@ -90,6 +93,9 @@ mod tests {
         std::fs::write(&file, b"").unwrap();
         let e = FolderLock::acquire(&file.join("cache")).unwrap_err();
         assert!(matches!(e, FolderLockError::Io { .. }), "{e}");
-        assert!(e.to_string().starts_with("cannot lock the cache folder"), "{e}");
+        assert!(
+            e.to_string().starts_with("cannot lock the cache folder"),
+            "{e}"
+        );
     }
 }
