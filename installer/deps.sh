@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Rivulet needs to build, run and test on Debian 12: the Debian packages
-# (as root, or through sudo) and cargo-nextest. Idempotent: a second run installs nothing.
+# (as root, or through sudo), cargo-nextest and cargo-deb. Idempotent: a second run installs nothing.
 set -euo pipefail
 
 # Debian packages, one per line, with what needs them.
@@ -20,6 +20,14 @@ packages=(
   chromium        # tests: the tracker's web pages in a real (headless) browser
   chromium-driver # tests: chromedriver, the WebDriver server the web tests drive Chromium through
   fonts-dejavu-core # rivulet-bench: the font of the swarm plot's labels
+  dpkg-dev        # packages: dpkg-shlibdeps, which cargo-deb asks for the binaries' dependencies
+  binutils        # packages: strip and objcopy, which cargo-deb runs on the binaries
+  lintian         # package test: checks both .debs
+  desktop-file-utils # package test: desktop-file-validate; update-desktop-database registers rivulet://
+  appstream       # package test: appstreamcli validates the AppStream metainfo
+  systemd         # package test: systemd-analyze verify checks the tracker's unit
+  man-db          # package test: systemd-analyze verify finds the unit's man page
+  xdg-utils       # package test: xdg-mime and xdg-open, as a desktop opens rivulet:// links
 )
 
 missing=()
@@ -41,4 +49,8 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installer/deps.sh: installing cargo-nextest" >&2
   cargo install --locked cargo-nextest
+fi
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "installer/deps.sh: installing cargo-deb" >&2
+  cargo install --locked cargo-deb
 fi

@@ -46,6 +46,8 @@ pub struct App {
     launch: Launch,
     /// A movie to open once logged in (a `rivulet://watch/ID` link).
     pending_watch: Option<String>,
+    /// The movie ids later launches handed over, for the status file.
+    links_opened: Vec<String>,
     /// Closing: waiting for the engine to stop.
     pub closing: bool,
     /// The demo caches' progress while the demo prepares: chunks held of those needed.
@@ -77,6 +79,8 @@ pub enum Message {
     CloseRequested,
     /// The engine did not stop in time: leave anyway.
     ForceExit,
+    /// A later launch handed over its link (or asks the window to come to the front).
+    SecondLaunch(crate::single::Handoff),
 }
 
 impl App {
@@ -127,6 +131,7 @@ impl App {
             viewer_feed: None,
             notice: warning,
             pending_watch: launch.watch.clone(),
+            links_opened: Vec::new(),
             launch,
             closing: false,
             warming: None,
@@ -169,6 +174,7 @@ impl App {
             }
             Message::CloseRequested => self.close(),
             Message::ForceExit => iced::exit(),
+            Message::SecondLaunch(handoff) => self.second_launch(handoff),
         };
         self.report();
         task
@@ -296,6 +302,33 @@ impl App {
         self.play_asked = Some(Instant::now());
         self.screen = Screen::Player(Box::new(state));
         Task::none()
+    }
+
+    /// A later launch: the window comes to the front and opens its link, now if logged in
+    /// (leaving the movie playing, unless it is that one), else once logged in.
+    fn second_launch(&mut self, handoff: crate::single::Handoff) -> Task<Message> {
+        let focus = window::latest().and_then(window::gain_focus::<Message>);
+        let Some(id) = handoff.watch else {
+            return focus;
+        };
+        self.links_opened.push(id.clone());
+        if self.session.is_none() {
+            self.pending_watch = Some(id);
+            return focus;
+        }
+        let open = match &self.screen {
+            Screen::Player(p) if p.video_id == id => Task::none(),
+            screen => {
+                if matches!(screen, Screen::Player(_)) {
+                    self.viewer_feed = None;
+                    if let Some(node) = &self.node {
+                        node.send(Command::StopWatching);
+                    }
+                }
+                self.open_player(&id, &id, 0)
+            }
+        };
+        Task::batch([focus, open])
     }
 
     fn catalogue(&mut self, message: catalogue::Message) -> Task<Message> {
@@ -568,6 +601,7 @@ impl App {
             demo_ready_ms: self.demo_ready_ms,
             play_to_frame_ms: self.play_to_frame_ms,
             error: self.notice.clone(),
+            links_opened: self.links_opened.clone(),
             ..Status::default()
         };
         match &self.screen {
@@ -652,6 +686,7 @@ impl App {
             Subscription::run(crate::engine::subscription_stream).map(Message::Node),
             window::close_requests().map(|_| Message::CloseRequested),
             Subscription::run(termination).map(|()| Message::CloseRequested),
+            Subscription::run(crate::single::handoffs).map(Message::SecondLaunch),
         ];
         match &self.screen {
             Screen::Player(_) => {

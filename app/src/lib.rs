@@ -11,4 +11,5 @@ pub mod link;
 pub mod report;
 pub mod screen;
 pub mod settings;
+pub mod single;
 pub mod video;

@@ -33,6 +33,8 @@ pub struct Status {
     pub from_origin_bytes: u64,
     pub peers: usize,
     pub error: Option<String>,
+    /// The movie ids later launches handed over (`rivulet://watch/ID`), oldest first.
+    pub links_opened: Vec<String>,
 }
 
 /// Writes [`Status`] to the file the environment names, if any.

@@ -1,5 +1,6 @@
 //! What every Rivulet command line shares: argument errors in one line on stderr, and
-//! passwords from `RIVULET_PASSWORD` or stdin (never argv).
+//! passwords from `RIVULET_PASSWORD` or stdin (never argv); and `rivulet-node`'s own
+//! command line, here so that man pages and completions can be made from it.
 
 use std::process::ExitCode;
 
@@ -13,20 +14,108 @@ pub fn parse<P: clap::Parser>(program: &str) -> Result<P, ExitCode> {
             Err(ExitCode::SUCCESS)
         }
         Err(e) => {
-            let text = e.to_string();
-            let message: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.starts_with("Usage:"))
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            eprintln!(
-                "{program}: {}",
-                message.join(" ").trim_start_matches("error: ")
-            );
+            eprintln!("{program}: {}", usage_error_line(&e));
             Err(ExitCode::from(2))
         }
     }
+}
+
+/// clap's message for a bad command line in one line, without the usage block and the
+/// leading `error: `.
+pub fn usage_error_line(error: &clap::Error) -> String {
+    let text = error.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    message.join(" ").trim_start_matches("error: ").to_owned()
+}
+
+/// `rivulet-node`'s command line: the peer engine without the GUI.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "rivulet-node",
+    version,
+    about = "Rivulet's peer engine, headless"
+)]
+pub struct NodeCli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    crate::units::parse_size(s, crate::cache::DEFAULT_STORAGE_BYTES)
+}
+
+fn rate_arg(s: &str) -> Result<u64, String> {
+    crate::units::parse_rate(s, crate::cache::DEFAULT_UPLOAD_BPS)
+}
+
+/// `rivulet-node`'s subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Hold chunks that the tracker places here and serve them to viewers over FTP; prints
+    /// one JSON line (node id, address) once serving, runs until SIGINT or SIGTERM. The
+    /// password comes from RIVULET_PASSWORD or the first line of stdin.
+    Cache {
+        /// The tracker's base URL, e.g. http://127.0.0.1:7878.
+        #[arg(long)]
+        tracker: String,
+        /// The account the cache earns points for.
+        #[arg(long)]
+        user: String,
+        /// Storage budget: 1.5GB, 300MB, or a multiplier of 1.5 GB such as 0.5x.
+        #[arg(long, default_value = "1.5GB", value_parser = size_arg)]
+        size: u64,
+        /// Upload cap: 10Mbit, 2Mbit, or a multiplier of 10 Mbit/s such as 0.2x.
+        #[arg(long, default_value = "10Mbit", value_parser = rate_arg)]
+        upload: u64,
+        /// Download budget from the origin (a multiplier scales 10 Mbit/s).
+        #[arg(long, default_value = "40Mbit", value_parser = rate_arg)]
+        download: u64,
+        /// Where the FTP server binds (use 0.0.0.0:PORT or [::]:PORT to serve other hosts).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// The host (or host:port) viewers dial, when it differs from the bound address.
+        #[arg(long)]
+        advertise: Option<String>,
+        /// The cache folder (default: the platform's cache folder).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// The store key (default: the platform's config folder; never inside --dir).
+        #[arg(long)]
+        key: Option<std::path::PathBuf>,
+    },
+    /// Rebuild a movie into a file from verified chunks; prints a JSON report. The password
+    /// comes from RIVULET_PASSWORD or the first line of stdin.
+    Watch {
+        /// The tracker's base URL, e.g. http://127.0.0.1:7878.
+        #[arg(long)]
+        tracker: String,
+        /// The account that watches (and buys).
+        #[arg(long)]
+        user: String,
+        /// The movie's id.
+        #[arg(long)]
+        video: String,
+        /// Where to write the rebuilt movie.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Consume at the movie's bitrate like a player, counting stalls.
+        #[arg(long)]
+        realtime: bool,
+        /// Buy the movie first if the account has not.
+        #[arg(long)]
+        buy: bool,
+    },
+}
+
+/// `rivulet-node`'s clap command, for man pages and shell completions.
+pub fn node_command() -> clap::Command {
+    <NodeCli as clap::CommandFactory>::command()
 }
 
 /// Sends `tracing` events to stderr, filtered by `RUST_LOG` (default: warnings, and `info`

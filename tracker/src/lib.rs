@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 pub mod catalogue;
 pub mod catalogue_cache;
+pub mod cli;
 pub mod data_dir;
 pub mod db;
 pub mod earnings;

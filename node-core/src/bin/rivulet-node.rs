@@ -3,93 +3,17 @@
 //! of caches and the origin into a file while reporting to the tracker, and prints one JSON
 //! report.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use rivulet_node_core::cache::{self, Cache, CacheOptions};
+use rivulet_node_core::cache::{Cache, CacheOptions};
+use rivulet_node_core::cli::{self, NodeCli, NodeCommand};
 use rivulet_node_core::viewer::{self, WatchOptions};
-use rivulet_node_core::{cli, headless, paths, units};
+use rivulet_node_core::{headless, paths};
 use rivulet_tracker_client::Credentials;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "rivulet-node",
-    version,
-    about = "Rivulet's peer engine, headless"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-fn size_arg(s: &str) -> Result<u64, String> {
-    units::parse_size(s, cache::DEFAULT_STORAGE_BYTES)
-}
-
-fn rate_arg(s: &str) -> Result<u64, String> {
-    units::parse_rate(s, cache::DEFAULT_UPLOAD_BPS)
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Hold chunks that the tracker places here and serve them to viewers over FTP; prints
-    /// one JSON line (node id, address) once serving, runs until SIGINT or SIGTERM. The
-    /// password comes from RIVULET_PASSWORD or the first line of stdin.
-    Cache {
-        /// The tracker's base URL, e.g. http://127.0.0.1:7878.
-        #[arg(long)]
-        tracker: String,
-        #[arg(long)]
-        user: String,
-        /// Storage budget: 1.5GB, 300MB, or a multiplier of 1.5 GB such as 0.5x.
-        #[arg(long, default_value = "1.5GB", value_parser = size_arg)]
-        size: u64,
-        /// Upload cap: 10Mbit, 2Mbit, or a multiplier of 10 Mbit/s such as 0.2x.
-        #[arg(long, default_value = "10Mbit", value_parser = rate_arg)]
-        upload: u64,
-        /// Download budget from the origin (a multiplier scales 10 Mbit/s).
-        #[arg(long, default_value = "40Mbit", value_parser = rate_arg)]
-        download: u64,
-        /// Where the FTP server binds (use 0.0.0.0:PORT or [::]:PORT to serve other hosts).
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-        /// The host (or host:port) viewers dial, when it differs from the bound address.
-        #[arg(long)]
-        advertise: Option<String>,
-        /// The cache folder (default: the platform's cache folder).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// The store key (default: the platform's config folder; never inside --dir).
-        #[arg(long)]
-        key: Option<PathBuf>,
-    },
-    /// Rebuild a movie into a file from verified chunks; prints a JSON report. The password
-    /// comes from RIVULET_PASSWORD or the first line of stdin.
-    Watch {
-        /// The tracker's base URL, e.g. http://127.0.0.1:7878.
-        #[arg(long)]
-        tracker: String,
-        #[arg(long)]
-        user: String,
-        /// The movie's id.
-        #[arg(long)]
-        video: String,
-        /// Where to write the rebuilt movie.
-        #[arg(long)]
-        out: PathBuf,
-        /// Consume at the movie's bitrate like a player, counting stalls.
-        #[arg(long)]
-        realtime: bool,
-        /// Buy the movie first if the account has not.
-        #[arg(long)]
-        buy: bool,
-    },
-}
 
 fn main() -> ExitCode {
     cli::init_tracing();
-    let cli: Cli = match cli::parse("rivulet-node") {
+    let cli: NodeCli = match cli::parse("rivulet-node") {
         Ok(cli) => cli,
         Err(code) => return code,
     };
@@ -109,9 +33,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: NodeCli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Cache {
+        NodeCommand::Cache {
             tracker,
             user,
             size,
@@ -154,7 +78,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cache.stop().await;
             Ok(())
         }
-        Command::Watch {
+        NodeCommand::Watch {
             tracker,
             user,
             video,

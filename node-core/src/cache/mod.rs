@@ -3,6 +3,7 @@
 //! [`store`]), serves it to viewers over FTP under one upload cap, and reports holdings and
 //! bytes sent by heartbeat. Limits change live through [`Cache::set_limits`].
 
+pub mod lock;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,6 +26,7 @@ use crate::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer, RateCap
 use crate::peer::ftp::{ChunkSession, MAX_BATCH};
 use crate::task::Tasks;
 use crate::ticket::TicketKey;
+use lock::{FolderLock, FolderLockError};
 use store::ChunkStore;
 
 /// The report's defaults: 1.5 GB of storage and 10 Mbit/s of upload, each scaled by the
@@ -113,6 +115,9 @@ impl CacheOptions {
 /// Why a cache could not start, in words for the person who runs it.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// Another process runs a cache on this folder (or the folder cannot be locked).
+    #[error(transparent)]
+    Locked(FolderLockError),
     /// The chunk store in the cache folder could not be opened or read.
     #[error("opening the chunk store: {0}")]
     Store(#[source] store::StoreError),
@@ -187,6 +192,8 @@ struct Limits {
 /// What the fetchers share with the heartbeat loop.
 #[derive(Debug)]
 struct Shared {
+    /// Held while any task of the cache runs: no other process uses the folder meanwhile.
+    _folder_lock: FolderLock,
     store: Arc<ChunkStore>,
     /// Origin tickets by movie.
     tickets: Mutex<HashMap<String, String>>,
@@ -214,9 +221,12 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Logs in, opens the store, starts the FTP server and registers; then runs in the
+    /// Locks the cache folder (one process per folder: [`CacheError::Locked`] names it), logs
+    /// in, opens the store, starts the FTP server and registers; then runs in the
     /// background. Fails with a clear error when any of these cannot be done.
     pub async fn start(options: CacheOptions) -> Result<Cache, CacheError> {
+        // First, before anything touches the store: one process per cache folder.
+        let folder_lock = FolderLock::acquire(&options.dir).map_err(CacheError::Locked)?;
         let store =
             Arc::new(ChunkStore::open(&options.dir, &options.key_path).map_err(CacheError::Store)?);
         // What it held when it last ran, slots that still verify: reported with the first
@@ -277,6 +287,7 @@ impl Cache {
             .map_err(CacheError::Register)?;
         server.set_server_id(&registered.node_id);
         let shared = Arc::new(Shared {
+            _folder_lock: folder_lock,
             store,
             tickets: Mutex::default(),
             node_id: Mutex::new(registered.node_id.clone()),
