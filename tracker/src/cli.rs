@@ -22,31 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the tracker: HTTP API and database (SIGINT or SIGTERM stops it gracefully).
-    Serve {
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Address of the HTTP API.
-        #[arg(long, default_value = "127.0.0.1:7878")]
-        http: std::net::SocketAddr,
-        /// Address of the origin's FTP server.
-        #[arg(long, default_value = "127.0.0.1:2121")]
-        ftp: std::net::SocketAddr,
-        /// Host name or IP nodes should dial for the origin, if not the bound one.
-        #[arg(long)]
-        advertise: Option<String>,
-        /// Points a new account starts with.
-        #[arg(long, value_name = "POINTS", default_value_t = 100, allow_negative_numbers = true,
-              value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
-        initial_points: u64,
-        /// Seconds of silence after which a node is dropped.
-        #[arg(long, value_name = "SECS", default_value_t = 15,
-              value_parser = clap::value_parser!(u64).range(1..=3600))]
-        node_timeout: u64,
-        /// The reverse proxy in front of the tracker: only its X-Forwarded-For names the
-        /// client (log-in limits, sign-up limits); from anyone else that header is ignored.
-        #[arg(long, value_name = "ADDR")]
-        trusted_proxy: Option<std::net::IpAddr>,
-    },
+    Serve(ServeArgs),
     /// Create an account; the password comes from RIVULET_PASSWORD or the first line of stdin.
     Account {
         /// The username.
@@ -108,4 +84,129 @@ pub enum Command {
 /// The clap command `rivulet-tracker` parses, for man pages and shell completions.
 pub fn command() -> clap::Command {
     Cli::command()
+}
+
+/// `serve`'s settings: each one a flag and a key of the `--config` file (same name in
+/// snake_case); a flag given on the command line wins over the file, the file over the
+/// default.
+#[derive(clap::Args, serde::Deserialize, Debug, Default, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeArgs {
+    /// A TOML file with any of the settings below (e.g. /etc/rivulet/tracker.toml).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: the platform's data dir for rivulet-tracker].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Address of the HTTP API [default: 127.0.0.1:7878].
+    #[arg(long)]
+    pub http: Option<std::net::SocketAddr>,
+    /// Address of the origin's FTP server [default: 127.0.0.1:2121].
+    #[arg(long)]
+    pub ftp: Option<std::net::SocketAddr>,
+    /// Host name or IP nodes should dial for the origin, if not the bound one.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Points a new account starts with [default: 100].
+    #[arg(long, value_name = "POINTS", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_POINTS))]
+    pub initial_points: Option<u64>,
+    /// Seconds of silence after which a node is dropped [default: 15].
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_NODE_TIMEOUT_SECS))]
+    pub node_timeout: Option<u64>,
+    /// The reverse proxy in front of the tracker: only its X-Forwarded-For names the
+    /// client (log-in limits, sign-up limits); from anyone else that header is ignored.
+    #[arg(long, value_name = "ADDR")]
+    pub trusted_proxy: Option<std::net::IpAddr>,
+}
+
+/// The most points a new account may start with.
+pub const MAX_POINTS: u64 = 1_000_000_000;
+/// The longest node timeout, in seconds.
+pub const MAX_NODE_TIMEOUT_SECS: u64 = 3600;
+
+impl ServeArgs {
+    /// These flags over the `--config` file's keys, if a file was named. The error is one
+    /// line naming the file (and the bad key or value).
+    pub fn with_config_file(self) -> Result<ServeArgs, String> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let file = ServeArgs::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(self.over(file))
+    }
+
+    /// Settings from TOML text; unknown keys and out-of-range values are errors.
+    pub fn from_toml(text: &str) -> Result<ServeArgs, String> {
+        let file: ServeArgs = toml::from_str(text)
+            .map_err(|e| e.message().trim_end_matches('\n').replace('\n', " "))?;
+        if file.initial_points.is_some_and(|p| p > MAX_POINTS) {
+            return Err(format!("initial_points must be at most {MAX_POINTS}"));
+        }
+        if file
+            .node_timeout
+            .is_some_and(|s| !(1..=MAX_NODE_TIMEOUT_SECS).contains(&s))
+        {
+            return Err(format!(
+                "node_timeout must be 1 to {MAX_NODE_TIMEOUT_SECS} seconds"
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Each setting of `self` where it has one, else `file`'s.
+    fn over(self, file: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            config: self.config,
+            data: self.data.or(file.data),
+            http: self.http.or(file.http),
+            ftp: self.ftp.or(file.ftp),
+            advertise: self.advertise.or(file.advertise),
+            initial_points: self.initial_points.or(file.initial_points),
+            node_timeout: self.node_timeout.or(file.node_timeout),
+            trusted_proxy: self.trusted_proxy.or(file.trusted_proxy),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = ServeArgs::from_toml(
+            "data = \"/var/lib/x\"\nhttp = \"0.0.0.0:80\"\nnode_timeout = 30\n",
+        )
+        .unwrap();
+        let flags = ServeArgs {
+            http: Some("127.0.0.1:9000".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(merged.http, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(merged.data, Some(PathBuf::from("/var/lib/x")));
+        assert_eq!(merged.node_timeout, Some(30));
+        assert_eq!(merged.ftp, None);
+    }
+
+    #[test]
+    fn bad_files_are_one_clear_line() {
+        for (text, want) in [
+            ("htp = \"0.0.0.0:80\"", "unknown field `htp`"),
+            ("http = \"not an address\"", "invalid socket address"),
+            ("node_timeout = 0", "node_timeout must be"),
+            ("initial_points = 2000000000", "initial_points must be"),
+            ("config = \"/etc/x\"", "unknown field `config`"),
+            ("[serve\n", ""),
+        ] {
+            let e = ServeArgs::from_toml(text).unwrap_err();
+            assert!(e.contains(want), "{text:?}: {e}");
+            assert!(!e.contains('\n'), "{text:?}: {e:?}");
+        }
+    }
 }

@@ -33,22 +33,24 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve {
-            data,
-            http,
-            ftp,
-            advertise,
-            initial_points,
-            node_timeout,
-            trusted_proxy,
-        } => {
-            let mut config = ServeConfig::new(data_path(data));
-            config.http = http;
-            config.initial_points = initial_points;
-            config.node_timeout = std::time::Duration::from_secs(node_timeout);
-            config.ftp = ftp;
-            config.advertise = advertise;
-            config.trusted_proxy = trusted_proxy;
+        Command::Serve(args) => {
+            let args = match args.with_config_file() {
+                Ok(args) => args,
+                Err(e) => {
+                    eprintln!("rivulet-tracker: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let mut config = ServeConfig::new(data_path(args.data));
+            let defaults = config.clone();
+            config.http = args.http.unwrap_or(defaults.http);
+            config.ftp = args.ftp.unwrap_or(defaults.ftp);
+            config.initial_points = args.initial_points.unwrap_or(defaults.initial_points);
+            config.node_timeout = args
+                .node_timeout
+                .map_or(defaults.node_timeout, std::time::Duration::from_secs);
+            config.advertise = args.advertise;
+            config.trusted_proxy = args.trusted_proxy;
             serve(config)
         }
         Command::Account {

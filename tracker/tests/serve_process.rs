@@ -219,3 +219,58 @@ async fn sigkill_during_purchases_keeps_every_balance_consistent() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn serve_reads_its_config_file_and_flags_win_over_it() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("from-file");
+    let config = work.path().join("tracker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data = {:?}\nhttp = \"127.0.0.1:9\"\nftp = \"127.0.0.1:0\"\ninitial_points = 7\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    // The flag --http wins over the file's unusable port 9; the rest comes from the file.
+    let (mut child, url) = spawn_reading_line(
+        tracker()
+            .args(["serve", "--http", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .stderr(Stdio::null()),
+    );
+    assert!(url.starts_with("http://127.0.0.1:"), "{url:?}");
+    assert!(
+        data.join("tracker.db").exists(),
+        "the file's data dir is used"
+    );
+    let c = TrackerClient::new(&url);
+    let creds = Credentials {
+        username: "filed".into(),
+        password: "correct-horse-42".into(),
+    };
+    assert_eq!(c.register(&creds).await.unwrap().balance, 7);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A bad file is one line on stderr and exit 2; nothing is started.
+    for (text, want) in [
+        ("htp = \"127.0.0.1:0\"\n", "unknown field `htp`"),
+        ("node_timeout = 0\n", "node_timeout must be"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let o = tracker()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{text:?}");
+        let err = stderr(&o);
+        assert_eq!(err.trim().lines().count(), 1, "{err:?}");
+        assert!(
+            err.contains(want) && err.contains("tracker.toml"),
+            "{err:?}"
+        );
+    }
+}
