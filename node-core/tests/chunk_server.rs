@@ -3,42 +3,16 @@
 //! counted per receiver; several chunks of a segment travel in one transfer.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rivulet_node_core::format::encode_chunk;
 use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer};
 use rivulet_node_core::peer::ftp::{ChunkSession, FetchError};
-use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
+use rivulet_node_core::ticket::TicketSigner;
 
-/// Chunks of 256 KiB whose bytes say where they are from.
-#[derive(Debug)]
-struct Synthetic;
-
-const CHUNK: usize = 256 * 1024;
-
-#[async_trait]
-impl ChunkProvider for Synthetic {
-    async fn chunk(&self, video: &str, segment: u32, index: u16) -> ChunkResult {
-        if video != "film" || index >= 64 {
-            return Ok(None);
-        }
-        Ok(Some(vec![(segment as u8) ^ (index as u8); CHUNK]))
-    }
-}
-
-fn ticket(signer: &TicketSigner, holder: &str, server: &str, video: &str, ttl_secs: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    signer.issue(&TicketClaims {
-        holder: holder.into(),
-        server: server.into(),
-        video: video.into(),
-        expires_at: now + ttl_secs,
-    })
-}
+mod common;
+use common::{CHUNK, Synthetic, ticket};
 
 #[tokio::test]
 async fn tickets_caps_and_counts() {

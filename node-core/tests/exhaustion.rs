@@ -5,43 +5,21 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer};
+use rivulet_node_core::peer::chunk_server::ChunkServer;
 use rivulet_node_core::peer::ftp::ChunkSession;
 use rivulet_node_core::peer::limits::ServerLimits;
-use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
+use rivulet_node_core::ticket::TicketSigner;
+
+mod common;
+use common::{CHUNK, Synthetic};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Chunks of 256 KiB.
-#[derive(Debug)]
-struct Synthetic;
-
-const CHUNK: usize = 256 * 1024;
-
-#[async_trait]
-impl ChunkProvider for Synthetic {
-    async fn chunk(&self, video: &str, segment: u32, index: u16) -> ChunkResult {
-        if video != "film" || index >= 64 {
-            return Ok(None);
-        }
-        Ok(Some(vec![(segment as u8) ^ (index as u8); CHUNK]))
-    }
-}
-
+/// A ticket for `holder` to fetch `film` from `cache-1` for five minutes.
 fn ticket(signer: &TicketSigner, holder: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    signer.issue(&TicketClaims {
-        holder: holder.into(),
-        server: "cache-1".into(),
-        video: "film".into(),
-        expires_at: now + 300,
-    })
+    common::ticket(signer, holder, "cache-1", "film", 300)
 }
 
 /// Limits as deployed, except that loopback is held to them like any other address.
