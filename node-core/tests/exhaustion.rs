@@ -22,6 +22,17 @@ fn ticket(signer: &TicketSigner, holder: &str) -> String {
     common::ticket(signer, holder, "cache-1", "film", 300)
 }
 
+/// A ticketed session of `holder` to the server at `addr`, for `film`, within `timeout`.
+async fn log_in(
+    addr: SocketAddr,
+    signer: &TicketSigner,
+    holder: &str,
+    timeout: Duration,
+) -> Result<ChunkSession, rivulet_node_core::peer::ftp::FetchError> {
+    let ticket = ticket(signer, holder);
+    ChunkSession::connect(&addr.to_string(), holder, &ticket, "film", timeout).await
+}
+
 /// Limits as deployed, except that loopback is held to them like any other address.
 fn strict() -> ServerLimits {
     ServerLimits {
@@ -157,15 +168,9 @@ async fn idle_and_nooping_sockets_do_not_keep_a_ticket_holder_out() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = Instant::now();
-    let mut session = ChunkSession::connect(
-        &addr.to_string(),
-        "viewer-a",
-        &ticket(&signer, "viewer-a"),
-        "film",
-        Duration::from_secs(1),
-    )
-    .await
-    .expect("a ticket holder logs in within 1 s while 512 idle sockets are open");
+    let mut session = log_in(addr, &signer, "viewer-a", Duration::from_secs(1))
+        .await
+        .expect("a ticket holder logs in within 1 s while 512 idle sockets are open");
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(session.fetch(0, 1, CHUNK).await.unwrap().len(), CHUNK);
 
@@ -211,15 +216,9 @@ async fn one_address_gets_its_share_and_no_more() {
         greeted, limits.per_address,
         "sessions granted to one address"
     );
-    let mut session = ChunkSession::connect(
-        &addr.to_string(),
-        "viewer-a",
-        &ticket(&signer, "viewer-a"),
-        "film",
-        Duration::from_secs(1),
-    )
-    .await
-    .expect("another address is still served");
+    let mut session = log_in(addr, &signer, "viewer-a", Duration::from_secs(1))
+        .await
+        .expect("another address is still served");
     session.fetch(0, 0, CHUNK).await.unwrap();
     session.close().await;
     server.shutdown().await;
@@ -257,15 +256,9 @@ async fn an_epsv_flood_keeps_the_descriptor_count_bounded() {
         granted < 100,
         "{granted} passive ports granted without a transfer"
     );
-    let mut honest = ChunkSession::connect(
-        &addr.to_string(),
-        "viewer-b",
-        &crate::ticket(&signer, "viewer-b"),
-        "film",
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
+    let mut honest = log_in(addr, &signer, "viewer-b", Duration::from_secs(2))
+        .await
+        .unwrap();
     for i in 0..8 {
         assert_eq!(honest.fetch(0, i, CHUNK).await.unwrap().len(), CHUNK);
     }
@@ -304,15 +297,9 @@ async fn a_stalled_urgent_reader_does_not_hold_other_transfers() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = Instant::now();
-    let mut other = ChunkSession::connect(
-        &addr.to_string(),
-        "viewer-a",
-        &ticket(&signer, "viewer-a"),
-        "film",
-        Duration::from_secs(8),
-    )
-    .await
-    .unwrap();
+    let mut other = log_in(addr, &signer, "viewer-a", Duration::from_secs(8))
+        .await
+        .unwrap();
     for i in 0..4 {
         assert_eq!(other.fetch(1, i, CHUNK).await.unwrap().len(), CHUNK);
     }
