@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Longest ticket accepted, in bytes.
-pub const MAX_TICKET_LEN: usize = 1024;
+pub const MAX_TICKET_LEN: usize = 2048;
 
 /// What a ticket allows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,19 @@ pub struct TicketClaims {
     pub video: String,
     /// Seconds since the Unix epoch after which the ticket is void.
     pub expires_at: u64,
+    /// The chunk indices it may fetch; `None`: any (a viewer that owns the movie). A cache
+    /// that does not own the movie gets only the indices placement gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indices: Option<Vec<u16>>,
+}
+
+impl TicketClaims {
+    /// Whether the ticket lets its holder fetch chunk index `index`.
+    pub fn allows(&self, index: u16) -> bool {
+        self.indices
+            .as_ref()
+            .is_none_or(|list| list.contains(&index))
+    }
 }
 
 /// Why a ticket was refused.
@@ -144,6 +157,7 @@ mod tests {
             server: "origin".into(),
             video: "demo".into(),
             expires_at,
+            indices: None,
         }
     }
 

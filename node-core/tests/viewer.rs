@@ -74,6 +74,7 @@ fn ticket(signer: &TicketSigner, server: &str) -> String {
         server: server.into(),
         video: "film".into(),
         expires_at: now + 600,
+        indices: None,
     })
 }
 
@@ -150,6 +151,7 @@ async fn liars_are_blamed_the_dead_skipped_the_slow_raced_and_the_movie_exact() 
             ticket: ticket(&signer, "origin"),
             expires_at: 0,
         }],
+        ..HeartbeatReply::default()
     });
     let progress = Arc::new(Progress::default());
     let stream = Stream::start(

@@ -374,6 +374,11 @@ pub struct Holding {
     pub indices: Vec<u16>,
 }
 
+/// One chunk of a movie: (segment, chunk index), as `[segment, index]` on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChunkRef(pub u32, pub u16);
+
 /// Bytes moved between this node and one peer for one movie since the last heartbeat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -382,12 +387,32 @@ pub struct PeerBytes {
     pub peer: String,
     pub video: String,
     pub bytes: u64,
+    /// In a viewer's `received`: the receipts, every chunk it verified from this peer since
+    /// the last heartbeat. Caches are credited from receipts only (see `docs/trust.md`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkRef>,
+}
+
+impl PeerBytes {
+    /// `bytes` of `video` moved to or from `peer`, without receipts.
+    pub fn new(peer: impl Into<String>, video: impl Into<String>, bytes: u64) -> PeerBytes {
+        PeerBytes {
+            peer: peer.into(),
+            video: video.into(),
+            bytes,
+            chunks: Vec::new(),
+        }
+    }
 }
 
 /// A node's periodic report.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
+    /// This report's number, counting from 1 per node id: a report sent again after a lost
+    /// reply keeps its number, and the tracker counts its bytes once. 0: no bytes count.
+    #[serde(default)]
+    pub seq: u64,
     /// The movie a viewer is watching.
     #[serde(default)]
     pub watching: Option<String>,
@@ -607,6 +632,10 @@ pub struct HeartbeatReply {
     pub peers: Vec<Peer>,
     /// Tickets for the origin: the watched movie (viewer) or each movie to fetch (cache).
     pub origin: Vec<VideoTicket>,
+    /// For a cache: reported holdings the tracker does not accept (a movie it no longer
+    /// has, chunks that failed its spot-check); the cache drops them and goes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Holding>,
 }
 
 #[cfg(test)]

@@ -141,22 +141,10 @@ async fn main() {
                         },
                     ],
                     sent: vec![
-                        PeerBytes {
-                            peer: peers[1].clone(),
-                            video: ids[0].clone(),
-                            bytes: 262_144,
-                        },
-                        PeerBytes {
-                            peer: peers[2].clone(),
-                            video: ids[1].clone(),
-                            bytes: 131_072,
-                        },
+                        PeerBytes::new(peers[1].clone(), ids[0].clone(), 262_144),
+                        PeerBytes::new(peers[2].clone(), ids[1].clone(), 131_072),
                     ],
-                    received: vec![PeerBytes {
-                        peer: "origin".into(),
-                        video: ids[0].clone(),
-                        bytes: 65_536,
-                    }],
+                    received: vec![PeerBytes::new("origin", ids[0].clone(), 65_536)],
                     ..Heartbeat::default()
                 };
                 c.heartbeat(&node, &hb).await.is_ok()

@@ -1,19 +1,35 @@
 //! Accounting: writes a batch of heartbeats in one transaction and settles what caches are
 //! owed. A transfer is credited to the sending cache's account only as far as the receiving
-//! viewer confirmed it; points follow credited bytes.
+//! viewer's receipts confirm it and the ledger (`credit.rs`) accepts them; points follow
+//! credited bytes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
 use rivulet_node_core::clock::unix_ms;
 use sqlx::{Row, SqlitePool};
 
+use crate::credit::{Ledger, MAX_STORAGE_BYTES, MAX_UPLOAD_BPS, Sender};
 use crate::nodes::{BUCKET_SECS, BYTES_CEILING, HeartbeatJob, NodeError, ORIGIN};
+use crate::placement::Network;
 
 /// One row of transfers to add: (bucket, from, to, video) → (reported, confirmed).
 type TransferKey = (i64, String, String, String);
 
-pub(crate) async fn write_batch(db: &SqlitePool, batch: Vec<HeartbeatJob>, bytes_per_point: i64) {
-    match write_batch_tx(db, &batch, bytes_per_point).await {
+/// What a batch needs besides the database: the ledger that judges receipts and the
+/// network whose peer sets and placement vouch for transfers.
+pub(crate) struct Judge<'a> {
+    pub(crate) ledger: &'a mut Ledger,
+    pub(crate) network: &'a Network,
+}
+
+pub(crate) async fn write_batch(
+    db: &SqlitePool,
+    batch: Vec<HeartbeatJob>,
+    bytes_per_point: i64,
+    judge: Judge<'_>,
+) {
+    match write_batch_tx(db, &batch, bytes_per_point, judge).await {
         Ok(outcomes) => {
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = job.done.send(outcome);
@@ -30,29 +46,86 @@ pub(crate) async fn write_batch(db: &SqlitePool, batch: Vec<HeartbeatJob>, bytes
     }
 }
 
+/// A node named in a batch, as the tracker knows it.
+struct Known {
+    account_id: i64,
+    kind: String,
+    /// Its upload cap while it is live; `None` once it has left.
+    live_upload: Option<u64>,
+}
+
+/// The nodes `names` that the tracker has ever registered (and, for live ones, their cap).
+async fn known_nodes(
+    tx: &mut sqlx::SqliteConnection,
+    names: &BTreeSet<&str>,
+) -> Result<HashMap<String, Known>, sqlx::Error> {
+    let names: Vec<&str> = names.iter().copied().collect();
+    let mut known = HashMap::new();
+    for chunk in names.chunks(100) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT o.node_id, o.account_id, o.kind, n.upload_bps FROM node_owners o
+             LEFT JOIN nodes n ON n.id = o.node_id WHERE o.node_id IN (",
+        );
+        let mut list = q.separated(", ");
+        for node in chunk {
+            list.push_bind(*node);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *tx).await? {
+            known.insert(
+                row.get("node_id"),
+                Known {
+                    account_id: row.get("account_id"),
+                    kind: row.get("kind"),
+                    live_upload: row
+                        .get::<Option<i64>, _>("upload_bps")
+                        .map(|v| u64::try_from(v).unwrap_or(0)),
+                },
+            );
+        }
+    }
+    Ok(known)
+}
+
 async fn write_batch_tx(
     db: &SqlitePool,
     batch: &[HeartbeatJob],
     bytes_per_point: i64,
+    judge: Judge<'_>,
 ) -> Result<Vec<Result<(), NodeError>>, sqlx::Error> {
+    let Judge { ledger, network } = judge;
     let now = unix_ms();
+    let instant = Instant::now();
     let bucket = now / 1000 / BUCKET_SECS * BUCKET_SECS;
     let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+    let named: BTreeSet<&str> = batch
+        .iter()
+        .flat_map(|job| job.heartbeat.sent.iter().chain(&job.heartbeat.received))
+        .map(|p| p.peer.as_str())
+        .filter(|peer| *peer != ORIGIN)
+        .collect();
+    let known = known_nodes(&mut tx, &named).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut transfers: HashMap<TransferKey, (i64, i64)> = HashMap::new();
     for job in batch {
         let hb = &job.heartbeat;
         let holdings = serde_json::to_string(&hb.holdings).unwrap_or_else(|_| "[]".into());
+        // A viewer's movie is its `watching` only if the account owns it: demand and
+        // credit count owners only.
         let updated = sqlx::query(
-            "UPDATE nodes SET last_seen_ms = $1, watching = $2, holdings = $3,
+            "UPDATE nodes SET last_seen_ms = $1,
+                    watching = CASE WHEN EXISTS (SELECT 1 FROM purchases
+                                                 WHERE account_id = $7 AND video_id = $2)
+                               THEN $2 END,
+                    holdings = $3,
                     upload_bps = COALESCE($4, upload_bps), storage_bytes = COALESCE($5, storage_bytes)
-             WHERE id = $6 AND account_id = $7 RETURNING kind",
+             WHERE id = $6 AND account_id = $7 RETURNING kind, watching",
         )
         .bind(now)
         .bind(&hb.watching)
         .bind(holdings)
-        .bind(hb.upload_bps.map(|v| v as i64))
-        .bind(hb.storage_bytes.map(|v| v as i64))
+        .bind(hb.upload_bps.map(|v| v.min(MAX_UPLOAD_BPS) as i64))
+        .bind(hb.storage_bytes.map(|v| v.min(MAX_STORAGE_BYTES) as i64))
         .bind(&job.node_id)
         .bind(job.account_id)
         .fetch_optional(&mut *tx)
@@ -62,12 +135,18 @@ async fn write_batch_tx(
             continue;
         };
         outcomes.push(Ok(()));
-        if let (Some(video), "viewer") = (&hb.watching, updated.get::<&str, _>("kind")) {
+        let viewer = updated.get::<&str, _>("kind") == "viewer";
+        let watching: Option<String> = updated.get("watching");
+        let watched_before = if viewer {
+            ledger.watch(&job.node_id, watching.as_deref())
+        } else {
+            None
+        };
+        if let (Some(video), true) = (&watching, viewer) {
             // A bought movie being watched joins the account's watched list.
             sqlx::query(
                 "INSERT INTO watched (account_id, video_id, first_at, last_at)
-                 SELECT $1, $2, $3, $3 WHERE EXISTS
-                     (SELECT 1 FROM purchases WHERE account_id = $1 AND video_id = $2)
+                 VALUES ($1, $2, $3, $3)
                  ON CONFLICT (account_id, video_id) DO UPDATE SET last_at = excluded.last_at",
             )
             .bind(job.account_id)
@@ -76,19 +155,71 @@ async fn write_batch_tx(
             .execute(&mut *tx)
             .await?;
         }
-        for (entries, outgoing) in [(&hb.sent, true), (&hb.received, false)] {
-            for p in entries.iter().filter(|p| p.bytes > 0) {
-                let (from, to) = if outgoing {
-                    (job.node_id.clone(), p.peer.clone())
-                } else {
-                    (p.peer.clone(), job.node_id.clone())
-                };
-                let sums = transfers
-                    .entry((bucket, from, to, p.video.clone()))
-                    .or_default();
-                let bytes = p.bytes as i64;
-                let sum = if outgoing { &mut sums.0 } else { &mut sums.1 };
-                *sum = sum.saturating_add(bytes).min(BYTES_CEILING);
+        if !ledger.fresh(&job.node_id, hb.seq, instant) {
+            // Sent again after a lost reply (or unnumbered): its bytes were counted or
+            // never count.
+            continue;
+        }
+        let mut add = |from: &str, to: &str, video: &str, reported: u64, confirmed: u64| {
+            let sums = transfers
+                .entry((bucket, from.to_owned(), to.to_owned(), video.to_owned()))
+                .or_default();
+            let (r, c) = (
+                reported.min(BYTES_CEILING as u64) as i64,
+                confirmed.min(BYTES_CEILING as u64) as i64,
+            );
+            sums.0 = sums.0.saturating_add(r).min(BYTES_CEILING);
+            sums.1 = sums.1.saturating_add(c).min(BYTES_CEILING);
+        };
+        for p in hb.sent.iter().filter(|p| p.bytes > 0) {
+            // Bytes "sent" to a node the tracker never registered add no rows.
+            if known.contains_key(&p.peer) {
+                add(&job.node_id, &p.peer, &p.video, p.bytes, 0);
+            }
+        }
+        for p in &hb.received {
+            if p.peer == ORIGIN {
+                // The origin is paid nothing: these bytes are the load timeline's.
+                if p.bytes > 0 {
+                    add(ORIGIN, &job.node_id, &p.video, 0, p.bytes);
+                }
+                continue;
+            }
+            let Some(from) = known.get(&p.peer) else {
+                continue;
+            };
+            let (Some(upload_bps), "cache", true) = (from.live_upload, from.kind.as_str(), viewer)
+            else {
+                // Only a viewer's receipts from a live cache confirm anything.
+                continue;
+            };
+            let Some(stored) = job.videos.iter().find(|v| v.record.id == p.video) else {
+                continue;
+            };
+            let watched = watching.as_deref() == Some(p.video.as_str())
+                || watched_before.as_deref() == Some(p.video.as_str());
+            let given = network.vouches_for(&job.node_id, &p.peer, &p.video);
+            let sender = Sender {
+                account_id: from.account_id,
+                upload_bps,
+            };
+            match ledger.confirm(
+                &job.node_id,
+                job.account_id,
+                &p.peer,
+                sender,
+                &p.video,
+                &stored.manifest,
+                &p.chunks,
+                watched,
+                given,
+                instant,
+            ) {
+                Ok(bytes) => add(&p.peer, &job.node_id, &p.video, 0, bytes),
+                Err(why) => tracing::debug!(
+                    viewer = %job.node_id, cache = %p.peer, video = %p.video,
+                    "receipts refused: {why:?}"
+                ),
             }
         }
     }

@@ -9,7 +9,14 @@ use thiserror::Error;
 
 use tokio::sync::{mpsc, oneshot};
 
+use std::sync::Arc;
+
+use crate::accounting::Judge;
+use crate::catalogue::StoredVideo;
 use crate::catalogue_cache::CatalogueCache;
+use crate::credit::{Ledger, MAX_RECEIPTS, MAX_STORAGE_BYTES, MAX_UPLOAD_BPS};
+use crate::placement::Network;
+use crate::settings::Settings;
 use rivulet_node_core::clock::unix_ms;
 use rivulet_node_core::task::Tasks;
 
@@ -104,8 +111,9 @@ pub async fn register(
             }
         }
     }
-    let upload = to_i64("upload_bps", reg.upload_bps)?;
-    let storage = to_i64("storage_bytes", reg.storage_bytes)?;
+    // Declared limits are capped: nobody uploads above 10 Gbit/s from home.
+    let upload = to_i64("upload_bps", reg.upload_bps)?.min(MAX_UPLOAD_BPS as i64);
+    let storage = to_i64("storage_bytes", reg.storage_bytes)?.min(MAX_STORAGE_BYTES as i64);
     let mut id = [0u8; 8];
     rand::rng().fill_bytes(&mut id);
     let id = format!("{}-{}", kind_name(reg.kind), hex::encode(id));
@@ -136,8 +144,13 @@ pub async fn register(
     Ok(id)
 }
 
-/// Checks a heartbeat against the catalogue before anything is written.
-async fn check_heartbeat(catalogue: &CatalogueCache, hb: &Heartbeat) -> Result<(), NodeError> {
+/// Checks a heartbeat against the catalogue before anything is written. Holdings and byte
+/// entries of movies the catalogue no longer has are taken out (the movie was removed: the
+/// node learns it from the reply and goes on); the holdings taken out are returned.
+async fn check_heartbeat(
+    catalogue: &CatalogueCache,
+    hb: &mut Heartbeat,
+) -> Result<Vec<Holding>, NodeError> {
     if hb.holdings.len() > MAX_ENTRIES
         || hb.sent.len() > MAX_ENTRIES
         || hb.received.len() > MAX_ENTRIES
@@ -156,9 +169,12 @@ async fn check_heartbeat(catalogue: &CatalogueCache, hb: &Heartbeat) -> Result<(
     if let Some(w) = &hb.watching {
         n_of(w).ok_or_else(|| NodeError::Invalid(format!("watching unknown video {w:?}")))?;
     }
+    let (holdings, refused): (Vec<Holding>, Vec<Holding>) = std::mem::take(&mut hb.holdings)
+        .into_iter()
+        .partition(|h| n_of(&h.video).is_some());
+    hb.holdings = holdings;
     for Holding { video, indices } in &hb.holdings {
-        let n = n_of(video)
-            .ok_or_else(|| NodeError::Invalid(format!("holding unknown video {video:?}")))?;
+        let n = n_of(video).unwrap_or(0);
         let mut seen = vec![false; usize::from(n)];
         for &i in indices {
             let slot = seen.get_mut(usize::from(i)).ok_or_else(|| {
@@ -171,17 +187,29 @@ async fn check_heartbeat(catalogue: &CatalogueCache, hb: &Heartbeat) -> Result<(
             }
         }
     }
+    for list in [&mut hb.sent, &mut hb.received] {
+        list.retain(|p| n_of(&p.video).is_some());
+    }
     for list in [&hb.sent, &hb.received] {
         let mut keys = std::collections::HashSet::new();
-        for PeerBytes { peer, video, bytes } in list {
+        for PeerBytes {
+            peer,
+            video,
+            bytes,
+            chunks,
+        } in list
+        {
             if peer.is_empty() || peer.len() > 64 {
                 return Err(NodeError::Invalid(format!("peer id {peer:?} is malformed")));
             }
-            n_of(video)
-                .ok_or_else(|| NodeError::Invalid(format!("bytes for unknown video {video:?}")))?;
             if *bytes > MAX_ENTRY_BYTES {
                 return Err(NodeError::Invalid(format!(
                     "{bytes} bytes in one heartbeat is out of range"
+                )));
+            }
+            if chunks.len() > MAX_RECEIPTS {
+                return Err(NodeError::Invalid(format!(
+                    "at most {MAX_RECEIPTS} receipts per peer entry"
                 )));
             }
             if !keys.insert((peer, video)) {
@@ -197,12 +225,14 @@ async fn check_heartbeat(catalogue: &CatalogueCache, hb: &Heartbeat) -> Result<(
     if let Some(v) = hb.storage_bytes {
         to_i64("storage_bytes", v)?;
     }
-    Ok(())
+    Ok(refused)
 }
 
 /// A checked heartbeat waiting to be written, and where to say how it went.
 #[derive(Debug)]
 pub(crate) struct HeartbeatJob {
+    /// The catalogue when the heartbeat was checked (manifests size the receipts).
+    pub(crate) videos: Arc<Vec<Arc<StoredVideo>>>,
     pub(crate) account_id: i64,
     pub(crate) node_id: String,
     pub(crate) heartbeat: Heartbeat,
@@ -225,12 +255,20 @@ const MAX_BATCH: usize = 256;
 
 impl HeartbeatWriter {
     /// Starts the writer task in `tasks` over `db` (the write pool); a cache's account earns
-    /// a point per `bytes_per_point` credited bytes. The task ends when every handle to the
-    /// writer is gone (the HTTP server has stopped), after writing what was queued.
-    pub fn start(tasks: &Tasks, db: SqlitePool, bytes_per_point: u64) -> HeartbeatWriter {
-        let bytes_per_point = bytes_per_point.clamp(1, i64::MAX as u64) as i64;
+    /// a point per `settings.bytes_per_point()` credited bytes, read per batch. `network` is
+    /// what the tracker handed out (peer sets, placement), against which transfers are
+    /// checked. The task ends when every handle to the writer is gone (the HTTP server has
+    /// stopped), after writing what was queued.
+    pub fn start(
+        tasks: &Tasks,
+        db: SqlitePool,
+        settings: Arc<Settings>,
+        network: Arc<Network>,
+    ) -> HeartbeatWriter {
         let (jobs, mut rx) = mpsc::channel::<HeartbeatJob>(4 * MAX_BATCH);
         tasks.spawn("heartbeat-writer", async move {
+            let mut ledger = Ledger::default();
+            let mut swept = std::time::Instant::now();
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
@@ -239,24 +277,35 @@ impl HeartbeatWriter {
                         Err(_) => break,
                     }
                 }
-                crate::accounting::write_batch(&db, batch, bytes_per_point).await;
+                let bytes_per_point = settings.bytes_per_point().clamp(1, i64::MAX as u64) as i64;
+                let judge = Judge {
+                    ledger: &mut ledger,
+                    network: &network,
+                };
+                crate::accounting::write_batch(&db, batch, bytes_per_point, judge).await;
+                if swept.elapsed() > std::time::Duration::from_secs(60) {
+                    ledger.sweep(std::time::Instant::now());
+                    swept = std::time::Instant::now();
+                }
             }
             Ok::<(), std::convert::Infallible>(())
         });
         HeartbeatWriter { jobs }
     }
 
-    /// Checks and records a heartbeat of node `id` (which must belong to `account_id`).
+    /// Checks and records a heartbeat of node `id` (which must belong to `account_id`);
+    /// returns the holdings it refused (see [`check_heartbeat`]).
     pub async fn record(
         &self,
         catalogue: &CatalogueCache,
         account_id: i64,
         id: &str,
-        heartbeat: Heartbeat,
-    ) -> Result<(), NodeError> {
-        check_heartbeat(catalogue, &heartbeat).await?;
+        mut heartbeat: Heartbeat,
+    ) -> Result<Vec<Holding>, NodeError> {
+        let refused = check_heartbeat(catalogue, &mut heartbeat).await?;
         let (done, result) = oneshot::channel();
         let job = HeartbeatJob {
+            videos: catalogue.all().await,
             account_id,
             node_id: id.to_owned(),
             heartbeat,
@@ -264,7 +313,8 @@ impl HeartbeatWriter {
         };
         let closed = || NodeError::Db(sqlx::Error::PoolClosed);
         self.jobs.send(job).await.map_err(|_| closed())?;
-        result.await.map_err(|_| closed())?
+        result.await.map_err(|_| closed())??;
+        Ok(refused)
     }
 }
 

@@ -3,7 +3,7 @@
 //! a snapshot of the network, run every few seconds by [`Network`]; the reasoning and the
 //! parameters are in `docs/placement.md`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::RwLock;
 
 use rivulet_tracker_client::{Holding, NodeInfo, NodeKind};
@@ -25,6 +25,9 @@ pub const DEMAND_MEMORY: f64 = 0.9;
 #[derive(Clone, Debug)]
 pub struct CacheSnapshot {
     pub id: String,
+    /// The account that runs it: one account never holds k distinct indices of a movie
+    /// (which would be the movie itself), whatever it claims or is given.
+    pub account: String,
     /// Upload cap, bytes per second.
     pub upload: f64,
     pub storage: u64,
@@ -66,8 +69,11 @@ pub fn block(k: u16) -> usize {
 /// upload left; a new index is the one held by the fewest caches (distinct indices first,
 /// so caches complement each other). Then, while storage lasts, caches keep whatever else
 /// they have of movies still in demand, so a movie whose viewers come and go is not fetched
-/// again and again. Other storage stays empty.
+/// again and again. Other storage stays empty. No account's caches together hold k distinct
+/// indices of one movie (k − 1 at most): enough to serve, never enough to decode.
 pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
+    // Distinct indices per (account, movie) placed so far.
+    let mut by_account: HashMap<(&str, &str), BTreeSet<u16>> = HashMap::new();
     let mut free_storage: Vec<u64> = caches.iter().map(|c| c.storage).collect();
     let mut free_upload: Vec<f64> = caches.iter().map(|c| c.upload).collect();
     let mut plan: Placement = caches
@@ -91,7 +97,11 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
                     continue;
                 }
                 let mine = plan[&cache.id].get(&movie.id);
-                let held = |i: u16| mine.is_some_and(|s| s.contains(&i));
+                let account = by_account.get(&(cache.account.as_str(), movie.id.as_str()));
+                let allowed = |i: u16| {
+                    account.is_none_or(|s| s.contains(&i) || s.len() + 1 < usize::from(movie.k))
+                };
+                let held = |i: u16| mine.is_some_and(|s| s.contains(&i)) || !allowed(i);
                 let kept = cache.has.get(&movie.id).and_then(|has| {
                     has.iter()
                         .copied()
@@ -128,6 +138,10 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
             *slot += 1;
             plan.get_mut(&caches[c].id)
                 .map(|movies| movies.entry(movie.id.clone()).or_default().insert(index));
+            by_account
+                .entry((caches[c].account.as_str(), movie.id.as_str()))
+                .or_default()
+                .insert(index);
             free_storage[c] -= movie.index_bytes;
             let used = free_upload[c].min(per_index);
             free_upload[c] -= used;
@@ -154,6 +168,13 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
                 if free_storage[c] < movie.index_bytes {
                     break;
                 }
+                let account = by_account
+                    .entry((cache.account.as_str(), movie.id.as_str()))
+                    .or_default();
+                if !account.contains(&index) && account.len() + 1 >= usize::from(movie.k) {
+                    continue;
+                }
+                account.insert(index);
                 let planned = plan
                     .get_mut(&cache.id)
                     .map(|m| m.entry(video.clone()).or_default().insert(index));
@@ -255,6 +276,9 @@ struct RoundState {
     caches: HashMap<String, NodeInfo>,
     /// Movie → (rate, k).
     movies: HashMap<String, (f64, u16)>,
+    /// Viewer → (movie, every cache handed to it for that movie while it watched it): the
+    /// transfers the tracker can vouch for.
+    given: HashMap<String, (String, HashSet<String>)>,
 }
 
 /// A movie's facts for a round.
@@ -315,6 +339,7 @@ impl Network {
                 }
                 CacheSnapshot {
                     id: n.node_id.clone(),
+                    account: n.account.clone(),
                     upload: n.upload_bps as f64 / 8.0,
                     storage: n.storage_bytes,
                     has,
@@ -334,6 +359,7 @@ impl Network {
             .map(|m| (m.id.clone(), (m.rate, m.k)))
             .collect();
         let mut peers = HashMap::new();
+        let mut given = HashMap::new();
         for node in nodes.iter().filter(|n| n.kind == NodeKind::Viewer) {
             let Some(video) = &node.watching else {
                 continue;
@@ -343,6 +369,12 @@ impl Network {
             };
             let holders = holders_of(&cache_info, video);
             let picks = pick_peers(&holders, rate, k, &mut residual);
+            let mut handed: HashSet<String> = match state.given.remove(&node.node_id) {
+                Some((v, handed)) if v == *video => handed,
+                _ => HashSet::new(),
+            };
+            handed.extend(picks.iter().map(|p| p.cache.clone()));
+            given.insert(node.node_id.clone(), (video.clone(), handed));
             peers.insert(node.node_id.clone(), (video.clone(), picks));
         }
         *state = RoundState {
@@ -352,7 +384,23 @@ impl Network {
             demand,
             caches: cache_info,
             movies: facts,
+            given,
         };
+    }
+
+    /// Whether the tracker can vouch for bytes of `video` from `cache` to `viewer`: it handed
+    /// that cache to that viewer for that movie, or placed the cache with the movie.
+    pub fn vouches_for(&self, viewer: &str, cache: &str, video: &str) -> bool {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let handed = state
+            .given
+            .get(viewer)
+            .is_some_and(|(v, caches)| v == video && caches.contains(cache));
+        handed
+            || state
+                .placement
+                .get(cache)
+                .is_some_and(|movies| movies.contains_key(video))
     }
 
     /// What cache `id` should hold, or `None` when no round has seen it yet.
@@ -368,6 +416,19 @@ impl Network {
                 })
                 .collect(),
         )
+    }
+
+    /// Where cache `id` said it can be reached, as of the last round.
+    pub fn address_of(&self, id: &str) -> Option<String> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state.caches.get(id).map(|c| c.advertise.clone())
+    }
+
+    /// The indices of `video` cache `id` is to hold, if any.
+    pub fn placed_indices(&self, id: &str, video: &str) -> Option<Vec<u16>> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let indices = state.placement.get(id)?.get(video)?;
+        Some(indices.iter().copied().collect())
     }
 
     /// Whether cache `id` is to hold some of `video`.
@@ -395,6 +456,13 @@ impl Network {
                 state
                     .peers
                     .insert(id.to_owned(), (video.to_owned(), picks.clone()));
+                let handed = match state.given.remove(id) {
+                    Some((v, handed)) if v == video => handed,
+                    _ => HashSet::new(),
+                };
+                let handed = (video.to_owned(), handed);
+                let entry = state.given.entry(id.to_owned()).or_insert(handed);
+                entry.1.extend(picks.iter().map(|p| p.cache.clone()));
                 picks
             }
         };
@@ -433,6 +501,7 @@ mod tests {
     fn cache(id: &str, upload: f64, storage: u64) -> CacheSnapshot {
         CacheSnapshot {
             id: id.into(),
+            account: format!("account-of-{id}"),
             upload,
             storage,
             has: HashMap::new(),

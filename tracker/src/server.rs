@@ -1,6 +1,7 @@
 //! `rivulet-tracker serve`: binds the HTTP API, serves until told to stop, then drains.
 //! Tests start it on `127.0.0.1:0` with [`Server::bind`] and read the bound address.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use crate::login_limit::{LoginLimiter, LoginLimits};
 use crate::nodes;
 use crate::origin_ftp;
 use crate::placement::{MovieFacts, Network};
+use crate::proof::{self, Proofs};
+use crate::settings::Settings;
 use crate::tickets;
 
 /// How the tracker runs.
@@ -160,6 +163,7 @@ async fn place_periodically(
     db: sqlx::SqlitePool,
     catalogue: Arc<CatalogueCache>,
     network: Arc<Network>,
+    proofs: Arc<Proofs>,
     every: Duration,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
@@ -170,7 +174,7 @@ async fn place_periodically(
             _ = tick.tick() => {}
             () = stop.cancelled() => return Ok(()),
         }
-        let (live, purchases) = match (
+        let (mut live, purchases) = match (
             nodes::list(&db, None).await,
             admin::purchases_by_video(&db).await,
         ) {
@@ -188,9 +192,14 @@ async fn place_periodically(
                 continue;
             }
         };
-        let movies: Vec<MovieFacts> = catalogue
-            .all()
-            .await
+        let videos = catalogue.all().await;
+        // Holdings count only as far as the tracker knows them (proof.rs).
+        let segments: HashMap<String, u32> = videos
+            .iter()
+            .map(|v| (v.record.id.clone(), v.manifest.segment_count()))
+            .collect();
+        proofs.filter(&mut live, &segments);
+        let movies: Vec<MovieFacts> = videos
             .iter()
             .map(|v| {
                 let m = &v.manifest;
@@ -259,6 +268,11 @@ impl Server {
             })?;
         let tasks = Tasks::new();
         let network = Arc::new(Network::default());
+        let proofs = Arc::new(Proofs::default());
+        // The origin logs what it sends: what caches fetched is what they can be trusted
+        // to hold.
+        ftp.served().log_chunks();
+        let settings = Arc::new(Settings::new(config.initial_points, config.bytes_per_point));
         let state = AppState {
             db: db.clone(),
             catalogue,
@@ -269,12 +283,14 @@ impl Server {
             heartbeats: nodes::HeartbeatWriter::start(
                 &tasks,
                 db.write.clone(),
-                config.bytes_per_point,
+                settings.clone(),
+                network.clone(),
             ),
             network: network.clone(),
+            proofs: proofs.clone(),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),
             signup_limiter: Arc::new(LoginLimiter::new(config.signup_limits)),
-            initial_points: config.initial_points,
+            settings,
             node_timeout: config.node_timeout,
         };
         tasks.spawn(
@@ -282,8 +298,24 @@ impl Server {
             place_periodically(
                 db.read.clone(),
                 state.catalogue.clone(),
-                network,
+                network.clone(),
+                proofs.clone(),
                 config.placement_interval,
+                tasks.token(),
+            ),
+        );
+        let addresses = {
+            let network = network.clone();
+            Arc::new(move |id: &str| network.address_of(id))
+        };
+        tasks.spawn(
+            "proofs",
+            proof::run(
+                proofs,
+                ftp.served().clone(),
+                state.signer.clone(),
+                state.catalogue.clone(),
+                addresses,
                 tasks.token(),
             ),
         );

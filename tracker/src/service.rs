@@ -119,7 +119,7 @@ impl Tracker<'_> {
             &creds.username,
             &hash,
             false,
-            state.initial_points,
+            state.settings.signup_points(),
         )
         .await?;
         Ok(accounts::account(&state.db.read, id).await?)
@@ -315,39 +315,55 @@ impl Tracker<'_> {
     ) -> TrackerResult<HeartbeatReply> {
         let state = self.state;
         let watching = hb.watching.clone();
-        state
+        let refused = state
             .heartbeats
             .record(&state.catalogue, caller.account_id, id.as_str(), hb)
             .await?;
-        let mut reply = HeartbeatReply::default();
+        let mut reply = HeartbeatReply {
+            refused,
+            ..HeartbeatReply::default()
+        };
         // Node ids carry their kind, and `record` checked that this one is the caller's.
         if id.kind() == Some(NodeKind::Cache) {
+            reply.refused.extend(state.proofs.refused(id.as_str()));
             if let Some(hold) = state.network.hold(id.as_str()) {
                 reply.hold = hold;
                 reply.placed = true;
             }
+            // A cache fetches from the origin only the indices it is to hold.
             reply.origin = reply
                 .hold
                 .iter()
-                .map(|h| self.origin_ticket(id, &h.video))
+                .map(|h| self.origin_ticket(id, &h.video, Some(h.indices.clone())))
                 .collect();
         } else if let Some(video) = watching
             && accounts::owns(&state.db.read, caller.account_id, &video).await?
         {
             reply.peers = self.peers(id, &video);
-            reply.origin = vec![self.origin_ticket(id, &video)];
+            reply.origin = vec![self.origin_ticket(id, &video, None)];
         }
         Ok(reply)
     }
 
     /// A ticket for `holder` to fetch `video` from `server`, signed now.
-    fn sign(&self, holder: &NodeId, server: &str, video: &str) -> (String, u64) {
-        let claims = tickets::claims(holder.as_str(), server, video, unix_secs());
+    fn sign(
+        &self,
+        holder: &NodeId,
+        server: &str,
+        video: &str,
+        indices: Option<Vec<u16>>,
+    ) -> (String, u64) {
+        let claims = tickets::claims(holder.as_str(), server, video, unix_secs(), indices);
         (self.state.signer.issue(&claims), claims.expires_at)
     }
 
-    fn origin_ticket(&self, holder: &NodeId, video: &str) -> VideoTicket {
-        let (ticket, expires_at) = self.sign(holder, nodes::ORIGIN, video);
+    fn origin_ticket(
+        &self,
+        holder: &NodeId,
+        video: &str,
+        indices: Option<Vec<u16>>,
+    ) -> VideoTicket {
+        let (ticket, expires_at) = self.sign(holder, nodes::ORIGIN, video, indices);
         VideoTicket {
             video: video.to_owned(),
             ticket,
@@ -362,7 +378,7 @@ impl Tracker<'_> {
             .peers(viewer.as_str(), video)
             .into_iter()
             .map(|(cache, indices, rate)| {
-                let (ticket, expires_at) = self.sign(viewer, &cache.node_id, video);
+                let (ticket, expires_at) = self.sign(viewer, &cache.node_id, video, None);
                 Peer {
                     node_id: cache.node_id,
                     addr: cache.advertise,

@@ -63,6 +63,10 @@ pub enum TicketRefusal {
     NoSuchServer(String),
     #[error("buy {0:?} first")]
     NotBought(String),
+    #[error(
+        "a cache placed with {0:?} fetches its indices from the origin; buy it to fetch from caches"
+    )]
+    PlacedFromOriginOnly(String),
     #[error(transparent)]
     Account(#[from] AccountError),
     #[error("database: {0}")]
@@ -70,8 +74,8 @@ pub enum TicketRefusal {
 }
 
 /// Claims for a ticket, if the rules allow it: the holder is one of the caller's live nodes,
-/// the server is the origin or a live cache, and the caller's account owns the movie (or the
-/// holder is a cache placed with it).
+/// the server is the origin or a live cache, and the caller's account owns the movie (any
+/// index), or the holder is a cache placed with it (its placed indices, from the origin).
 pub async fn claims_for(
     db: &SqlitePool,
     network: &Network,
@@ -95,19 +99,31 @@ pub async fn claims_for(
             .ok_or_else(|| TicketRefusal::NoSuchServer(server.to_owned()))?;
     }
     // Chunks 0..k of a movie are its bytes, so a holder's account must own the movie,
-    // unless the holder is a cache that placement told to hold some of it.
-    if !network.is_placed(holder, video) && !accounts::owns(db, account_id, video).await? {
-        return Err(TicketRefusal::NotBought(video.to_owned()));
+    // unless the holder is a cache that placement told to hold some of it: then it gets
+    // those indices, from the origin, and nothing else.
+    if accounts::owns(db, account_id, video).await? {
+        return Ok(claims(holder, server, video, now, None));
     }
-    Ok(claims(holder, server, video, now))
+    match network.placed_indices(holder, video) {
+        Some(indices) if server == ORIGIN => Ok(claims(holder, server, video, now, Some(indices))),
+        Some(_) => Err(TicketRefusal::PlacedFromOriginOnly(video.to_owned())),
+        None => Err(TicketRefusal::NotBought(video.to_owned())),
+    }
 }
 
-/// A ticket's claims, from now for [`TICKET_SECONDS`].
-pub fn claims(holder: &str, server: &str, video: &str, now: u64) -> TicketClaims {
+/// A ticket's claims, from now for [`TICKET_SECONDS`], for `indices` (`None`: all).
+pub fn claims(
+    holder: &str,
+    server: &str,
+    video: &str,
+    now: u64,
+    indices: Option<Vec<u16>>,
+) -> TicketClaims {
     TicketClaims {
         holder: holder.to_owned(),
         server: server.to_owned(),
         video: video.to_owned(),
         expires_at: now + TICKET_SECONDS,
+        indices,
     }
 }

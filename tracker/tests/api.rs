@@ -383,27 +383,15 @@ async fn nodes_register_report_and_leave() {
             video: "m".into(),
             indices: vec![3, 17, 63],
         }],
-        sent: vec![PeerBytes {
-            peer: view.node_id.clone(),
-            video: "m".into(),
-            bytes: 65_536,
-        }],
-        received: vec![PeerBytes {
-            peer: "origin".into(),
-            video: "m".into(),
-            bytes: 196_608,
-        }],
+        sent: vec![PeerBytes::new(view.node_id.clone(), "m", 65_536)],
+        received: vec![PeerBytes::new("origin", "m", 196_608)],
         upload_bps: Some(5_000_000),
         ..Heartbeat::default()
     };
     alice.heartbeat(&cache.node_id, &hb).await.unwrap();
     let watching = Heartbeat {
         watching: Some("m".into()),
-        received: vec![PeerBytes {
-            peer: cache.node_id.clone(),
-            video: "m".into(),
-            bytes: 65_536,
-        }],
+        received: vec![PeerBytes::new(cache.node_id.clone(), "m", 65_536)],
         ..Heartbeat::default()
     };
     alice.heartbeat(&view.node_id, &watching).await.unwrap();
@@ -538,19 +526,11 @@ async fn bad_node_reports_are_refused_and_change_nothing() {
             ..Heartbeat::default()
         },
         Heartbeat {
-            sent: vec![PeerBytes {
-                peer: "x".into(),
-                video: "m".into(),
-                bytes: u64::MAX,
-            }],
+            sent: vec![PeerBytes::new("x", "m", u64::MAX)],
             ..Heartbeat::default()
         },
         Heartbeat {
-            sent: vec![PeerBytes {
-                peer: "".into(),
-                video: "m".into(),
-                bytes: 1,
-            }],
+            sent: vec![PeerBytes::new("", "m", 1)],
             ..Heartbeat::default()
         },
     ];
@@ -658,13 +638,7 @@ async fn administrators_see_accounts_nodes_videos_load_and_flows() {
         .await
         .unwrap()
         .node_id;
-    let bytes = |peer: &str, n: u64| {
-        vec![PeerBytes {
-            peer: peer.into(),
-            video: "m".into(),
-            bytes: n,
-        }]
-    };
+    let bytes = |peer: &str, n: u64| vec![PeerBytes::new(peer, "m", n)];
     carl.heartbeat(
         &cache,
         &Heartbeat {
@@ -798,20 +772,12 @@ async fn earnings_over_time_follow_the_credited_bytes() {
     // The cache reports 250 000 bytes to bob's viewer, which confirms 200 000: alice is
     // credited the smaller, 20 points at 10 000 bytes a point.
     let sent = |bytes| Heartbeat {
-        sent: vec![PeerBytes {
-            peer: view.node_id.clone(),
-            video: "m".into(),
-            bytes,
-        }],
+        sent: vec![PeerBytes::new(view.node_id.clone(), "m", bytes)],
         ..Heartbeat::default()
     };
     let got = |bytes| Heartbeat {
         watching: Some("m".into()),
-        received: vec![PeerBytes {
-            peer: cache.node_id.clone(),
-            video: "m".into(),
-            bytes,
-        }],
+        received: vec![PeerBytes::new(cache.node_id.clone(), "m", bytes)],
         ..Heartbeat::default()
     };
     alice
@@ -1029,11 +995,7 @@ async fn transfer_totals_cannot_overflow() {
         .unwrap()
         .node_id;
     let huge = Heartbeat {
-        sent: vec![PeerBytes {
-            peer: view.clone(),
-            video: "m".into(),
-            bytes: 1 << 40,
-        }],
+        sent: vec![PeerBytes::new(view.clone(), "m", 1 << 40)],
         ..Heartbeat::default()
     };
     root.heartbeat(&cache, &huge).await.unwrap();

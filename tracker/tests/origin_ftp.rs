@@ -149,6 +149,7 @@ async fn a_ticket_fetches_verified_chunks_and_nothing_else() {
             server: server.into(),
             video: video.into(),
             expires_at,
+            indices: None,
         })
     };
     let forged = TicketSigner::from_seed(&[9; 32]).issue(&TicketClaims {
@@ -156,6 +157,7 @@ async fn a_ticket_fetches_verified_chunks_and_nothing_else() {
         server: "origin".into(),
         video: "m".into(),
         expires_at: now() + 600,
+        indices: None,
     });
     let refused = [
         ("anonymous".to_owned(), "guest@".to_owned()),

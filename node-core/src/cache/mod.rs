@@ -442,11 +442,7 @@ impl HeartbeatLoop {
             sent: self
                 .unreported
                 .iter()
-                .map(|((peer, video), bytes)| PeerBytes {
-                    peer: peer.clone(),
-                    video: video.clone(),
-                    bytes: *bytes,
-                })
+                .map(|((peer, video), bytes)| PeerBytes::new(peer, video, *bytes))
                 .collect(),
             upload_bps: changed.then_some(now_limits.upload_bps.max(1)),
             storage_bytes: changed.then_some(now_limits.storage_bytes),
@@ -521,7 +517,7 @@ impl HeartbeatLoop {
                 m
             })
             .into_iter()
-            .map(|((peer, video), bytes)| PeerBytes { peer, video, bytes })
+            .map(|((peer, video), bytes)| PeerBytes::new(peer, video, bytes))
             .collect();
         if !last.is_empty() {
             let hb = Heartbeat {

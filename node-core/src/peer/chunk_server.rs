@@ -69,14 +69,52 @@ pub struct ServedBytes {
     /// from the origin) for what it served.
     distinct: Mutex<std::collections::HashSet<(String, u32, u16)>>,
     distinct_bytes: AtomicU64,
+    /// Whether each chunk sent is logged for [`ServedBytes::take_chunks`] (the origin: the
+    /// tracker learns from it what each cache fetched).
+    log_chunks: std::sync::atomic::AtomicBool,
+    chunks: Mutex<Vec<ServedChunk>>,
 }
+
+/// One chunk a server sent whole: to whom, of which movie, (segment, index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedChunk {
+    pub holder: String,
+    pub video: String,
+    pub segment: u32,
+    pub index: u16,
+}
+
+/// Most chunks logged between two [`ServedBytes::take_chunks`] calls; the rest are not
+/// logged (their bytes still count).
+const MAX_LOGGED_CHUNKS: usize = 1 << 20;
 
 /// Most (receiving node, movie) pairs counted between two [`ServedBytes::take_by_peer`]
 /// calls; bytes for pairs past it still count in the totals.
 const MAX_PEER_ENTRIES: usize = 65_536;
 
 impl ServedBytes {
+    /// Starts logging every chunk sent, for [`ServedBytes::take_chunks`].
+    pub fn log_chunks(&self) {
+        self.log_chunks.store(true, Ordering::Relaxed);
+    }
+
+    /// The chunks sent since the last call (when logging).
+    pub fn take_chunks(&self) -> Vec<ServedChunk> {
+        std::mem::take(&mut *self.chunks.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn add(&self, holder: &str, video: &str, chunk: (u32, u16), bytes: u64) {
+        if self.log_chunks.load(Ordering::Relaxed) {
+            let mut log = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+            if log.len() < MAX_LOGGED_CHUNKS {
+                log.push(ServedChunk {
+                    holder: holder.to_owned(),
+                    video: video.to_owned(),
+                    segment: chunk.0,
+                    index: chunk.1,
+                });
+            }
+        }
         let first = self
             .distinct
             .lock()
@@ -426,8 +464,12 @@ impl ProviderStore {
         if video != user.0.video || user.0.expires_at <= unix_now() {
             return Err(ErrorKind::PermissionDenied.into());
         }
+        // A cache's ticket may list the indices placement gave it: nothing else.
+        if !indices.iter().any(|&i| user.0.allows(i)) {
+            return Err(ErrorKind::PermissionDenied.into());
+        }
         let mut chunks = Vec::with_capacity(indices.len());
-        for index in indices {
+        for index in indices.into_iter().filter(|&i| user.0.allows(i)) {
             match self.provider.chunk(&video, segment, index).await {
                 Ok(Some(chunk)) => chunks.push((index, chunk)),
                 Ok(None) => {}

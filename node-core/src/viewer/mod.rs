@@ -463,11 +463,7 @@ fn received(video: &str, bytes: std::collections::HashMap<String, u64>) -> Vec<P
     bytes
         .into_iter()
         .filter(|(_, b)| *b > 0)
-        .map(|(peer, bytes)| PeerBytes {
-            peer,
-            video: video.to_owned(),
-            bytes,
-        })
+        .map(|(peer, bytes)| PeerBytes::new(peer, video, bytes))
         .collect()
 }
 

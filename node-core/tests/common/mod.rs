@@ -36,5 +36,6 @@ pub fn ticket(
         server: server.into(),
         video: video.into(),
         expires_at: unix_secs() + ttl_secs,
+        indices: None,
     })
 }

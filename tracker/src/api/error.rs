@@ -105,7 +105,7 @@ impl From<TicketRefusal> for ApiError {
             TicketRefusal::NotYourNode(_) | TicketRefusal::NoSuchServer(_) => {
                 ApiError::not_found(message)
             }
-            TicketRefusal::NotBought(_) => {
+            TicketRefusal::NotBought(_) | TicketRefusal::PlacedFromOriginOnly(_) => {
                 ApiError::new(StatusCode::FORBIDDEN, ErrorCode::NotBought, message)
             }
             TicketRefusal::Account(e) => e.into(),

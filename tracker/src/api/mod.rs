@@ -41,8 +41,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Sign-ups per address.
     pub signup_limiter: Arc<LoginLimiter>,
-    /// Points a new account starts with.
-    pub initial_points: u64,
+    /// Sign-up points and the points rate, changeable while running.
+    pub settings: Arc<crate::settings::Settings>,
     /// Silence after which a node is dropped.
     pub node_timeout: std::time::Duration,
     /// Signs FTP tickets.
@@ -55,6 +55,8 @@ pub struct AppState {
     pub heartbeats: crate::nodes::HeartbeatWriter,
     /// Placement and peer sets.
     pub network: Arc<crate::placement::Network>,
+    /// What the tracker knows caches hold.
+    pub proofs: Arc<crate::proof::Proofs>,
     /// Request counts and latencies.
     pub metrics: Arc<crate::metrics::RequestMetrics>,
 }

@@ -243,7 +243,7 @@ pub async fn signup(
         username,
         &hash,
         false,
-        state.initial_points,
+        state.settings.signup_points(),
     )
     .await
     {

@@ -109,11 +109,7 @@ pub fn cache_at(port: u16) -> NodeRegistration {
 
 /// One `PeerBytes` entry.
 pub fn peer_bytes(peer: &str, video: &str, bytes: u64) -> PeerBytes {
-    PeerBytes {
-        peer: peer.into(),
-        video: video.into(),
-        bytes,
-    }
+    PeerBytes::new(peer, video, bytes)
 }
 
 /// A heartbeat that only reports bytes.
