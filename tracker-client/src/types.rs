@@ -512,6 +512,21 @@ pub struct AccountSummary {
     pub nodes: u64,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
+    /// The account whose viewers confirmed most of this account's credited bytes, when
+    /// any were: a pair that earns mostly from each other is worth a look.
+    #[serde(default)]
+    pub top_counterpart: Option<Counterpart>,
+}
+
+/// Who confirmed an account's credited bytes most.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Counterpart {
+    pub username: String,
+    /// Bytes its viewers confirmed for this account's caches.
+    pub credited_bytes: u64,
+    /// Share of this account's credited bytes, percent (0–100).
+    pub percent: u8,
 }
 
 /// A movie as administrators see it.

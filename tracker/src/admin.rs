@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use rivulet_tracker_client::{AccountSummary, Flow, LoadPoint, NodeFlows};
+use rivulet_tracker_client::{AccountSummary, Counterpart, Flow, LoadPoint, NodeFlows};
 use sqlx::{Row, SqlitePool};
 
 use crate::nodes::BUCKET_SECS;
@@ -33,9 +33,40 @@ pub async fn accounts(db: &SqlitePool) -> Result<Vec<AccountSummary>, sqlx::Erro
     )
     .fetch_all(db)
     .await?;
+    // Credited bytes per (cache account, viewer account): the largest per cache account.
+    let pairs: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT ca.username, va.username, SUM(p.credited_bytes) AS bytes
+         FROM pair_totals p
+         JOIN node_owners co ON co.node_id = p.from_node
+         JOIN node_owners vo ON vo.node_id = p.to_node
+         JOIN accounts ca ON ca.id = co.account_id
+         JOIN accounts va ON va.id = vo.account_id
+         WHERE p.credited_bytes > 0
+         GROUP BY ca.id, va.id",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut top: HashMap<String, (String, u64)> = HashMap::new();
+    for (cache_account, viewer_account, bytes) in pairs {
+        let bytes = unsigned(bytes);
+        let best = top
+            .entry(cache_account)
+            .or_insert((viewer_account.clone(), 0));
+        if bytes > best.1 || (bytes == best.1 && viewer_account < best.0) {
+            *best = (viewer_account, bytes);
+        }
+    }
     Ok(rows
         .iter()
         .map(|r| AccountSummary {
+            top_counterpart: top.get(r.get::<&str, _>("username")).map(|(name, bytes)| {
+                let total = unsigned(r.get("credited_bytes")).max(*bytes).max(1);
+                Counterpart {
+                    username: name.clone(),
+                    credited_bytes: *bytes,
+                    percent: (u128::from(*bytes) * 100 / u128::from(total)) as u8,
+                }
+            }),
             username: r.get("username"),
             admin: r.get("admin"),
             balance: unsigned(r.get("balance")),

@@ -561,11 +561,12 @@ mod tests {
 
     #[test]
     fn storage_goes_to_the_most_demanded_movie() {
-        // Room for 20 indices in all: the popular movie gets what it needs first.
+        // Room for 20 indices in all: the popular movie gets what it needs first (k − 1 of
+        // them: one account never holds k).
         let caches = vec![cache("c", 1e9, 20_000_000)];
         let plan = place(&caches, &[movie("cold", 0.2), movie("hot", 5.0)]);
-        assert!(indices(&plan, "c", "hot").len() >= 16);
-        assert!(indices(&plan, "c", "cold").len() <= 4);
+        assert_eq!(indices(&plan, "c", "hot").len(), 15);
+        assert!(indices(&plan, "c", "cold").len() <= 5);
         // Nothing is placed for movies without demand.
         let plan = place(&caches, &[movie("none", 0.0)]);
         assert!(plan["c"].is_empty());
@@ -589,16 +590,47 @@ mod tests {
     #[test]
     fn what_caches_have_of_wanted_movies_stays_while_storage_lasts() {
         let mut a = cache("a", 10e6, 100_000_000);
-        a.has.insert("m".into(), (0..40).collect());
+        a.has.insert("m".into(), (0..12).collect());
         a.has.insert("gone".into(), (0..8).collect());
-        let plan = place(&[a], &[movie("m", 0.5), movie("gone", 0.0)]);
-        assert_eq!(indices(&plan, "a", "m").len(), 40, "kept beyond the demand");
+        let mut b = cache("b", 10e6, 100_000_000);
+        b.has.insert("m".into(), (20..32).collect());
+        let plan = place(&[a, b], &[movie("m", 0.5), movie("gone", 0.0)]);
+        assert_eq!(indices(&plan, "a", "m").len(), 12, "kept beyond the demand");
+        assert_eq!(indices(&plan, "b", "m").len(), 12, "kept beyond the demand");
         assert!(indices(&plan, "a", "gone").is_empty(), "no demand: evicted");
         // Storage runs out: only what fits stays.
-        let mut small = cache("s", 10e6, 20_000_000);
-        small.has.insert("m".into(), (0..40).collect());
+        let mut small = cache("s", 10e6, 10_000_000);
+        small.has.insert("m".into(), (0..12).collect());
         let plan = place(&[small], &[movie("m", 0.5)]);
-        assert_eq!(indices(&plan, "s", "m").len(), 20);
+        assert_eq!(indices(&plan, "s", "m").len(), 10);
+    }
+
+    #[test]
+    fn one_account_never_holds_k_distinct_indices_of_a_movie() {
+        // Two caches of one account, each claiming the whole movie, with room and upload
+        // for much more: together they are placed with k − 1 distinct indices, never k.
+        let mut caches: Vec<_> = (0..2)
+            .map(|i| {
+                let mut c = cache(&format!("m{i}"), 1e9, 1_000_000_000);
+                c.account = "mallory".into();
+                c.has.insert("m".into(), (0..64).collect());
+                c
+            })
+            .collect();
+        let plan = place(&caches, &[movie("m", 8.0)]);
+        let together: BTreeSet<u16> = ["m0", "m1"]
+            .iter()
+            .flat_map(|c| indices(&plan, c, "m"))
+            .collect();
+        assert_eq!(together.len(), 15, "{together:?}");
+        // Another account's cache beside them completes the movie for the viewers.
+        caches.push(cache("honest", 1e9, 1_000_000_000));
+        let plan = place(&caches, &[movie("m", 8.0)]);
+        let all: BTreeSet<u16> = ["m0", "m1", "honest"]
+            .iter()
+            .flat_map(|c| indices(&plan, c, "m"))
+            .collect();
+        assert!(all.len() >= 16, "{all:?}");
     }
 
     #[test]

@@ -89,6 +89,24 @@ impl Proofs {
         inner.checked.retain(|(c, _), _| live.contains(c.as_str()));
         inner.failed.retain(|(c, _), _| live.contains(c.as_str()));
         inner.queue.retain(|(c, _), _| live.contains(c.as_str()));
+        // A refusal lasts while the cache still claims what failed.
+        {
+            let claims: HashSet<(&str, &str, u16)> = nodes
+                .iter()
+                .filter(|n| n.kind == NodeKind::Cache)
+                .flat_map(|n| {
+                    n.holdings.iter().flat_map(move |h| {
+                        h.indices
+                            .iter()
+                            .map(move |&i| (n.node_id.as_str(), h.video.as_str(), i))
+                    })
+                })
+                .collect();
+            inner.failed.retain(|(c, v), indices| {
+                indices.retain(|&i| claims.contains(&(c.as_str(), v.as_str(), i)));
+                !indices.is_empty()
+            });
+        }
         let now = Instant::now();
         for node in nodes.iter_mut().filter(|n| n.kind == NodeKind::Cache) {
             for holding in &mut node.holdings {

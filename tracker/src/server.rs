@@ -422,8 +422,9 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        // http, origin-ftp, origin-counters, placement, node-expiry, heartbeat-writer.
-        assert_eq!(server.tasks().len(), 6);
+        // http, origin-ftp, origin-counters, placement, proofs, node-expiry,
+        // heartbeat-writer.
+        assert_eq!(server.tasks().len(), 7);
         tokio::time::timeout(Duration::from_secs(30), server.shutdown())
             .await
             .unwrap()

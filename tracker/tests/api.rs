@@ -6,8 +6,8 @@ use std::sync::Arc;
 use rivulet_localnet::{LocalNetwork, MovieSpec, TrackerConfig as ServeConfig};
 use rivulet_node_core::format::Manifest;
 use rivulet_tracker_client::{
-    ClientError, Credentials, ErrorCode, Heartbeat, Holding, NodeKind, NodeRegistration, PeerBytes,
-    TrackerClient,
+    ChunkRef, ClientError, Credentials, ErrorCode, Heartbeat, Holding, NodeKind, NodeRegistration,
+    PeerBytes, TrackerClient,
 };
 
 struct Tracker {
@@ -377,8 +377,10 @@ async fn nodes_register_report_and_leave() {
         .register_node(&NodeRegistration::viewer())
         .await
         .unwrap();
+    alice.buy("m").await.unwrap();
 
     let hb = Heartbeat {
+        seq: 1,
         holdings: vec![Holding {
             video: "m".into(),
             indices: vec![3, 17, 63],
@@ -390,6 +392,7 @@ async fn nodes_register_report_and_leave() {
     };
     alice.heartbeat(&cache.node_id, &hb).await.unwrap();
     let watching = Heartbeat {
+        seq: 1,
         watching: Some("m".into()),
         received: vec![PeerBytes::new(cache.node_id.clone(), "m", 65_536)],
         ..Heartbeat::default()
@@ -412,7 +415,8 @@ async fn nodes_register_report_and_leave() {
         Some("m")
     );
 
-    // The flows are kept per pair: reported by the sender, confirmed by the receiver.
+    // The flows are kept per pair: reported by the sender, confirmed by the receiver (an
+    // account's own viewer confirms nothing of its own cache: see tracker/tests/trust.rs).
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
         .await
         .unwrap();
@@ -431,7 +435,7 @@ async fn nodes_register_report_and_leave() {
                 view.node_id.clone(),
                 "viewer".into(),
                 65_536,
-                65_536
+                0
             ),
             (
                 "origin".into(),
@@ -515,13 +519,6 @@ async fn bad_node_reports_are_refused_and_change_nothing() {
         holding(vec![64]),
         holding(vec![5, 5]),
         Heartbeat {
-            holdings: vec![Holding {
-                video: "nope".into(),
-                indices: vec![1],
-            }],
-            ..Heartbeat::default()
-        },
-        Heartbeat {
             watching: Some("nope".into()),
             ..Heartbeat::default()
         },
@@ -565,6 +562,18 @@ async fn bad_node_reports_are_refused_and_change_nothing() {
         holding(vec![1, 2]).holdings,
         "nothing half-written"
     );
+    // Holding a movie the tracker does not have (it was removed) is no error: the reply
+    // refuses that holding, and the cache drops it and goes on.
+    let gone = Holding {
+        video: "nope".into(),
+        indices: vec![1],
+    };
+    let mut both = holding(vec![1, 2]);
+    both.holdings.push(gone.clone());
+    let reply = alice.heartbeat(&node, &both).await.unwrap();
+    assert_eq!(reply.refused, vec![gone]);
+    let mine = alice.my_nodes().await.unwrap();
+    assert_eq!(mine[0].holdings, holding(vec![1, 2]).holdings);
     t.net.shutdown().await;
 }
 
@@ -646,6 +655,7 @@ async fn administrators_see_accounts_nodes_videos_load_and_flows() {
                 video: "m".into(),
                 indices: vec![16, 17],
             }],
+            seq: 1,
             received: bytes("origin", 1000),
             sent: bytes(&view, 300),
             ..Heartbeat::default()
@@ -656,6 +666,7 @@ async fn administrators_see_accounts_nodes_videos_load_and_flows() {
     carl.heartbeat(
         &view,
         &Heartbeat {
+            seq: 1,
             watching: Some("m".into()),
             received: [bytes("origin", 500), bytes(&cache, 300)].concat(),
             ..Heartbeat::default()
@@ -747,10 +758,29 @@ async fn administrators_see_accounts_nodes_videos_load_and_flows() {
 /// is documented.
 #[tokio::test]
 async fn earnings_over_time_follow_the_credited_bytes() {
-    let t = Tracker::start_with(&[("m", 0)], |c| c.bytes_per_point = 10_000).await;
+    let t = Tracker::start_with(&[("m", 0)], |c| {
+        c.bytes_per_point = 10_000;
+        c.placement_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
     let alice = t.user("alice").await;
     let bob = t.user("bob").await;
+    bob.buy("m").await.unwrap();
+    let manifest = Manifest::from_json(&bob.manifest("m").await.unwrap()).unwrap();
+    let chunk = manifest.chunk_len(0) as u64;
     let cache = alice.register_node(&cache_at(2121)).await.unwrap();
+    // Placement gives the cache the movie (bob's purchase is its demand): the tracker can
+    // vouch for what it sends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !alice
+        .heartbeat(&cache.node_id, &Heartbeat::default())
+        .await
+        .unwrap()
+        .placed
+    {
+        assert!(std::time::Instant::now() < deadline, "never placed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let view = bob
         .register_node(&NodeRegistration::viewer())
         .await
@@ -769,22 +799,27 @@ async fn earnings_over_time_follow_the_credited_bytes() {
             .all(|w| w[1].start == w[0].start + 300)
     );
 
-    // The cache reports 250 000 bytes to bob's viewer, which confirms 200 000: alice is
-    // credited the smaller, 20 points at 10 000 bytes a point.
-    let sent = |bytes| Heartbeat {
-        sent: vec![PeerBytes::new(view.node_id.clone(), "m", bytes)],
+    // The cache reports two and a half chunks to bob's viewer, whose receipts confirm two:
+    // alice is credited the smaller.
+    let reported = chunk * 5 / 2;
+    let sent = Heartbeat {
+        seq: 1,
+        sent: vec![PeerBytes::new(view.node_id.clone(), "m", reported)],
         ..Heartbeat::default()
     };
-    let got = |bytes| Heartbeat {
+    let got = |seq, indices: &[u16]| Heartbeat {
+        seq,
         watching: Some("m".into()),
-        received: vec![PeerBytes::new(cache.node_id.clone(), "m", bytes)],
+        received: vec![PeerBytes {
+            chunks: indices.iter().map(|&i| ChunkRef(0, i)).collect(),
+            ..PeerBytes::new(cache.node_id.clone(), "m", indices.len() as u64 * chunk)
+        }],
         ..Heartbeat::default()
     };
-    alice
-        .heartbeat(&cache.node_id, &sent(250_000))
+    alice.heartbeat(&cache.node_id, &sent).await.unwrap();
+    bob.heartbeat(&view.node_id, &got(1, &[0, 1]))
         .await
         .unwrap();
-    bob.heartbeat(&view.node_id, &got(200_000)).await.unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -795,13 +830,16 @@ async fn earnings_over_time_follow_the_credited_bytes() {
     let b = filled[0];
     assert_eq!(
         (b.uploaded_bytes, b.credited_bytes, b.points),
-        (250_000, 200_000, 20)
+        (reported, 2 * chunk, 2 * chunk / 10_000)
     );
     assert!(b.start <= now && now < b.start + 300, "{b:?} at {now}");
     assert_eq!(e.buckets.last(), Some(b), "the newest bucket holds it");
     // The totals agree with the account.
     let me = alice.me().await.unwrap();
-    assert_eq!((me.credited_bytes, me.balance), (200_000, 120));
+    assert_eq!(
+        (me.credited_bytes, me.balance),
+        (2 * chunk, 100 + 2 * chunk / 10_000)
+    );
     // bob's viewer earned nothing.
     assert!(
         bob.earnings(60, 12)
@@ -811,13 +849,14 @@ async fn earnings_over_time_follow_the_credited_bytes() {
             .iter()
             .all(|b| b.credited_bytes == 0)
     );
-    // The rest of the confirmation arrives later: a second event, summed in its bucket.
-    bob.heartbeat(&view.node_id, &got(50_000)).await.unwrap();
+    // The rest of the confirmation arrives later: a second event, summed in its bucket, up
+    // to what the cache reported.
+    bob.heartbeat(&view.node_id, &got(2, &[2])).await.unwrap();
     let e = alice.earnings(60, 1).await.unwrap();
     assert_eq!(e.buckets.len(), 1);
     assert_eq!(
         (e.buckets[0].credited_bytes, e.buckets[0].points),
-        (250_000, 25)
+        (reported, reported / 10_000)
     );
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
         .await
@@ -832,7 +871,10 @@ async fn earnings_over_time_follow_the_credited_bytes() {
     // The report and the two confirmations add up in one row per minute (two if the test
     // straddled a minute's end).
     assert!((1..=2).contains(&rows), "{rows} rows");
-    assert_eq!((uploaded, credited, points), (250_000, 250_000, 25));
+    assert_eq!(
+        (uploaded, credited, points),
+        (reported as i64, reported as i64, (reported / 10_000) as i64)
+    );
 
     // Bad input: one 4xx with the shared error body; no session: 401.
     for (minutes, buckets) in [(0, 12), (43_201, 12), (60, 0), (600, 241), (30, 31)] {
@@ -994,18 +1036,19 @@ async fn transfer_totals_cannot_overflow() {
         .await
         .unwrap()
         .node_id;
-    let huge = Heartbeat {
+    let huge = |seq| Heartbeat {
+        seq,
         sent: vec![PeerBytes::new(view.clone(), "m", 1 << 40)],
         ..Heartbeat::default()
     };
-    root.heartbeat(&cache, &huge).await.unwrap();
+    root.heartbeat(&cache, &huge(1)).await.unwrap();
     // Push the row to the brink, as years of traffic (or a liar) would.
     sqlx::query("UPDATE transfers SET reported_bytes = 4611686018427387000")
         .execute(&db)
         .await
         .unwrap();
-    for _ in 0..3 {
-        root.heartbeat(&cache, &huge).await.unwrap();
+    for seq in 2..5 {
+        root.heartbeat(&cache, &huge(seq)).await.unwrap();
     }
     let stored: i64 = sqlx::query_scalar("SELECT MAX(reported_bytes) FROM transfers")
         .fetch_one(&db)
@@ -1014,7 +1057,7 @@ async fn transfer_totals_cannot_overflow() {
     assert_eq!(stored, 1 << 62);
     // A second row at the ceiling: the sums exceed 64 bits and still answer.
     let other = root.register_node(&cache_at(2122)).await.unwrap().node_id;
-    root.heartbeat(&other, &huge).await.unwrap();
+    root.heartbeat(&other, &huge(1)).await.unwrap();
     sqlx::query("UPDATE transfers SET reported_bytes = 4611686018427387904")
         .execute(&db)
         .await
@@ -1027,7 +1070,7 @@ async fn transfer_totals_cannot_overflow() {
     root.admin_flows(&cache).await.unwrap();
     // Duplicate entries in one heartbeat are refused.
     let twice = Heartbeat {
-        sent: [huge.sent.clone(), huge.sent.clone()].concat(),
+        sent: [huge(9).sent, huge(9).sent].concat(),
         ..Heartbeat::default()
     };
     assert_eq!(code(root.heartbeat(&cache, &twice).await).0, 400);

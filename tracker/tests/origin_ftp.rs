@@ -3,9 +3,12 @@
 //! refused: no ticket, an expired, forged or misdirected one, another movie, paths outside
 //! the store, writes.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::retr;
 use rivulet_localnet::{LocalNetwork, MovieSpec};
 use rivulet_node_core::format::Manifest;
 use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
@@ -16,7 +19,6 @@ use rivulet_tracker_client::{
 use suppaftp::tokio::AsyncFtpStream;
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode};
-use tokio::io::AsyncReadExt;
 
 async fn tracker(dir: &std::path::Path, ftp: &str) -> LocalNetwork {
     let ftp: SocketAddr = ftp.parse().unwrap();
@@ -51,17 +53,6 @@ async fn connect(addr: SocketAddr, user: &str, password: &str) -> Result<AsyncFt
     ftp.transfer_type(FileType::Binary).await?;
     ftp.set_mode(Mode::ExtendedPassive);
     Ok(ftp)
-}
-
-async fn retr(ftp: &mut AsyncFtpStream, path: &str) -> Result<Vec<u8>, FtpError> {
-    let mut stream = ftp.retr_as_stream(path).await?;
-    let mut buf = Vec::new();
-    stream
-        .read_to_end(&mut buf)
-        .await
-        .map_err(FtpError::ConnectionError)?;
-    stream.finish().await?;
-    Ok(buf)
 }
 
 fn now() -> u64 {

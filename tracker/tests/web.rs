@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rivulet_tracker::web::{CSRF_FIELD, FORM_COOKIE, SESSION_COOKIE};
 use rivulet_tracker_client::{Heartbeat, NodeRegistration};
-use web_support::{Browser, PASSWORD, Tracker, cache_at, eventually, moved, peer_bytes};
+use web_support::{Browser, PASSWORD, Tracker, cache_at, eventually, moved, peer_bytes, receipts};
 
 /// Each test's own time limit: a hung browser fails the test instead of the suite.
 const TEST_LIMIT: Duration = Duration::from_secs(180);
@@ -115,6 +115,8 @@ async fn people_sign_up_see_their_dashboard_and_are_kept_out_of_admin_pages() {
             .await
             .unwrap()
             .node_id;
+        let c = t.chunk_len("m").await;
+        t.wait_placed(&carl, &cache, "m").await;
         carl.heartbeat(
             &cache,
             &Heartbeat {
@@ -123,7 +125,7 @@ async fn people_sign_up_see_their_dashboard_and_are_kept_out_of_admin_pages() {
                     indices: vec![3, 4, 5],
                 }],
                 ..moved(
-                    vec![peer_bytes(&theirs, "m", 3000)],
+                    vec![peer_bytes(&theirs, "m", 3 * c)],
                     vec![peer_bytes("origin", "m", 6000)],
                 )
             },
@@ -134,7 +136,7 @@ async fn people_sign_up_see_their_dashboard_and_are_kept_out_of_admin_pages() {
             &theirs,
             &Heartbeat {
                 watching: Some("m".into()),
-                ..moved(vec![], vec![peer_bytes(&cache, "m", 3000)])
+                ..moved(vec![], vec![receipts(&cache, "m", 0..3, c)])
             },
         )
         .await
@@ -149,17 +151,21 @@ async fn people_sign_up_see_their_dashboard_and_are_kept_out_of_admin_pages() {
         .await
         .unwrap();
 
-        // 100 to start, 10 for the movie, 3 for 3000 bytes vera confirmed.
+        // 100 to start, 10 for the movie, a point per 1000 bytes of the three chunks vera's
+        // receipts confirmed.
         b.client.refresh().await.unwrap();
-        b.wait_text("#points", "93").await;
+        b.wait_text("#points", &(90 + 3 * c / 1000).to_string())
+            .await;
+        let three = (3 * c).to_string();
         assert_eq!(
             b.attr("#uploaded data", "value").await.as_deref(),
-            Some("3000")
+            Some(three.as_str())
         );
-        b.wait_text("#uploaded", "3.00 kB").await;
+        b.wait_text("#uploaded", &rivulet_node_core::units::format_bytes(3 * c))
+            .await;
         assert_eq!(
             b.attr("#credited data", "value").await.as_deref(),
-            Some("3000")
+            Some(three.as_str())
         );
         let rows = b.all("#my-nodes tbody tr").await;
         assert_eq!(rows.len(), 2);
@@ -259,8 +265,12 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
             .await
             .unwrap()
             .node_id;
-        // Two caches fetch from the origin and send to one viewer, who confirms it all and
-        // gets the rest from the origin.
+        // Two caches fetch from the origin and send to one viewer, whose receipts confirm it
+        // all (three chunks and two), and who gets the rest from the origin.
+        let c = t.chunk_len("rock").await;
+        t.wait_placed(&alice, &a1, "rock").await;
+        t.wait_placed(&dora, &d1, "rock").await;
+        let (a, d, o) = (3 * c, 2 * c, 3 * c / 2);
         let holding = |indices: Vec<u16>| {
             vec![rivulet_tracker_client::Holding {
                 video: "rock".into(),
@@ -273,7 +283,7 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
                 &Heartbeat {
                     holdings: holding(vec![16, 17, 18]),
                     ..moved(
-                        vec![peer_bytes(&v, "rock", 3000)],
+                        vec![peer_bytes(&v, "rock", a)],
                         vec![peer_bytes("origin", "rock", 8000)],
                     )
                 },
@@ -285,7 +295,7 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
             &Heartbeat {
                 holdings: holding(vec![19, 20]),
                 ..moved(
-                    vec![peer_bytes(&v, "rock", 2000)],
+                    vec![peer_bytes(&v, "rock", d)],
                     vec![peer_bytes("origin", "rock", 4000)],
                 )
             },
@@ -294,15 +304,14 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         .unwrap();
         let watching = |received| Heartbeat {
             watching: Some("rock".into()),
-            received,
-            ..Heartbeat::default()
+            ..moved(vec![], received)
         };
         vera.heartbeat(
             &v,
             &watching(vec![
-                peer_bytes(&a1, "rock", 3000),
-                peer_bytes(&d1, "rock", 2000),
-                peer_bytes("origin", "rock", 1500),
+                receipts(&a1, "rock", 0..3, c),
+                receipts(&d1, "rock", 3..5, c),
+                peer_bytes("origin", "rock", o),
             ]),
         )
         .await
@@ -319,14 +328,17 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         b.wait_text("h1", "Accounts").await;
         assert_eq!(b.path().await, "/admin/accounts");
         let row = |name: &str| format!("#accounts tr[data-account='{name}']");
-        assert_eq!(b.text(&format!("{} .points", row("alice"))).await, "103");
-        assert_eq!(b.text(&format!("{} .points", row("dora"))).await, "102");
+        let points = |bytes: u64| (100 + bytes / 1000).to_string();
+        assert_eq!(
+            b.text(&format!("{} .points", row("alice"))).await,
+            points(a)
+        );
+        assert_eq!(b.text(&format!("{} .points", row("dora"))).await, points(d));
         assert_eq!(b.text(&format!("{} .points", row("vera"))).await, "95");
         assert_eq!(
             b.attr(&format!("{} .credited data", row("alice")), "value")
-                .await
-                .as_deref(),
-            Some("3000")
+                .await,
+            Some(a.to_string())
         );
         assert!(b.text(&row("root")).await.contains("admin"));
         b.screenshot("admin-accounts").await;
@@ -352,20 +364,16 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
             Some("12000")
         );
         assert_eq!(
-            b.attr(&total("origin-to-viewers"), "value")
-                .await
-                .as_deref(),
-            Some("1500")
+            b.attr(&total("origin-to-viewers"), "value").await,
+            Some(o.to_string())
         );
         assert_eq!(
-            b.attr(&total("caches-to-viewers"), "value")
-                .await
-                .as_deref(),
-            Some("5000")
+            b.attr(&total("caches-to-viewers"), "value").await,
+            Some((a + d).to_string())
         );
         assert_eq!(
-            b.attr(&total("demand"), "value").await.as_deref(),
-            Some("6500")
+            b.attr(&total("demand"), "value").await,
+            Some((a + d + o).to_string())
         );
         b.wait_text("#share td:last-child", "77% of demand").await;
         b.wait_text("#caches-online", "2").await;
@@ -383,12 +391,12 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
                 .find(fantoccini::Locator::Css(&total("origin-to-viewers")))
                 .await
                 .ok()?;
-            (el.attr("value").await.ok()?.as_deref() == Some("21500")).then_some(())
+            (el.attr("value").await.ok()? == Some((o + 20_000).to_string())).then_some(())
         })
         .await;
         assert_eq!(
-            b.attr(&total("demand"), "value").await.as_deref(),
-            Some("26500")
+            b.attr(&total("demand"), "value").await,
+            Some((a + d + o + 20_000).to_string())
         );
         assert_ne!(b.attr("#load-svg", "data-peak-bps").await, before);
         let refreshed: u32 = b
@@ -424,19 +432,17 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         b.wait_text("#gets-from h2", "Which caches send it chunks")
             .await;
         let from = |peer: &str| format!("#received-table tr[data-peer='{peer}']");
+        assert_eq!(b.attr(&from(&a1), "data-bytes").await, Some(a.to_string()));
+        assert_eq!(b.attr(&from(&d1), "data-bytes").await, Some(d.to_string()));
         assert_eq!(
-            b.attr(&from(&a1), "data-bytes").await.as_deref(),
-            Some("3000")
+            b.attr(&from("origin"), "data-bytes").await,
+            Some((o + 20_000).to_string())
         );
-        assert_eq!(
-            b.attr(&from(&d1), "data-bytes").await.as_deref(),
-            Some("2000")
+        assert!(
+            b.text(&from(&a1))
+                .await
+                .contains(&rivulet_node_core::units::format_bytes(a))
         );
-        assert_eq!(
-            b.attr(&from("origin"), "data-bytes").await.as_deref(),
-            Some("21500")
-        );
-        assert!(b.text(&from(&a1)).await.contains("3.00 kB"));
         assert_eq!(b.all("#flow-svg line.edge").await.len(), 3);
         b.screenshot("flows-viewer").await;
 
@@ -445,7 +451,7 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         b.wait_text("#sends-to h2", "Which viewers it sends to")
             .await;
         let to_v = format!("#sent-table tr[data-peer='{v}']");
-        assert_eq!(b.attr(&to_v, "data-bytes").await.as_deref(), Some("3000"));
+        assert_eq!(b.attr(&to_v, "data-bytes").await, Some(a.to_string()));
         assert_eq!(b.all("#sent-table tbody tr").await.len(), 1);
         assert_eq!(
             b.attr("#received-table tr[data-peer='origin']", "data-bytes")

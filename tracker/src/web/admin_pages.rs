@@ -319,7 +319,8 @@ pub async fn accounts_page(
             h1 { "Accounts" }
             table #accounts {
                 thead { tr { th { "Username" } th { "Role" } th { "Points" } th { "Uploaded" }
-                             th { "Credited" } th { "Purchases" } th { "Live nodes" } th { "Joined" } } }
+                             th { "Credited" } th title="The account whose viewers confirmed most of this account's credit" { "Mostly from" }
+                             th { "Purchases" } th { "Live nodes" } th { "Joined" } } }
                 tbody {
                     @for a in &accounts {
                         tr data-account=(a.username) {
@@ -328,6 +329,12 @@ pub async fn accounts_page(
                             td.points { (a.balance) }
                             td.uploaded { (bytes_data(a.uploaded_bytes)) }
                             td.credited { (bytes_data(a.credited_bytes)) }
+                            @match &a.top_counterpart {
+                                Some(c) => td.counterpart.flag[c.percent >= 80] data-percent=(c.percent) {
+                                    (c.username) " · " (c.percent) "%"
+                                },
+                                None => td.counterpart { "—" },
+                            }
                             td { (a.purchases) }
                             td { (a.nodes) }
                             td { (layout::date(a.created_at)) }

@@ -95,3 +95,19 @@ pub fn assert_nothing_left(data: &Path) {
         }
     }
 }
+
+/// Fetches `path` over an FTP session whole (RETR), as a chunk client would.
+pub async fn retr(
+    ftp: &mut suppaftp::tokio::AsyncFtpStream,
+    path: &str,
+) -> Result<Vec<u8>, suppaftp::FtpError> {
+    use tokio::io::AsyncReadExt;
+    let mut stream = ftp.retr_as_stream(path).await?;
+    let mut buf = Vec::new();
+    stream
+        .read_to_end(&mut buf)
+        .await
+        .map_err(suppaftp::FtpError::ConnectionError)?;
+    stream.finish().await?;
+    Ok(buf)
+}

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use rivulet_localnet::{LocalNetwork, MovieSpec, TrackerConfig as ServeConfig};
-use rivulet_tracker_client::{Credentials, Heartbeat, NodeRegistration, PeerBytes, TrackerClient};
+use rivulet_node_core::format::Manifest;
+use rivulet_tracker_client::{
+    ChunkRef, Credentials, Heartbeat, NodeRegistration, PeerBytes, TrackerClient,
+};
 
 /// The password every test account uses.
 pub const PASSWORD: &str = "correct-horse-42";
@@ -48,6 +51,8 @@ impl Tracker {
             .movies(movies)
             .initial_points(100)
             .bytes_per_point(1000)
+            // Caches are placed soon after a purchase, so their transfers are vouched for.
+            .placement_interval(Duration::from_millis(200))
             // Nodes stay listed for the whole test even when the machine is slow.
             .node_timeout(Duration::from_secs(600))
             .configure(tune)
@@ -63,6 +68,29 @@ impl Tracker {
 
     pub fn client(&self) -> TrackerClient {
         TrackerClient::new(&self.net.url())
+    }
+
+    /// Bytes of one chunk of segment 0 of `video`.
+    pub async fn chunk_len(&self, video: &str) -> u64 {
+        let path = self.net.stream_file(video).with_file_name("manifest.json");
+        let json = std::fs::read(path).unwrap();
+        Manifest::from_json(&json).unwrap().chunk_len(0) as u64
+    }
+
+    /// Heartbeats cache `node` of `owner` until placement has placed it with `video`.
+    pub async fn wait_placed(&self, owner: &TrackerClient, node: &str, video: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let reply = owner.heartbeat(node, &Heartbeat::default()).await.unwrap();
+            if reply.hold.iter().any(|h| h.video == video) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{node} never placed with {video}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The tracker's database file, opened beside the server (WAL allows it).
@@ -112,12 +140,35 @@ pub fn peer_bytes(peer: &str, video: &str, bytes: u64) -> PeerBytes {
     PeerBytes::new(peer, video, bytes)
 }
 
-/// A heartbeat that only reports bytes.
+/// A fresh heartbeat number: one counter for every node of the test process, so each
+/// node's numbers rise.
+pub fn seq() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A numbered heartbeat that only reports bytes.
 pub fn moved(sent: Vec<PeerBytes>, received: Vec<PeerBytes>) -> Heartbeat {
     Heartbeat {
+        seq: seq(),
         sent,
         received,
         ..Heartbeat::default()
+    }
+}
+
+/// A viewer's receipts for chunks `indices` of segment 0 of `video` from `peer`, each
+/// `chunk_len` bytes.
+pub fn receipts(
+    peer: &str,
+    video: &str,
+    indices: std::ops::Range<u16>,
+    chunk_len: u64,
+) -> PeerBytes {
+    let count = u64::from(indices.end.saturating_sub(indices.start));
+    PeerBytes {
+        chunks: indices.map(|i| ChunkRef(0, i)).collect(),
+        ..PeerBytes::new(peer, video, count * chunk_len)
     }
 }
 
