@@ -33,6 +33,9 @@ pub const CHECKER: &str = "origin";
 
 type Key = (String, String);
 
+/// Where a cache can be reached, looked up at check time.
+pub type Addresses = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 #[derive(Debug, Default)]
 struct Inner {
     /// (cache, movie) → index → segments the origin sent it.
@@ -263,7 +266,7 @@ pub async fn run(
     origin: Arc<ServedBytes>,
     signer: Arc<TicketSigner>,
     catalogue: Arc<CatalogueCache>,
-    addresses: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    addresses: Addresses,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
