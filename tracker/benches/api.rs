@@ -121,12 +121,16 @@ async fn main() {
     .await;
     let ids = Arc::new(ids);
     let peers = Arc::new(peers);
+    // One rising counter numbers every node's reports, so each counts (the ledger ignores a
+    // number it has seen).
+    let seq = Arc::new(std::sync::atomic::AtomicU64::new(1));
     let beats = measure(
         "heartbeats: PUT /nodes/{id}/heartbeat",
         seconds,
         &clients,
         move |c, node| {
             let (ids, peers) = (ids.clone(), peers.clone());
+            let seq = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             async move {
                 // A cache's report: two movies held, bytes sent to two viewers, one from the origin.
                 let hb = Heartbeat {
@@ -145,6 +149,7 @@ async fn main() {
                         PeerBytes::new(peers[2].clone(), ids[1].clone(), 131_072),
                     ],
                     received: vec![PeerBytes::new("origin", ids[0].clone(), 65_536)],
+                    seq,
                     ..Heartbeat::default()
                 };
                 c.heartbeat(&node, &hb).await.is_ok()
