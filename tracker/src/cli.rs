@@ -318,7 +318,7 @@ mod tests {
             ("node_timeout = 0", "node_timeout must be"),
             ("initial_points = 2000000000", "initial_points must be"),
             ("config = \"/etc/x\"", "unknown field `config`"),
-            ("origin_upload_bps = -1", "origin_upload_bps"),
+            ("origin_upload_bps = -1", "expected u64"),
             ("[serve\n", ""),
         ] {
             let e = ServeArgs::from_toml(text).unwrap_err();

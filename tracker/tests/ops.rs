@@ -521,7 +521,7 @@ async fn fetch(net: &LocalNetwork, c: &TrackerClient, node: &str, chunks: &[(u32
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_origin_caps_its_upload_in_total_and_per_connection() {
-    const CONNECTION_BPS: u64 = 800_000;
+    const CONNECTION_BPS: u64 = 1_600_000;
     let dir = tempfile::tempdir().unwrap();
     let net = LocalNetwork::builder(dir.path())
         .movie(MovieSpec::sample("m", 4).size(320, 240).price(0))
