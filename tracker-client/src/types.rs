@@ -58,6 +58,8 @@ pub enum ErrorCode {
     InsufficientPoints,
     /// The movie's manifest is only for accounts that bought it.
     NotBought,
+    /// The account was disabled by the tracker's operator: it cannot log in.
+    AccountDisabled,
     /// The tracker failed; the message says how. Never expected.
     Internal,
     /// A code this build does not know (from a newer tracker, or an HTTP status name when
@@ -67,7 +69,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this build knows, for tests and documentation.
-    pub const KNOWN: [ErrorCode; 12] = [
+    pub const KNOWN: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::TooLarge,
         ErrorCode::Unauthorized,
@@ -79,6 +81,7 @@ impl ErrorCode {
         ErrorCode::WeakPassword,
         ErrorCode::InsufficientPoints,
         ErrorCode::NotBought,
+        ErrorCode::AccountDisabled,
         ErrorCode::Internal,
     ];
 
@@ -96,6 +99,7 @@ impl ErrorCode {
             ErrorCode::WeakPassword => "weak_password",
             ErrorCode::InsufficientPoints => "insufficient_points",
             ErrorCode::NotBought => "not_bought",
+            ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown(code) => code,
         }

@@ -31,6 +31,8 @@ pub enum AccountError {
     BadCredentials,
     #[error("no account named {0:?}")]
     NoSuchAccount(String),
+    #[error("the account {0:?} is disabled; ask the tracker's operator")]
+    Disabled(String),
     #[error("{0}")]
     Hash(String),
     #[error("database: {0}")]
@@ -157,16 +159,18 @@ pub async fn verify_login(
     username: &str,
     password: &str,
 ) -> Result<i64, AccountError> {
-    let row = sqlx::query("SELECT id, password_hash FROM accounts WHERE username_key = $1")
-        .bind(username.to_lowercase())
-        .fetch_optional(db)
-        .await?;
-    let (id, phc) = match row {
+    let row =
+        sqlx::query("SELECT id, password_hash, disabled FROM accounts WHERE username_key = $1")
+            .bind(username.to_lowercase())
+            .fetch_optional(db)
+            .await?;
+    let (id, phc, disabled) = match row {
         Some(row) => (
             Some(row.get::<i64, _>("id")),
             row.get::<String, _>("password_hash"),
+            row.get::<bool, _>("disabled"),
         ),
-        None => (None, dummy_hash()),
+        None => (None, dummy_hash(), false),
     };
     let password = password.to_owned();
     let ok = {
@@ -178,7 +182,9 @@ pub async fn verify_login(
             .await
             .unwrap_or(false)
     };
+    // Only the right password learns that the account is disabled.
     match (id, ok) {
+        (Some(_), true) if disabled => Err(AccountError::Disabled(username.to_owned())),
         (Some(id), true) => Ok(id),
         _ => Err(AccountError::BadCredentials),
     }
@@ -218,11 +224,37 @@ pub async fn start_session(
     Ok((token, expires_at))
 }
 
-/// The caller a token belongs to, if it is valid and unexpired.
+/// Disables or enables the account `username` (any case). Disabling ends its sessions in
+/// the same transaction; a disabled account's log-ins are refused ([`verify_login`]).
+pub async fn set_disabled(
+    db: &SqlitePool,
+    username: &str,
+    disabled: bool,
+) -> Result<(), AccountError> {
+    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+    let id: Option<i64> = sqlx::query_scalar(
+        "UPDATE accounts SET disabled = $1 WHERE username_key = $2 RETURNING id",
+    )
+    .bind(disabled)
+    .bind(username.to_lowercase())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let id = id.ok_or_else(|| AccountError::NoSuchAccount(username.to_owned()))?;
+    if disabled {
+        sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The caller a token belongs to, if it is valid and unexpired (and its account enabled).
 pub async fn session_caller(db: &SqlitePool, token: &str) -> Result<Option<Caller>, AccountError> {
     let row = sqlx::query(
         "SELECT a.id, a.admin FROM sessions s JOIN accounts a ON a.id = s.account_id
-         WHERE s.token_hash = $1 AND s.expires_at > $2",
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.disabled = 0",
     )
     .bind(token_hash(token))
     .bind(now())

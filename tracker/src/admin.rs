@@ -89,7 +89,9 @@ pub async fn purchases_by_video(db: &SqlitePool) -> Result<HashMap<String, u64>,
 }
 
 /// Bytes per bucket over the last `secs` seconds, by flow. Receivers' confirmations count;
-/// a sender's report stands in where the receiver has not confirmed.
+/// a sender's report stands in where the receiver has not confirmed. Reads the 10-second
+/// rows only: callers ask for at most a day, and rows are rolled up after a day
+/// ([`crate::ops::ROLL_UP_AFTER_SECS`]).
 pub async fn load(db: &SqlitePool, secs: i64) -> Result<Vec<LoadPoint>, sqlx::Error> {
     let since = unix_ms() / 1000 - secs;
     let rows = sqlx::query(
@@ -128,11 +130,18 @@ pub async fn flows(db: &SqlitePool, node: &str) -> Result<NodeFlows, sqlx::Error
         } else {
             ("from_node", "to_node", "to_kind")
         };
+        // Rows older than a day are rolled up into `transfer_hours` (ops.rs), whose
+        // `bytes` is the same per-row choice summed.
         let rows = sqlx::query(&format!(
-            "SELECT {peer} AS peer, {peer_kind} AS peer_kind, video_id,
-                    SUM(CAST(CASE WHEN confirmed_bytes > 0 THEN confirmed_bytes ELSE reported_bytes END
-                             AS DOUBLE PRECISION)) AS bytes
-             FROM transfers WHERE {me} = $1 GROUP BY {peer}, {peer_kind}, video_id ORDER BY bytes DESC"
+            "SELECT peer, peer_kind, video_id, SUM(bytes) AS bytes FROM (
+                SELECT {peer} AS peer, {peer_kind} AS peer_kind, video_id,
+                       CAST(CASE WHEN confirmed_bytes > 0 THEN confirmed_bytes ELSE reported_bytes END
+                            AS DOUBLE PRECISION) AS bytes
+                FROM transfers WHERE {me} = $1
+                UNION ALL
+                SELECT {peer}, {peer_kind}, video_id, CAST(bytes AS DOUBLE PRECISION)
+                FROM transfer_hours WHERE {me} = $1
+             ) AS t GROUP BY peer, peer_kind, video_id ORDER BY bytes DESC"
         ))
         .bind(node)
         .fetch_all(db)

@@ -1,6 +1,8 @@
 //! The catalogue as the server sees it: the committed movies of the data dir, read once and
-//! read again only when `videos/` changes (an ingest's commit is a rename into it).
+//! read again only when `videos/` changes (an ingest's commit is a rename into it; an
+//! operator's change of a movie in place replaces `videos/.changed`, see [`mark_changed`]).
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,6 +15,22 @@ use crate::data_dir::DataDir;
 /// resolution can hide two commits in one tick).
 const MAX_AGE: Duration = Duration::from_secs(5);
 
+/// The file in `videos/` that [`mark_changed`] replaces (a dot file: never a movie id).
+pub const CHANGED_FILE: &str = ".changed";
+
+/// Tells every running serve's cache that a movie changed in place (`video.json` rewritten,
+/// which moves no directory time): `videos/.changed` is replaced by a new file, which moves
+/// the directory's time and the file's own identity.
+pub fn mark_changed(data: &DataDir) -> std::io::Result<()> {
+    let dir = data.videos_dir();
+    let tmp = dir.join(format!("{CHANGED_FILE}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, rivulet_node_core::clock::unix_ms().to_string())?;
+    std::fs::rename(&tmp, dir.join(CHANGED_FILE))
+}
+
+/// What a listing was read at: the videos directory's time and [`CHANGED_FILE`]'s identity.
+type Stamp = (Option<SystemTime>, Option<(u64, i64, i64)>);
+
 /// Movies by title, reloaded when the videos directory's modification time moves, when the
 /// listing is older than [`MAX_AGE`], or when the last listing met an error.
 #[derive(Debug)]
@@ -23,7 +41,7 @@ pub struct CatalogueCache {
 
 #[derive(Debug)]
 struct Loaded {
-    stamp: Option<SystemTime>,
+    stamp: Stamp,
     at: Instant,
     clean: bool,
     videos: Arc<Vec<Arc<StoredVideo>>>,
@@ -34,7 +52,7 @@ impl CatalogueCache {
         CatalogueCache {
             data,
             loaded: RwLock::new(Loaded {
-                stamp: None,
+                stamp: (None, None),
                 at: Instant::now(),
                 clean: false,
                 videos: Arc::new(Vec::new()),
@@ -42,10 +60,13 @@ impl CatalogueCache {
         }
     }
 
-    fn stamp(&self) -> Option<SystemTime> {
-        std::fs::metadata(self.data.videos_dir())
-            .and_then(|m| m.modified())
+    fn stamp(&self) -> Stamp {
+        let dir = self.data.videos_dir();
+        let modified = std::fs::metadata(&dir).and_then(|m| m.modified()).ok();
+        let changed = std::fs::metadata(dir.join(CHANGED_FILE))
             .ok()
+            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec()));
+        (modified, changed)
     }
 
     /// Every movie that loads; broken ones are left out (and named by `videos`/`verify`).
@@ -53,7 +74,7 @@ impl CatalogueCache {
         let stamp = self.stamp();
         {
             let l = self.loaded.read().await;
-            if l.clean && l.stamp.is_some() && l.stamp == stamp && l.at.elapsed() < MAX_AGE {
+            if l.clean && l.stamp.0.is_some() && l.stamp == stamp && l.at.elapsed() < MAX_AGE {
                 return l.videos.clone();
             }
         }

@@ -55,11 +55,50 @@ pub enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
-    /// List the catalogue.
+    /// List, change or remove the catalogue's movies (`videos` alone lists them).
     Videos {
+        #[command(subcommand)]
+        action: Option<VideosAction>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Data directory [default: the platform's data dir for rivulet-tracker].
+        #[arg(long, global = true)]
+        data: Option<PathBuf>,
+    },
+    /// Show or change the points rate and the sign-up points; a running serve applies a
+    /// change within seconds, and a stored value wins over serve's flags and config file.
+    Settings {
+        #[command(subcommand)]
+        action: SettingsAction,
+        /// Data directory [default: the platform's data dir for rivulet-tracker].
+        #[arg(long, global = true)]
+        data: Option<PathBuf>,
+    },
+    /// List accounts, or disable and enable one (a disabled account cannot log in and its
+    /// sessions end).
+    Accounts {
+        #[command(subcommand)]
+        action: AccountsAction,
+        /// Data directory [default: the platform's data dir for rivulet-tracker].
+        #[arg(long, global = true)]
+        data: Option<PathBuf>,
+    },
+    /// Write a consistent copy of the database to FILE, while serve runs (SQLite's
+    /// VACUUM INTO); movies and ticket.key are plain files, copy them as they are.
+    Backup {
+        /// The backup file to create (it must not exist).
+        file: PathBuf,
+        /// Data directory [default: the platform's data dir for rivulet-tracker].
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Make FILE (a backup) the database of the data dir; refused while serve runs on it.
+    /// The database it replaces is kept as tracker.db.before-restore-<unix ms>.
+    Restore {
+        /// The backup file to restore.
+        file: PathBuf,
+        /// Data directory [default: the platform's data dir for rivulet-tracker].
         #[arg(long)]
         data: Option<PathBuf>,
     },
@@ -78,6 +117,71 @@ pub enum Command {
         id: String,
         #[arg(long)]
         data: Option<PathBuf>,
+    },
+}
+
+/// `videos` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum VideosAction {
+    /// List the catalogue.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a movie's title or price.
+    Set {
+        /// The video id.
+        id: String,
+        /// The new title.
+        #[arg(long)]
+        title: Option<String>,
+        /// The new price in points.
+        #[arg(long, value_name = "POINTS", allow_negative_numbers = true,
+              value_parser = clap::value_parser!(u64).range(0..=MAX_POINTS))]
+        price: Option<u64>,
+    },
+    /// Remove a movie and its files (purchases of it stay in the accounts' history).
+    Remove {
+        /// The video id.
+        id: String,
+    },
+}
+
+/// `settings` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum SettingsAction {
+    /// Print each setting and whether it is stored or serve's default.
+    Show,
+    /// Store a setting: points-rate BYTES_PER_POINT (credited bytes per point earned) or
+    /// signup-points N (points a new account starts with).
+    Set {
+        /// Which setting.
+        name: crate::settings::SettingName,
+        /// Its new value.
+        #[arg(allow_negative_numbers = true)]
+        value: u64,
+    },
+}
+
+/// `accounts` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AccountsAction {
+    /// List every account.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an account: its sessions end and log-ins are refused (403 account_disabled).
+    Disable {
+        /// The username.
+        name: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The username.
+        name: String,
     },
 }
 
@@ -120,6 +224,13 @@ pub struct ServeArgs {
     /// client (log-in limits, sign-up limits); from anyone else that header is ignored.
     #[arg(long, value_name = "ADDR")]
     pub trusted_proxy: Option<std::net::IpAddr>,
+    /// The origin's upload cap in bits per second, over all its connections [default: 0,
+    /// none].
+    #[arg(long, value_name = "BITS_PER_SEC")]
+    pub origin_upload_bps: Option<u64>,
+    /// The origin's upload cap per FTP connection, in bits per second [default: 0, none].
+    #[arg(long, value_name = "BITS_PER_SEC")]
+    pub origin_connection_bps: Option<u64>,
 }
 
 /// The most points a new account may start with.
@@ -169,6 +280,8 @@ impl ServeArgs {
             initial_points: self.initial_points.or(file.initial_points),
             node_timeout: self.node_timeout.or(file.node_timeout),
             trusted_proxy: self.trusted_proxy.or(file.trusted_proxy),
+            origin_upload_bps: self.origin_upload_bps.or(file.origin_upload_bps),
+            origin_connection_bps: self.origin_connection_bps.or(file.origin_connection_bps),
         }
     }
 }
@@ -180,7 +293,8 @@ mod tests {
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let file = ServeArgs::from_toml(
-            "data = \"/var/lib/x\"\nhttp = \"0.0.0.0:80\"\nnode_timeout = 30\n",
+            "data = \"/var/lib/x\"\nhttp = \"0.0.0.0:80\"\nnode_timeout = 30\n\
+             origin_upload_bps = 5000000\norigin_connection_bps = 1000000\n",
         )
         .unwrap();
         let flags = ServeArgs {
@@ -192,6 +306,8 @@ mod tests {
         assert_eq!(merged.data, Some(PathBuf::from("/var/lib/x")));
         assert_eq!(merged.node_timeout, Some(30));
         assert_eq!(merged.ftp, None);
+        assert_eq!(merged.origin_upload_bps, Some(5_000_000));
+        assert_eq!(merged.origin_connection_bps, Some(1_000_000));
     }
 
     #[test]
@@ -202,6 +318,7 @@ mod tests {
             ("node_timeout = 0", "node_timeout must be"),
             ("initial_points = 2000000000", "initial_points must be"),
             ("config = \"/etc/x\"", "unknown field `config`"),
+            ("origin_upload_bps = -1", "expected u64"),
             ("[serve\n", ""),
         ] {
             let e = ServeArgs::from_toml(text).unwrap_err();

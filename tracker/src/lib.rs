@@ -20,6 +20,7 @@ pub mod login_limit;
 pub mod matroska;
 pub mod metrics;
 pub mod nodes;
+pub mod ops;
 pub mod origin_ftp;
 pub mod placement;
 pub mod proof;

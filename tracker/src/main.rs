@@ -1,13 +1,15 @@
-//! `rivulet-tracker`: the tracker's command line (serve, accounts, ingest, list, verify).
+//! `rivulet-tracker`: the tracker's command line (serve, accounts, ingest, list, verify, and
+//! the operator commands whose work is in `rivulet_tracker::ops`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use rivulet_tracker::accounts;
 use rivulet_tracker::catalogue::{self, CatalogueEntry};
-use rivulet_tracker::cli::{Cli, Command};
+use rivulet_tracker::cli::{AccountsAction, Cli, Command, SettingsAction, VideosAction};
 use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{self, IngestRequest};
+use rivulet_tracker::ops;
 use rivulet_tracker::sample::make_sample_movie;
 use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker::verify;
@@ -51,6 +53,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_or(defaults.node_timeout, std::time::Duration::from_secs);
             config.advertise = args.advertise;
             config.trusted_proxy = args.trusted_proxy;
+            config.origin_upload_bps = args.origin_upload_bps.unwrap_or(0);
+            config.origin_connection_bps = args.origin_connection_bps.unwrap_or(0);
             serve(config)
         }
         Command::Account {
@@ -74,7 +78,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
             data_path(data),
         ),
-        Command::Videos { json, data } => videos(json, data_path(data)),
+        Command::Videos { action, json, data } => {
+            let data = data_path(data);
+            match action {
+                None => videos(json, data),
+                Some(VideosAction::List { json: list_json }) => videos(json || list_json, data),
+                Some(VideosAction::Set { id, title, price }) => {
+                    let record =
+                        ops::set_video(&DataDir::open(data), &id, title.as_deref(), price)?;
+                    println!("{}\t{}\t{}", record.id, record.title, record.price);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(VideosAction::Remove { id }) => {
+                    ops::remove_video(&DataDir::open(data), &id)?;
+                    println!("removed {id}");
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Settings { action, data } => settings(action, data_path(data)),
+        Command::Accounts { action, data } => accounts_command(action, data_path(data)),
+        Command::Backup { file, data } => with_db(data_path(data), |db| async move {
+            let bytes = ops::backup(&db.read, &file).await?;
+            println!("{}\t{bytes} bytes", file.display());
+            Ok(())
+        }),
+        Command::Restore { file, data } => {
+            let data = DataDir::create(data_path(data))?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let restored = runtime.block_on(ops::restore(&data, &file))?;
+            if let Some(previous) = restored.previous {
+                println!("the replaced database is kept as {}", previous.display());
+            }
+            println!("restored {} into {}", file.display(), data.root().display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sample { seconds, data } => sample(seconds, data_path(data)),
         Command::Verify { id, data } => verify_movie(&id, data_path(data)),
     }
@@ -107,6 +145,85 @@ fn account(name: &str, admin: bool, points: u64, data: PathBuf) -> anyhow::Resul
         db.close().await;
         println!("{name}");
         anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Runs `work` on the existing database of `data`, closing it after.
+fn with_db<F, Fut>(data: PathBuf, work: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(rivulet_tracker::db::Database) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let db = ops::open_existing(&data).await?;
+        let done = work(db.clone()).await;
+        db.close().await;
+        done?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `settings show` and `settings set`.
+fn settings(action: SettingsAction, data: PathBuf) -> anyhow::Result<ExitCode> {
+    use rivulet_tracker::settings::{self, SettingName};
+    with_db(data, |db| async move {
+        match action {
+            SettingsAction::Show => {
+                let stored = settings::stored(&db.read).await?;
+                for name in SettingName::ALL {
+                    match stored.iter().find(|(n, _)| *n == name) {
+                        Some((_, value)) => println!("{:<14} {value}", name.as_str()),
+                        None => {
+                            println!("{:<14} not stored (serve's flag or default)", name.as_str())
+                        }
+                    }
+                }
+            }
+            SettingsAction::Set { name, value } => {
+                settings::store(&db.write, name, value).await?;
+                println!("{:<14} {value}", name.as_str());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `accounts list`, `accounts disable` and `accounts enable`.
+fn accounts_command(action: AccountsAction, data: PathBuf) -> anyhow::Result<ExitCode> {
+    with_db(data, |db| async move {
+        match action {
+            AccountsAction::List { json } => {
+                let list = ops::list_accounts(&db.read).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else {
+                    println!(
+                        "{:<32} {:>5} {:>8} {:>12} {:>9}",
+                        "USERNAME", "ADMIN", "DISABLED", "BALANCE", "PURCHASES"
+                    );
+                    for a in &list {
+                        println!(
+                            "{:<32} {:>5} {:>8} {:>12} {:>9}",
+                            a.username,
+                            if a.admin { "yes" } else { "" },
+                            if a.disabled { "yes" } else { "" },
+                            a.balance,
+                            a.purchases
+                        );
+                    }
+                }
+            }
+            AccountsAction::Disable { name } => {
+                accounts::set_disabled(&db.write, &name, true).await?;
+                println!("{name} disabled");
+            }
+            AccountsAction::Enable { name } => {
+                accounts::set_disabled(&db.write, &name, false).await?;
+                println!("{name} enabled");
+            }
+        }
+        Ok(())
     })
 }
 

@@ -23,17 +23,24 @@ struct OriginChunks {
 
 impl OriginChunks {
     async fn chunker(&self, video: &str) -> Result<Option<Arc<StreamChunker>>, String> {
+        // The catalogue decides: a removed movie is served no more, and one ingested again
+        // under the same id gets a new producer.
+        let Some(stored) = self.catalogue.get(video).await else {
+            self.chunkers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(video);
+            return Ok(None);
+        };
         if let Some(c) = self
             .chunkers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(video)
+            .filter(|c| c.manifest().blake3 == stored.manifest.blake3)
         {
             return Ok(Some(c.clone()));
         }
-        let Some(stored) = self.catalogue.get(video).await else {
-            return Ok(None);
-        };
         let chunker = tokio::task::spawn_blocking(move || stored.chunker())
             .await
             .map_err(|e| e.to_string())?

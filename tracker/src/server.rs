@@ -20,10 +20,11 @@ use crate::db;
 use crate::http_serve::{self, HttpLimits};
 use crate::login_limit::{LoginLimiter, LoginLimits};
 use crate::nodes;
+use crate::ops::{self, ServeLock};
 use crate::origin_ftp;
 use crate::placement::{MovieFacts, Network};
 use crate::proof::{self, Proofs};
-use crate::settings::Settings;
+use crate::settings::{self, Settings};
 use crate::tickets;
 
 /// How the tracker runs.
@@ -55,6 +56,10 @@ pub struct ServeConfig {
     /// The reverse proxy whose `X-Forwarded-For` names the client (`--trusted-proxy`);
     /// without one that header is ignored.
     pub trusted_proxy: Option<IpAddr>,
+    /// The origin's upload cap over all its connections, bits per second (0: none).
+    pub origin_upload_bps: u64,
+    /// The origin's upload cap per FTP connection, bits per second (0: none).
+    pub origin_connection_bps: u64,
 }
 
 impl ServeConfig {
@@ -77,6 +82,8 @@ impl ServeConfig {
             placement_interval: Duration::from_secs(2),
             http_limits: HttpLimits::default(),
             trusted_proxy: None,
+            origin_upload_bps: 0,
+            origin_connection_bps: 0,
         }
     }
 
@@ -98,6 +105,9 @@ pub enum ServeError {
     /// The data directory could not be created or written.
     #[error(transparent)]
     DataDir(#[from] crate::data_dir::DataDirError),
+    /// Another serve holds the data directory (or its lock file could not be made).
+    #[error("{0}")]
+    Locked(String),
     /// The database could not be opened or migrated.
     #[error("the tracker's database: {0}")]
     Database(#[from] sqlx::Error),
@@ -238,12 +248,16 @@ pub struct Server {
     origin_served: Arc<ServedBytes>,
     tasks: Tasks,
     db: db::Database,
+    settings: Arc<Settings>,
+    /// Held until [`Server::shutdown`] returns: `restore` and other serves keep off.
+    lock: std::sync::Mutex<Option<ServeLock>>,
 }
 
 impl Server {
     /// Opens the data dir and database, binds, and starts serving in background tasks.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         let data = DataDir::create(&config.data)?;
+        let lock = ServeLock::take(data.root()).map_err(|e| ServeError::Locked(e.to_string()))?;
         let db = db::open(data.root()).await?;
         // Nothing is known to be alive after a restart: nodes learn it from their next
         // heartbeat and register again.
@@ -266,13 +280,17 @@ impl Server {
                 addr: config.ftp,
                 source,
             })?;
+        ftp.upload_cap().set(config.origin_upload_bps);
+        ftp.set_connection_cap(config.origin_connection_bps);
         let tasks = Tasks::new();
         let network = Arc::new(Network::default());
         let proofs = Arc::new(Proofs::default());
         // The origin logs what it sends: what caches fetched is what they can be trusted
         // to hold.
         ftp.served().log_chunks();
+        // What `rivulet-tracker settings set` stored wins over the flags.
         let settings = Arc::new(Settings::new(config.initial_points, config.bytes_per_point));
+        settings.apply(&settings::stored(&db.read).await?);
         let state = AppState {
             db: db.clone(),
             catalogue,
@@ -323,6 +341,19 @@ impl Server {
             "node-expiry",
             expire_silent_nodes(db.write.clone(), config.node_timeout, tasks.token()),
         );
+        tasks.spawn(
+            "settings-reload",
+            settings::reload_periodically(
+                db.read.clone(),
+                state.settings.clone(),
+                settings::RELOAD_EVERY,
+                tasks.token(),
+            ),
+        );
+        tasks.spawn(
+            "transfer-rollup",
+            ops::roll_up_periodically(db.write.clone(), ops::ROLL_UP_EVERY, tasks.token()),
+        );
         let (ftp_addr, origin_served) = (ftp.addr(), ftp.served().clone());
         let stop = tasks.token();
         tasks.spawn("origin-ftp", async move {
@@ -334,6 +365,7 @@ impl Server {
             "origin-counters",
             drain_origin_counters(origin_served.clone(), tasks.token()),
         );
+        let settings = state.settings.clone();
         let app = crate::web::router(state.clone(), api::router(state));
         let stop = tasks.token();
         tasks.spawn("http", async move {
@@ -353,6 +385,8 @@ impl Server {
             origin_served,
             tasks,
             db,
+            settings,
+            lock: std::sync::Mutex::new(Some(lock)),
         })
     }
 
@@ -381,6 +415,11 @@ impl Server {
         &self.tasks
     }
 
+    /// The live settings (sign-up points, points rate).
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
     /// The database (for tests: closed once [`Server::shutdown`] returned).
     pub fn database(&self) -> &db::Database {
         &self.db
@@ -391,6 +430,7 @@ impl Server {
     pub async fn shutdown(&self) -> std::io::Result<()> {
         self.tasks.shutdown().await;
         self.db.close().await;
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
         tracing::info!("tracker stopped");
         Ok(())
     }
@@ -423,8 +463,8 @@ mod tests {
             .unwrap()
             .unwrap();
         // http, origin-ftp, origin-counters, placement, proofs, node-expiry,
-        // heartbeat-writer.
-        assert_eq!(server.tasks().len(), 7);
+        // heartbeat-writer, settings-reload, transfer-rollup.
+        assert_eq!(server.tasks().len(), 9);
         tokio::time::timeout(Duration::from_secs(30), server.shutdown())
             .await
             .unwrap()

@@ -31,6 +31,9 @@ pub fn describe(error: &ClientError) -> String {
             ErrorCode::UsernameTaken => "That user name is taken: pick another.".into(),
             ErrorCode::Unauthorized => "Your session has ended: log in again.".into(),
             ErrorCode::NotBought => "Buy this movie in the catalogue before watching it.".into(),
+            ErrorCode::AccountDisabled => {
+                "This account is disabled: ask the tracker's operator.".into()
+            }
             ErrorCode::NotFound => "The tracker does not know this movie.".into(),
             ErrorCode::WeakPassword => format!("Pick a stronger password: {message}."),
             ErrorCode::Forbidden => format!("This account may not do that: {message}."),

@@ -423,6 +423,8 @@ struct ProviderStore {
     provider: Arc<dyn ChunkProvider>,
     served: Arc<ServedBytes>,
     cap: Arc<RateCap>,
+    /// This connection's own cap (0: none), taken before the shared one.
+    connection_cap: Arc<RateCap>,
     limits: ServerLimits,
     /// This session's passive listeners (a transfer closes them).
     passive: Arc<SessionPassive>,
@@ -579,6 +581,7 @@ impl StorageBackend<TicketUser> for ProviderStore {
                 .min(chunk.len());
             offset += chunk.len() as u64;
             for piece in chunk[skip..].chunks(CAPPED_PIECE) {
+                self.connection_cap.acquire_urgent(piece.len()).await;
                 if urgent.is_some() {
                     self.cap.acquire_urgent(piece.len()).await;
                 } else {
@@ -722,6 +725,7 @@ pub struct ChunkServer {
     task: tokio::task::JoinHandle<()>,
     served: Arc<ServedBytes>,
     cap: Arc<RateCap>,
+    connection_bps: Arc<AtomicU64>,
 }
 
 impl Drop for ChunkServer {
@@ -766,11 +770,13 @@ impl ChunkServer {
         let addr = listener.local_addr()?;
         let served = Arc::new(ServedBytes::default());
         let cap = Arc::new(RateCap::new(upload_bps));
+        let connection_bps = Arc::new(AtomicU64::new(0));
         let server_id = Arc::new(RwLock::new(server_id.to_owned()));
         let store = ProviderStore {
             provider,
             served: served.clone(),
             cap: cap.clone(),
+            connection_cap: Arc::new(RateCap::new(0)),
             limits,
             passive: Arc::default(),
         };
@@ -781,6 +787,7 @@ impl ChunkServer {
         });
         let stop = CancellationToken::new();
         let stopped = stop.clone();
+        let per_connection = connection_bps.clone();
         let task = tokio::spawn(async move {
             let mut sessions = JoinSet::new();
             loop {
@@ -799,6 +806,9 @@ impl ChunkServer {
                         let passive = Arc::new(SessionPassive::default());
                         let store = ProviderStore {
                             passive: passive.clone(),
+                            connection_cap: Arc::new(RateCap::new(
+                                per_connection.load(Ordering::Relaxed),
+                            )),
                             ..store.clone()
                         };
                         let server = libunftp::ServerBuilder::with_user_detail_provider(
@@ -852,6 +862,7 @@ impl ChunkServer {
             task,
             served,
             cap,
+            connection_bps,
         })
     }
 
@@ -873,6 +884,12 @@ impl ChunkServer {
     /// The shared upload cap, adjustable while serving.
     pub fn upload_cap(&self) -> &Arc<RateCap> {
         &self.cap
+    }
+
+    /// Caps each connection's upload at `bits_per_sec` (0: none), besides the shared cap;
+    /// applies to connections accepted from now on.
+    pub fn set_connection_cap(&self, bits_per_sec: u64) {
+        self.connection_bps.store(bits_per_sec, Ordering::Relaxed);
     }
 
     /// Stops accepting, lets sessions finish briefly, then ends them.

@@ -82,6 +82,9 @@ impl From<AccountError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials, message)
             }
             AccountError::NoSuchAccount(_) => ApiError::not_found(message),
+            AccountError::Disabled(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::AccountDisabled, message)
+            }
             AccountError::Hash(_) | AccountError::Db(_) => ApiError::internal(message),
         }
     }

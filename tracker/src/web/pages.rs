@@ -422,6 +422,12 @@ pub async fn login(
                 "Wrong username or password.".into(),
             );
         }
+        Err(AccountError::Disabled(_)) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "This account is disabled; ask the tracker's operator.".into(),
+            );
+        }
         Err(e) => return Err(PageError::internal(e)),
     };
     state.login_limiter.succeeded(username, ip);
