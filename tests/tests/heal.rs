@@ -59,9 +59,11 @@ async fn warm(cache: &Cache, movies: &[&str]) {
     let status = cache.status();
     let holds_all = || {
         let now = status.borrow().clone();
-        movies
-            .iter()
-            .all(|m| now.holdings.iter().any(|h| h.video == *m && !h.indices.is_empty()))
+        movies.iter().all(|m| {
+            now.holdings
+                .iter()
+                .any(|h| h.video == *m && !h.indices.is_empty())
+        })
     };
     assert!(
         eventually(Duration::from_secs(40), || async { holds_all() }).await,
@@ -113,10 +115,9 @@ async fn a_viewer_keeps_playing_across_a_tracker_restart() {
         .await;
         (done_before, healed)
     };
-    let (report, (done_before, healed)) = tokio::time::timeout(
-        Duration::from_secs(90),
-        async { tokio::join!(play, restart) },
-    )
+    let (report, (done_before, healed)) = tokio::time::timeout(Duration::from_secs(90), async {
+        tokio::join!(play, restart)
+    })
     .await
     .expect("the watch ends");
     let report = report.unwrap();
@@ -155,7 +156,10 @@ async fn a_viewer_keeps_playing_across_a_tracker_restart() {
 
 /// `owner`'s credited bytes now.
 async fn credited(net: &LocalNetwork, owner: &str) -> u64 {
-    net.account_of(owner, PASSWORD).await.unwrap().credited_bytes
+    net.account_of(owner, PASSWORD)
+        .await
+        .unwrap()
+        .credited_bytes
 }
 
 /// Watches the film as `who` (not in real time) and returns the bytes it got from caches.

@@ -57,7 +57,9 @@ impl ClientError {
         match self {
             ClientError::Transport(_) | ClientError::Decode(_) | ClientError::LoggedOut(_) => true,
             ClientError::Api { status, code, .. } => {
-                *status >= 500 || matches!(status, 401 | 408 | 429) || *code == ErrorCode::Unauthorized
+                *status >= 500
+                    || matches!(status, 401 | 408 | 429)
+                    || *code == ErrorCode::Unauthorized
             }
         }
     }
@@ -436,23 +438,27 @@ impl TrackerClient {
 
     /// One catalogue entry.
     pub async fn video(&self, id: &str) -> Result<Video, ClientError> {
-        self.get_json(self.request(Method::GET, &format!("/videos/{}", seg(id)))).await
+        self.get_json(self.request(Method::GET, &format!("/videos/{}", seg(id))))
+            .await
     }
 
     /// The poster, as JPEG bytes.
     pub async fn poster(&self, id: &str) -> Result<Vec<u8>, ClientError> {
-        self.bytes(self.request(Method::GET, &format!("/videos/{}/poster", seg(id)))).await
+        self.bytes(self.request(Method::GET, &format!("/videos/{}/poster", seg(id))))
+            .await
     }
 
     /// The manifest's JSON bytes (only for a movie the account bought); parse and validate
     /// them with node-core's `Manifest::from_json`.
     pub async fn manifest(&self, id: &str) -> Result<Vec<u8>, ClientError> {
-        self.bytes(self.request(Method::GET, &format!("/videos/{}/manifest", seg(id)))).await
+        self.bytes(self.request(Method::GET, &format!("/videos/{}/manifest", seg(id))))
+            .await
     }
 
     /// Buys a movie: the price is taken once; buying again is free.
     pub async fn buy(&self, id: &str) -> Result<Purchase, ClientError> {
-        self.get_json(self.request(Method::POST, &format!("/videos/{}/purchase", seg(id)))).await
+        self.get_json(self.request(Method::POST, &format!("/videos/{}/purchase", seg(id))))
+            .await
     }
 }
 
@@ -498,27 +504,32 @@ impl TrackerClient {
 
     /// Admin: every account.
     pub async fn admin_accounts(&self) -> Result<Vec<AccountSummary>, ClientError> {
-        self.get_json(self.request(Method::GET, "/admin/accounts")).await
+        self.get_json(self.request(Method::GET, "/admin/accounts"))
+            .await
     }
 
     /// Admin: every live node.
     pub async fn admin_nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
-        self.get_json(self.request(Method::GET, "/admin/nodes")).await
+        self.get_json(self.request(Method::GET, "/admin/nodes"))
+            .await
     }
 
     /// Admin: every movie with its audience.
     pub async fn admin_videos(&self) -> Result<Vec<VideoStats>, ClientError> {
-        self.get_json(self.request(Method::GET, "/admin/videos")).await
+        self.get_json(self.request(Method::GET, "/admin/videos"))
+            .await
     }
 
     /// Admin: the load timeline of the last `minutes`.
     pub async fn admin_load(&self, minutes: u32) -> Result<Vec<LoadPoint>, ClientError> {
-        self.get_json(self.request(Method::GET, &format!("/admin/load?minutes={minutes}"))).await
+        self.get_json(self.request(Method::GET, &format!("/admin/load?minutes={minutes}")))
+            .await
     }
 
     /// Admin: one node's flows.
     pub async fn admin_flows(&self, node: &str) -> Result<NodeFlows, ClientError> {
-        self.get_json(self.request(Method::GET, &format!("/admin/flows/{}", seg(node)))).await
+        self.get_json(self.request(Method::GET, &format!("/admin/flows/{}", seg(node))))
+            .await
     }
 
     /// The logged-in account's live nodes.
@@ -676,14 +687,19 @@ mod tests {
         ] {
             outbox.settle::<()>(&Err(lost));
             let mut again = Heartbeat::default();
-            outbox.prepare(&mut again, || panic!("nothing fresh while one is unanswered"));
+            outbox.prepare(&mut again, || {
+                panic!("nothing fresh while one is unanswered")
+            });
             assert_eq!((again.seq, again.sent), (1, vec![entry(5)]));
         }
         outbox.settle(&Ok(()));
         assert!(!outbox.has_unanswered());
         let mut next = Heartbeat::default();
         outbox.prepare(&mut next, || (vec![entry(7)], vec![entry(1)]));
-        assert_eq!((next.seq, next.sent, next.received), (2, vec![entry(7)], vec![entry(1)]));
+        assert_eq!(
+            (next.seq, next.sent.clone(), next.received.clone()),
+            (2, vec![entry(7)], vec![entry(1)])
+        );
         // Nothing to report still takes a number.
         outbox.settle(&Ok(()));
         outbox.prepare(&mut next, || (Vec::new(), Vec::new()));

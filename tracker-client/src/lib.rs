@@ -10,6 +10,4 @@ mod client;
 pub use types::*;
 
 #[cfg(feature = "client")]
-pub use client::{
-    ClientError, HeartbeatOutbox, RELOGIN_BACKOFF, TrackerClient,
-};
+pub use client::{ClientError, HeartbeatOutbox, RELOGIN_BACKOFF, TrackerClient};

@@ -512,8 +512,7 @@ impl HeartbeatLoop {
         for (peer, video, bytes) in self.server.served().take_by_peer() {
             self.sent_total += bytes;
             let key = (peer, video);
-            if self.unreported.len() >= PENDING_MAX_ENTRIES && !self.unreported.contains_key(&key)
-            {
+            if self.unreported.len() >= PENDING_MAX_ENTRIES && !self.unreported.contains_key(&key) {
                 self.dropped_entries += 1;
                 if self.dropped_entries == 1 {
                     tracing::warn!(

@@ -526,7 +526,11 @@ mod tests {
         ]);
         store.retarget(&target, &manifests).unwrap();
         for (video, segment, index) in store.missing() {
-            let chunker = if video == "film" { &film_chunks } else { &gone_chunks };
+            let chunker = if video == "film" {
+                &film_chunks
+            } else {
+                &gone_chunks
+            };
             let wire = chunker.chunk(segment, index).unwrap();
             assert!(store.put(&video, segment, index, &wire, u64::MAX).unwrap());
         }
@@ -556,7 +560,10 @@ mod tests {
         assert!(store.manifest("gone").is_none() && !gone_dir.exists());
         assert!(store.used() < before && store.used() > 0);
         // What stays still serves, and the store takes new placements.
-        assert_eq!(store.get("film", 2, 1), Some(film_chunks.chunk(2, 1).unwrap()));
+        assert_eq!(
+            store.get("film", 2, 1),
+            Some(film_chunks.chunk(2, 1).unwrap())
+        );
         assert_eq!(store.get("film", 0, 5), None);
         assert!(store.missing().is_empty());
         // Refusing what it does not hold changes nothing.

@@ -511,7 +511,10 @@ impl Reporter {
 
     async fn register_again(&self) -> Result<(), ClientError> {
         let old = self.node_id();
-        let node = self.client.register_node(&NodeRegistration::viewer()).await?;
+        let node = self
+            .client
+            .register_node(&NodeRegistration::viewer())
+            .await?;
         tracing::info!(old = %old, new = %node.node_id, "the tracker forgot this viewer; registered again");
         *lock(&self.node_id) = node.node_id.clone();
         lock(&self.outbox).restart();
@@ -525,8 +528,7 @@ impl Reporter {
     async fn last_reports(&self) {
         let node_id = self.node_id();
         for _ in 0..LAST_REPORTS {
-            let waiting =
-                lock(&self.outbox).has_unanswered() || self.progress.has_unreported();
+            let waiting = lock(&self.outbox).has_unanswered() || self.progress.has_unreported();
             if !waiting {
                 break;
             }
