@@ -33,10 +33,6 @@ pub enum ClientError {
     /// The tracker answered something that is not the expected body.
     #[error("unexpected answer from the tracker: {0}")]
     Decode(String),
-    /// A kept session could not log in again (see [`TrackerClient::login_kept`]); it tries
-    /// again after [`RELOGIN_BACKOFF`].
-    #[error("logged out, logging in again failed: {0}")]
-    LoggedOut(String),
 }
 
 impl ClientError {
@@ -55,7 +51,7 @@ impl ClientError {
     /// the request itself.
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Transport(_) | ClientError::Decode(_) | ClientError::LoggedOut(_) => true,
+            ClientError::Transport(_) | ClientError::Decode(_) => true,
             ClientError::Api { status, code, .. } => {
                 *status >= 500
                     || matches!(status, 401 | 408 | 429)
@@ -163,7 +159,9 @@ impl LoginFailure {
                 code: code.clone(),
                 message: message.clone(),
             },
-            LoginFailure::Other(why) => ClientError::LoggedOut(why.clone()),
+            LoginFailure::Other(why) => {
+                ClientError::Transport(format!("logged out, logging in again failed: {why}"))
+            }
         }
     }
 }
