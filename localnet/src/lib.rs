@@ -402,6 +402,25 @@ async fn bind(config: ServeConfig) -> Result<Server, LocalNetError> {
         .map_err(|e| LocalNetError::Tracker(e.into()))
 }
 
+/// Longest wait for the old tracker's ports to be free again.
+const REBIND_WITHIN: Duration = Duration::from_secs(10);
+
+/// [`bind`] on the ports a tracker just left, tried again while they are still taken (a
+/// connection of the old one may linger for a moment).
+async fn bind_again(config: ServeConfig) -> Result<Server, LocalNetError> {
+    let deadline = tokio::time::Instant::now() + REBIND_WITHIN;
+    loop {
+        match Server::bind(config.clone()).await {
+            Ok(server) => return Ok(server),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!("binding the restarted tracker: {e}; trying again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(LocalNetError::Tracker(e.into())),
+        }
+    }
+}
+
 /// Adds the accounts straight to the database (as `rivulet-tracker account` does), so they
 /// can carry points and admin rights; an existing account is kept as it is.
 async fn create_accounts(
@@ -587,13 +606,65 @@ impl LocalNetwork {
     }
 
     /// Stops the tracker and starts it again on the same data with the same configuration
-    /// (new ports: clients made before point at the old one). Meant for networks without
-    /// caches, which would keep the old address.
+    /// and the same HTTP and FTP ports, as a tracker restarted by its operator: clients and
+    /// caches made before reach it at the same address, and it has forgotten every node
+    /// (they register again).
     pub async fn restart_tracker(&mut self) -> Result<(), LocalNetError> {
         if let Some(tracker) = self.tracker.take() {
+            self.config.http = tracker.http_addr();
+            self.config.ftp = tracker.ftp_addr();
             let _ = tracker.shutdown().await;
         }
-        self.tracker = Some(bind(self.config.clone()).await?);
+        self.tracker = Some(bind_again(self.config.clone()).await?);
+        Ok(())
+    }
+
+    /// Makes every session in the tracker's database expire now, as if a week had passed:
+    /// each logged-in client's next call is answered 401. Returns how many sessions ended.
+    pub async fn expire_sessions(&self) -> Result<u64, LocalNetError> {
+        let done = sqlx::query("UPDATE sessions SET expires_at = 0")
+            .execute(&self.server().database().write)
+            .await
+            .map_err(|e| LocalNetError::Database(e.into()))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Gives account `name` a new password, as its owner changing it elsewhere would:
+    /// sessions stay, the old password no longer logs in.
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<(), LocalNetError> {
+        let account = |source| LocalNetError::Account {
+            name: name.to_owned(),
+            source,
+        };
+        accounts::check_password(name, password).map_err(account)?;
+        let hash = accounts::hash_password_async(password.to_owned())
+            .await
+            .map_err(account)?;
+        sqlx::query("UPDATE accounts SET password_hash = $1 WHERE username_key = $2")
+            .bind(hash)
+            .bind(name.to_lowercase())
+            .execute(&self.server().database().write)
+            .await
+            .map_err(|e| LocalNetError::Database(e.into()))?;
+        Ok(())
+    }
+
+    /// Takes movie `id` out of the catalogue (its folder leaves the data dir, as an
+    /// operator removing it would do); the tracker sees it gone at its next catalogue read.
+    /// Purchases and history stay in the database.
+    pub async fn remove_movie(&self, id: &str) -> Result<(), LocalNetError> {
+        let data = DataDir::open(&self.data);
+        let dir = data.video_dir(id);
+        // Out of `videos/` in one rename (what the catalogue lists), then deleted.
+        let aside = data.root().join(format!(".removed-{id}"));
+        let io = |what, path: &Path| {
+            let path = path.to_owned();
+            move |source| LocalNetError::Io { what, path, source }
+        };
+        std::fs::rename(&dir, &aside).map_err(io("removing movie", &dir))?;
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&aside))
+            .await?
+            .map_err(io("deleting movie", &self.data))?;
         Ok(())
     }
 

@@ -10,4 +10,4 @@ mod client;
 pub use types::*;
 
 #[cfg(feature = "client")]
-pub use client::{ClientError, TrackerClient};
+pub use client::{ClientError, HeartbeatOutbox, RELOGIN_BACKOFF, TrackerClient};

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rivulet_tracker_client::{
-    ClientError, Credentials, ErrorCode, Heartbeat, HeartbeatReply, Holding, NodeRegistration,
-    PeerBytes, TrackerClient,
+    ClientError, Credentials, ErrorCode, Heartbeat, HeartbeatOutbox, HeartbeatReply, Holding,
+    NodeRegistration, PeerBytes, TrackerClient,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -239,15 +239,15 @@ impl Cache {
         .await
         .map_err(CacheError::Interrupted)?
         .map_err(CacheError::Store)?;
-        let anon = TrackerClient::new(&options.tracker);
-        let session = anon
-            .login(&Credentials {
+        // Kept: logged in again before the session ends or when the tracker answers 401,
+        // so the cache goes on earning without anyone typing the password again.
+        let client = TrackerClient::new(&options.tracker)
+            .login_kept(Credentials {
                 username: options.user.clone(),
                 password: options.password.clone(),
             })
             .await
             .map_err(CacheError::LogIn)?;
-        let client = anon.with_token(session.token);
         let origin = client.origin().await.map_err(CacheError::Origin)?;
         let key = TicketKey::from_hex(&origin.ticket_key)
             .map_err(|e| CacheError::TicketKey(e.to_string()))?;
@@ -327,6 +327,8 @@ impl Cache {
             status: status_tx,
             manifests: HashMap::new(),
             unreported: HashMap::new(),
+            outbox: HeartbeatOutbox::new(),
+            dropped_entries: 0,
             reported_limits: None,
             sent_total: 0,
         };
@@ -393,8 +395,13 @@ struct HeartbeatLoop {
     status: watch::Sender<CacheStatus>,
     /// Manifests of the movies placed here.
     manifests: HashMap<String, Arc<Manifest>>,
-    /// Bytes sent and not yet reported, per (viewer, movie) (kept when a heartbeat fails).
+    /// Bytes sent and not yet in a report, per (viewer, movie); at most
+    /// [`PENDING_MAX_ENTRIES`] pairs wait.
     unreported: HashMap<(String, String), u64>,
+    /// Numbers the reports and keeps the one in flight until answered.
+    outbox: HeartbeatOutbox,
+    /// (viewer, movie) pairs dropped because too many waited.
+    dropped_entries: u64,
     /// The limits the tracker last accepted.
     reported_limits: Option<Limits>,
     /// Bytes sent since start.
@@ -432,26 +439,22 @@ impl HeartbeatLoop {
     async fn beat(&mut self) {
         let shared = self.shared.clone();
         let now_limits = *self.limits.borrow();
-        for (peer, video, bytes) in self.server.served().take_by_peer() {
-            self.sent_total += bytes;
-            *self.unreported.entry((peer, video)).or_default() += bytes;
-        }
+        self.take_served();
         let changed = self.reported_limits != Some(now_limits);
-        let heartbeat = Heartbeat {
+        let mut heartbeat = Heartbeat {
             holdings: shared.store.holdings(),
-            sent: self
-                .unreported
-                .iter()
-                .map(|((peer, video), bytes)| PeerBytes::new(peer, video, *bytes))
-                .collect(),
             upload_bps: changed.then_some(now_limits.upload_bps.max(1)),
             storage_bytes: changed.then_some(now_limits.storage_bytes),
             ..Heartbeat::default()
         };
+        let unreported = &mut self.unreported;
+        self.outbox
+            .prepare(&mut heartbeat, || (take_entries(unreported), Vec::new()));
         let node_id = lock(&shared.node_id).clone();
-        let problem = match self.client.heartbeat(&node_id, &heartbeat).await {
+        let result = self.client.heartbeat(&node_id, &heartbeat).await;
+        self.outbox.settle(&result);
+        let problem = match result {
             Ok(reply) => {
-                self.unreported.clear();
                 self.reported_limits = Some(now_limits);
                 apply(
                     &self.client,
@@ -464,7 +467,8 @@ impl HeartbeatLoop {
                 .err()
             }
             Err(e) if e.code() == Some(&ErrorCode::NotFound) => {
-                // The tracker restarted or dropped us: register again under a new id.
+                // The tracker restarted or dropped us: register again under a new id; the
+                // report it did not take goes as the new id's first.
                 match reregister(
                     &self.client,
                     &self.registration,
@@ -475,6 +479,7 @@ impl HeartbeatLoop {
                 .await
                 {
                     Ok(()) => {
+                        self.outbox.restart();
                         self.reported_limits = Some(now_limits);
                         None
                     }
@@ -501,32 +506,49 @@ impl HeartbeatLoop {
         });
     }
 
-    /// Reports the last bytes sent, leaves, and stops the FTP server.
-    async fn leave(self) {
-        let shared = &self.shared;
+    /// Moves what the FTP server counted into `unreported`, dropping the pairs beyond
+    /// [`PENDING_MAX_ENTRIES`] (a warning the first time).
+    fn take_served(&mut self) {
+        for (peer, video, bytes) in self.server.served().take_by_peer() {
+            self.sent_total += bytes;
+            let key = (peer, video);
+            if self.unreported.len() >= PENDING_MAX_ENTRIES && !self.unreported.contains_key(&key) {
+                self.dropped_entries += 1;
+                if self.dropped_entries == 1 {
+                    tracing::warn!(
+                        max = PENDING_MAX_ENTRIES,
+                        "too many (viewer, movie) byte counts wait for the tracker; \
+                         further ones are dropped"
+                    );
+                }
+                continue;
+            }
+            *self.unreported.entry(key).or_default() += bytes;
+        }
+    }
+
+    /// Reports the last bytes sent (an unanswered report first, in a few reports at most),
+    /// leaves, and stops the FTP server.
+    async fn leave(mut self) {
+        let shared = self.shared.clone();
         let node_id = lock(&shared.node_id).clone();
-        let last: Vec<PeerBytes> = self
-            .server
-            .served()
-            .take_by_peer()
-            .into_iter()
-            .map(|(peer, video, bytes)| ((peer, video), bytes))
-            .chain(self.unreported)
-            .fold(HashMap::<(String, String), u64>::new(), |mut m, (k, b)| {
-                *m.entry(k).or_default() += b;
-                m
-            })
-            .into_iter()
-            .map(|((peer, video), bytes)| PeerBytes::new(peer, video, bytes))
-            .collect();
-        if !last.is_empty() {
-            let hb = Heartbeat {
+        self.take_served();
+        for _ in 0..LAST_REPORTS {
+            if !self.outbox.has_unanswered() && self.unreported.is_empty() {
+                break;
+            }
+            let mut hb = Heartbeat {
                 holdings: shared.store.holdings(),
-                sent: last,
                 ..Heartbeat::default()
             };
-            if let Err(e) = self.client.heartbeat(&node_id, &hb).await {
+            let unreported = &mut self.unreported;
+            self.outbox
+                .prepare(&mut hb, || (take_entries(unreported), Vec::new()));
+            let result = self.client.heartbeat(&node_id, &hb).await;
+            self.outbox.settle(&result);
+            if let Err(e) = result {
                 tracing::debug!(node = %node_id, "last cache heartbeat: {e}");
+                break;
             }
         }
         if let Err(e) = self.client.leave(&node_id).await {
@@ -534,6 +556,30 @@ impl HeartbeatLoop {
         }
         self.server.shutdown().await;
     }
+}
+
+/// Most (viewer, movie) entries in one report's `sent` (the tracker's limit per list).
+pub const REPORT_MAX_ENTRIES: usize = 1024;
+/// Most (viewer, movie) byte counts waiting for a report.
+pub const PENDING_MAX_ENTRIES: usize = 4 * REPORT_MAX_ENTRIES;
+/// Most reports [`Cache::stop`] sends to get what waits to the tracker.
+const LAST_REPORTS: usize = 3;
+
+/// The next report's `sent` entries, taken from `unreported`: at most
+/// [`REPORT_MAX_ENTRIES`], the rest waits.
+fn take_entries(unreported: &mut HashMap<(String, String), u64>) -> Vec<PeerBytes> {
+    let keys: Vec<(String, String)> = unreported
+        .keys()
+        .take(REPORT_MAX_ENTRIES)
+        .cloned()
+        .collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let bytes = unreported.remove(&key)?;
+            Some(PeerBytes::new(key.0, key.1, bytes))
+        })
+        .filter(|p| p.bytes > 0)
+        .collect()
 }
 
 async fn reregister(
@@ -567,6 +613,24 @@ async fn apply(
         for t in &reply.origin {
             tickets.insert(t.video.clone(), t.ticket.clone());
         }
+    }
+    if !reply.refused.is_empty() {
+        // Holdings the tracker does not accept (a movie it removed…): gone from the store,
+        // the rest goes on.
+        let (store, refused) = (shared.store.clone(), reply.refused.clone());
+        let dropped = tokio::task::spawn_blocking(move || store.drop_holdings(&refused))
+            .await
+            .map_err(|e| e.to_string())?;
+        for h in &reply.refused {
+            if shared.store.manifest(&h.video).is_none() {
+                manifests.remove(&h.video);
+            }
+        }
+        tracing::info!(
+            chunks = dropped,
+            movies = reply.refused.len(),
+            "dropped holdings the tracker refused"
+        );
     }
     // Not in a placement round yet: keep what the store has (the round will see it).
     if !reply.placed {

@@ -438,6 +438,31 @@ impl ChunkStore {
             .collect()
     }
 
+    /// Drops the chunk indices `refused` names (what the tracker does not accept), and a
+    /// movie's folder and manifest with its last index; returns how many (movie, index)
+    /// slabs went. The rest of the store is untouched.
+    pub fn drop_holdings(&self, refused: &[Holding]) -> usize {
+        let mut state = self.lock();
+        let mut dropped = 0;
+        for Holding { video, indices } in refused {
+            for &index in indices {
+                let Some(slab) = state.slabs.remove(&(video.clone(), index)) else {
+                    continue;
+                };
+                let _ = std::fs::remove_file(&slab.path);
+                if let Some(m) = state.manifests.get(video) {
+                    state.used -= held_bytes(m, &slab);
+                }
+                dropped += 1;
+            }
+            if !state.slabs.keys().any(|(v, _)| v == video) {
+                state.manifests.remove(video);
+                let _ = std::fs::remove_dir_all(self.movie_dir(video));
+            }
+        }
+        dropped
+    }
+
     /// Drops everything over `budget` bytes, fewest-complete slabs first.
     pub fn shrink_to(&self, budget: u64) {
         let mut state = self.lock();
@@ -468,4 +493,80 @@ fn held_bytes(manifest: &Manifest, slab: &Slab) -> u64 {
         .filter(|(_, p)| **p)
         .map(|(s, _)| manifest.wire_len(s as u32) as u64)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{StreamChunker, build_manifest};
+
+    /// A 3-segment movie of pseudo-random bytes (4 KiB segments, k=4, n=8).
+    fn movie(dir: &Path, name: &str, salt: u32) -> (Arc<Manifest>, StreamChunker) {
+        let path = dir.join(name);
+        let bytes: Vec<u8> = (0..4096 * 2 + 700u32)
+            .map(|i| (i.wrapping_add(salt).wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(&path, bytes).unwrap();
+        let (manifest, leaves) = build_manifest(&path, 4096, 4, 8).unwrap();
+        let chunker = StreamChunker::open(&path, manifest.clone(), leaves).unwrap();
+        (Arc::new(manifest), chunker)
+    }
+
+    #[test]
+    fn refused_holdings_leave_the_store_and_the_rest_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (film, film_chunks) = movie(tmp.path(), "film.bin", 0);
+        let (gone, gone_chunks) = movie(tmp.path(), "gone.bin", 77);
+        let manifests = HashMap::from([("film".to_owned(), film), ("gone".to_owned(), gone)]);
+        let store =
+            ChunkStore::open(&tmp.path().join("cache"), &tmp.path().join("k/store.key")).unwrap();
+        let target = BTreeMap::from([
+            ("film".to_owned(), BTreeSet::from([1, 5])),
+            ("gone".to_owned(), BTreeSet::from([0, 2])),
+        ]);
+        store.retarget(&target, &manifests).unwrap();
+        for (video, segment, index) in store.missing() {
+            let chunker = if video == "film" {
+                &film_chunks
+            } else {
+                &gone_chunks
+            };
+            let wire = chunker.chunk(segment, index).unwrap();
+            assert!(store.put(&video, segment, index, &wire, u64::MAX).unwrap());
+        }
+        let before = store.used();
+        let gone_dir = store.movie_dir("gone");
+        assert!(gone_dir.exists());
+
+        // The whole of "gone" and index 5 of "film" are refused.
+        let refused = [
+            Holding {
+                video: "gone".into(),
+                indices: vec![0, 2],
+            },
+            Holding {
+                video: "film".into(),
+                indices: vec![5, 7],
+            },
+        ];
+        assert_eq!(store.drop_holdings(&refused), 3);
+        assert_eq!(
+            store.holdings(),
+            vec![Holding {
+                video: "film".into(),
+                indices: vec![1],
+            }]
+        );
+        assert!(store.manifest("gone").is_none() && !gone_dir.exists());
+        assert!(store.used() < before && store.used() > 0);
+        // What stays still serves, and the store takes new placements.
+        assert_eq!(
+            store.get("film", 2, 1),
+            Some(film_chunks.chunk(2, 1).unwrap())
+        );
+        assert_eq!(store.get("film", 0, 5), None);
+        assert!(store.missing().is_empty());
+        // Refusing what it does not hold changes nothing.
+        assert_eq!(store.drop_holdings(&refused), 0);
+    }
 }

@@ -15,12 +15,13 @@ pub mod sources;
 pub mod stream;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rivulet_tracker_client::{
-    ClientError, Credentials, Heartbeat, NodeRegistration, PeerBytes, TrackerClient, Video,
+    ClientError, Credentials, ErrorCode, Heartbeat, HeartbeatOutbox, HeartbeatReply,
+    NodeRegistration, TrackerClient, Video,
 };
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -28,7 +29,7 @@ use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-pub use segment::Progress;
+pub use segment::{PENDING_MAX_CHUNKS, Progress, REPORT_MAX_CHUNKS, REPORT_MAX_PEERS};
 use sources::Sources;
 use stream::{Stream, StreamReader, Window};
 
@@ -127,7 +128,8 @@ pub struct ViewerStatus {
 /// How to join a movie with [`Viewer::join`].
 #[derive(Clone, Debug)]
 pub struct JoinOptions {
-    /// Log in with these first; `None` when the client already carries a session token.
+    /// Log in with these first (the session is kept: see [`TrackerClient::login_kept`]);
+    /// `None` when the client already carries a session token.
     pub credentials: Option<Credentials>,
     /// Buy the movie when the account has not (otherwise an unbought movie is refused with
     /// [`JoinError::NotBought`]).
@@ -235,8 +237,7 @@ impl JoinError {
 /// A viewer in the network, watching one movie.
 #[derive(Debug)]
 pub struct Viewer {
-    client: TrackerClient,
-    node_id: String,
+    reporter: Arc<Reporter>,
     video: String,
     info: Video,
     manifest: Arc<Manifest>,
@@ -258,10 +259,10 @@ impl Viewer {
         options: &JoinOptions,
     ) -> Result<Viewer, JoinError> {
         let client = match &options.credentials {
-            Some(creds) => {
-                let session = client.login(creds).await.map_err(JoinError::LogIn)?;
-                client.clone().with_token(session.token)
-            }
+            Some(creds) => client
+                .login_kept(creds.clone())
+                .await
+                .map_err(JoinError::LogIn)?,
             None => client.clone(),
         };
         let info = client.video(video).await.map_err(JoinError::Lookup)?;
@@ -320,13 +321,16 @@ impl Viewer {
             &origin.ftp,
             options.timeout,
         ));
-        let watching = Heartbeat {
-            watching: Some(video.to_owned()),
-            ..Heartbeat::default()
-        };
-        let reply = client.heartbeat(&node.node_id, &watching).await?;
-        sources.update(&reply);
         let progress = Arc::new(Progress::default());
+        let reporter = Arc::new(Reporter {
+            client: client.clone(),
+            node_id: Mutex::new(node.node_id.clone()),
+            video: video.to_owned(),
+            sources: sources.clone(),
+            progress: progress.clone(),
+            outbox: Mutex::new(HeartbeatOutbox::new()),
+        });
+        reporter.beat().await?;
         let count = manifest.segment_count().max(1);
         let window = Window {
             parallel: options.parallel.max(1),
@@ -354,11 +358,7 @@ impl Viewer {
             ..ViewerStatus::default()
         });
         let beat = Beat {
-            client: client.clone(),
-            node_id: node.node_id.clone(),
-            video: video.to_owned(),
-            sources: sources.clone(),
-            progress: progress.clone(),
+            reporter: reporter.clone(),
             every: Duration::from_secs(node.heartbeat_secs.max(1)),
         };
         tasks.spawn_until_cancelled("viewer-heartbeats", beat.run());
@@ -370,8 +370,7 @@ impl Viewer {
         };
         tasks.spawn("viewer-status", report.run(playhead, tasks.token()));
         Ok(Viewer {
-            client: client.clone(),
-            node_id: node.node_id,
+            reporter,
             video: video.to_owned(),
             info: Video {
                 id: video.to_owned(),
@@ -398,9 +397,10 @@ impl Viewer {
         &self.stream
     }
 
-    /// This viewer's node id.
-    pub fn node_id(&self) -> &str {
-        &self.node_id
+    /// This viewer's node id now (a new one after the tracker forgot it and the viewer
+    /// registered again).
+    pub fn node_id(&self) -> String {
+        self.reporter.node_id()
     }
 
     /// The movie's id.
@@ -443,39 +443,110 @@ impl Viewer {
     /// network.
     pub async fn close(self) {
         self.tasks.shutdown().await;
-        let received = received(&self.video, self.progress.take_unreported());
-        if !received.is_empty() {
-            let hb = Heartbeat {
-                received,
-                ..Heartbeat::default()
-            };
-            if let Err(e) = self.client.heartbeat(&self.node_id, &hb).await {
-                tracing::debug!(node = %self.node_id, "last viewer heartbeat: {e}");
-            }
-        }
-        if let Err(e) = self.client.leave(&self.node_id).await {
-            tracing::debug!(node = %self.node_id, "leaving: {e}");
+        self.reporter.last_reports().await;
+        let node_id = self.reporter.node_id();
+        if let Err(e) = self.reporter.client.leave(&node_id).await {
+            tracing::debug!(node = %node_id, "leaving: {e}");
         }
     }
 }
 
-fn received(video: &str, bytes: std::collections::HashMap<String, u64>) -> Vec<PeerBytes> {
-    bytes
-        .into_iter()
-        .filter(|(_, b)| *b > 0)
-        .map(|(peer, bytes)| PeerBytes::new(peer, video, bytes))
-        .collect()
-}
-
-/// The viewer's heartbeat loop: every `every` it reports verified bytes per peer and takes
-/// in the fresh peer set and origin ticket; bytes a failed heartbeat could not report are
-/// kept for the next.
-struct Beat {
+/// What the viewer tells the tracker: numbered reports of the verified bytes and receipts
+/// per peer (a report whose answer was lost goes again as it was, see [`HeartbeatOutbox`]),
+/// and what it does when the tracker forgot it (restarted, or silence past its timeout):
+/// it registers again and goes on under the new node id.
+#[derive(Debug)]
+struct Reporter {
     client: TrackerClient,
-    node_id: String,
+    /// The node id reports go to; new after registering again.
+    node_id: Mutex<String>,
     video: String,
     sources: Arc<Sources>,
     progress: Arc<Progress>,
+    outbox: Mutex<HeartbeatOutbox>,
+}
+
+/// Most reports [`Viewer::close`] sends to get what waits to the tracker.
+const LAST_REPORTS: usize = 3;
+
+impl Reporter {
+    fn node_id(&self) -> String {
+        lock(&self.node_id).clone()
+    }
+
+    /// The next report: the unanswered one again, or a fresh one with what waits.
+    fn prepare(&self, watching: bool) -> Heartbeat {
+        let mut hb = Heartbeat {
+            watching: watching.then(|| self.video.clone()),
+            ..Heartbeat::default()
+        };
+        lock(&self.outbox).prepare(&mut hb, || {
+            (Vec::new(), self.progress.take_received(&self.video))
+        });
+        hb
+    }
+
+    /// Sends one report to `node_id` and settles it in the outbox.
+    async fn send(&self, node_id: &str, watching: bool) -> Result<HeartbeatReply, ClientError> {
+        let hb = self.prepare(watching);
+        let result = self.client.heartbeat(node_id, &hb).await;
+        lock(&self.outbox).settle(&result);
+        result
+    }
+
+    /// One heartbeat while watching; its reply updates the peer set. A tracker that no
+    /// longer knows the node (404) gets a new registration and the report under it.
+    async fn beat(&self) -> Result<(), ClientError> {
+        let node_id = self.node_id();
+        match self.send(&node_id, true).await {
+            Ok(reply) => {
+                // Tickets of the first reply after registering again name the new id.
+                self.sources.rebind(&node_id, &reply);
+                Ok(())
+            }
+            Err(e) if e.code() == Some(&ErrorCode::NotFound) => self.register_again().await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn register_again(&self) -> Result<(), ClientError> {
+        let old = self.node_id();
+        let node = self
+            .client
+            .register_node(&NodeRegistration::viewer())
+            .await?;
+        tracing::info!(old = %old, new = %node.node_id, "the tracker forgot this viewer; registered again");
+        *lock(&self.node_id) = node.node_id.clone();
+        lock(&self.outbox).restart();
+        let reply = self.send(&node.node_id, true).await?;
+        self.sources.rebind(&node.node_id, &reply);
+        Ok(())
+    }
+
+    /// The reports after watching: what waits (an unanswered report, bytes not yet
+    /// reported) goes, in a few reports at most; failures are only logged.
+    async fn last_reports(&self) {
+        let node_id = self.node_id();
+        for _ in 0..LAST_REPORTS {
+            let waiting = lock(&self.outbox).has_unanswered() || self.progress.has_unreported();
+            if !waiting {
+                break;
+            }
+            if let Err(e) = self.send(&node_id, false).await {
+                tracing::debug!(node = %node_id, "last viewer heartbeat: {e}");
+                break;
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The viewer's heartbeat loop: every `every` one [`Reporter::beat`].
+struct Beat {
+    reporter: Arc<Reporter>,
     every: Duration,
 }
 
@@ -483,18 +554,8 @@ impl Beat {
     async fn run(self) -> Result<(), std::convert::Infallible> {
         loop {
             tokio::time::sleep(self.every).await;
-            let bytes = self.progress.take_unreported();
-            let hb = Heartbeat {
-                watching: Some(self.video.clone()),
-                received: received(&self.video, bytes.clone()),
-                ..Heartbeat::default()
-            };
-            match self.client.heartbeat(&self.node_id, &hb).await {
-                Ok(reply) => self.sources.update(&reply),
-                Err(e) => {
-                    tracing::debug!(node = %self.node_id, "viewer heartbeat: {e}");
-                    self.progress.restore(bytes);
-                }
+            if let Err(e) = self.reporter.beat().await {
+                tracing::debug!(node = %self.reporter.node_id(), "viewer heartbeat: {e}");
             }
         }
     }
@@ -684,3 +745,152 @@ pub fn clean_downloads(dir: &Path, max_age: Duration) -> usize {
 
 /// Seven days: how long hidden downloads are kept.
 pub const DOWNLOAD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use axum::extract::{Path as UrlPath, State};
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{post, put};
+    use axum::{Json, Router};
+    use rivulet_tracker_client::{ChunkRef, ErrorBody, ErrorDetail, NodeRegistered};
+
+    use super::*;
+
+    /// How the fake tracker answers a heartbeat (after recording it).
+    #[derive(Clone, Copy, Debug)]
+    enum Answer {
+        /// 200 with a body cut short: the tracker took the report, the answer was lost.
+        Lost,
+        /// 503.
+        Unavailable,
+        /// 404: the tracker forgot the node.
+        Forgot,
+        Fine,
+    }
+
+    /// A tracker of two endpoints on 127.0.0.1:0 that records every heartbeat and answers
+    /// as it is told.
+    #[derive(Debug, Default)]
+    struct FakeTracker {
+        seen: Mutex<Vec<(String, Heartbeat)>>,
+        answers: Mutex<VecDeque<Answer>>,
+    }
+
+    fn error(status: StatusCode, code: ErrorCode) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: "fake".into(),
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+
+    async fn heartbeat(
+        State(fake): State<Arc<FakeTracker>>,
+        UrlPath(id): UrlPath<String>,
+        Json(hb): Json<Heartbeat>,
+    ) -> Response {
+        lock(&fake.seen).push((id, hb));
+        let answer = lock(&fake.answers).pop_front().unwrap_or(Answer::Fine);
+        match answer {
+            Answer::Lost => (StatusCode::OK, "{\"hold\": [").into_response(),
+            Answer::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal),
+            Answer::Forgot => error(StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Answer::Fine => Json(HeartbeatReply::default()).into_response(),
+        }
+    }
+
+    async fn register() -> Json<NodeRegistered> {
+        Json(NodeRegistered {
+            node_id: "viewer-new".into(),
+            heartbeat_secs: 1,
+            timeout_secs: 3,
+        })
+    }
+
+    async fn fake_tracker(fake: Arc<FakeTracker>) -> String {
+        let app = Router::new()
+            .route("/api/v1/nodes/{id}/heartbeat", put(heartbeat))
+            .route("/api/v1/nodes", post(register))
+            .with_state(fake);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_report_whose_answer_was_lost_goes_again_with_its_number_and_a_forgotten_viewer_registers_again()
+     {
+        let fake = Arc::new(FakeTracker::default());
+        lock(&fake.answers).extend([
+            Answer::Lost,
+            Answer::Unavailable,
+            Answer::Fine,
+            Answer::Fine,
+            Answer::Forgot,
+        ]);
+        let url = fake_tracker(fake.clone()).await;
+        let sources = Arc::new(Sources::new(
+            "m",
+            "viewer-old",
+            "127.0.0.1:9",
+            Duration::from_secs(1),
+        ));
+        let progress = Arc::new(Progress::default());
+        let reporter = Reporter {
+            client: TrackerClient::new(&url),
+            node_id: Mutex::new("viewer-old".into()),
+            video: "m".into(),
+            sources: sources.clone(),
+            progress: progress.clone(),
+            outbox: Mutex::new(HeartbeatOutbox::new()),
+        };
+        let run = async {
+            progress.add("cache-a", 0, 1, 100);
+            assert!(reporter.beat().await.is_err(), "the answer was lost");
+            // Verified after the first report was made: waits for the next number.
+            progress.add("cache-a", 0, 2, 100);
+            assert!(reporter.beat().await.is_err(), "503");
+            reporter.beat().await.unwrap();
+            reporter.beat().await.unwrap();
+            progress.add("cache-a", 0, 3, 100);
+            // 404: registers again and sends the report under the new id, as its first.
+            reporter.beat().await.unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("the fake tracker answers at once");
+
+        let seen = lock(&fake.seen).clone();
+        let summary: Vec<(&str, u64, Vec<ChunkRef>)> = seen
+            .iter()
+            .map(|(id, hb)| {
+                assert_eq!(hb.watching.as_deref(), Some("m"));
+                let chunks = hb.received.iter().flat_map(|e| e.chunks.clone()).collect();
+                (id.as_str(), hb.seq, chunks)
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("viewer-old", 1, vec![ChunkRef(0, 1)]),
+                ("viewer-old", 1, vec![ChunkRef(0, 1)]),
+                ("viewer-old", 1, vec![ChunkRef(0, 1)]),
+                ("viewer-old", 2, vec![ChunkRef(0, 2)]),
+                ("viewer-old", 3, vec![ChunkRef(0, 3)]),
+                ("viewer-new", 1, vec![ChunkRef(0, 3)]),
+            ]
+        );
+        // The same report, entry for entry, each time it went again.
+        assert_eq!(seen[0].1, seen[1].1);
+        assert_eq!(seen[0].1, seen[2].1);
+        assert_eq!(seen[0].1.received[0].bytes, 100);
+        assert_eq!(reporter.node_id(), "viewer-new");
+        assert_eq!(sources.node_id(), "viewer-new");
+    }
+}

@@ -3,11 +3,12 @@
 //! rest; race late cache requests against the origin; verify every chunk as it arrives,
 //! blaming the sender of a bad one; decode and check the segment.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use rivulet_tracker_client::{ChunkRef, PeerBytes};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -18,7 +19,17 @@ use crate::peer::ftp::FetchError;
 /// Most failed origin requests for one segment before the segment gives up.
 const ORIGIN_TRIES: u32 = 6;
 
-/// Verified bytes received, in all and per peer (not yet reported).
+/// Most caches named in one report's `received` (the tracker's limit per list).
+pub const REPORT_MAX_PEERS: usize = 1024;
+/// Most receipts (verified chunks) in one report; the rest wait for the next.
+pub const REPORT_MAX_CHUNKS: usize = 8192;
+/// Most receipts waiting for a report (a tracker gone for a long while): beyond it the
+/// oldest are dropped with their bytes, counted in [`Progress::dropped_receipts`].
+pub const PENDING_MAX_CHUNKS: usize = 8 * REPORT_MAX_CHUNKS;
+
+/// Verified bytes received, in all and per peer, and what is not reported yet: the bytes
+/// from the origin, and a receipt per chunk verified from a cache (its segment, index and
+/// bytes), which the tracker credits the cache from.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub from_origin_bytes: AtomicU64,
@@ -27,12 +38,31 @@ pub struct Progress {
     /// (`gap`), a cache was late for the deadline (`race`), or a cache failed, lied or did
     /// not have it (`retry`).
     pub origin_asks: OriginAsks,
-    unreported: std::sync::Mutex<HashMap<String, u64>>,
+    unreported: std::sync::Mutex<Unreported>,
     totals: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
+/// What the next reports carry.
+#[derive(Debug, Default)]
+struct Unreported {
+    origin_bytes: u64,
+    /// Receipts from caches, oldest first.
+    receipts: VecDeque<Receipt>,
+    /// Receipts dropped because too many waited.
+    dropped: u64,
+}
+
+/// One chunk verified from a cache.
+#[derive(Debug, Clone)]
+struct Receipt {
+    peer: Arc<str>,
+    chunk: ChunkRef,
+    bytes: u64,
+}
+
 impl Progress {
-    fn add(&self, peer: &str, bytes: u64) {
+    /// Counts `bytes` of chunk (`segment`, `index`) verified from `peer`.
+    pub(crate) fn add(&self, peer: &str, segment: u32, index: u16, bytes: u64) {
         let total = if peer == ORIGIN {
             &self.from_origin_bytes
         } else {
@@ -45,12 +75,32 @@ impl Progress {
             .unwrap_or_else(|e| e.into_inner())
             .entry(peer.to_owned())
             .or_default() += bytes;
-        *self
-            .unreported
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(peer.to_owned())
-            .or_default() += bytes;
+        let mut unreported = self.unreported.lock().unwrap_or_else(|e| e.into_inner());
+        if peer == ORIGIN {
+            unreported.origin_bytes += bytes;
+            return;
+        }
+        // The same peer as the last receipt (the usual case): share its name.
+        let peer = match unreported.receipts.back() {
+            Some(last) if &*last.peer == peer => last.peer.clone(),
+            _ => Arc::from(peer),
+        };
+        unreported.receipts.push_back(Receipt {
+            peer,
+            chunk: ChunkRef(segment, index),
+            bytes,
+        });
+        if unreported.receipts.len() > PENDING_MAX_CHUNKS {
+            unreported.receipts.pop_front();
+            unreported.dropped += 1;
+            if unreported.dropped == 1 {
+                tracing::warn!(
+                    max = PENDING_MAX_CHUNKS,
+                    "too many receipts wait for the tracker; the oldest are dropped \
+                     (counted in dropped_receipts)"
+                );
+            }
+        }
     }
 
     /// Verified bytes per peer since the start.
@@ -61,17 +111,77 @@ impl Progress {
             .clone()
     }
 
-    /// Verified bytes per peer since the last call.
-    pub fn take_unreported(&self) -> HashMap<String, u64> {
-        std::mem::take(&mut *self.unreported.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Receipts dropped unreported because too many waited (see [`PENDING_MAX_CHUNKS`]).
+    pub fn dropped_receipts(&self) -> u64 {
+        self.unreported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dropped
     }
 
-    /// Puts back bytes a failed heartbeat could not report.
-    pub fn restore(&self, bytes: HashMap<String, u64>) {
+    /// Whether verified bytes wait to be reported.
+    pub fn has_unreported(&self) -> bool {
+        let unreported = self.unreported.lock().unwrap_or_else(|e| e.into_inner());
+        unreported.origin_bytes > 0 || !unreported.receipts.is_empty()
+    }
+
+    /// Receipts waiting to be reported.
+    pub fn pending_receipts(&self) -> usize {
+        self.unreported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .receipts
+            .len()
+    }
+
+    /// The next report's `received` entries for `video`, taken: the origin's bytes, and per
+    /// cache its bytes with the receipts of its chunks, oldest first, at most
+    /// [`REPORT_MAX_PEERS`] caches and [`REPORT_MAX_CHUNKS`] receipts; the rest waits.
+    pub fn take_received(&self, video: &str) -> Vec<PeerBytes> {
+        self.take_received_within(video, REPORT_MAX_PEERS, REPORT_MAX_CHUNKS)
+    }
+
+    /// [`Progress::take_received`] with other bounds (`max_peers` counts caches only).
+    pub fn take_received_within(
+        &self,
+        video: &str,
+        max_peers: usize,
+        max_chunks: usize,
+    ) -> Vec<PeerBytes> {
         let mut unreported = self.unreported.lock().unwrap_or_else(|e| e.into_inner());
-        for (peer, b) in bytes {
-            *unreported.entry(peer).or_default() += b;
+        let mut out: Vec<PeerBytes> = Vec::new();
+        let origin = std::mem::take(&mut unreported.origin_bytes);
+        if origin > 0 {
+            out.push(PeerBytes::new(ORIGIN, video, origin));
         }
+        let mut at: HashMap<Arc<str>, usize> = HashMap::new();
+        let mut left = VecDeque::new();
+        let mut taken = 0usize;
+        while taken < max_chunks {
+            let Some(receipt) = unreported.receipts.pop_front() else {
+                break;
+            };
+            let slot = match at.get(&receipt.peer) {
+                Some(&slot) => slot,
+                None if at.len() < max_peers => {
+                    out.push(PeerBytes::new(&*receipt.peer, video, 0));
+                    at.insert(receipt.peer.clone(), out.len() - 1);
+                    out.len() - 1
+                }
+                // One cache too many for this report: it waits, in its place.
+                None => {
+                    left.push_back(receipt);
+                    continue;
+                }
+            };
+            out[slot].bytes += receipt.bytes;
+            out[slot].chunks.push(receipt.chunk);
+            taken += 1;
+        }
+        while let Some(receipt) = left.pop_back() {
+            unreported.receipts.push_front(receipt);
+        }
+        out
     }
 }
 
@@ -178,7 +288,7 @@ pub async fn fetch_segment(
                     Ok(wire) => match manifest.verify_chunk(segment, index, &wire) {
                         Ok(payload) => {
                             let at = wire.len() - payload.len();
-                            progress.add(&peer, wire.len() as u64);
+                            progress.add(&peer, segment, index, wire.len() as u64);
                             sources.worked(&peer);
                             got.push((index, wire, at));
                         }
@@ -257,4 +367,100 @@ fn plan_caches(attempt: &mut Attempt<'_>, caches: &[Arc<Source>], k: usize) {
     // Indices skipped for a dead cache were never requested.
     let requested: BTreeSet<u16> = attempt.pending.keys().copied().collect();
     attempt.asked = requested;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks_of(report: &[PeerBytes], peer: &str) -> Vec<ChunkRef> {
+        report
+            .iter()
+            .find(|p| p.peer == peer)
+            .map(|p| p.chunks.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn receipts_name_every_verified_chunk_per_cache_and_the_origin_carries_none() {
+        let p = Progress::default();
+        p.add("cache-a", 0, 1, 100);
+        p.add(ORIGIN, 0, 2, 100);
+        p.add("cache-b", 0, 3, 90);
+        p.add("cache-a", 1, 1, 80);
+        assert!(p.has_unreported());
+        let report = p.take_received("m");
+        assert_eq!(report.len(), 3);
+        let origin = report.iter().find(|e| e.peer == ORIGIN).unwrap();
+        assert_eq!((origin.bytes, origin.chunks.len()), (100, 0));
+        let a = report.iter().find(|e| e.peer == "cache-a").unwrap();
+        assert_eq!(a.bytes, 180);
+        assert_eq!(a.chunks, vec![ChunkRef(0, 1), ChunkRef(1, 1)]);
+        assert_eq!(chunks_of(&report, "cache-b"), vec![ChunkRef(0, 3)]);
+        assert!(report.iter().all(|e| e.video == "m"));
+        // Taken: the next report is empty; the totals stay.
+        assert!(!p.has_unreported() && p.take_received("m").is_empty());
+        assert_eq!(p.by_peer()["cache-a"], 180);
+    }
+
+    #[test]
+    fn a_report_carries_at_most_its_bounds_and_the_rest_waits_in_order() {
+        let p = Progress::default();
+        // 3 caches, 4 chunks each, interleaved; reports of at most 2 caches and 5 chunks.
+        for segment in 0..4 {
+            for cache in ["c1", "c2", "c3"] {
+                p.add(cache, segment, 7, 10);
+            }
+        }
+        let first = p.take_received_within("m", 2, 5);
+        assert_eq!(first.len(), 2);
+        assert_eq!(first.iter().map(|e| e.chunks.len()).sum::<usize>(), 5);
+        assert_eq!(chunks_of(&first, "c1").len(), 3);
+        assert_eq!(chunks_of(&first, "c2").len(), 2);
+        assert_eq!(chunks_of(&first, "c3"), vec![]);
+        assert!(first.iter().all(|e| e.bytes == 10 * e.chunks.len() as u64));
+        assert_eq!(p.pending_receipts(), 7);
+        // c3 waited in its place: the oldest first.
+        let second = p.take_received_within("m", 2, 5);
+        assert_eq!(chunks_of(&second, "c3")[0], ChunkRef(0, 7));
+        let mut all: Vec<(String, ChunkRef)> = Vec::new();
+        for report in [first, second, p.take_received_within("m", 2, 5)] {
+            for e in report {
+                all.extend(e.chunks.iter().map(|c| (e.peer.clone(), *c)));
+            }
+        }
+        // Every receipt reported exactly once.
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 12);
+        assert_eq!(p.pending_receipts(), 0);
+        // The real bounds.
+        for i in 0..(REPORT_MAX_CHUNKS as u32 + 10) {
+            p.add(&format!("cache-{}", i % 2000), i, 0, 1);
+        }
+        let report = p.take_received("m");
+        assert_eq!(report.len(), REPORT_MAX_PEERS);
+        assert!(report.iter().map(|e| e.chunks.len()).sum::<usize>() <= REPORT_MAX_CHUNKS);
+    }
+
+    #[test]
+    fn what_waits_is_bounded_by_dropping_the_oldest_and_counting_them() {
+        let p = Progress::default();
+        let extra = 25u32;
+        for i in 0..PENDING_MAX_CHUNKS as u32 + extra {
+            p.add("cache-a", i, 0, 1);
+        }
+        assert_eq!(p.pending_receipts(), PENDING_MAX_CHUNKS);
+        assert_eq!(p.dropped_receipts(), u64::from(extra));
+        let report = p.take_received("m");
+        // The oldest went; the first left is the first after them.
+        assert_eq!(report[0].chunks[0], ChunkRef(extra, 0));
+        assert_eq!(report[0].chunks.len(), REPORT_MAX_CHUNKS);
+        assert_eq!(report[0].bytes, REPORT_MAX_CHUNKS as u64);
+        // Verified bytes still count in the totals.
+        assert_eq!(
+            p.from_caches_bytes.load(Ordering::Relaxed),
+            u64::from(PENDING_MAX_CHUNKS as u32 + extra)
+        );
+    }
 }

@@ -154,11 +154,13 @@ impl Queue {
     }
 }
 
-/// A source's address and this node's ticket for it, refreshed by heartbeats.
+/// A source's address and this node's ticket for it, refreshed by heartbeats, with the node
+/// id the ticket was issued to (the FTP user), which changes when the viewer registers again.
 #[derive(Clone, Debug)]
 struct Endpoint {
     addr: String,
     ticket: String,
+    holder: String,
 }
 
 /// One source: its endpoint, what it holds, its queue.
@@ -222,7 +224,8 @@ struct Table {
 #[derive(Debug)]
 pub struct Sources {
     video: String,
-    node_id: String,
+    /// This viewer's node id now: the FTP user of every new session.
+    node_id: Mutex<String>,
     origin_addr: String,
     timeout: Duration,
     table: Mutex<Table>,
@@ -232,7 +235,7 @@ impl Sources {
     pub fn new(video: &str, node_id: &str, origin_addr: &str, timeout: Duration) -> Sources {
         Sources {
             video: video.to_owned(),
-            node_id: node_id.to_owned(),
+            node_id: Mutex::new(node_id.to_owned()),
             origin_addr: origin_addr.to_owned(),
             timeout,
             table: Mutex::default(),
@@ -243,22 +246,43 @@ impl Sources {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// This viewer's node id now.
+    pub fn node_id(&self) -> String {
+        self.node_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The viewer registered again as `node_id`: new sessions log in as it, with the
+    /// tickets of `reply` (its first heartbeat's answer), which replaces the peer set.
+    /// Sessions already open go on as they are.
+    pub fn rebind(&self, node_id: &str, reply: &HeartbeatReply) {
+        // Under the table's lock: no session starts with the new id and an old ticket.
+        let table = self.lock();
+        *self.node_id.lock().unwrap_or_else(|e| e.into_inner()) = node_id.to_owned();
+        self.update_locked(table, reply);
+    }
+
     /// Takes in a heartbeat reply: the origin ticket and the current peer set.
     pub fn update(&self, reply: &HeartbeatReply) {
-        let mut table = self.lock();
+        self.update_locked(self.lock(), reply);
+    }
+
+    fn update_locked(&self, mut table: std::sync::MutexGuard<'_, Table>, reply: &HeartbeatReply) {
+        let holder = self.node_id();
         if let Some(t) = reply.origin.iter().find(|t| t.video == self.video) {
             match &table.origin {
                 Some(origin) => {
-                    origin
-                        .endpoint
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .ticket = t.ticket.clone();
+                    let mut endpoint = origin.endpoint.lock().unwrap_or_else(|e| e.into_inner());
+                    endpoint.ticket = t.ticket.clone();
+                    endpoint.holder = holder.clone();
                 }
                 None => {
                     let endpoint = Endpoint {
                         addr: self.origin_addr.clone(),
                         ticket: t.ticket.clone(),
+                        holder: holder.clone(),
                     };
                     table.origin =
                         Some(self.spawn(ORIGIN, Vec::new(), 0, endpoint, ORIGIN_SESSIONS));
@@ -274,6 +298,7 @@ impl Sources {
             let endpoint = Endpoint {
                 addr: peer.addr.clone(),
                 ticket: peer.ticket.clone(),
+                holder: holder.clone(),
             };
             // A known peer keeps its sessions and queue; only what it offers changes.
             if let Some(s) = table.caches.get(&peer.node_id) {
@@ -308,12 +333,7 @@ impl Sources {
         let busy = Arc::new(AtomicUsize::new(0));
         for _ in 0..sessions {
             let (queue, endpoint, busy) = (queue.clone(), endpoint.clone(), busy.clone());
-            let (peer, node_id, video, timeout) = (
-                peer.to_owned(),
-                self.node_id.clone(),
-                self.video.clone(),
-                self.timeout,
-            );
+            let (peer, video, timeout) = (peer.to_owned(), self.video.clone(), self.timeout);
             tokio::spawn(async move {
                 let mut session: Option<ChunkSession> = None;
                 loop {
@@ -335,9 +355,12 @@ impl Sources {
                     let connected = match session.take() {
                         Some(s) => Ok(s),
                         None => {
-                            let Endpoint { addr, ticket } =
-                                endpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                            ChunkSession::connect(&addr, &node_id, &ticket, &video, timeout).await
+                            let Endpoint {
+                                addr,
+                                ticket,
+                                holder,
+                            } = endpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                            ChunkSession::connect(&addr, &holder, &ticket, &video, timeout).await
                         }
                     };
                     let indices: Vec<u16> = batch.iter().map(|r| r.index).collect();

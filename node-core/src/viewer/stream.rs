@@ -30,8 +30,16 @@ const RACE_MAX: Duration = Duration::from_secs(1);
 const RACE_MARGIN: Duration = Duration::from_millis(1500);
 /// Shortest wait: for the segment the player waits for now.
 const RACE_MIN: Duration = Duration::from_millis(400);
-/// Failed attempts of one segment before the stream fails.
+/// Failed attempts of one segment before the stream fails, if they also span
+/// [`SEGMENT_PATIENCE`].
 const SEGMENT_TRIES: u32 = 4;
+/// Least time from a segment's first failure to giving up on it: a tracker (and its
+/// origin) restarting comes back within it, and the stream goes on.
+const SEGMENT_PATIENCE: Duration = Duration::from_secs(20);
+/// Wait before trying a failed segment again, times its failures so far (at most
+/// [`RETRY_MAX`]).
+const RETRY_STEP: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Presence {
@@ -226,6 +234,7 @@ async fn schedule(
     let mut in_flight: JoinSet<(u32, Result<Vec<u8>, SegmentError>)> = JoinSet::new();
     let mut flying = vec![false; count as usize];
     let mut tries = vec![0u32; count as usize];
+    let mut first_failure: Vec<Option<tokio::time::Instant>> = vec![None; count as usize];
     loop {
         let playhead = *want.borrow_and_update();
         // What to fetch next: from the playhead on (within the window), then the holes.
@@ -297,11 +306,15 @@ async fn schedule(
                     }
                     Err(e) => {
                         tries[s as usize] += 1;
-                        if tries[s as usize] >= SEGMENT_TRIES {
+                        let since = *first_failure[s as usize]
+                            .get_or_insert_with(tokio::time::Instant::now);
+                        if tries[s as usize] >= SEGMENT_TRIES
+                            && since.elapsed() >= SEGMENT_PATIENCE
+                        {
                             shared.fail(format!("segment {s}: {e}"));
                             return;
                         }
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        tokio::time::sleep((RETRY_STEP * tries[s as usize]).min(RETRY_MAX)).await;
                     }
                 }
             }
