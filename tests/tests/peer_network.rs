@@ -14,7 +14,7 @@ use rivulet_node_core::cache::{Cache, CacheOptions};
 use rivulet_node_core::headless;
 use rivulet_node_core::peer::ftp::{ChunkSession, FetchError};
 use rivulet_node_core::viewer::{WatchOptions, WatchReport};
-use rivulet_tracker_client::{NodeRegistration, TicketRequest};
+use rivulet_tracker_client::{Heartbeat, NodeRegistration, TicketRequest};
 
 const PASSWORD: &str = "network-pass-1";
 const BYTES_PER_POINT: u64 = 10_000;
@@ -477,6 +477,29 @@ async fn a_cache_started_again_keeps_what_it_held_without_fetching() {
         .await,
         "held {:?} after the restart, {had:?} before",
         held(&net, &["keeper"]).await
+    );
+    // Under its new node id the tracker has not seen it fetch anything: it counts the
+    // holdings once its spot-check (two random chunks over FTP, Merkle-verified) passes,
+    // and then hands the cache to viewers again.
+    let fan = net.login("fan", PASSWORD).await.unwrap();
+    let viewer = fan
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap()
+        .node_id;
+    let again_id = again.status().borrow().node_id.clone();
+    let watching = Heartbeat {
+        watching: Some("film".into()),
+        ..Heartbeat::default()
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            fan.heartbeat(&viewer, &watching)
+                .await
+                .is_ok_and(|r| r.peers.iter().any(|p| p.node_id == again_id))
+        })
+        .await,
+        "the restarted cache never passed its spot-check"
     );
     // Several placement rounds later it still holds them and has fetched nothing.
     tokio::time::sleep(PLACEMENT_EVERY * 8).await;
