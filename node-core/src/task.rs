@@ -37,6 +37,32 @@ where
     .await
 }
 
+/// A periodic tick for a background loop that ends when its stop signal is cancelled:
+/// `while every.tick(&stop).await { … }`. The first tick is immediate; ticks missed while the
+/// loop body ran are not made up (the next comes a full period later). Periods below 50 ms
+/// are raised to 50 ms.
+#[derive(Debug)]
+pub struct Every {
+    interval: tokio::time::Interval,
+}
+
+impl Every {
+    /// Ticks every `period`.
+    pub fn new(period: std::time::Duration) -> Every {
+        let mut interval = tokio::time::interval(period.max(std::time::Duration::from_millis(50)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Every { interval }
+    }
+
+    /// Waits for the next tick: `true`, or `false` once `stop` is cancelled.
+    pub async fn tick(&mut self, stop: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = self.interval.tick() => !stop.is_cancelled(),
+            () = stop.cancelled() => false,
+        }
+    }
+}
+
 /// A group of named tasks with one stop signal: a server or a node role owns one, hands
 /// [`Tasks::token`] to its loops, and on shutdown cancels it and waits for every task.
 #[derive(Debug, Clone, Default)]

@@ -177,7 +177,8 @@ impl Ledger {
 
     /// How many chunks this ledger has credited to account `viewer_account`'s watch of
     /// `video`.
-    pub fn credited_chunks(&self, viewer_account: i64, video: &str) -> usize {
+    #[cfg(test)]
+    fn credited_chunks(&self, viewer_account: i64, video: &str) -> usize {
         self.watches
             .get(&(viewer_account, video.to_owned()))
             .map_or(0, |w| w.chunks.len())

@@ -147,8 +147,8 @@ pub async fn register(
 /// Checks a heartbeat against the catalogue before anything is written. Holdings and byte
 /// entries of movies the catalogue no longer has are taken out (the movie was removed: the
 /// node learns it from the reply and goes on); the holdings taken out are returned.
-async fn check_heartbeat(
-    catalogue: &CatalogueCache,
+fn check_heartbeat(
+    videos: &[Arc<StoredVideo>],
     hb: &mut Heartbeat,
 ) -> Result<Vec<Holding>, NodeError> {
     if hb.holdings.len() > MAX_ENTRIES
@@ -159,7 +159,6 @@ async fn check_heartbeat(
             "at most {MAX_ENTRIES} entries per list"
         )));
     }
-    let videos = catalogue.all().await;
     let n_of = |id: &str| {
         videos
             .iter()
@@ -302,10 +301,11 @@ impl HeartbeatWriter {
         id: &str,
         mut heartbeat: Heartbeat,
     ) -> Result<Vec<Holding>, NodeError> {
-        let refused = check_heartbeat(catalogue, &mut heartbeat).await?;
+        let videos = catalogue.all().await;
+        let refused = check_heartbeat(&videos, &mut heartbeat)?;
         let (done, result) = oneshot::channel();
         let job = HeartbeatJob {
-            videos: catalogue.all().await,
+            videos,
             account_id,
             node_id: id.to_owned(),
             heartbeat,

@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rivulet_node_core::task::Every;
 use serde::Serialize;
 use sqlx::{Row, SqlitePool};
 use thiserror::Error;
@@ -404,13 +405,8 @@ pub async fn roll_up_periodically(
     every: Duration,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => return Ok(()),
-        }
+    let mut every = Every::new(every);
+    while every.tick(&stop).await {
         let now = rivulet_node_core::clock::unix_secs() as i64;
         match roll_up_transfers(&db, now).await {
             Ok(done) if done != RollUp::default() => tracing::info!(
@@ -424,4 +420,5 @@ pub async fn roll_up_periodically(
             Err(_) => {}
         }
     }
+    Ok(())
 }

@@ -13,8 +13,9 @@ use rand::Rng;
 use rivulet_node_core::clock::unix_secs;
 use rivulet_node_core::peer::chunk_server::{ServedBytes, ServedChunk};
 use rivulet_node_core::peer::ftp::ChunkSession;
+use rivulet_node_core::task::Every;
 use rivulet_node_core::ticket::TicketSigner;
-use rivulet_tracker_client::{Holding, NodeInfo, NodeKind};
+use rivulet_tracker_client::{Holding, NodeId, NodeInfo, NodeKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalogue_cache::CatalogueCache;
@@ -63,7 +64,11 @@ impl Proofs {
     /// Takes in what the origin sent.
     pub fn record(&self, sent: Vec<ServedChunk>) {
         let mut inner = self.lock();
-        for c in sent {
+        // Viewers fetch from the origin too; only what caches fetch proves a holding.
+        for c in sent
+            .into_iter()
+            .filter(|c| NodeId::kind_of(&c.holder) == Some(NodeKind::Cache))
+        {
             // Fetched from the origin now: no longer refused.
             if let Some(failed) = inner.failed.get_mut(&(c.holder.clone(), c.video.clone())) {
                 failed.remove(&c.index);
@@ -269,14 +274,9 @@ pub async fn run(
     addresses: Addresses,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut every = Every::new(Duration::from_millis(250));
     let mut checks = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => return Ok(()),
-        }
+    while every.tick(&stop).await {
         proofs.record(origin.take_chunks());
         while checks.try_join_next().is_some() {}
         let room = PARALLEL_CHECKS.saturating_sub(checks.len());
@@ -294,4 +294,5 @@ pub async fn run(
             });
         }
     }
+    Ok(())
 }

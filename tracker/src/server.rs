@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rivulet_node_core::peer::chunk_server::ServedBytes;
-use rivulet_node_core::task::Tasks;
+use rivulet_node_core::task::{Every, Tasks};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -140,17 +140,13 @@ async fn expire_silent_nodes(
     timeout: Duration,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
-    let mut tick = tokio::time::interval((timeout / 4).max(Duration::from_millis(100)));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = nodes::expire(&db, timeout.as_millis() as i64).await {
-                    tracing::warn!("expiring silent nodes failed: {e}");
-                }
-            }
-            () = stop.cancelled() => return Ok(()),
+    let mut every = Every::new((timeout / 4).max(Duration::from_millis(100)));
+    while every.tick(&stop).await {
+        if let Err(e) = nodes::expire(&db, timeout.as_millis() as i64).await {
+            tracing::warn!("expiring silent nodes failed: {e}");
         }
     }
+    Ok(())
 }
 
 /// Empties the origin's per-receiver byte counts every minute until `stop` is cancelled:
@@ -159,13 +155,11 @@ async fn drain_origin_counters(
     served: Arc<rivulet_node_core::peer::chunk_server::ServedBytes>,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => drop(served.take_by_peer()),
-            () = stop.cancelled() => return Ok(()),
-        }
+    let mut every = Every::new(Duration::from_secs(60));
+    while every.tick(&stop).await {
+        drop(served.take_by_peer());
     }
+    Ok(())
 }
 
 /// Runs placement and topology every `every` until `stop` is cancelled.
@@ -177,13 +171,8 @@ async fn place_periodically(
     every: Duration,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => return Ok(()),
-        }
+    let mut every = Every::new(every);
+    while every.tick(&stop).await {
         let (mut live, purchases) = match (
             nodes::list(&db, None).await,
             admin::purchases_by_video(&db).await,
@@ -225,6 +214,7 @@ async fn place_periodically(
             .collect();
         network.round(&live, &movies);
     }
+    Ok(())
 }
 
 /// The address nodes should dial for the origin's FTP server on `port`.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use rivulet_node_core::task::Every;
 use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
@@ -146,19 +147,15 @@ pub async fn reload_periodically(
     every: Duration,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(50)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = stop.cancelled() => return Ok(()),
-        }
+    let mut every = Every::new(every);
+    while every.tick(&stop).await {
         match stored(&db).await {
             Ok(values) => settings.apply(&values),
             Err(e) if !stop.is_cancelled() => tracing::warn!("reading the stored settings: {e}"),
             Err(_) => {}
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
