@@ -215,7 +215,10 @@ async fn write_batch_tx(
                 given,
                 instant,
             ) {
-                Ok(bytes) => add(&p.peer, &job.node_id, &p.video, 0, bytes),
+                Ok(bytes) => {
+                    network.record_upload(&p.peer, bytes, instant);
+                    add(&p.peer, &job.node_id, &p.video, 0, bytes)
+                }
                 Err(why) => tracing::debug!(
                     viewer = %job.node_id, cache = %p.peer, video = %p.video,
                     "receipts refused: {why:?}"

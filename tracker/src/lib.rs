@@ -18,6 +18,7 @@ pub mod http_serve;
 pub mod ingest;
 pub mod login_limit;
 pub mod matroska;
+pub mod measured;
 pub mod metrics;
 pub mod nodes;
 pub mod ops;

@@ -5,8 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::RwLock;
+use std::time::Instant;
 
 use rivulet_tracker_client::{Holding, NodeInfo, NodeKind};
+
+use crate::measured::Measured;
 
 /// Extra supply planned above measured demand, so a viewer that joins between two rounds
 /// and the jitter of real transfers do not fall straight to the origin.
@@ -263,6 +266,8 @@ pub fn pick_peers(
 #[derive(Debug, Default)]
 pub struct Network {
     state: RwLock<RoundState>,
+    /// What each cache has been credited for uploading: its trusted upload.
+    measured: Measured,
 }
 
 #[derive(Debug, Default)]
@@ -294,8 +299,19 @@ pub struct MovieFacts {
 }
 
 impl Network {
-    /// Runs one round over the live `nodes` and the catalogue's `movies`.
-    pub fn round(&self, nodes: &[NodeInfo], movies: &[MovieFacts]) {
+    /// Counts `bytes` the ledger credited to `cache` toward its measured upload.
+    pub fn record_upload(&self, cache: &str, bytes: u64, now: Instant) {
+        self.measured.record(cache, bytes, now);
+    }
+
+    /// Runs one round over the live `nodes` and the catalogue's `movies`. A cache's upload
+    /// counts as far as it has been shown ([`Measured::trusted_bps`]), not as declared.
+    /// Caches in `waiting` (not placed yet, with claims the tracker has still to check) are
+    /// known (their addresses, for the check) but not placed this round.
+    pub fn round(&self, nodes: &[NodeInfo], movies: &[MovieFacts], waiting: &HashSet<String>) {
+        let now = Instant::now();
+        let live: HashSet<&str> = nodes.iter().map(|n| n.node_id.as_str()).collect();
+        self.measured.retain(|id| live.contains(id));
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let mut watching: HashMap<&str, f64> = HashMap::new();
         for node in nodes.iter().filter(|n| n.kind == NodeKind::Viewer) {
@@ -325,7 +341,7 @@ impl Network {
             .collect();
         let caches: Vec<CacheSnapshot> = nodes
             .iter()
-            .filter(|n| n.kind == NodeKind::Cache)
+            .filter(|n| n.kind == NodeKind::Cache && !waiting.contains(&n.node_id))
             .map(|n| {
                 let mut has: HashMap<String, BTreeSet<u16>> = n
                     .holdings
@@ -340,7 +356,7 @@ impl Network {
                 CacheSnapshot {
                     id: n.node_id.clone(),
                     account: n.account.clone(),
-                    upload: n.upload_bps as f64 / 8.0,
+                    upload: self.measured.trusted_bps(&n.node_id, n.upload_bps, now) as f64 / 8.0,
                     storage: n.storage_bytes,
                     has,
                 }
@@ -497,6 +513,75 @@ fn holders_of(caches: &HashMap<String, NodeInfo>, video: &str) -> Vec<(String, V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(id: &str, kind: NodeKind, upload_bps: u64, holds: &[u16]) -> NodeInfo {
+        NodeInfo {
+            node_id: id.into(),
+            account: format!("account-of-{id}"),
+            kind,
+            bind: String::new(),
+            advertise: format!("{id}:21"),
+            upload_bps,
+            storage_bytes: 10_000_000_000,
+            watching: (kind == NodeKind::Viewer).then(|| "m".to_owned()),
+            holdings: if holds.is_empty() {
+                Vec::new()
+            } else {
+                vec![Holding {
+                    video: "m".into(),
+                    indices: holds.to_vec(),
+                }]
+            },
+            last_seen: 0,
+        }
+    }
+
+    #[test]
+    fn a_declared_upload_wins_viewers_only_as_far_as_it_was_shown() {
+        // Mallory's cache declares 10 Gbit/s, an honest one 10 Mbit/s; both hold k indices.
+        // 60 viewers at 400 kB/s want far more than either can give.
+        let all: Vec<u16> = (0..12).collect();
+        let mut nodes = vec![
+            node("mallory", NodeKind::Cache, 10_000_000_000, &all),
+            node("honest", NodeKind::Cache, 10_000_000, &all),
+        ];
+        for i in 0..60 {
+            nodes.push(node(&format!("v{i}"), NodeKind::Viewer, 0, &[]));
+        }
+        let movies = [MovieFacts {
+            id: "m".into(),
+            rate: 400_000.0,
+            index_bytes: 1_000_000,
+            k: 12,
+            n: 24,
+            purchases: 60,
+        }];
+        let promised = |net: &Network, cache: &str| -> f64 {
+            (0..60)
+                .flat_map(|i| net.peers(&format!("v{i}"), "m"))
+                .filter(|(info, _, _)| info.node_id == cache)
+                .map(|(_, _, rate)| rate)
+                .sum()
+        };
+        let net = Network::default();
+        net.round(&nodes, &movies, &HashSet::new());
+        let unproven = crate::measured::UNPROVEN_UPLOAD_BPS as f64 / 8.0;
+        let (liar, honest) = (promised(&net, "mallory"), promised(&net, "honest"));
+        assert!(liar <= unproven + 1.0, "mallory was promised {liar} B/s");
+        assert!(honest > 0.0 && liar <= honest + 1.0, "{liar} vs {honest}");
+        // Once viewers' receipts show it uploading 40 Mbit/s, it is trusted with 80.
+        let t0 = Instant::now();
+        let net2 = Network::default();
+        net2.record_upload("mallory", 50_000_000, t0);
+        net2.record_upload("mallory", 1, t0 + std::time::Duration::from_secs(10));
+        net2.round(&nodes, &movies, &HashSet::new());
+        let shown = promised(&net2, "mallory");
+        assert!(
+            shown > 4.0 * unproven,
+            "{shown} B/s after showing 40 Mbit/s"
+        );
+        assert!(shown <= 10_000_000.0 + 1.0, "{shown}");
+    }
 
     fn cache(id: &str, upload: f64, storage: u64) -> CacheSnapshot {
         CacheSnapshot {

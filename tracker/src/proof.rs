@@ -85,8 +85,13 @@ impl Proofs {
 
     /// Replaces each live cache's holdings in `nodes` by the part the tracker knows of,
     /// queues the rest for a spot-check, and forgets caches that are gone. `segments` gives
-    /// each movie's segment count.
-    pub fn filter(&self, nodes: &mut [NodeInfo], segments: &HashMap<String, u32>) {
+    /// each movie's segment count. Returns the caches with claims still waiting for a check
+    /// (queued or running).
+    pub fn filter(
+        &self,
+        nodes: &mut [NodeInfo],
+        segments: &HashMap<String, u32>,
+    ) -> HashSet<String> {
         let mut inner = self.lock();
         let live: HashSet<&str> = nodes
             .iter()
@@ -143,6 +148,12 @@ impl Proofs {
             }
             node.holdings.retain(|h| !h.indices.is_empty());
         }
+        inner
+            .queue
+            .keys()
+            .chain(inner.running.iter())
+            .map(|(cache, _)| cache.clone())
+            .collect()
     }
 
     /// Holdings of `cache` that failed a spot-check: the reply tells it to drop them.

@@ -1,7 +1,7 @@
 //! `rivulet-tracker serve`: binds the HTTP API, serves until told to stop, then drains.
 //! Tests start it on `127.0.0.1:0` with [`Server::bind`] and read the bound address.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -197,7 +197,14 @@ async fn place_periodically(
             .iter()
             .map(|v| (v.record.id.clone(), v.manifest.segment_count()))
             .collect();
-        proofs.filter(&mut live, &segments);
+        let pending = proofs.filter(&mut live, &segments);
+        // A cache that comes with holdings the tracker has not checked yet (one started
+        // again under a new node id) waits for its check before its first placement: placed
+        // without them, it would be told to drop what it has and fetch other indices.
+        let waiting: HashSet<String> = pending
+            .into_iter()
+            .filter(|id| network.hold(id).is_none())
+            .collect();
         let movies: Vec<MovieFacts> = videos
             .iter()
             .map(|v| {
@@ -212,7 +219,7 @@ async fn place_periodically(
                 }
             })
             .collect();
-        network.round(&live, &movies);
+        network.round(&live, &movies, &waiting);
     }
     Ok(())
 }

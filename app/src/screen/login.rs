@@ -169,12 +169,19 @@ async fn log_in(
             .await
             .map_err(|e| describe(&e))?;
     }
-    let session = anon.login(&credentials).await.map_err(|e| describe(&e))?;
+    // The session is kept: logged in again before it expires and on a 401, so an app left
+    // open for days keeps working without asking for the password again.
+    let password = credentials.password.clone();
+    let client = anon
+        .login_kept(credentials)
+        .await
+        .map_err(|e| describe(&e))?;
+    let account = client.me().await.map_err(|e| describe(&e))?;
     Ok(LoggedIn {
         tracker,
-        client: anon.with_token(session.token),
-        account: session.account,
-        password: credentials.password,
+        client,
+        account,
+        password,
         remember,
     })
 }
