@@ -218,6 +218,15 @@ impl TrackerClient {
     /// ([`ErrorCode::BadCredentials`]). Other log-in failures are retried after
     /// [`RELOGIN_BACKOFF`]. Fails now if this first log-in fails.
     pub async fn login_kept(&self, credentials: Credentials) -> Result<TrackerClient, ClientError> {
+        Ok(self.login_kept_as(credentials).await?.0)
+    }
+
+    /// [`TrackerClient::login_kept`], also returning the account the first log-in answered
+    /// with (no second request for it).
+    pub async fn login_kept_as(
+        &self,
+        credentials: Credentials,
+    ) -> Result<(TrackerClient, Account), ClientError> {
         let session = self.login(&credentials).await?;
         let kept = KeptSession {
             credentials,
@@ -228,11 +237,12 @@ impl TrackerClient {
                 failed: None,
             }),
         };
-        Ok(TrackerClient {
+        let client = TrackerClient {
             http: self.http.clone(),
             base: self.base.clone(),
             auth: Auth::Kept(Arc::new(kept)),
-        })
+        };
+        Ok((client, session.account))
     }
 
     /// The session token sent now, if any (a kept session's changes when it logs in again).

@@ -419,6 +419,12 @@ impl Network {
                 .is_some_and(|movies| movies.contains_key(video))
     }
 
+    /// Whether a round has placed cache `id` (its `hold` is the tracker's decision).
+    pub fn is_placed_cache(&self, id: &str) -> bool {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state.placement.contains_key(id)
+    }
+
     /// What cache `id` should hold, or `None` when no round has seen it yet.
     pub fn hold(&self, id: &str) -> Option<Vec<Holding>> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());

@@ -203,7 +203,7 @@ async fn place_periodically(
         // without them, it would be told to drop what it has and fetch other indices.
         let waiting: HashSet<String> = pending
             .into_iter()
-            .filter(|id| network.hold(id).is_none())
+            .filter(|id| !network.is_placed_cache(id))
             .collect();
         let movies: Vec<MovieFacts> = videos
             .iter()

@@ -172,11 +172,10 @@ async fn log_in(
     // The session is kept: logged in again before it expires and on a 401, so an app left
     // open for days keeps working without asking for the password again.
     let password = credentials.password.clone();
-    let client = anon
-        .login_kept(credentials)
+    let (client, account) = anon
+        .login_kept_as(credentials)
         .await
         .map_err(|e| describe(&e))?;
-    let account = client.me().await.map_err(|e| describe(&e))?;
     Ok(LoggedIn {
         tracker,
         client,
