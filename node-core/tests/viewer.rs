@@ -114,6 +114,8 @@ async fn liars_are_blamed_the_dead_skipped_the_slow_raced_and_the_movie_exact() 
             peers.push(Peer {
                 node_id: id.to_string(),
                 addr: server.addr().to_string(),
+                addrs: Vec::new(),
+                fingerprint: None,
                 video: "film".into(),
                 indices: (first..first + 4).collect(),
                 rate: 1_000_000,
@@ -130,6 +132,8 @@ async fn liars_are_blamed_the_dead_skipped_the_slow_raced_and_the_movie_exact() 
     peers.push(Peer {
         node_id: "cache-gone".into(),
         addr: gone_addr,
+        addrs: Vec::new(),
+        fingerprint: None,
         video: "film".into(),
         indices: vec![20, 21, 22, 23],
         rate: 1_000_000,

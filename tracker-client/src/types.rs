@@ -60,6 +60,9 @@ pub enum ErrorCode {
     NotBought,
     /// The account was disabled by the tracker's operator: it cannot log in.
     AccountDisabled,
+    /// A public tracker does not accept this advertised address (loopback, private,
+    /// link-local, multicast, or not where the node connects from).
+    AddressRefused,
     /// The tracker failed; the message says how. Never expected.
     Internal,
     /// A code this build does not know (from a newer tracker, or an HTTP status name when
@@ -69,7 +72,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code this build knows, for tests and documentation.
-    pub const KNOWN: [ErrorCode; 13] = [
+    pub const KNOWN: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::TooLarge,
         ErrorCode::Unauthorized,
@@ -82,6 +85,7 @@ impl ErrorCode {
         ErrorCode::InsufficientPoints,
         ErrorCode::NotBought,
         ErrorCode::AccountDisabled,
+        ErrorCode::AddressRefused,
         ErrorCode::Internal,
     ];
 
@@ -100,6 +104,7 @@ impl ErrorCode {
             ErrorCode::InsufficientPoints => "insufficient_points",
             ErrorCode::NotBought => "not_bought",
             ErrorCode::AccountDisabled => "account_disabled",
+            ErrorCode::AddressRefused => "address_refused",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown(code) => code,
         }
@@ -327,6 +332,14 @@ pub struct NodeRegistration {
     /// Storage budget, bytes.
     #[serde(default)]
     pub storage_bytes: u64,
+    /// More addresses it serves on (`host:port`, e.g. its global IPv6 beside a mapped IPv4),
+    /// tried after `advertise`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<String>,
+    /// SHA-256 of its FTPS certificate (lowercase hex), which the tracker publishes with it so
+    /// that viewers pin it; `None` when it serves plain FTP (loopback, demo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 impl NodeRegistration {
@@ -338,6 +351,8 @@ impl NodeRegistration {
             advertise: String::new(),
             upload_bps: 0,
             storage_bytes: 0,
+            addrs: Vec::new(),
+            fingerprint: None,
         }
     }
 
@@ -354,7 +369,16 @@ impl NodeRegistration {
             advertise: advertise.into(),
             upload_bps,
             storage_bytes,
+            addrs: Vec::new(),
+            fingerprint: None,
         }
+    }
+
+    /// Every address it serves on: `advertise` first, then `addrs`.
+    pub fn all_addrs(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.advertise.as_str())
+            .chain(self.addrs.iter().map(String::as_str))
+            .filter(|a| !a.is_empty())
     }
 }
 
@@ -368,6 +392,62 @@ pub struct NodeRegistered {
     pub heartbeat_secs: u64,
     /// Silence after which the node is dropped, seconds.
     pub timeout_secs: u64,
+    /// The IP address the tracker saw this registration come from: a node behind NAT learns
+    /// its public IPv4 here. Empty from an older tracker.
+    #[serde(default)]
+    pub seen_from: String,
+    /// For a cache: whether the tracker could reach it, as far as it has checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<Reach>,
+}
+
+/// Whether the tracker could connect back to a cache at its advertised addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Reach {
+    pub state: ReachState,
+    /// The address of the last probe (`host:port`), the one that worked when reachable.
+    pub addr: String,
+    /// Why it failed, when unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReachFailure>,
+    /// The failure in words (the error the probe got), empty when reachable.
+    #[serde(default)]
+    pub detail: String,
+    /// When the last probe ended, seconds since the Unix epoch (0 before the first).
+    pub checked_at: u64,
+}
+
+/// Where a cache stands with the tracker's reachability probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReachState {
+    /// Not probed yet: it is neither placed nor given to viewers until it is.
+    Unchecked,
+    /// The FTP greeting and a ticketed log-in worked.
+    Reachable,
+    /// The probe failed; `reason` says how.
+    Unreachable,
+}
+
+/// How a reachability probe failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReachFailure {
+    /// The connection was refused: nothing listens there (port not forwarded).
+    Refused,
+    /// No answer in time: a firewall or NAT drops it.
+    TimedOut,
+    /// No route to that address.
+    NoRoute,
+    /// Something answered that is not a Rivulet cache.
+    WrongGreeting,
+    /// A Rivulet cache answered but refused the tracker's ticket (another node's address?).
+    LoginRefused,
+    /// The TLS handshake failed or the certificate is not the fingerprint it registered.
+    Tls,
 }
 
 /// Chunk indices of one movie a cache holds (for every segment).
@@ -452,6 +532,15 @@ pub struct NodeInfo {
     pub holdings: Vec<Holding>,
     /// Seconds since the Unix epoch.
     pub last_seen: u64,
+    /// More addresses it serves on, after `advertise`.
+    #[serde(default)]
+    pub addrs: Vec<String>,
+    /// SHA-256 of its FTPS certificate, when it serves FTPS.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// For a cache: what the reachability probe found.
+    #[serde(default)]
+    pub reach: Option<Reach>,
 }
 
 /// Where and how to reach the origin.
@@ -463,6 +552,17 @@ pub struct OriginInfo {
     /// The tracker's Ed25519 public key (hex) that signs FTP tickets; fetch once, verify
     /// offline.
     pub ticket_key: String,
+    /// SHA-256 of the origin's FTPS certificate (lowercase hex), to pin; `None` when the
+    /// origin serves plain FTP (loopback, demo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The IP address this request came from, as the tracker saw it (a node behind NAT
+    /// learns its public IPv4 here before it registers). Empty from an older tracker.
+    #[serde(default)]
+    pub seen_from: String,
+    /// Whether the tracker is public: it refuses loopback, private and foreign addresses.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// A request for an FTP ticket.
@@ -614,6 +714,12 @@ pub struct Peer {
     pub node_id: String,
     /// Its FTP address (`host:port`) as it advertised it.
     pub addr: String,
+    /// More addresses it serves on (the other IP family), tried after `addr`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<String>,
+    /// SHA-256 of its FTPS certificate (lowercase hex): the viewer refuses any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     pub video: String,
     /// The chunk indices it holds complete, for every segment.
     pub indices: Vec<u16>,
@@ -655,6 +761,9 @@ pub struct HeartbeatReply {
     /// has, chunks that failed its spot-check); the cache drops them and goes on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Holding>,
+    /// For a cache: whether the tracker could reach it, as far as it has checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<Reach>,
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ pub(crate) const BYTES_CEILING: i64 = 1 << 62;
 pub enum NodeError {
     #[error("{0}")]
     Invalid(String),
+    /// A public tracker does not accept the advertised address (see `ErrorCode::AddressRefused`).
+    #[error("{0}")]
+    AddressRefused(String),
     #[error("unknown node {0:?}: register again")]
     Unknown(String),
     #[error("database: {0}")]
@@ -69,6 +72,31 @@ fn check_host_port(what: &str, s: &str) -> Result<(), NodeError> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
     if port == 0 || !host_ok {
         return Err(bad());
+    }
+    Ok(())
+}
+
+/// The most further addresses a node may list beside its advertised one.
+pub const MAX_EXTRA_ADDRS: usize = 4;
+
+/// Checks a node's further addresses and certificate fingerprint.
+fn check_addrs_and_fingerprint(reg: &NodeRegistration) -> Result<(), NodeError> {
+    if reg.addrs.len() > MAX_EXTRA_ADDRS {
+        return Err(NodeError::Invalid(format!(
+            "{} further addresses; at most {MAX_EXTRA_ADDRS}",
+            reg.addrs.len()
+        )));
+    }
+    for a in &reg.addrs {
+        check_host_port("further address", a)?;
+    }
+    if let Some(fp) = &reg.fingerprint {
+        let hex_ok = fp.len() == 64 && fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !hex_ok {
+            return Err(NodeError::Invalid(format!(
+                "certificate fingerprint {fp:?} is not 64 lowercase hex digits (SHA-256)"
+            )));
+        }
     }
     Ok(())
 }
@@ -111,6 +139,7 @@ pub async fn register(
             }
         }
     }
+    check_addrs_and_fingerprint(reg)?;
     // Declared limits are capped: nobody uploads above 10 Gbit/s from home.
     let upload = to_i64("upload_bps", reg.upload_bps)?.min(MAX_UPLOAD_BPS as i64);
     let storage = to_i64("storage_bytes", reg.storage_bytes)?.min(MAX_STORAGE_BYTES as i64);
@@ -127,8 +156,8 @@ pub async fn register(
         .await?;
     sqlx::query(
         "INSERT INTO nodes (id, account_id, kind, bind_addr, advertise_addr, upload_bps, storage_bytes,
-                            registered_ms, last_seen_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                            registered_ms, last_seen_ms, addrs, fingerprint)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)",
     )
     .bind(&id)
     .bind(account_id)
@@ -138,6 +167,8 @@ pub async fn register(
     .bind(upload)
     .bind(storage)
     .bind(now)
+    .bind(serde_json::to_string(&reg.addrs).unwrap_or_else(|_| "[]".into()))
+    .bind(&reg.fingerprint)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -370,6 +401,9 @@ pub async fn list(db: &SqlitePool, account_id: Option<i64>) -> Result<Vec<NodeIn
             watching: r.get("watching"),
             holdings: serde_json::from_str(r.get("holdings")).unwrap_or_default(),
             last_seen: u64::try_from(r.get::<i64, _>("last_seen_ms") / 1000).unwrap_or(0),
+            addrs: serde_json::from_str(r.get("addrs")).unwrap_or_default(),
+            fingerprint: r.get("fingerprint"),
+            reach: None,
         })
         .collect())
 }

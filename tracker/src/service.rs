@@ -302,6 +302,8 @@ impl Tracker<'_> {
             node_id,
             heartbeat_secs: (timeout_secs / 3).max(1),
             timeout_secs,
+            seen_from: String::new(),
+            reach: None,
         })
     }
 
@@ -382,6 +384,8 @@ impl Tracker<'_> {
                 Peer {
                     node_id: cache.node_id,
                     addr: cache.advertise,
+                    addrs: cache.addrs,
+                    fingerprint: cache.fingerprint,
                     video: video.to_owned(),
                     indices,
                     rate: rate as u64,
@@ -407,6 +411,9 @@ impl Tracker<'_> {
         OriginInfo {
             ftp: self.state.origin_ftp.clone(),
             ticket_key: self.state.signer.public_key().to_hex(),
+            fingerprint: None,
+            seen_from: String::new(),
+            public: false,
         }
     }
 

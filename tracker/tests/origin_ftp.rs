@@ -232,6 +232,8 @@ async fn tickets_follow_the_rules() {
         advertise: "127.0.0.1:2999".into(),
         upload_bps: 0,
         storage_bytes: 0,
+        addrs: Vec::new(),
+        fingerprint: None,
     };
     let cache = c.register_node(&cache).await.unwrap().node_id;
     assert_eq!(

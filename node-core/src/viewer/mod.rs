@@ -809,6 +809,8 @@ mod tests {
             node_id: "viewer-new".into(),
             heartbeat_secs: 1,
             timeout_secs: 3,
+            seen_from: "127.0.0.1".into(),
+            reach: None,
         })
     }
 

@@ -95,6 +95,9 @@ impl From<NodeError> for ApiError {
         let message = e.to_string();
         match e {
             NodeError::Invalid(_) => ApiError::bad_request(message),
+            NodeError::AddressRefused(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::AddressRefused, message)
+            }
             NodeError::Unknown(_) => ApiError::not_found(message),
             NodeError::Db(_) => ApiError::internal(message),
         }
