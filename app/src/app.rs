@@ -250,9 +250,21 @@ impl App {
             username: done.account.username.clone(),
             password: done.password.clone(),
         };
-        CacheOptions::new(done.tracker.clone(), credentials, dir, key_path)
+        let options = CacheOptions::new(done.tracker.clone(), credentials, dir, key_path)
             .storage_bytes(self.settings.storage_bytes())
-            .upload_bps(self.settings.upload_bps())
+            .upload_bps(self.settings.upload_bps());
+        // A tracker on this machine (the demo, tests) gets a cache on this machine; any
+        // other is served on every interface, on the port the user forwards.
+        if tracker_is_local(&done.tracker) {
+            options
+        } else {
+            options
+                .listen(std::net::SocketAddr::from((
+                    std::net::Ipv6Addr::UNSPECIFIED,
+                    self.settings.listen_port,
+                )))
+                .passive_ports(rivulet_node_core::net::DEFAULT_PASSIVE_PORTS)
+        }
     }
 
     fn start_cache(&mut self, done: &login::LoggedIn) {
@@ -745,6 +757,20 @@ fn legacy_name(s: &str) -> String {
     format!("{:016x}", h.finish())
 }
 
+/// Whether the tracker at `url` runs on this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn tracker_is_local(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The store key of the custom cache folder `dir`, beside `default_key`. A key an older
 /// build wrote under its unstable name is renamed to the stable one once, so the store it
 /// encrypts is not orphaned.
@@ -770,6 +796,26 @@ fn custom_store_key(default_key: &std::path::Path, dir: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tracker_on_this_machine_is_told_from_others() {
+        for local in [
+            "http://127.0.0.1:7878",
+            "http://localhost:7878/",
+            "https://[::1]:8443",
+            "http://127.0.0.2",
+        ] {
+            assert!(tracker_is_local(local), "{local}");
+        }
+        for remote in [
+            "https://tracker.example",
+            "http://192.168.1.10:7878",
+            "http://[2a00::1]:7878",
+            "http://localhost.example:7878",
+        ] {
+            assert!(!tracker_is_local(remote), "{remote}");
+        }
+    }
 
     #[test]
     fn folder_names_are_stable() {

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use rivulet_node_core::cache::{DEFAULT_STORAGE_BYTES, DEFAULT_UPLOAD_BPS};
 use serde::{Deserialize, Serialize};
 
+/// The lowest cache port offered (ports below need root).
+pub const MIN_LISTEN_PORT: u16 = 1024;
+
 /// Where the tracker is when nothing else is said.
 pub const DEFAULT_TRACKER: &str = "http://127.0.0.1:7878";
 
@@ -55,6 +58,9 @@ pub struct Settings {
     pub cache_dir: Option<PathBuf>,
     /// Whether the user asked to be remembered.
     pub remember: bool,
+    /// The cache's FTP control port (1024–65535), the one to forward on a router; the
+    /// passive ports follow it ([`rivulet_node_core::net::DEFAULT_PASSIVE_PORTS`]).
+    pub listen_port: u16,
 }
 
 impl Default for Settings {
@@ -66,6 +72,7 @@ impl Default for Settings {
             upload: Limit::default(),
             cache_dir: None,
             remember: false,
+            listen_port: rivulet_node_core::net::DEFAULT_PORT,
         }
     }
 }
@@ -77,6 +84,17 @@ impl Settings {
 
     pub fn upload_bps(&self) -> u64 {
         self.upload.resolve(DEFAULT_UPLOAD_BPS)
+    }
+
+    /// Checks a listen port: 1024–65535 (ports below need root).
+    pub fn check_listen_port(port: u16) -> Result<u16, String> {
+        if port >= MIN_LISTEN_PORT {
+            Ok(port)
+        } else {
+            Err(format!(
+                "The cache port must be from {MIN_LISTEN_PORT} to 65535, not {port}."
+            ))
+        }
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -138,9 +156,10 @@ impl Settings {
         let mut bad = Vec::new();
         for (name, value) in fields {
             let before = merged.insert(name.clone(), value);
-            if serde_json::from_value::<Settings>(serde_json::Value::Object(merged.clone()))
-                .is_err()
-            {
+            let parsed =
+                serde_json::from_value::<Settings>(serde_json::Value::Object(merged.clone()));
+            let fits = parsed.is_ok_and(|s| Settings::check_listen_port(s.listen_port).is_ok());
+            if !fits {
                 match before {
                     Some(v) => merged.insert(name.clone(), v),
                     None => merged.remove(&name),
@@ -213,7 +232,22 @@ mod tests {
         assert_eq!(s.storage, Limit::default());
         let warning = warning.unwrap();
         assert!(warning.contains("`storage`"), "{warning}");
+        assert_eq!(s.listen_port, rivulet_node_core::net::DEFAULT_PORT);
         assert!(!warning.contains("`upload`"), "{warning}");
+    }
+
+    #[test]
+    fn a_listen_port_below_1024_is_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(&path, br#"{"tracker":"http://t:1","listen_port":80}"#).unwrap();
+        let (s, warning) = Settings::load(&path);
+        assert_eq!(s.listen_port, rivulet_node_core::net::DEFAULT_PORT);
+        assert!(warning.unwrap().contains("`listen_port`"));
+        std::fs::write(&path, br#"{"listen_port":9000}"#).unwrap();
+        assert_eq!(Settings::load(&path).0.listen_port, 9000);
+        assert!(Settings::check_listen_port(1023).is_err());
+        assert!(Settings::check_listen_port(1024).is_ok());
     }
 
     #[test]

@@ -76,9 +76,14 @@ pub enum NodeCommand {
         /// Download budget from the origin (a multiplier scales 10 Mbit/s).
         #[arg(long, default_value = "40Mbit", value_parser = rate_arg)]
         download: u64,
-        /// Where the FTP server binds (use 0.0.0.0:PORT or [::]:PORT to serve other hosts).
-        #[arg(long, default_value = "127.0.0.1:0")]
+        /// Where the FTP server binds: [::]:PORT is every interface, IPv6 and IPv4 (IPv4
+        /// only where IPv6 is off); 127.0.0.1:0 keeps it on this machine.
+        #[arg(long, default_value = "[::]:7880")]
         listen: std::net::SocketAddr,
+        /// The passive (data) ports, to forward on a router beside the control port.
+        #[arg(long, value_name = "A-B", default_value = "7881-7912",
+              value_parser = crate::net::parse_port_range)]
+        passive_ports: std::ops::RangeInclusive<u16>,
         /// The host (or host:port) viewers dial, when it differs from the bound address.
         #[arg(long)]
         advertise: Option<String>,

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod env;
 pub mod format;
 pub mod headless;
+pub mod net;
 pub mod paths;
 pub mod peer;
 pub mod task;

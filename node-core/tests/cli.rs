@@ -68,6 +68,10 @@ fn bad_input_is_one_line_and_a_failure() {
                 cache(&["--listen", "localhost"], &cache_dir, &key),
                 "--listen",
             ),
+            (
+                cache(&["--passive-ports", "9-20"], &cache_dir, &key),
+                "1024 or above",
+            ),
             (cache(&[], &cache_dir, &key), "unreachable"),
             (cache(&[], &blocked, &key), "a-file"),
             (cache(&[], &cache_dir, &beside), "must not live inside"),

@@ -26,6 +26,7 @@ impl Drop for Reaped {
 fn cache_command(url: &str, dir: &Path, key: &Path) -> Command {
     let mut cmd = Command::new(node_binary());
     cmd.args(["cache", "--tracker", url, "--user", "owner"])
+        .args(["--listen", "127.0.0.1:0"])
         .args(["--size", "50MB", "--dir"])
         .arg(dir)
         .arg("--key")

@@ -262,6 +262,7 @@ fn spawn_cache(net: &LocalNetwork, owner: &str) -> CacheProcess {
     let (child, line) = spawn_reading_line(
         Command::new(node_binary())
             .args(["cache", "--tracker", &net.url(), "--user", owner])
+            .args(["--listen", "127.0.0.1:0"])
             .args([
                 "--size",
                 "100MB",

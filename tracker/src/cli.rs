@@ -231,6 +231,15 @@ pub struct ServeArgs {
     /// The origin's upload cap per FTP connection, in bits per second [default: 0, none].
     #[arg(long, value_name = "BITS_PER_SEC")]
     pub origin_connection_bps: Option<u64>,
+    /// A tracker on the internet: caches must advertise public IP addresses, an IPv4 the
+    /// one they connect from (loopback, private, link-local and foreign addresses get 400).
+    #[arg(long)]
+    #[serde(default)]
+    pub public: bool,
+    /// Seconds between two reachability probes of one cache [default: 60].
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_NODE_TIMEOUT_SECS))]
+    pub reach_every: Option<u64>,
 }
 
 /// The most points a new account may start with.
@@ -282,6 +291,8 @@ impl ServeArgs {
             trusted_proxy: self.trusted_proxy.or(file.trusted_proxy),
             origin_upload_bps: self.origin_upload_bps.or(file.origin_upload_bps),
             origin_connection_bps: self.origin_connection_bps.or(file.origin_connection_bps),
+            public: self.public || file.public,
+            reach_every: self.reach_every.or(file.reach_every),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod ops;
 pub mod origin_ftp;
 pub mod placement;
 pub mod proof;
+pub mod reach;
 pub mod sample;
 pub mod server;
 pub mod service;

@@ -55,6 +55,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.trusted_proxy = args.trusted_proxy;
             config.origin_upload_bps = args.origin_upload_bps.unwrap_or(0);
             config.origin_connection_bps = args.origin_connection_bps.unwrap_or(0);
+            config.public = args.public;
+            config.reach_every = args
+                .reach_every
+                .map_or(defaults.reach_every, std::time::Duration::from_secs);
             serve(config)
         }
         Command::Account {

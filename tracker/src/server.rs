@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rivulet_node_core::peer::chunk_server::ServedBytes;
 use rivulet_node_core::task::{Every, Tasks};
+use rivulet_tracker_client::NodeKind;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,7 @@ use crate::ops::{self, ServeLock};
 use crate::origin_ftp;
 use crate::placement::{MovieFacts, Network};
 use crate::proof::{self, Proofs};
+use crate::reach::{self, ReachConfig, Reachability};
 use crate::settings::{self, Settings};
 use crate::tickets;
 
@@ -60,6 +62,14 @@ pub struct ServeConfig {
     pub origin_upload_bps: u64,
     /// The origin's upload cap per FTP connection, bits per second (0: none).
     pub origin_connection_bps: u64,
+    /// A public tracker (`serve --public`): caches' advertised addresses must be public IPs,
+    /// an IPv4 the one the registration came from; a LAN or demo tracker takes any.
+    pub public: bool,
+    /// Caches the reachability probe has not found reachable are neither placed nor given to
+    /// viewers (tests that register caches at addresses nobody serves turn it off).
+    pub require_reach: bool,
+    /// Time between two reachability probes of one cache.
+    pub reach_every: Duration,
 }
 
 impl ServeConfig {
@@ -84,6 +94,9 @@ impl ServeConfig {
             trusted_proxy: None,
             origin_upload_bps: 0,
             origin_connection_bps: 0,
+            public: false,
+            require_reach: true,
+            reach_every: Duration::from_secs(60),
         }
     }
 
@@ -168,6 +181,7 @@ async fn place_periodically(
     catalogue: Arc<CatalogueCache>,
     network: Arc<Network>,
     proofs: Arc<Proofs>,
+    reachable: Arc<Reachability>,
     every: Duration,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
@@ -191,6 +205,8 @@ async fn place_periodically(
                 continue;
             }
         };
+        // A cache nobody could reach is not placed (reach.rs).
+        live.retain(|n| n.kind != NodeKind::Cache || reachable.allows(&n.node_id));
         let videos = catalogue.all().await;
         // Holdings count only as far as the tracker knows them (proof.rs).
         let segments: HashMap<String, u32> = videos
@@ -281,6 +297,7 @@ impl Server {
         ftp.set_connection_cap(config.origin_connection_bps);
         let tasks = Tasks::new();
         let network = Arc::new(Network::default());
+        let reachable = Arc::new(Reachability::new(config.require_reach));
         let proofs = Arc::new(Proofs::default());
         // The origin logs what it sends: what caches fetched is what they can be trusted
         // to hold.
@@ -307,6 +324,8 @@ impl Server {
             signup_limiter: Arc::new(LoginLimiter::new(config.signup_limits)),
             settings,
             node_timeout: config.node_timeout,
+            reach: reachable.clone(),
+            public: config.public,
         };
         tasks.spawn(
             "placement",
@@ -315,6 +334,7 @@ impl Server {
                 state.catalogue.clone(),
                 network.clone(),
                 proofs.clone(),
+                reachable.clone(),
                 config.placement_interval,
                 tasks.token(),
             ),
@@ -331,6 +351,20 @@ impl Server {
                 state.signer.clone(),
                 state.catalogue.clone(),
                 addresses,
+                tasks.token(),
+            ),
+        );
+        tasks.spawn(
+            "reachability",
+            reach::run(
+                reachable,
+                db.read.clone(),
+                state.signer.clone(),
+                ReachConfig {
+                    require: config.require_reach,
+                    every: config.reach_every,
+                    ..ReachConfig::default()
+                },
                 tasks.token(),
             ),
         );
@@ -460,8 +494,8 @@ mod tests {
             .unwrap()
             .unwrap();
         // http, origin-ftp, origin-counters, placement, proofs, node-expiry,
-        // heartbeat-writer, settings-reload, transfer-rollup.
-        assert_eq!(server.tasks().len(), 9);
+        // heartbeat-writer, settings-reload, transfer-rollup, reachability.
+        assert_eq!(server.tasks().len(), 10);
         tokio::time::timeout(Duration::from_secs(30), server.shutdown())
             .await
             .unwrap()

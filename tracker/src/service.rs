@@ -290,20 +290,29 @@ impl Tracker<'_> {
 
     // ---- nodes ----
 
-    /// Registers one of the caller's nodes.
+    /// Registers one of the caller's nodes, whose request came from `seen_from`. A public
+    /// tracker refuses a cache's addresses that are not public or (IPv4) not `seen_from`.
     pub async fn register_node(
         &self,
         caller: &Caller,
         reg: &NodeRegistration,
+        seen_from: IpAddr,
     ) -> TrackerResult<NodeRegistered> {
+        if self.state.public && reg.kind == NodeKind::Cache {
+            crate::reach::check_public_addrs(reg.all_addrs(), seen_from)?;
+        }
         let node_id = nodes::register(&self.state.db.write, caller.account_id, reg).await?;
+        let reach = (reg.kind == NodeKind::Cache).then(|| {
+            self.state.reach.registered(&node_id);
+            self.state.reach.reach(&node_id)
+        });
         let timeout_secs = self.state.node_timeout.as_secs().max(1);
         Ok(NodeRegistered {
             node_id,
             heartbeat_secs: (timeout_secs / 3).max(1),
             timeout_secs,
-            seen_from: String::new(),
-            reach: None,
+            seen_from: seen_from.to_canonical().to_string(),
+            reach: reach.flatten(),
         })
     }
 
@@ -332,12 +341,16 @@ impl Tracker<'_> {
                 reply.hold = hold;
                 reply.placed = true;
             }
-            // A cache fetches from the origin only the indices it is to hold.
-            reply.origin = reply
-                .hold
-                .iter()
-                .map(|h| self.origin_ticket(id, &h.video, Some(h.indices.clone())))
-                .collect();
+            reply.reach = state.reach.reach(id.as_str());
+            // A cache fetches from the origin only the indices it is to hold, and only once
+            // the tracker could reach it (reach.rs).
+            if state.reach.allows(id.as_str()) {
+                reply.origin = reply
+                    .hold
+                    .iter()
+                    .map(|h| self.origin_ticket(id, &h.video, Some(h.indices.clone())))
+                    .collect();
+            }
         } else if let Some(video) = watching
             && accounts::owns(&state.db.read, caller.account_id, &video).await?
         {
@@ -379,6 +392,7 @@ impl Tracker<'_> {
             .network
             .peers(viewer.as_str(), video)
             .into_iter()
+            .filter(|(cache, _, _)| self.state.reach.allows(&cache.node_id))
             .map(|(cache, indices, rate)| {
                 let (ticket, expires_at) = self.sign(viewer, &cache.node_id, video, None);
                 Peer {
@@ -403,17 +417,20 @@ impl Tracker<'_> {
 
     /// The caller's live nodes.
     pub async fn my_nodes(&self, caller: &Caller) -> TrackerResult<Vec<NodeInfo>> {
-        Ok(nodes::list(&self.state.db.read, Some(caller.account_id)).await?)
+        let mut mine = nodes::list(&self.state.db.read, Some(caller.account_id)).await?;
+        self.state.reach.fill(&mut mine);
+        Ok(mine)
     }
 
-    /// The origin's FTP address and the ticket key.
-    pub fn origin(&self) -> OriginInfo {
+    /// The origin's FTP address and the ticket key, with the address the request came
+    /// from (`seen_from`: a node behind NAT learns its public IPv4 here).
+    pub fn origin(&self, seen_from: IpAddr) -> OriginInfo {
         OriginInfo {
             ftp: self.state.origin_ftp.clone(),
             ticket_key: self.state.signer.public_key().to_hex(),
             fingerprint: None,
-            seen_from: String::new(),
-            public: false,
+            seen_from: seen_from.to_canonical().to_string(),
+            public: self.state.public,
         }
     }
 
@@ -458,7 +475,9 @@ impl Tracker<'_> {
     /// Every live node (administrators only).
     pub async fn admin_nodes(&self, caller: &Caller) -> TrackerResult<Vec<NodeInfo>> {
         Self::admin_only(caller)?;
-        Ok(nodes::list(&self.state.db.read, None).await?)
+        let mut live = nodes::list(&self.state.db.read, None).await?;
+        self.state.reach.fill(&mut live);
+        Ok(live)
     }
 
     /// Every movie with its viewers, holders and purchases now (administrators only).

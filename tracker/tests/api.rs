@@ -31,6 +31,8 @@ impl Tracker {
         let net = LocalNetwork::temp()
             .movies(movies)
             .initial_points(100)
+            // Caches here register at addresses nobody serves (tests/reach.rs probes real ones).
+            .configure(|c| c.require_reach = false)
             .configure(tune)
             .start()
             .await

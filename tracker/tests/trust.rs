@@ -34,6 +34,8 @@ impl Net {
             .initial_points(100)
             .bytes_per_point(BYTES_PER_POINT)
             .placement_interval(Duration::from_millis(100))
+            // Caches here register at addresses nobody serves (tests/reach.rs probes real ones).
+            .configure(|c| c.require_reach = false)
             .start()
             .await
             .unwrap();

@@ -20,6 +20,8 @@ pub struct State {
     /// Custom upload in Mbit/s, as typed.
     pub upload_text: String,
     pub cache_dir_text: String,
+    /// The cache port, as typed.
+    pub port_text: String,
     pub error: Option<String>,
     /// What the running cache reports.
     pub cache: Option<CacheStatus>,
@@ -37,6 +39,8 @@ pub enum Message {
     /// Custom upload in Mbit/s, as typed.
     UploadCustom(String),
     CacheDir(String),
+    /// The cache port, as typed.
+    ListenPort(String),
     /// Check the draft and hand it to the app.
     Apply,
     /// Remove the remembered password from the OS keyring.
@@ -72,6 +76,7 @@ impl State {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            port_text: settings.listen_port.to_string(),
             error: None,
             cache,
         }
@@ -91,6 +96,7 @@ impl State {
             }
             Message::UploadCustom(s) => self.upload_text = s,
             Message::CacheDir(s) => self.cache_dir_text = s,
+            Message::ListenPort(s) => self.port_text = s,
             Message::Apply => match self.checked() {
                 Ok(settings) => {
                     self.error = None;
@@ -124,6 +130,11 @@ impl State {
             let mbit = positive(&self.upload_text, "upload in Mbit/s")?;
             s.upload = Limit::Custom((mbit * 1e6) as u64);
         }
+        let port = self.port_text.trim();
+        s.listen_port = port
+            .parse::<u16>()
+            .map_err(|_| format!("The cache port must be a number from 1024 to 65535, not {port:?}."))
+            .and_then(Settings::check_listen_port)?;
         let dir = self.cache_dir_text.trim();
         s.cache_dir = if dir.is_empty() {
             None
@@ -174,6 +185,15 @@ impl State {
             )
             .on_input(Message::CacheDir)
             .padding(6),
+            text(format!(
+                "Cache port (TCP; forward it and {}–{} on your router)",
+                rivulet_node_core::net::DEFAULT_PASSIVE_PORTS.start(),
+                rivulet_node_core::net::DEFAULT_PASSIVE_PORTS.end()
+            )),
+            text_input("7880", &self.port_text)
+                .on_input(Message::ListenPort)
+                .width(90)
+                .padding(6),
             row![
                 button("Apply").on_press(Message::Apply),
                 button("Close")
@@ -204,6 +224,7 @@ impl State {
                     .map(|p| format!(" · problem: {p}"))
                     .unwrap_or_default()
             )));
+            pane = pane.push(text(c.reach_line()));
         }
         container(pane)
             .width(360)

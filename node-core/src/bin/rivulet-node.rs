@@ -42,6 +42,7 @@ async fn run(cli: NodeCli) -> anyhow::Result<()> {
             upload,
             download,
             listen,
+            passive_ports,
             advertise,
             dir,
             key,
@@ -64,6 +65,7 @@ async fn run(cli: NodeCli) -> anyhow::Result<()> {
             .upload_bps(upload)
             .download_bps(download)
             .listen(listen)
+            .passive_ports(passive_ports)
             .advertise(advertise);
             let cache = Cache::start(options).await?;
             let status = cache.status().borrow().clone();

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rivulet_tracker_client::{
     ClientError, Credentials, ErrorCode, Heartbeat, HeartbeatOutbox, HeartbeatReply, Holding,
-    NodeRegistration, PeerBytes, TrackerClient,
+    NodeRegistration, PeerBytes, Reach, ReachState, TrackerClient,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::format::Manifest;
 use crate::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer, RateCap, ServedBytes};
 use crate::peer::ftp::{ChunkSession, MAX_BATCH};
+use crate::peer::limits::ServerLimits;
 use crate::task::Tasks;
 use crate::ticket::TicketKey;
 use lock::{FolderLock, FolderLockError};
@@ -51,6 +52,9 @@ pub struct CacheOptions {
     pub listen: SocketAddr,
     /// The host (or host:port) viewers should dial, when it differs from the bound address.
     pub advertise: Option<String>,
+    /// The passive (data) ports, first and last, to forward on a router beside the control
+    /// port; [`crate::net::DEFAULT_PASSIVE_PORTS`] for a cache on a real network.
+    pub passive_ports: (u16, u16),
     /// The cache folder; the store lives hidden inside it.
     pub dir: PathBuf,
     /// The store key, outside the cache folder.
@@ -76,6 +80,7 @@ impl CacheOptions {
             download_bps: 0,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
+            passive_ports: ServerLimits::default().passive_ports,
             dir: dir.into(),
             key_path: key_path.into(),
         }
@@ -108,6 +113,12 @@ impl CacheOptions {
     /// The host (or host:port) viewers should dial.
     pub fn advertise(mut self, host: Option<String>) -> CacheOptions {
         self.advertise = host;
+        self
+    }
+
+    /// The passive (data) port range.
+    pub fn passive_ports(mut self, ports: std::ops::RangeInclusive<u16>) -> CacheOptions {
+        self.passive_ports = (*ports.start(), *ports.end());
         self
     }
 }
@@ -166,6 +177,40 @@ pub struct CacheStatus {
     pub distinct_sent_bytes: u64,
     /// The last problem talking to the tracker or the origin, if it persists.
     pub problem: Option<String>,
+    /// What the tracker's reachability probe last found (`None`: an older tracker, or no
+    /// answer yet).
+    pub reach: Option<Reach>,
+    /// The FTP control port it listens on (to forward on a router).
+    pub listen_port: u16,
+    /// The passive (data) ports, first and last (to forward beside the control port).
+    pub passive_ports: (u16, u16),
+}
+
+impl CacheStatus {
+    /// Whether the tracker found it unreachable (then it is neither placed nor given to
+    /// viewers, and fetches nothing from the origin).
+    pub fn unreachable(&self) -> bool {
+        self.reach
+            .as_ref()
+            .is_some_and(|r| r.state == ReachState::Unreachable)
+    }
+
+    /// One line for the user: where the cache is reachable, or what to forward.
+    pub fn reach_line(&self) -> String {
+        let (a, b) = self.passive_ports;
+        match &self.reach {
+            Some(r) if r.state == ReachState::Reachable => {
+                format!("Your cache is reachable at {}.", r.addr)
+            }
+            Some(r) if r.state == ReachState::Unreachable => format!(
+                "Your cache is not reachable from the internet ({}). Forward TCP port {} and \
+                 {a}–{b} to this computer, or enable UPnP on your router.",
+                r.detail, self.listen_port
+            ),
+            Some(_) => "The tracker is checking whether your cache can be reached.".to_owned(),
+            None => "The tracker has not said whether your cache can be reached.".to_owned(),
+        }
+    }
 }
 
 /// Serves the store's chunks.
@@ -251,20 +296,34 @@ impl Cache {
         let origin = client.origin().await.map_err(CacheError::Origin)?;
         let key = TicketKey::from_hex(&origin.ticket_key)
             .map_err(|e| CacheError::TicketKey(e.to_string()))?;
-        let server = ChunkServer::start(
+        let server_limits = ServerLimits {
+            passive_ports: options.passive_ports,
+            ..ServerLimits::default()
+        };
+        let server = ChunkServer::start_with_limits(
             options.listen,
             "",
             key,
             Arc::new(StoreProvider(store.clone())),
             options.upload_bps,
+            server_limits,
         )
         .await
         .map_err(|source| CacheError::Listen {
             addr: options.listen,
             source,
         })?;
+        // Where the tracker saw this host come from: behind NAT, its public IPv4.
+        let seen_from = origin.seen_from.parse::<std::net::IpAddr>().ok();
+        let mut found = crate::net::advertised_addrs(
+            server.addr(),
+            seen_from,
+            &crate::net::global_ipv6_addrs(),
+        );
+        found.truncate(1 + crate::net::MAX_EXTRA_ADDRS);
+        let extra = found.split_off(1.min(found.len()));
         let addr = match &options.advertise {
-            None => server.addr().to_string(),
+            None => found.first().cloned().unwrap_or_else(|| server.addr().to_string()),
             Some(host) if host.parse::<SocketAddr>().is_ok() => host.clone(),
             Some(host) if host.contains(':') && !host.starts_with('[') => {
                 format!("[{host}]:{}", server.addr().port())
@@ -275,12 +334,15 @@ impl Cache {
             upload_bps: options.upload_bps,
             storage_bytes: options.storage_bytes,
         };
-        let registration = NodeRegistration::cache(
+        let mut registration = NodeRegistration::cache(
             server.addr().to_string(),
             addr.clone(),
             limits.upload_bps.max(1),
             limits.storage_bytes,
         );
+        if options.advertise.is_none() {
+            registration.addrs = extra;
+        }
         let registered = client
             .register_node(&registration)
             .await
@@ -305,6 +367,9 @@ impl Cache {
             addr,
             storage_bytes: limits.storage_bytes,
             upload_bps: limits.upload_bps,
+            reach: registered.reach.clone(),
+            listen_port: server.addr().port(),
+            passive_ports: options.passive_ports,
             ..CacheStatus::default()
         });
         let tasks = Tasks::new();
@@ -453,9 +518,11 @@ impl HeartbeatLoop {
         let node_id = lock(&shared.node_id).clone();
         let result = self.client.heartbeat(&node_id, &heartbeat).await;
         self.outbox.settle(&result);
+        let mut reach = None;
         let problem = match result {
             Ok(reply) => {
                 self.reported_limits = Some(now_limits);
+                reach = reply.reach.clone();
                 apply(
                     &self.client,
                     &shared,
@@ -503,6 +570,9 @@ impl HeartbeatLoop {
             s.fetched_bytes = shared.fetched.load(Ordering::Relaxed);
             s.distinct_sent_bytes = distinct;
             s.problem = problem;
+            if reach.is_some() {
+                s.reach = reach;
+            }
         });
     }
 
@@ -607,10 +677,16 @@ async fn apply(
     reply: HeartbeatReply,
     limits: Limits,
 ) -> Result<(), String> {
+    // A cache nobody can reach does not fetch from the origin (the tracker gives it no
+    // tickets either): what it fetched would serve nobody.
+    let unreachable = reply
+        .reach
+        .as_ref()
+        .is_some_and(|r| r.state == ReachState::Unreachable);
     {
         let mut tickets = lock(&shared.tickets);
         tickets.clear();
-        for t in &reply.origin {
+        for t in reply.origin.iter().filter(|_| !unreachable) {
             tickets.insert(t.video.clone(), t.ticket.clone());
         }
     }

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use unftp_core::auth::{
@@ -766,7 +765,8 @@ impl ChunkServer {
         upload_bps: u64,
         limits: ServerLimits,
     ) -> std::io::Result<ChunkServer> {
-        let listener = TcpListener::bind(bind).await?;
+        // `[::]` listens on IPv6 and IPv4 at once (crate::net::listen).
+        let listener = crate::net::listen(bind)?;
         let addr = listener.local_addr()?;
         let served = Arc::new(ServedBytes::default());
         let cap = Arc::new(RateCap::new(upload_bps));
@@ -820,6 +820,7 @@ impl ChunkServer {
                             login: slot.login_signal(),
                         }))
                         .passive_host(libunftp::options::PassiveHost::FromConnection)
+                        .passive_ports(limits.passive_ports.0..=limits.passive_ports.1)
                         .binder(PassivePorts {
                             limits,
                             session: passive,

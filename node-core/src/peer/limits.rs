@@ -50,6 +50,9 @@ pub struct ServerLimits {
     pub write_timeout: Duration,
     /// How long an urgent transfer's write may wait before it loses its priority.
     pub urgent_stall: Duration,
+    /// The passive (data) ports, first and last: a cache behind a router forwards these
+    /// beside its control port (`crate::net::DEFAULT_PASSIVE_PORTS`).
+    pub passive_ports: (u16, u16),
 }
 
 impl Default for ServerLimits {
@@ -65,6 +68,7 @@ impl Default for ServerLimits {
             passive_without_transfer: 8,
             write_timeout: Duration::from_secs(10),
             urgent_stall: Duration::from_millis(200),
+            passive_ports: (49152, 65535),
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct AppState {
     pub proofs: Arc<crate::proof::Proofs>,
     /// Request counts and latencies.
     pub metrics: Arc<crate::metrics::RequestMetrics>,
+    /// Whether each cache answered the reachability probe.
+    pub reach: Arc<crate::reach::Reachability>,
+    /// A public tracker refuses caches' loopback, private and foreign addresses.
+    pub public: bool,
 }
 
 /// A JSON body whose every rejection (syntax, types, missing fields, size, content type)

@@ -1,7 +1,9 @@
 //! Nodes: register, heartbeat, leave, and the caller's own live nodes.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use rivulet_tracker_client::{
     ErrorBody, Heartbeat, HeartbeatReply, NodeId, NodeInfo, NodeRegistered, NodeRegistration,
@@ -15,10 +17,14 @@ use super::{ApiError, ApiJson, AppState, Authed};
     responses((status = 201, body = NodeRegistered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
+    info: ConnectInfo<SocketAddr>,
     authed: Authed,
     ApiJson(reg): ApiJson<NodeRegistration>,
 ) -> Result<(StatusCode, Json<NodeRegistered>), ApiError> {
-    let registered = state.tracker().register_node(&authed.caller, &reg).await?;
+    let registered = state
+        .tracker()
+        .register_node(&authed.caller, &reg, super::client_ip(&info))
+        .await?;
     Ok((StatusCode::CREATED, Json(registered)))
 }
 
@@ -62,8 +68,11 @@ pub async fn mine(
 
 /// `GET /origin`: the origin's FTP address and the ticket key.
 #[utoipa::path(get, path = "/origin", tag = "nodes", responses((status = 200, body = OriginInfo)))]
-pub async fn origin(State(state): State<AppState>) -> Json<OriginInfo> {
-    Json(state.tracker().origin())
+pub async fn origin(
+    State(state): State<AppState>,
+    info: ConnectInfo<SocketAddr>,
+) -> Json<OriginInfo> {
+    Json(state.tracker().origin(super::client_ip(&info)))
 }
 
 /// `POST /tickets`: a signed, short-lived FTP ticket for one of the caller's nodes.

@@ -9,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use maud::{Markup, html};
-use rivulet_tracker_client::{ErrorCode, Flow, NodeInfo, NodeKind};
+use rivulet_tracker_client::{ErrorCode, Flow, NodeInfo, NodeKind, ReachFailure, ReachState};
 use serde::{Deserialize, Serialize};
 
 use super::chart;
@@ -187,6 +187,31 @@ fn address(n: &NodeInfo) -> Markup {
     }
 }
 
+/// Whether the tracker's probe could reach a cache: yes, no and why, or checking.
+fn reachable(n: &NodeInfo) -> Markup {
+    let why = |r: ReachFailure| match r {
+        ReachFailure::Refused => "refused",
+        ReachFailure::TimedOut => "timed out",
+        ReachFailure::NoRoute => "no route",
+        ReachFailure::WrongGreeting => "not a cache",
+        ReachFailure::LoginRefused => "refused the ticket",
+        ReachFailure::Tls => "TLS",
+    };
+    html! {
+        @if let Some(r) = &n.reach {
+            @match r.state {
+                ReachState::Reachable => { span.reach-yes title=(r.addr) { "yes" } }
+                ReachState::Unreachable => {
+                    span.reach-no title=(r.detail) { "no: " (r.reason.map_or("unknown", why)) }
+                }
+                ReachState::Unchecked => { span.reach-checking { "checking" } }
+            }
+        } @else {
+            "—"
+        }
+    }
+}
+
 /// `GET /admin/nodes`: every live node.
 pub async fn nodes_page(
     State(state): State<AppState>,
@@ -209,7 +234,7 @@ pub async fn nodes_page(
             @else {
                 table #nodes {
                     thead { tr { th { "Node" } th { "Account" } th { "Kind" } th { "Address" }
-                                 th { "Capacity" } th { "Holds" } th { "Watching" } th { "Last seen" } } }
+                                 th { "Reachable" } th { "Capacity" } th { "Holds" } th { "Watching" } th { "Last seen" } } }
                     tbody {
                         @for n in &live {
                             tr data-node=(n.node_id) {
@@ -217,6 +242,7 @@ pub async fn nodes_page(
                                 td { (n.account) }
                                 td { span class={ "kind k-" (kind(n.kind)) } { (kind(n.kind)) } }
                                 td { (address(n)) }
+                                td { (reachable(n)) }
                                 td { (capacity(n)) }
                                 td { (holdings(n)) }
                                 td { (n.watching.as_deref().unwrap_or("—")) }
