@@ -595,6 +595,7 @@ impl LocalNetwork {
             download_bps: spec.download_bps,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
+            passive_ports: rivulet_node_core::peer::limits::ServerLimits::default().passive_ports,
             dir: self.cache_dir(&spec.user),
             key_path: self.path("keys").join(format!("{}.key", spec.user)),
         }
