@@ -169,8 +169,8 @@ pub fn host_port(ip: IpAddr, port: u16) -> String {
 /// The addresses a cache bound to `bound` advertises, first the one to put in
 /// `NodeRegistration::advertise`. A loopback or specific bind advertises itself. An
 /// unspecified bind advertises `seen_from` (what the tracker saw this host as) when that
-/// is a public IP, then the host's global IPv6 addresses; with none of them, the bound
-/// address as the host sees it (loopback), which only a LAN tracker accepts.
+/// is a public IP, then (bound to `[::]`) the host's global IPv6 addresses; with none of
+/// them, `seen_from` as a LAN address, or loopback, which only a LAN tracker accepts.
 pub fn advertised_addrs(bound: SocketAddr, seen_from: Option<IpAddr>, ipv6: &[Ipv6Addr]) -> Vec<String> {
     let port = bound.port();
     if !bound.ip().is_unspecified() {
@@ -182,7 +182,8 @@ pub fn advertised_addrs(bound: SocketAddr, seen_from: Option<IpAddr>, ipv6: &[Ip
     {
         addrs.push(host_port(ip, port));
     }
-    for v6 in ipv6 {
+    // A socket bound to 0.0.0.0 takes no IPv6.
+    for v6 in ipv6.iter().filter(|_| bound.is_ipv6()) {
         let a = host_port(IpAddr::V6(*v6), port);
         if !addrs.contains(&a) {
             addrs.push(a);
@@ -252,6 +253,11 @@ fe800000000000000000000000000001 02 40 20 80     eth0
         assert_eq!(
             advertised_addrs(any, Some("::ffff:192.168.1.5".parse().unwrap()), &[]),
             vec!["192.168.1.5:7880".to_owned()]
+        );
+        let v4_only: SocketAddr = "0.0.0.0:7880".parse().unwrap();
+        assert_eq!(
+            advertised_addrs(v4_only, Some("8.8.8.8".parse().unwrap()), &[v6]),
+            vec!["8.8.8.8:7880".to_owned()]
         );
         let lo: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         assert_eq!(
