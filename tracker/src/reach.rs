@@ -134,7 +134,11 @@ impl Reachability {
     /// out the ones due for a probe with their addresses.
     fn due(&self, live: &[NodeInfo], now: Instant) -> Vec<(String, Vec<String>)> {
         let mut caches = self.caches();
-        caches.retain(|id, _| live.iter().any(|n| &n.node_id == id));
+        // A cache that registered after `live` was read stays until its first probe.
+        caches.retain(|id, p| {
+            live.iter().any(|n| &n.node_id == id)
+                || (p.reach.state == ReachState::Unchecked && !p.probing && p.due > now)
+        });
         let mut due = Vec::new();
         for n in live.iter().filter(|n| n.kind == NodeKind::Cache) {
             let p = caches.entry(n.node_id.clone()).or_insert_with(|| Probed {

@@ -341,3 +341,49 @@ async fn a_lan_tracker_takes_private_addresses() {
     }
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_its_proxy_a_public_tracker_sees_the_forwarded_address() {
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("m", 2).size(320, 240).price(0))
+        .configure(|c| {
+            c.public = true;
+            c.trusted_proxy = Some("127.0.0.1".parse().unwrap());
+        })
+        .start()
+        .await
+        .unwrap();
+    net.register("nat", PASSWORD).await.unwrap();
+    let session = net
+        .client()
+        .login(&rivulet_localnet::credentials("nat", PASSWORD))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let origin: serde_json::Value = http
+        .get(format!("{}/origin", net.url()))
+        .header("x-forwarded-for", "8.8.8.8")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(origin["seen_from"], "8.8.8.8");
+    let register = |advertise: &str| {
+        http.post(format!("{}/nodes", net.url()))
+            .bearer_auth(&session.token)
+            .header("x-forwarded-for", "8.8.8.8")
+            .json(&NodeRegistration::cache("[::]:7880", advertise, 1_000_000, 1_000_000_000))
+            .send()
+    };
+    let taken = register("8.8.8.8:7880").await.unwrap();
+    assert_eq!(taken.status(), 201);
+    let taken: serde_json::Value = taken.json().await.unwrap();
+    assert_eq!(taken["seen_from"], "8.8.8.8");
+    let refused = register("8.8.4.4:7880").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "address_refused", "{body}");
+    net.shutdown().await;
+}
