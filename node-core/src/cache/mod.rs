@@ -315,15 +315,15 @@ impl Cache {
         })?;
         // Where the tracker saw this host come from: behind NAT, its public IPv4.
         let seen_from = origin.seen_from.parse::<std::net::IpAddr>().ok();
-        let mut found = crate::net::advertised_addrs(
+        let mut addrs = crate::net::advertised_addrs(
             server.addr(),
             seen_from,
             &crate::net::global_ipv6_addrs(),
         );
-        found.truncate(1 + crate::net::MAX_EXTRA_ADDRS);
-        let extra = found.split_off(1.min(found.len()));
+        addrs.truncate(1 + crate::net::MAX_EXTRA_ADDRS);
+        let extra = addrs.split_off(1.min(addrs.len()));
         let addr = match &options.advertise {
-            None => found.first().cloned().unwrap_or_else(|| server.addr().to_string()),
+            None => addrs.first().cloned().unwrap_or_else(|| server.addr().to_string()),
             Some(host) if host.parse::<SocketAddr>().is_ok() => host.clone(),
             Some(host) if host.contains(':') && !host.starts_with('[') => {
                 format!("[{host}]:{}", server.addr().port())
