@@ -126,7 +126,11 @@ impl Reachability {
     pub fn fill(&self, nodes: &mut [NodeInfo]) {
         let caches = self.caches();
         for n in nodes.iter_mut().filter(|n| n.kind == NodeKind::Cache) {
-            n.reach = Some(caches.get(&n.node_id).map_or_else(unchecked, |p| p.reach.clone()));
+            n.reach = Some(
+                caches
+                    .get(&n.node_id)
+                    .map_or_else(unchecked, |p| p.reach.clone()),
+            );
         }
     }
 
@@ -240,7 +244,11 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
     let mut probes: JoinSet<(String, Reach)> = JoinSet::new();
-    let mut every = Every::new(config.every.clamp(Duration::from_millis(100), Duration::from_secs(1)));
+    let mut every = Every::new(
+        config
+            .every
+            .clamp(Duration::from_millis(100), Duration::from_secs(1)),
+    );
     loop {
         tokio::select! {
             ticked = every.tick(&stop) => {

@@ -56,7 +56,12 @@ async fn real_cache(net: &LocalNetwork, owner: &TrackerClient) -> (String, Chunk
 
 async fn register_at(owner: &TrackerClient, addr: &str) -> String {
     owner
-        .register_node(&NodeRegistration::cache(addr, addr, 100_000_000, 1_500_000_000))
+        .register_node(&NodeRegistration::cache(
+            addr,
+            addr,
+            100_000_000,
+            1_500_000_000,
+        ))
         .await
         .unwrap()
         .node_id
@@ -95,13 +100,15 @@ async fn never_trusted(owner: &TrackerClient, node: &str, viewer_of: &TrackerCli
         let reply = owner.heartbeat(node, &Heartbeat::default()).await.unwrap();
         assert!(!reply.placed && reply.hold.is_empty(), "{reply:?}");
         assert!(reply.origin.is_empty(), "{reply:?}");
-        let peers = viewer_of.heartbeat(viewer, &watching(seq)).await.unwrap().peers;
+        let peers = viewer_of
+            .heartbeat(viewer, &watching(seq))
+            .await
+            .unwrap()
+            .peers;
         assert!(peers.iter().all(|p| p.node_id != node), "{peers:?}");
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    let ticket = owner
-        .ticket(&TicketRequest::new(node, "origin", "m"))
-        .await;
+    let ticket = owner.ticket(&TicketRequest::new(node, "origin", "m")).await;
     assert!(
         matches!(ticket, Err(ClientError::Api { status: 403, .. })),
         "{ticket:?}"
@@ -154,7 +161,11 @@ async fn a_real_cache_is_probed_reachable_and_gets_viewers() {
     let reach = status.reach.clone().unwrap();
     assert_eq!(reach.state, ReachState::Reachable, "{reach:?}");
     assert_eq!(reach.addr, status.addr);
-    assert!(status.reach_line().contains(&status.addr), "{}", status.reach_line());
+    assert!(
+        status.reach_line().contains(&status.addr),
+        "{}",
+        status.reach_line()
+    );
     let carol = net.user("carol", PASSWORD).await.unwrap();
     let mine = carol.my_nodes().await.unwrap();
     let listed = mine.iter().find(|n| n.node_id == id).unwrap();
@@ -179,7 +190,10 @@ async fn a_cache_where_nothing_listens_is_refused_and_never_trusted() {
     never_trusted(&mallory, &id, &bob, &view).await;
     let listed = mallory.my_nodes().await.unwrap();
     let r = listed[0].reach.as_ref().unwrap();
-    assert_eq!((r.state, r.reason), (ReachState::Unreachable, Some(ReachFailure::Refused)));
+    assert_eq!(
+        (r.state, r.reason),
+        (ReachState::Unreachable, Some(ReachFailure::Refused))
+    );
     net.shutdown().await;
 }
 
@@ -242,7 +256,9 @@ async fn a_probe_ticket_logs_in_and_fetches_nothing() {
     .unwrap();
     let addr = server.addr();
     let ticket = reach::probe_ticket(&signer, "cache-1", rivulet_node_core::clock::unix_secs());
-    let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(addr).await.unwrap();
+    let mut ftp = suppaftp::tokio::AsyncFtpStream::connect(addr)
+        .await
+        .unwrap();
     ftp.login(PROBE_HOLDER, &ticket).await.unwrap();
     ftp.set_mode(suppaftp::Mode::ExtendedPassive);
     for path in ["/m/0/0", "//0/0", "/m/0/0,1,2"] {
@@ -301,9 +317,20 @@ async fn a_public_tracker_refuses_addresses_the_internet_cannot_reach() {
     ] {
         let reg = NodeRegistration::cache("0.0.0.0:7880", addr, 1_000_000, 1_000_000_000);
         match mallory.register_node(&reg).await {
-            Err(ClientError::Api { status, code, message }) => {
-                assert_eq!((status, code.clone()), (400, ErrorCode::AddressRefused), "{addr}");
-                assert!(message.contains(addr.trim_start_matches('[').split(']').next().unwrap()), "{addr}: {message}");
+            Err(ClientError::Api {
+                status,
+                code,
+                message,
+            }) => {
+                assert_eq!(
+                    (status, code.clone()),
+                    (400, ErrorCode::AddressRefused),
+                    "{addr}"
+                );
+                assert!(
+                    message.contains(addr.trim_start_matches('[').split(']').next().unwrap()),
+                    "{addr}: {message}"
+                );
             }
             other => panic!("{addr}: {other:?}"),
         }
@@ -312,12 +339,22 @@ async fn a_public_tracker_refuses_addresses_the_internet_cannot_reach() {
         reg.addrs = vec![addr.to_owned()];
         let refused = mallory.register_node(&reg).await;
         assert!(
-            matches!(&refused, Err(ClientError::Api { status: 400, code: ErrorCode::AddressRefused, .. })),
+            matches!(
+                &refused,
+                Err(ClientError::Api {
+                    status: 400,
+                    code: ErrorCode::AddressRefused,
+                    ..
+                })
+            ),
             "{addr}: {refused:?}"
         );
     }
     // A viewer has no address to check; a cache at a global IPv6 is taken (and probed).
-    mallory.register_node(&NodeRegistration::viewer()).await.unwrap();
+    mallory
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap();
     let reg = NodeRegistration::cache("[::]:7880", "[2a00:1450::1]:7880", 1, 1);
     let registered = mallory.register_node(&reg).await.unwrap();
     assert_eq!(registered.seen_from, "127.0.0.1");
@@ -374,7 +411,12 @@ async fn behind_its_proxy_a_public_tracker_sees_the_forwarded_address() {
         http.post(format!("{}/nodes", net.url()))
             .bearer_auth(&session.token)
             .header("x-forwarded-for", "8.8.8.8")
-            .json(&NodeRegistration::cache("[::]:7880", advertise, 1_000_000, 1_000_000_000))
+            .json(&NodeRegistration::cache(
+                "[::]:7880",
+                advertise,
+                1_000_000,
+                1_000_000_000,
+            ))
             .send()
     };
     let taken = register("8.8.8.8:7880").await.unwrap();

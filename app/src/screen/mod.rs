@@ -40,6 +40,10 @@ pub fn describe(error: &ClientError) -> String {
             ErrorCode::TooLarge => format!("The request was too large for the tracker: {message}."),
             ErrorCode::BadRequest => format!("The tracker refused the request: {message}."),
             ErrorCode::Internal => format!("The tracker failed; try again later ({message})."),
+            ErrorCode::AddressRefused => format!(
+                "The tracker cannot reach your cache at the address it has ({message}); see the \
+                 cache port in the settings."
+            ),
             ErrorCode::Unknown(_) => format!("{message}."),
         },
     }

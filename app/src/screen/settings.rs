@@ -133,7 +133,9 @@ impl State {
         let port = self.port_text.trim();
         s.listen_port = port
             .parse::<u16>()
-            .map_err(|_| format!("The cache port must be a number from 1024 to 65535, not {port:?}."))
+            .map_err(|_| {
+                format!("The cache port must be a number from 1024 to 65535, not {port:?}.")
+            })
             .and_then(Settings::check_listen_port)?;
         let dir = self.cache_dir_text.trim();
         s.cache_dir = if dir.is_empty() {

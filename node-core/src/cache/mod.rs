@@ -323,7 +323,10 @@ impl Cache {
         addrs.truncate(1 + crate::net::MAX_EXTRA_ADDRS);
         let extra = addrs.split_off(1.min(addrs.len()));
         let addr = match &options.advertise {
-            None => addrs.first().cloned().unwrap_or_else(|| server.addr().to_string()),
+            None => addrs
+                .first()
+                .cloned()
+                .unwrap_or_else(|| server.addr().to_string()),
             Some(host) if host.parse::<SocketAddr>().is_ok() => host.clone(),
             Some(host) if host.contains(':') && !host.starts_with('[') => {
                 format!("[{host}]:{}", server.addr().port())

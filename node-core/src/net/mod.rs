@@ -148,12 +148,17 @@ fn parse_if_inet6(text: &str) -> Vec<Ipv6Addr> {
         let [hex, _index, _prefix, _scope, flags, ..] = fields[..] else {
             continue;
         };
-        let (Ok(bits), Ok(flags)) = (u128::from_str_radix(hex, 16), u32::from_str_radix(flags, 16))
-        else {
+        let (Ok(bits), Ok(flags)) = (
+            u128::from_str_radix(hex, 16),
+            u32::from_str_radix(flags, 16),
+        ) else {
             continue;
         };
         let ip = Ipv6Addr::from(bits);
-        if hex.len() == 32 && flags & UNSTABLE_FLAGS == 0 && is_public_v6(ip) && !found.contains(&ip)
+        if hex.len() == 32
+            && flags & UNSTABLE_FLAGS == 0
+            && is_public_v6(ip)
+            && !found.contains(&ip)
         {
             found.push(ip);
         }
@@ -171,7 +176,11 @@ pub fn host_port(ip: IpAddr, port: u16) -> String {
 /// unspecified bind advertises `seen_from` (what the tracker saw this host as) when that
 /// is a public IP, then (bound to `[::]`) the host's global IPv6 addresses; with none of
 /// them, `seen_from` as a LAN address, or loopback, which only a LAN tracker accepts.
-pub fn advertised_addrs(bound: SocketAddr, seen_from: Option<IpAddr>, ipv6: &[Ipv6Addr]) -> Vec<String> {
+pub fn advertised_addrs(
+    bound: SocketAddr,
+    seen_from: Option<IpAddr>,
+    ipv6: &[Ipv6Addr],
+) -> Vec<String> {
     let port = bound.port();
     if !bound.ip().is_unspecified() {
         return vec![bound.to_string()];
@@ -207,13 +216,35 @@ mod tests {
     #[test]
     fn public_addresses_are_told_from_the_rest() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "224.0.0.1",
-            "0.0.0.0", "100.64.0.1", "192.0.2.1", "198.51.100.7", "203.0.113.9", "255.255.255.255",
-            "::1", "::", "fe80::1", "ff02::1", "fd00::1", "2001:db8::1", "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "224.0.0.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "ff02::1",
+            "fd00::1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} is not public");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "100.128.0.1", "2a00:1450:4001::1", "::ffff:8.8.4.4"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "2a00:1450:4001::1",
+            "::ffff:8.8.4.4",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} is public");
         }
     }
@@ -286,6 +317,9 @@ fe800000000000000000000000000001 02 40 20 80     eth0
             .unwrap()
             .unwrap();
         assert!(from.contains(&"::1".parse::<IpAddr>().unwrap()), "{from:?}");
-        assert!(from.contains(&"127.0.0.1".parse::<IpAddr>().unwrap()), "{from:?}");
+        assert!(
+            from.contains(&"127.0.0.1".parse::<IpAddr>().unwrap()),
+            "{from:?}"
+        );
     }
 }

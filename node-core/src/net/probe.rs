@@ -37,7 +37,12 @@ fn connect_failure(e: &std::io::Error) -> ReachFailure {
 
 /// Probes `addr` (`host:port`): within `timeout` in all, a TCP connection, an FTP greeting
 /// (`220`), and a log-in as `user` with `ticket` as the password; then quits.
-pub async fn probe(addr: &str, user: &str, ticket: &str, timeout: Duration) -> Result<(), ProbeFailed> {
+pub async fn probe(
+    addr: &str,
+    user: &str,
+    ticket: &str,
+    timeout: Duration,
+) -> Result<(), ProbeFailed> {
     match tokio::time::timeout(timeout, probe_unbounded(addr, user, ticket)).await {
         Ok(result) => result,
         Err(_) => Err(failed(
