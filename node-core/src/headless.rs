@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rivulet_tracker_client::{Credentials, ErrorCode, TrackerClient};
+use rivulet_tracker_client::{Credentials, ErrorCode};
 
 use crate::viewer::{self, JoinError, JoinOptions, Viewer, WatchOptions, WatchReport};
 
@@ -29,7 +29,7 @@ pub async fn watch(
         })
         .buy(buy)
         .watch(options.clone());
-    let viewer = Viewer::join(&TrackerClient::new(tracker), video_id, &join)
+    let viewer = Viewer::join(&crate::env::tracker_client(tracker)?, video_id, &join)
         .await
         .map_err(|e| match e {
             JoinError::NotBought { price, .. } => anyhow::anyhow!(

@@ -241,7 +241,8 @@ impl Cache {
         .map_err(CacheError::Store)?;
         // Kept: logged in again before the session ends or when the tracker answers 401,
         // so the cache goes on earning without anyone typing the password again.
-        let client = TrackerClient::new(&options.tracker)
+        let client = crate::env::tracker_client(&options.tracker)
+            .map_err(CacheError::LogIn)?
             .login_kept(Credentials {
                 username: options.user.clone(),
                 password: options.password.clone(),
