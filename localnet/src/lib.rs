@@ -600,6 +600,7 @@ impl LocalNetwork {
             // The caches speak FTPS when the origin does (`configure` the tracker's
             // `origin_tls`), plain on loopback otherwise.
             tls: self.config.origin_tls,
+            tracker_ca: None,
         }
     }
 

@@ -61,8 +61,16 @@ pub fn tracker_ca() -> Option<PathBuf> {
 pub fn tracker_client(
     url: &str,
 ) -> Result<rivulet_tracker_client::TrackerClient, rivulet_tracker_client::ClientError> {
+    tracker_client_trusting(url, None)
+}
+
+/// [`tracker_client`], trusting the CA in `ca` (else the one `RIVULET_TRACKER_CA` names).
+pub fn tracker_client_trusting(
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<rivulet_tracker_client::TrackerClient, rivulet_tracker_client::ClientError> {
     let client = rivulet_tracker_client::TrackerClient::new(url);
-    let Some(path) = tracker_ca() else {
+    let Some(path) = ca.map(PathBuf::from).or_else(tracker_ca) else {
         return Ok(client);
     };
     let pem = std::fs::read(&path).map_err(|e| {

@@ -20,6 +20,20 @@ pub async fn watch(
     options: &WatchOptions,
     buy: bool,
 ) -> anyhow::Result<WatchReport> {
+    let client = crate::env::tracker_client(tracker)?;
+    watch_with(&client, user, password, video_id, out, options, buy).await
+}
+
+/// [`watch`] through `client` (a tracker with a private CA, say).
+pub async fn watch_with(
+    client: &rivulet_tracker_client::TrackerClient,
+    user: &str,
+    password: &str,
+    video_id: &str,
+    out: &Path,
+    options: &WatchOptions,
+    buy: bool,
+) -> anyhow::Result<WatchReport> {
     let started = Instant::now();
     let partial = viewer::partial_path(out);
     let join = JoinOptions::new(&partial)
@@ -29,7 +43,7 @@ pub async fn watch(
         })
         .buy(buy)
         .watch(options.clone());
-    let viewer = Viewer::join(&crate::env::tracker_client(tracker)?, video_id, &join)
+    let viewer = Viewer::join(client, video_id, &join)
         .await
         .map_err(|e| match e {
             JoinError::NotBought { price, .. } => anyhow::anyhow!(

@@ -302,7 +302,7 @@ pub async fn run(
             let (proofs, signer, catalogue) = (proofs.clone(), signer.clone(), catalogue.clone());
             checks.spawn(async move {
                 let outcome =
-                    spot_check(&signer, &catalogue, &cache, (&addr, pin.as_deref()), &video, &indices)
+                    spot_check(&signer, &catalogue, &cache, (addr.as_str(), pin.as_deref()), &video, &indices)
                         .await;
                 tracing::debug!(%cache, %video, ?indices, ?outcome, "spot-check");
                 proofs.finish((cache, video), indices, outcome);

@@ -61,6 +61,8 @@ pub struct CacheOptions {
     /// FTPS for the chunk server (the certificate beside the store key) and for fetches
     /// from the origin.
     pub tls: TlsMode,
+    /// A PEM CA to trust for an HTTPS tracker (else `RIVULET_TRACKER_CA`'s).
+    pub tracker_ca: Option<PathBuf>,
 }
 
 impl CacheOptions {
@@ -85,7 +87,14 @@ impl CacheOptions {
             dir: dir.into(),
             key_path: key_path.into(),
             tls: TlsMode::default(),
+            tracker_ca: None,
         }
+    }
+
+    /// Trusts the CA in this PEM file for an HTTPS tracker (besides the usual roots).
+    pub fn tracker_ca(mut self, path: Option<PathBuf>) -> CacheOptions {
+        self.tracker_ca = path;
+        self
     }
 
     /// Whether the chunk server speaks FTPS ([`TlsMode::On`] unless told).
@@ -259,7 +268,10 @@ impl Cache {
         .map_err(CacheError::Store)?;
         // Kept: logged in again before the session ends or when the tracker answers 401,
         // so the cache goes on earning without anyone typing the password again.
-        let client = crate::env::tracker_client(&options.tracker)
+        let client = crate::env::tracker_client_trusting(
+            &options.tracker,
+            options.tracker_ca.as_deref(),
+        )
             .map_err(CacheError::LogIn)?
             .login_kept(Credentials {
                 username: options.user.clone(),

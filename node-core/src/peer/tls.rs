@@ -49,7 +49,6 @@ pub enum TlsMode {
 }
 
 /// A certificate chain (leaf first) with its private key and the leaf's fingerprint.
-#[derive(Debug)]
 pub struct Identity {
     /// The chain, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
@@ -59,6 +58,16 @@ pub struct Identity {
     /// Where the chain and the key are (PEM).
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Identity")
+            .field("fingerprint", &self.fingerprint)
+            .field("cert_path", &self.cert_path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// SHA-256 of `der`, 64 lowercase hex digits: a certificate's fingerprint.
