@@ -285,6 +285,15 @@ pub struct Server {
 impl Server {
     /// Opens the data dir and database, binds, and starts serving in background tasks.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        // Bad certificate files fail first, before anything else is opened.
+        let https_identity = match &config.tls {
+            Some(files) => Some(Identity::load(&files.cert, &files.key).map_err(ServeError::Tls)?),
+            None => None,
+        };
+        let https_tls = match &https_identity {
+            Some(identity) => Some(http_serve::https_config(identity).map_err(ServeError::Tls)?),
+            None => None,
+        };
         let data = DataDir::create(&config.data)?;
         let lock = ServeLock::take(data.root()).map_err(|e| ServeError::Locked(e.to_string()))?;
         let db = db::open(data.root()).await?;
@@ -296,14 +305,6 @@ impl Server {
                 path: data.root().join(tickets::KEY_FILE),
                 source,
             })?;
-        let https_identity = match &config.tls {
-            Some(files) => Some(Identity::load(&files.cert, &files.key).map_err(ServeError::Tls)?),
-            None => None,
-        };
-        let https_tls = match &https_identity {
-            Some(identity) => Some(http_serve::https_config(identity).map_err(ServeError::Tls)?),
-            None => None,
-        };
         let origin_identity = match (config.origin_tls, https_identity) {
             (TlsMode::Off, _) => None,
             (_, Some(identity)) => Some(identity),
