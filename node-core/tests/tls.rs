@@ -20,8 +20,13 @@ use common::{CHUNK, Synthetic, ticket};
 const T: Duration = Duration::from_secs(10);
 
 fn identity(dir: &Path, name: &str) -> Identity {
-    Identity::load_or_create(dir, &format!("{name}-cert.pem"), &format!("{name}-key.pem"), name)
-        .unwrap()
+    Identity::load_or_create(
+        dir,
+        &format!("{name}-cert.pem"),
+        &format!("{name}-key.pem"),
+        name,
+    )
+    .unwrap()
 }
 
 async fn server(signer: &TicketSigner, tls: Option<ServerTls>) -> ChunkServer {
@@ -53,15 +58,28 @@ async fn the_right_pin_fetches_byte_exact_over_tls() {
     let server = server(&signer, forced(&cache)).await;
     let addr = server.addr().to_string();
     let good = ticket(&signer, "viewer-a", "cache-1", "film", 60);
-    let mut session =
-        ChunkSession::connect_pinned(&addr, "viewer-a", &good, "film", T, Some(&cache.fingerprint))
-            .await
-            .unwrap();
+    let mut session = ChunkSession::connect_pinned(
+        &addr,
+        "viewer-a",
+        &good,
+        "film",
+        T,
+        Some(&cache.fingerprint),
+    )
+    .await
+    .unwrap();
     for i in 0..4u16 {
-        assert_eq!(session.fetch(0, i, CHUNK).await.unwrap(), vec![i as u8; CHUNK]);
+        assert_eq!(
+            session.fetch(0, i, CHUNK).await.unwrap(),
+            vec![i as u8; CHUNK]
+        );
     }
     let batch = session.fetch_batch(2, &[1, 3], CHUNK, false).await.unwrap();
-    assert_eq!(batch.len(), 1, "unframed chunks: the first takes the transfer");
+    assert_eq!(
+        batch.len(),
+        1,
+        "unframed chunks: the first takes the transfer"
+    );
     assert!(matches!(
         session.fetch(0, 64, CHUNK).await,
         Err(FetchError::Missing { .. })
@@ -81,9 +99,15 @@ async fn a_wrong_pin_is_untrusted_and_fetches_nothing() {
     let addr = server.addr().to_string();
     let good = ticket(&signer, "viewer-a", "cache-1", "film", 60);
     // The tracker named `other`'s certificate: whoever answers here is not that peer.
-    let got =
-        ChunkSession::connect_pinned(&addr, "viewer-a", &good, "film", T, Some(&other.fingerprint))
-            .await;
+    let got = ChunkSession::connect_pinned(
+        &addr,
+        "viewer-a",
+        &good,
+        "film",
+        T,
+        Some(&other.fingerprint),
+    )
+    .await;
     match got {
         Err(FetchError::Untrusted { reason, .. }) => {
             assert!(reason.contains(tls::NOT_PINNED), "{reason}")
@@ -100,7 +124,10 @@ async fn a_wrong_pin_is_untrusted_and_fetches_nothing() {
 struct Impostor(Arc<rustls::sign::CertifiedKey>);
 
 impl rustls::server::ResolvesServerCert for Impostor {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         Some(self.0.clone())
     }
 }
@@ -125,9 +152,9 @@ async fn the_pinned_certificate_without_its_key_is_refused() {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Impostor(Arc::new(rustls::sign::CertifiedKey::new(
-            chain, key,
-        )))));
+        .with_cert_resolver(Arc::new(Impostor(Arc::new(
+            rustls::sign::CertifiedKey::new(chain, key),
+        ))));
     let signer = TicketSigner::from_seed(&[5; 32]);
     let server = server(
         &signer,
@@ -161,9 +188,15 @@ async fn a_pinning_client_never_falls_back_to_plain() {
     let plain_only = server(&signer, None).await;
     let addr = plain_only.addr().to_string();
     let good = ticket(&signer, "viewer-a", "cache-1", "film", 60);
-    let got =
-        ChunkSession::connect_pinned(&addr, "viewer-a", &good, "film", T, Some(&cache.fingerprint))
-            .await;
+    let got = ChunkSession::connect_pinned(
+        &addr,
+        "viewer-a",
+        &good,
+        "film",
+        T,
+        Some(&cache.fingerprint),
+    )
+    .await;
     assert!(matches!(got, Err(FetchError::Untrusted { .. })), "{got:?}");
     assert_eq!(plain_only.served().distinct_bytes(), 0);
     plain_only.shutdown().await;
@@ -200,10 +233,16 @@ async fn a_plain_client_is_turned_away_where_tls_is_required() {
         .unwrap();
     assert_eq!(plain.fetch(1, 2, CHUNK).await.unwrap(), vec![3u8; CHUNK]);
     plain.close().await;
-    let mut pinned =
-        ChunkSession::connect_pinned(&addr, "viewer-a", &good, "film", T, Some(&cache.fingerprint))
-            .await
-            .unwrap();
+    let mut pinned = ChunkSession::connect_pinned(
+        &addr,
+        "viewer-a",
+        &good,
+        "film",
+        T,
+        Some(&cache.fingerprint),
+    )
+    .await
+    .unwrap();
     assert_eq!(pinned.fetch(1, 2, CHUNK).await.unwrap(), vec![3u8; CHUNK]);
     pinned.close().await;
     offered.shutdown().await;

@@ -29,7 +29,9 @@ struct TestPki {
 }
 
 fn make_pki(dir: &Path) -> TestPki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -94,12 +96,19 @@ async fn an_https_tracker_is_trusted_through_its_private_ca_alone() {
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
     // Without the CA: refused, saying why.
-    let err = TrackerClient::new(&url).login(&creds("ann")).await.unwrap_err();
+    let err = TrackerClient::new(&url)
+        .login(&creds("ann"))
+        .await
+        .unwrap_err();
     match &err {
         ClientError::Transport(why) => assert!(why.contains("certificate"), "{why}"),
         other => panic!("expected a transport error, got {other:?}"),
     }
-    assert!(TrackerClient::new(&url).with_root_certificate(b"not a pem").is_err());
+    assert!(
+        TrackerClient::new(&url)
+            .with_root_certificate(b"not a pem")
+            .is_err()
+    );
 
     // With it: logs in, and the origin publishes the HTTPS certificate's fingerprint.
     let client = TrackerClient::new(&url)
@@ -108,7 +117,10 @@ async fn an_https_tracker_is_trusted_through_its_private_ca_alone() {
     let session = client.login(&creds("ann")).await.unwrap();
     assert_eq!(session.account.username, "ann");
     let origin = client.origin().await.unwrap();
-    assert_eq!(origin.fingerprint.as_deref(), Some(pki.leaf_fingerprint.as_str()));
+    assert_eq!(
+        origin.fingerprint.as_deref(),
+        Some(pki.leaf_fingerprint.as_str())
+    );
 
     // HSTS on every answer and Secure cookies, even to a client that says plain HTTP.
     let http = reqwest::Client::builder()
@@ -122,7 +134,10 @@ async fn an_https_tracker_is_trusted_through_its_private_ca_alone() {
         .send()
         .await
         .unwrap();
-    assert_eq!(page.headers()["strict-transport-security"], "max-age=31536000");
+    assert_eq!(
+        page.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     let cookies: Vec<&str> = page
         .headers()
         .get_all("set-cookie")
@@ -130,8 +145,15 @@ async fn an_https_tracker_is_trusted_through_its_private_ca_alone() {
         .map(|v| v.to_str().unwrap())
         .collect();
     assert!(!cookies.is_empty(), "the log-in page sets its form cookie");
-    assert!(cookies.iter().all(|c| c.contains("; Secure")), "{cookies:?}");
-    let api = http.get(format!("{url}/api/v1/videos")).send().await.unwrap();
+    assert!(
+        cookies.iter().all(|c| c.contains("; Secure")),
+        "{cookies:?}"
+    );
+    let api = http
+        .get(format!("{url}/api/v1/videos"))
+        .send()
+        .await
+        .unwrap();
     assert!(api.headers().contains_key("strict-transport-security"));
 
     // Plain HTTP to the TLS port is no way around it.
@@ -190,10 +212,16 @@ async fn a_cache_and_a_viewer_over_https_and_pinned_ftps_rebuild_byte_exact() {
     let cache = Cache::start(options).await.unwrap();
     let (cert_dir, cert_file, _) = tls::files_beside(&key_path);
     let cert = std::fs::read(cert_dir.join(cert_file)).unwrap();
-    assert!(!cert.is_empty(), "the cache made its certificate beside its store key");
+    assert!(
+        !cert.is_empty(),
+        "the cache made its certificate beside its store key"
+    );
     let carl = client.login_kept(creds("carl")).await.unwrap();
     let node = carl.my_nodes().await.unwrap().pop().unwrap();
-    let fingerprint = node.fingerprint.clone().expect("the cache registered a fingerprint");
+    let fingerprint = node
+        .fingerprint
+        .clone()
+        .expect("the cache registered a fingerprint");
     assert!(tls::is_fingerprint(&fingerprint));
     // The cache fetched from the origin over FTPS pinned to the tracker's certificate.
     assert!(

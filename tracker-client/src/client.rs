@@ -390,18 +390,12 @@ impl TrackerClient {
             Some(token) => req.bearer_auth(token),
             None => req,
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(transport)?;
+        let resp = req.send().await.map_err(transport)?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(transport)?;
+        let bytes = resp.bytes().await.map_err(transport)?;
         Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => ClientError::Api {
                 status: status.as_u16(),

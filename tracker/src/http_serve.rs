@@ -100,12 +100,9 @@ pub const HSTS: &str = "max-age=31536000";
 pub fn https_config(
     identity: &rivulet_node_core::peer::tls::Identity,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
-    let config = identity.server_config().map_err(|e| {
-        format!(
-            "{}: {e}",
-            identity.cert_path.display()
-        )
-    })?;
+    let config = identity
+        .server_config()
+        .map_err(|e| format!("{}: {e}", identity.cert_path.display()))?;
     let mut config = Arc::unwrap_or_clone(config);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -389,7 +386,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
         mark_scheme(&mut headers, false);
-        assert!(headers.get("x-forwarded-proto").is_none(), "a client's claim is dropped");
+        assert!(
+            headers.get("x-forwarded-proto").is_none(),
+            "a client's claim is dropped"
+        );
         headers.insert("x-forwarded-proto", "http".parse().unwrap());
         mark_scheme(&mut headers, true);
         assert_eq!(headers.get_all("x-forwarded-proto").iter().count(), 1);

@@ -301,9 +301,15 @@ pub async fn run(
             };
             let (proofs, signer, catalogue) = (proofs.clone(), signer.clone(), catalogue.clone());
             checks.spawn(async move {
-                let outcome =
-                    spot_check(&signer, &catalogue, &cache, (addr.as_str(), pin.as_deref()), &video, &indices)
-                        .await;
+                let outcome = spot_check(
+                    &signer,
+                    &catalogue,
+                    &cache,
+                    (addr.as_str(), pin.as_deref()),
+                    &video,
+                    &indices,
+                )
+                .await;
                 tracing::debug!(%cache, %video, ?indices, ?outcome, "spot-check");
                 proofs.finish((cache, video), indices, outcome);
             });

@@ -284,7 +284,14 @@ fn serve_over_https_prints_an_https_url_and_bad_tls_files_are_one_line() {
     Identity::load_or_create(work.path(), "b-cert.pem", "b-key.pem", "localhost").unwrap();
     let (mut child, url) = spawn_reading_line(
         tracker()
-            .args(["serve", "--http", "127.0.0.1:0", "--ftp", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--ftp",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(&data)
             .arg("--tls-cert")
             .arg(&a.cert_path)
@@ -307,7 +314,14 @@ fn serve_over_https_prints_an_https_url_and_bad_tls_files_are_one_line() {
         (&a_cert, &b_key, "a-cert.pem"),
     ] {
         let o = tracker()
-            .args(["serve", "--http", "127.0.0.1:0", "--ftp", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--ftp",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(&data)
             .arg("--tls-cert")
             .arg(cert)

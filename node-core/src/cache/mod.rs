@@ -268,17 +268,15 @@ impl Cache {
         .map_err(CacheError::Store)?;
         // Kept: logged in again before the session ends or when the tracker answers 401,
         // so the cache goes on earning without anyone typing the password again.
-        let client = crate::env::tracker_client_trusting(
-            &options.tracker,
-            options.tracker_ca.as_deref(),
-        )
-            .map_err(CacheError::LogIn)?
-            .login_kept(Credentials {
-                username: options.user.clone(),
-                password: options.password.clone(),
-            })
-            .await
-            .map_err(CacheError::LogIn)?;
+        let client =
+            crate::env::tracker_client_trusting(&options.tracker, options.tracker_ca.as_deref())
+                .map_err(CacheError::LogIn)?
+                .login_kept(Credentials {
+                    username: options.user.clone(),
+                    password: options.password.clone(),
+                })
+                .await
+                .map_err(CacheError::LogIn)?;
         let origin = client.origin().await.map_err(CacheError::Origin)?;
         let key = TicketKey::from_hex(&origin.ticket_key)
             .map_err(|e| CacheError::TicketKey(e.to_string()))?;
@@ -299,7 +297,7 @@ impl Cache {
             mode => {
                 let (dir, cert, key) = tls::files_beside(&options.key_path);
                 let identity = Identity::load_or_create(&dir, &cert, &key, "rivulet-cache")
-                .map_err(|e| CacheError::Tls(e.to_string()))?;
+                    .map_err(|e| CacheError::Tls(e.to_string()))?;
                 let config = identity
                     .server_config()
                     .map_err(|e| CacheError::Tls(e.to_string()))?;

@@ -33,7 +33,11 @@ pub fn files_beside(key_path: &Path) -> (PathBuf, String, String) {
     let stem = key_path
         .file_stem()
         .map_or_else(|| "store".into(), |s| s.to_string_lossy().into_owned());
-    (dir, format!("{stem}-tls-cert.pem"), format!("{stem}-tls-key.pem"))
+    (
+        dir,
+        format!("{stem}-tls-cert.pem"),
+        format!("{stem}-tls-key.pem"),
+    )
 }
 
 /// Whether a chunk server speaks FTPS.
@@ -77,7 +81,9 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// Whether `s` has the form of a fingerprint (64 lowercase hex digits).
 pub fn is_fingerprint(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The ring provider every TLS config here uses.
@@ -94,10 +100,7 @@ impl Identity {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("{}: {e}", cert_path.display()))?;
         let Some(leaf) = chain.first() else {
-            return Err(format!(
-                "{}: no PEM certificate in it",
-                cert_path.display()
-            ));
+            return Err(format!("{}: no PEM certificate in it", cert_path.display()));
         };
         let key = PrivateKeyDer::from_pem_file(key_path)
             .map_err(|e| format!("{}: no usable PEM private key: {e}", key_path.display()))?;
@@ -109,13 +112,9 @@ impl Identity {
             key_path: key_path.to_owned(),
         };
         // A key that does not belong to the certificate fails here, not at the first client.
-        identity.server_config().map_err(|e| {
-            format!(
-                "{} and {}: {e}",
-                cert_path.display(),
-                key_path.display()
-            )
-        })?;
+        identity
+            .server_config()
+            .map_err(|e| format!("{} and {}: {e}", cert_path.display(), key_path.display()))?;
         Ok(identity)
     }
 
@@ -265,7 +264,10 @@ mod tests {
     #[test]
     fn the_certificate_lives_beside_the_store_key() {
         let (dir, cert, key) = files_beside(Path::new("/k/store.key"));
-        assert_eq!((dir.as_path(), cert.as_str(), key.as_str()), (Path::new("/k"), CERT_FILE, KEY_FILE));
+        assert_eq!(
+            (dir.as_path(), cert.as_str(), key.as_str()),
+            (Path::new("/k"), CERT_FILE, KEY_FILE)
+        );
         assert_eq!(files_beside(Path::new("alice.key")).1, "alice-tls-cert.pem");
     }
 
@@ -275,11 +277,17 @@ mod tests {
         let first = Identity::load_or_create(dir.path(), CERT_FILE, KEY_FILE, "cache").unwrap();
         assert!(is_fingerprint(&first.fingerprint), "{}", first.fingerprint);
         let again = Identity::load_or_create(dir.path(), CERT_FILE, KEY_FILE, "cache").unwrap();
-        assert_eq!(first.fingerprint, again.fingerprint, "reused across restarts");
+        assert_eq!(
+            first.fingerprint, again.fingerprint,
+            "reused across restarts"
+        );
         #[cfg(unix)]
         for file in [CERT_FILE, KEY_FILE] {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");
         }
     }
