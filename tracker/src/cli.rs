@@ -231,6 +231,17 @@ pub struct ServeArgs {
     /// The origin's upload cap per FTP connection, in bits per second [default: 0, none].
     #[arg(long, value_name = "BITS_PER_SEC")]
     pub origin_connection_bps: Option<u64>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); the origin's FTPS
+    /// uses it too.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Clients reach the tracker over HTTPS through a reverse proxy: send HSTS and mark
+    /// cookies Secure, as when serving HTTPS itself.
+    #[arg(long)]
+    pub behind_https_proxy: bool,
 }
 
 /// The most points a new account may start with.
@@ -266,6 +277,9 @@ impl ServeArgs {
                 "node_timeout must be 1 to {MAX_NODE_TIMEOUT_SECS} seconds"
             ));
         }
+        if file.tls_cert.is_some() != file.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together".into());
+        }
         Ok(file)
     }
 
@@ -282,6 +296,9 @@ impl ServeArgs {
             trusted_proxy: self.trusted_proxy.or(file.trusted_proxy),
             origin_upload_bps: self.origin_upload_bps.or(file.origin_upload_bps),
             origin_connection_bps: self.origin_connection_bps.or(file.origin_connection_bps),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            behind_https_proxy: self.behind_https_proxy || file.behind_https_proxy,
         }
     }
 }

@@ -55,6 +55,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.trusted_proxy = args.trusted_proxy;
             config.origin_upload_bps = args.origin_upload_bps.unwrap_or(0);
             config.origin_connection_bps = args.origin_connection_bps.unwrap_or(0);
+            config.tls = match (args.tls_cert, args.tls_key) {
+                (Some(cert), Some(key)) => Some(rivulet_tracker::server::TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => {
+                    eprintln!("rivulet-tracker: --tls-cert and --tls-key go together");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            config.behind_https_proxy = args.behind_https_proxy;
             serve(config)
         }
         Command::Account {

@@ -411,7 +411,7 @@ impl Tracker<'_> {
         OriginInfo {
             ftp: self.state.origin_ftp.clone(),
             ticket_key: self.state.signer.public_key().to_hex(),
-            fingerprint: None,
+            fingerprint: self.state.origin_fingerprint.clone(),
             seen_from: String::new(),
             public: false,
         }
