@@ -598,6 +598,10 @@ impl LocalNetwork {
             passive_ports: rivulet_node_core::peer::limits::ServerLimits::default().passive_ports,
             dir: self.cache_dir(&spec.user),
             key_path: self.path("keys").join(format!("{}.key", spec.user)),
+            // The caches speak FTPS when the origin does (`configure` the tracker's
+            // `origin_tls`), plain on loopback otherwise.
+            tls: self.config.origin_tls,
+            tracker_ca: None,
         }
     }
 

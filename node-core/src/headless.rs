@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rivulet_tracker_client::{Credentials, ErrorCode, TrackerClient};
+use rivulet_tracker_client::{Credentials, ErrorCode};
 
 use crate::viewer::{self, JoinError, JoinOptions, Viewer, WatchOptions, WatchReport};
 
@@ -13,6 +13,20 @@ use crate::viewer::{self, JoinError, JoinOptions, Viewer, WatchOptions, WatchRep
 /// heartbeats, leaves, and returns the report.
 pub async fn watch(
     tracker: &str,
+    user: &str,
+    password: &str,
+    video_id: &str,
+    out: &Path,
+    options: &WatchOptions,
+    buy: bool,
+) -> anyhow::Result<WatchReport> {
+    let client = crate::env::tracker_client(tracker)?;
+    watch_with(&client, user, password, video_id, out, options, buy).await
+}
+
+/// [`watch`] through `client` (a tracker with a private CA, say).
+pub async fn watch_with(
+    client: &rivulet_tracker_client::TrackerClient,
     user: &str,
     password: &str,
     video_id: &str,
@@ -29,7 +43,7 @@ pub async fn watch(
         })
         .buy(buy)
         .watch(options.clone());
-    let viewer = Viewer::join(&TrackerClient::new(tracker), video_id, &join)
+    let viewer = Viewer::join(client, video_id, &join)
         .await
         .map_err(|e| match e {
             JoinError::NotBought { price, .. } => anyhow::anyhow!(

@@ -54,6 +54,9 @@ pub struct SwarmConfig {
     /// Time runs this many times faster (sizes of movies and caches shrink alike).
     pub scale: f64,
     pub seed: u64,
+    /// The origin and the caches serve FTPS only, loopback clients included, and every
+    /// chunk session is pinned to the certificate the tracker named.
+    pub tls: bool,
 }
 
 impl Default for SwarmConfig {
@@ -76,6 +79,7 @@ impl Default for SwarmConfig {
             minutes: 40.0,
             scale: 9.0,
             seed: 1,
+            tls: false,
         }
     }
 }
@@ -403,9 +407,16 @@ pub async fn run_phase(
         .node_timeout(Duration::from_secs(15))
         .placement_interval(Duration::from_secs(1))
         .initial_points(1 << 40)
-        .configure(|serve| {
-            serve.signup_limits.per_address = usize::MAX;
-            serve.login_limits.per_address = usize::MAX;
+        .configure({
+            let tls = config.tls;
+            move |serve| {
+                serve.signup_limits.per_address = usize::MAX;
+                serve.login_limits.per_address = usize::MAX;
+                if tls {
+                    // The caches follow the origin's mode (`LocalNetwork::cache_options`).
+                    serve.origin_tls = rivulet_node_core::peer::tls::TlsMode::Forced;
+                }
+            }
         })
         .start()
         .await?;

@@ -173,6 +173,21 @@ const RENEW_SHARE: (u32, u32) = (9, 10);
 /// again: calls in between fail at once with the reason.
 pub const RELOGIN_BACKOFF: Duration = Duration::from_secs(10);
 
+/// A transport error with its causes (reqwest's own text hides why, e.g. an untrusted
+/// certificate).
+fn transport(e: reqwest::Error) -> ClientError {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    ClientError::Transport(text)
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -192,17 +207,42 @@ impl TrackerClient {
     /// is bounded: [`CONNECT_TIMEOUT`] to connect, [`CALL_TIMEOUT`] in all; idle pooled
     /// connections are dropped before the tracker's own idle limit closes them.
     pub fn new(base_url: &str) -> TrackerClient {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
-            .pool_idle_timeout(POOL_IDLE)
-            .build()
-            .unwrap_or_default();
+        let http = Self::http_builder().build().unwrap_or_default();
         TrackerClient {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
             auth: Auth::None,
         }
+    }
+
+    /// The HTTP client's settings every client shares: the timeouts and the pool's idle
+    /// limit. HTTPS trusts the bundled web PKI roots and the system's roots.
+    fn http_builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE)
+            .use_rustls_tls()
+    }
+
+    /// The same client, also trusting the certificate authority in `pem` (one or more PEM
+    /// certificates) for a tracker served over HTTPS with a private CA. Keeps the
+    /// timeouts; fails on a `pem` that holds no certificate.
+    pub fn with_root_certificate(mut self, pem: &[u8]) -> Result<TrackerClient, ClientError> {
+        let roots = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientError::Transport(format!("bad CA certificate: {e}")))?;
+        if roots.is_empty() {
+            return Err(ClientError::Transport(
+                "bad CA certificate: no PEM certificate in it".into(),
+            ));
+        }
+        let builder = roots
+            .into_iter()
+            .fold(Self::http_builder(), |b, root| b.add_root_certificate(root));
+        self.http = builder
+            .build()
+            .map_err(|e| ClientError::Transport(format!("bad CA certificate: {e}")))?;
+        Ok(self)
     }
 
     /// The same client, sending `token` with every request.
@@ -350,18 +390,12 @@ impl TrackerClient {
             Some(token) => req.bearer_auth(token),
             None => req,
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = req.send().await.map_err(transport)?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(transport)?;
         Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => ClientError::Api {
                 status: status.as_u16(),
@@ -395,7 +429,7 @@ impl TrackerClient {
             .await?
             .bytes()
             .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?
+            .map_err(transport)?
             .to_vec())
     }
 

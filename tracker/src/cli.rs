@@ -240,6 +240,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=MAX_NODE_TIMEOUT_SECS))]
     pub reach_every: Option<u64>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); the origin's FTPS
+    /// uses it too.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Clients reach the tracker over HTTPS through a reverse proxy: send HSTS and mark
+    /// cookies Secure, as when serving HTTPS itself.
+    #[arg(long)]
+    pub behind_https_proxy: bool,
 }
 
 /// The most points a new account may start with.
@@ -275,6 +286,9 @@ impl ServeArgs {
                 "node_timeout must be 1 to {MAX_NODE_TIMEOUT_SECS} seconds"
             ));
         }
+        if file.tls_cert.is_some() != file.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together".into());
+        }
         Ok(file)
     }
 
@@ -293,6 +307,9 @@ impl ServeArgs {
             origin_connection_bps: self.origin_connection_bps.or(file.origin_connection_bps),
             public: self.public || file.public,
             reach_every: self.reach_every.or(file.reach_every),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            behind_https_proxy: self.behind_https_proxy || file.behind_https_proxy,
         }
     }
 }

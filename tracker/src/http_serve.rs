@@ -5,6 +5,13 @@
 //! yet. Behind a reverse proxy the operator names (`serve --trusted-proxy ADDR`), the
 //! client's address is the one that proxy appended to `X-Forwarded-For`; from anyone else
 //! that header is ignored.
+//!
+//! With a certificate (`serve --tls-cert FILE --tls-key FILE`) it serves HTTPS itself: the
+//! TLS handshake runs inside the connection's slot and must end within the header-read
+//! deadline. When the tracker serves HTTPS or is started `--behind-https-proxy`, every
+//! answer carries HSTS and the web app's cookies are `Secure`; that is the tracker's
+//! configuration alone: an `X-Forwarded-Proto` a client sends is dropped, and set by the
+//! server from its configuration (the web app reads it).
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -16,11 +23,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rivulet_node_core::peer::limits::address_prefix;
 use rivulet_tracker_client::ErrorCode;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -56,6 +64,48 @@ impl Default for HttpLimits {
             request_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// How the tracker's HTTP is reached: over TLS it terminates itself (`tls`), or over
+/// HTTPS a reverse proxy terminates (`behind_https_proxy`), or plain HTTP.
+#[derive(Clone, Default)]
+pub struct HttpsMode {
+    /// The TLS config to serve HTTPS with.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Clients reach the tracker over HTTPS through a proxy.
+    pub behind_https_proxy: bool,
+}
+
+impl std::fmt::Debug for HttpsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpsMode")
+            .field("tls", &self.tls.is_some())
+            .field("behind_https_proxy", &self.behind_https_proxy)
+            .finish()
+    }
+}
+
+impl HttpsMode {
+    /// Whether clients reach the tracker over HTTPS (HSTS, `Secure` cookies).
+    pub fn https(&self) -> bool {
+        self.tls.is_some() || self.behind_https_proxy
+    }
+}
+
+/// The HSTS header value the tracker sends when it is reached over HTTPS.
+pub const HSTS: &str = "max-age=31536000";
+
+/// Reads a PEM certificate chain and key into a TLS config for HTTPS (HTTP/1.1 over ALPN);
+/// the error is one line naming the file.
+pub fn https_config(
+    identity: &rivulet_node_core::peer::tls::Identity,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let config = identity
+        .server_config()
+        .map_err(|e| format!("{}: {e}", identity.cert_path.display()))?;
+    let mut config = Arc::unwrap_or_clone(config);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The client's address for a request that came over a connection from `peer`: the
@@ -202,8 +252,11 @@ pub async fn serve(
     app: Router,
     limits: HttpLimits,
     trusted_proxy: Option<IpAddr>,
+    https: HttpsMode,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let acceptor = https.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let https = https.https();
     let admission = Arc::new(Admission {
         limits,
         trusted_proxy,
@@ -225,7 +278,33 @@ pub async fn serve(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                connections.spawn(connection(stream, peer, slot, app.clone(), limits, trusted_proxy, stopped.clone()));
+                let (app, stopped) = (app.clone(), stopped.clone());
+                match acceptor.clone() {
+                    None => {
+                        connections.spawn(connection(stream, peer, slot, app, limits, trusted_proxy, https, stopped));
+                    }
+                    Some(acceptor) => {
+                        connections.spawn(async move {
+                            // The handshake counts against the header deadline, and an
+                            // evicted or stopping connection stops shaking hands.
+                            let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+                            let mut stop = stopped.clone();
+                            let tls = tokio::select! {
+                                done = handshake => match done {
+                                    Ok(Ok(tls)) => tls,
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                        return;
+                                    }
+                                    Err(_) => return,
+                                },
+                                _ = slot.fresh.evict.notified() => return,
+                                _ = stop.wait_for(|s| *s) => return,
+                            };
+                            connection(tls, peer, slot, app, limits, trusted_proxy, https, stopped).await;
+                        });
+                    }
+                }
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = &mut shutdown => break,
@@ -239,13 +318,15 @@ pub async fn serve(
 
 /// One connection, until it closes, is evicted, or (on shutdown) has answered what it was
 /// answering.
+#[allow(clippy::too_many_arguments)]
 async fn connection(
-    stream: tokio::net::TcpStream,
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
     peer: SocketAddr,
     slot: Slot,
     app: Router,
     limits: HttpLimits,
     trusted_proxy: Option<IpAddr>,
+    https: bool,
     mut stopped: watch::Receiver<bool>,
 ) {
     let slot = Arc::new(slot);
@@ -255,16 +336,23 @@ async fn connection(
             on_request.served();
             let client = client_address(peer, trusted_proxy, req.headers());
             req.extensions_mut().insert(ConnectInfo(client));
+            mark_scheme(req.headers_mut(), https);
             let app = app.clone();
             async move {
                 let answer = app.oneshot(req.map(axum::body::Body::new));
-                Ok::<_, Infallible>(
-                    match tokio::time::timeout(limits.request_timeout, answer).await {
-                        Ok(Ok(response)) => response,
-                        Ok(Err(never)) => match never {},
-                        Err(_) => timed_out(limits.request_timeout),
-                    },
-                )
+                let mut response = match tokio::time::timeout(limits.request_timeout, answer).await
+                {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(never)) => match never {},
+                    Err(_) => timed_out(limits.request_timeout),
+                };
+                if https {
+                    response.headers_mut().insert(
+                        header::STRICT_TRANSPORT_SECURITY,
+                        HeaderValue::from_static(HSTS),
+                    );
+                }
+                Ok::<_, Infallible>(response)
             }
         });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -280,9 +368,33 @@ async fn connection(
     let _ = conn.await;
 }
 
+/// Sets `X-Forwarded-Proto` from the tracker's configuration alone (what the web app reads
+/// to mark cookies `Secure`): whatever a client or a proxy sent is dropped.
+pub fn mark_scheme(headers: &mut HeaderMap, https: bool) {
+    headers.remove("x-forwarded-proto");
+    if https {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scheme_comes_from_the_configuration_not_the_client() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        mark_scheme(&mut headers, false);
+        assert!(
+            headers.get("x-forwarded-proto").is_none(),
+            "a client's claim is dropped"
+        );
+        headers.insert("x-forwarded-proto", "http".parse().unwrap());
+        mark_scheme(&mut headers, true);
+        assert_eq!(headers.get_all("x-forwarded-proto").iter().count(), 1);
+        assert_eq!(headers["x-forwarded-proto"], "https");
+    }
 
     #[test]
     fn forwarded_for_counts_only_from_the_trusted_proxy() {

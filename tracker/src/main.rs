@@ -59,6 +59,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.reach_every = args
                 .reach_every
                 .map_or(defaults.reach_every, std::time::Duration::from_secs);
+            config.tls = match (args.tls_cert, args.tls_key) {
+                (Some(cert), Some(key)) => Some(rivulet_tracker::server::TlsFiles { cert, key }),
+                (None, None) => None,
+                _ => {
+                    eprintln!("rivulet-tracker: --tls-cert and --tls-key go together");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            config.behind_https_proxy = args.behind_https_proxy;
             serve(config)
         }
         Command::Account {

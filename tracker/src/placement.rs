@@ -446,6 +446,12 @@ impl Network {
         state.caches.get(id).map(|c| c.advertise.clone())
     }
 
+    /// The certificate fingerprint cache `id` registered, if it serves FTPS.
+    pub fn fingerprint_of(&self, id: &str) -> Option<String> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state.caches.get(id).and_then(|c| c.fingerprint.clone())
+    }
+
     /// The indices of `video` cache `id` is to hold, if any.
     pub fn placed_indices(&self, id: &str, video: &str) -> Option<Vec<u16>> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());

@@ -34,8 +34,9 @@ pub const CHECKER: &str = "origin";
 
 type Key = (String, String);
 
-/// Where a cache can be reached, looked up at check time.
-pub type Addresses = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// Where a cache can be reached and the fingerprint of its FTPS certificate (checked over
+/// FTPS pinned to it when it has one), looked up at check time.
+pub type Addresses = Arc<dyn Fn(&str) -> Option<(String, Option<String>)> + Send + Sync>;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -215,12 +216,12 @@ pub enum CheckOutcome {
 }
 
 /// Fetches [`CHECKED_CHUNKS`] random chunks among `indices` of `video` from `cache` at
-/// `addr` and checks them against the manifest.
+/// `addr` (over FTPS pinned to `pin` when set) and checks them against the manifest.
 pub async fn spot_check(
     signer: &TicketSigner,
     catalogue: &CatalogueCache,
     cache: &str,
-    addr: &str,
+    (addr, pin): (&str, Option<&str>),
     video: &str,
     indices: &BTreeSet<u16>,
 ) -> CheckOutcome {
@@ -253,7 +254,9 @@ pub async fn spot_check(
     let ticket = signer.issue(&claims);
     let check = async {
         let mut session =
-            match ChunkSession::connect(addr, CHECKER, &ticket, video, CHECK_TIMEOUT).await {
+            match ChunkSession::connect_pinned(addr, CHECKER, &ticket, video, CHECK_TIMEOUT, pin)
+                .await
+            {
                 Ok(s) => s,
                 Err(_) => return CheckOutcome::Unreachable,
             };
@@ -292,14 +295,21 @@ pub async fn run(
         while checks.try_join_next().is_some() {}
         let room = PARALLEL_CHECKS.saturating_sub(checks.len());
         for ((cache, video), indices) in proofs.due(room) {
-            let Some(addr) = addresses(&cache) else {
+            let Some((addr, pin)) = addresses(&cache) else {
                 proofs.finish((cache, video), indices, CheckOutcome::Unreachable);
                 continue;
             };
             let (proofs, signer, catalogue) = (proofs.clone(), signer.clone(), catalogue.clone());
             checks.spawn(async move {
-                let outcome =
-                    spot_check(&signer, &catalogue, &cache, &addr, &video, &indices).await;
+                let outcome = spot_check(
+                    &signer,
+                    &catalogue,
+                    &cache,
+                    (addr.as_str(), pin.as_deref()),
+                    &video,
+                    &indices,
+                )
+                .await;
                 tracing::debug!(%cache, %video, ?indices, ?outcome, "spot-check");
                 proofs.finish((cache, video), indices, outcome);
             });

@@ -136,7 +136,7 @@ impl Reachability {
 
     /// Forgets caches no longer live, adds live ones it did not know (due now), and takes
     /// out the ones due for a probe with their addresses.
-    fn due(&self, live: &[NodeInfo], now: Instant) -> Vec<(String, Vec<String>)> {
+    fn due(&self, live: &[NodeInfo], now: Instant) -> Vec<(String, Vec<String>, Option<String>)> {
         let mut caches = self.caches();
         // A cache that registered after `live` was read stays until its first probe.
         caches.retain(|id, p| {
@@ -156,7 +156,7 @@ impl Reachability {
                     .chain(n.addrs.iter().cloned())
                     .filter(|a| !a.is_empty())
                     .collect();
-                due.push((n.node_id.clone(), addrs));
+                due.push((n.node_id.clone(), addrs, n.fingerprint.clone()));
             }
         }
         due
@@ -193,13 +193,14 @@ pub async fn probe_cache(
     signer: &TicketSigner,
     node_id: &str,
     addrs: &[String],
+    pin: Option<&str>,
     timeout: Duration,
 ) -> Reach {
     let ticket = probe_ticket(signer, node_id, unix_secs());
     let mut worked = None;
     let mut failures = Vec::new();
     for addr in addrs {
-        match probe::probe(addr, PROBE_HOLDER, &ticket, timeout).await {
+        match probe::probe(addr, PROBE_HOLDER, &ticket, pin, timeout).await {
             Ok(()) => {
                 worked.get_or_insert_with(|| addr.clone());
             }
@@ -273,10 +274,10 @@ pub async fn run(
                 continue;
             }
         };
-        for (id, addrs) in reach.due(&live, Instant::now()) {
+        for (id, addrs, pin) in reach.due(&live, Instant::now()) {
             let signer = signer.clone();
             probes.spawn(async move {
-                let found = probe_cache(&signer, &id, &addrs, config.timeout).await;
+                let found = probe_cache(&signer, &id, &addrs, pin.as_deref(), config.timeout).await;
                 (id, found)
             });
         }

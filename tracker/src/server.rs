@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rivulet_node_core::peer::chunk_server::ServedBytes;
+use rivulet_node_core::peer::chunk_server::{ServedBytes, ServerTls};
+use rivulet_node_core::peer::tls::{Identity, TlsMode};
 use rivulet_node_core::task::{Every, Tasks};
 use rivulet_tracker_client::NodeKind;
 use tokio::net::TcpListener;
@@ -18,7 +19,7 @@ use crate::api::{self, AppState};
 use crate::catalogue_cache::CatalogueCache;
 use crate::data_dir::DataDir;
 use crate::db;
-use crate::http_serve::{self, HttpLimits};
+use crate::http_serve::{self, HttpLimits, HttpsMode};
 use crate::login_limit::{LoginLimiter, LoginLimits};
 use crate::nodes;
 use crate::ops::{self, ServeLock};
@@ -70,7 +71,27 @@ pub struct ServeConfig {
     pub require_reach: bool,
     /// Time between two reachability probes of one cache.
     pub reach_every: Duration,
+    /// Serve HTTPS with this PEM certificate chain and key (`--tls-cert`, `--tls-key`);
+    /// the origin's FTPS uses them too.
+    pub tls: Option<TlsFiles>,
+    /// Clients reach the tracker over HTTPS through a reverse proxy
+    /// (`--behind-https-proxy`): HSTS and `Secure` cookies as when it serves HTTPS.
+    pub behind_https_proxy: bool,
+    /// FTPS on the origin (its certificate: the HTTPS one, else one made in the data dir).
+    pub origin_tls: TlsMode,
 }
+
+/// A PEM certificate chain and its private key.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The origin's own certificate files in the data dir, when the tracker serves plain HTTP.
+pub const ORIGIN_CERT_FILE: &str = "origin-tls-cert.pem";
+/// The origin's own key file in the data dir.
+pub const ORIGIN_KEY_FILE: &str = "origin-tls-key.pem";
 
 impl ServeConfig {
     /// Defaults that work on a laptop: HTTP on 127.0.0.1:7878, 100 starting points.
@@ -97,16 +118,22 @@ impl ServeConfig {
             public: false,
             require_reach: true,
             reach_every: Duration::from_secs(60),
+            tls: None,
+            behind_https_proxy: false,
+            origin_tls: TlsMode::default(),
         }
     }
 
     /// [`ServeConfig::new`] with HTTP and FTP on `127.0.0.1:0`: a tracker for tests and the
-    /// local network, on ports the system picks (read them from [`Server::url`]).
+    /// local network, on ports the system picks (read them from [`Server::url`]), its
+    /// origin in plain FTP.
     pub fn loopback(data: PathBuf) -> ServeConfig {
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         ServeConfig {
             http: any_port,
             ftp: any_port,
+            // Plain FTP on loopback unless a test asks for FTPS.
+            origin_tls: TlsMode::Off,
             ..ServeConfig::new(data)
         }
     }
@@ -139,6 +166,9 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be read or made.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The HTTP address could not be bound.
     #[error("the HTTP API on {addr}: {source}")]
     Http {
@@ -256,6 +286,8 @@ fn advertised_ftp(advertise: Option<&str>, bound: SocketAddr) -> String {
 /// one [`Tasks`] group, which [`Server::shutdown`] cancels and waits for.
 #[derive(Debug)]
 pub struct Server {
+    /// `https` when it serves HTTPS itself.
+    scheme: &'static str,
     http_addr: SocketAddr,
     ftp_addr: SocketAddr,
     origin_served: Arc<ServedBytes>,
@@ -269,6 +301,15 @@ pub struct Server {
 impl Server {
     /// Opens the data dir and database, binds, and starts serving in background tasks.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        // Bad certificate files fail first, before anything else is opened.
+        let https_identity = match &config.tls {
+            Some(files) => Some(Identity::load(&files.cert, &files.key).map_err(ServeError::Tls)?),
+            None => None,
+        };
+        let https_tls = match &https_identity {
+            Some(identity) => Some(http_serve::https_config(identity).map_err(ServeError::Tls)?),
+            None => None,
+        };
         let data = DataDir::create(&config.data)?;
         let lock = ServeLock::take(data.root()).map_err(|e| ServeError::Locked(e.to_string()))?;
         let db = db::open(data.root()).await?;
@@ -280,6 +321,28 @@ impl Server {
                 path: data.root().join(tickets::KEY_FILE),
                 source,
             })?;
+        let origin_identity = match (config.origin_tls, https_identity) {
+            (TlsMode::Off, _) => None,
+            (_, Some(identity)) => Some(identity),
+            (_, None) => Some(
+                Identity::load_or_create(
+                    data.root(),
+                    ORIGIN_CERT_FILE,
+                    ORIGIN_KEY_FILE,
+                    "rivulet-origin",
+                )
+                .map_err(|e| ServeError::Tls(e.to_string()))?,
+            ),
+        };
+        let origin_tls = match &origin_identity {
+            Some(identity) => Some(ServerTls {
+                config: identity
+                    .server_config()
+                    .map_err(|e| ServeError::Tls(e.to_string()))?,
+                forced: config.origin_tls == TlsMode::Forced,
+            }),
+            None => None,
+        };
         let catalogue = Arc::new(CatalogueCache::new(data));
         let http_error = |source| ServeError::Http {
             addr: config.http,
@@ -293,6 +356,7 @@ impl Server {
                 addr: config.ftp,
                 source,
             })?;
+        ftp.set_tls(origin_tls);
         ftp.upload_cap().set(config.origin_upload_bps);
         ftp.set_connection_cap(config.origin_connection_bps);
         let tasks = Tasks::new();
@@ -310,6 +374,7 @@ impl Server {
             catalogue,
             signer: Arc::new(signer),
             origin_ftp: advertised_ftp(config.advertise.as_deref(), ftp.addr()),
+            origin_fingerprint: origin_identity.map(|i| i.fingerprint),
             origin_counters: ftp.served().clone(),
             metrics: Arc::default(),
             heartbeats: nodes::HeartbeatWriter::start(
@@ -341,7 +406,11 @@ impl Server {
         );
         let addresses = {
             let network = network.clone();
-            Arc::new(move |id: &str| network.address_of(id))
+            Arc::new(move |id: &str| {
+                network
+                    .address_of(id)
+                    .map(|addr| (addr, network.fingerprint_of(id)))
+            })
         };
         tasks.spawn(
             "proofs",
@@ -399,18 +468,25 @@ impl Server {
         let settings = state.settings.clone();
         let app = crate::web::router(state.clone(), api::router(state));
         let stop = tasks.token();
+        let https = HttpsMode {
+            tls: https_tls,
+            behind_https_proxy: config.behind_https_proxy,
+        };
+        let scheme = if https.tls.is_some() { "https" } else { "http" };
         tasks.spawn("http", async move {
             http_serve::serve(
                 listener,
                 app,
                 config.http_limits,
                 config.trusted_proxy,
+                https,
                 stop.cancelled_owned(),
             )
             .await
         });
         tracing::info!(http = %http_addr, ftp = %ftp_addr, "tracker serving");
         Ok(Server {
+            scheme,
             http_addr,
             ftp_addr,
             origin_served,
@@ -426,9 +502,9 @@ impl Server {
         self.http_addr
     }
 
-    /// The API's base URL, e.g. `http://127.0.0.1:7878`.
+    /// The API's base URL, e.g. `http://127.0.0.1:7878` (`https://` when it serves HTTPS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.http_addr)
+        format!("{}://{}", self.scheme, self.http_addr)
     }
 
     /// Where the origin's FTP server listens.

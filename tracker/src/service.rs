@@ -428,7 +428,7 @@ impl Tracker<'_> {
         OriginInfo {
             ftp: self.state.origin_ftp.clone(),
             ticket_key: self.state.signer.public_key().to_hex(),
-            fingerprint: None,
+            fingerprint: self.state.origin_fingerprint.clone(),
             seen_from: seen_from.to_canonical().to_string(),
             public: self.state.public,
         }

@@ -280,6 +280,7 @@ async fn a_probe_ticket_logs_in_and_fetches_nothing() {
         &other.addr().to_string(),
         PROBE_HOLDER,
         &ticket,
+        None,
         Duration::from_secs(5),
     )
     .await

@@ -274,3 +274,64 @@ async fn serve_reads_its_config_file_and_flags_win_over_it() {
         );
     }
 }
+
+#[test]
+fn serve_over_https_prints_an_https_url_and_bad_tls_files_are_one_line() {
+    use rivulet_node_core::peer::tls::Identity;
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let a = Identity::load_or_create(work.path(), "a-cert.pem", "a-key.pem", "localhost").unwrap();
+    Identity::load_or_create(work.path(), "b-cert.pem", "b-key.pem", "localhost").unwrap();
+    let (mut child, url) = spawn_reading_line(
+        tracker()
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--ftp",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--tls-cert")
+            .arg(&a.cert_path)
+            .arg("--tls-key")
+            .arg(&a.key_path)
+            .stderr(Stdio::null()),
+    );
+    assert!(url.starts_with("https://127.0.0.1:"), "{url:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let garbage = work.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let missing = work.path().join("missing.pem");
+    let (a_cert, b_key) = (a.cert_path.clone(), work.path().join("b-key.pem"));
+    for (cert, key, want) in [
+        (&missing, &a.key_path, "missing.pem"),
+        (&garbage, &a.key_path, "garbage.pem"),
+        (&a_cert, &garbage, "garbage.pem"),
+        (&a_cert, &b_key, "a-cert.pem"),
+    ] {
+        let o = tracker()
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--ftp",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{cert:?} {key:?}");
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert!(err.contains("TLS") && err.contains(want), "{err:?}");
+    }
+}

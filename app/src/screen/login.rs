@@ -163,7 +163,7 @@ async fn log_in(
     sign_up: bool,
     remember: bool,
 ) -> Result<LoggedIn, String> {
-    let anon = TrackerClient::new(&tracker);
+    let anon = rivulet_node_core::env::tracker_client(&tracker).map_err(|e| describe(&e))?;
     if sign_up {
         anon.register(&credentials)
             .await

@@ -22,9 +22,12 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::format::Manifest;
-use crate::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer, RateCap, ServedBytes};
+use crate::peer::chunk_server::{
+    ChunkProvider, ChunkResult, ChunkServer, RateCap, ServedBytes, ServerTls,
+};
 use crate::peer::ftp::{ChunkSession, MAX_BATCH};
 use crate::peer::limits::ServerLimits;
+use crate::peer::tls::{self, Identity, TlsMode};
 use crate::task::Tasks;
 use crate::ticket::TicketKey;
 use lock::{FolderLock, FolderLockError};
@@ -59,6 +62,11 @@ pub struct CacheOptions {
     pub dir: PathBuf,
     /// The store key, outside the cache folder.
     pub key_path: PathBuf,
+    /// FTPS for the chunk server (the certificate beside the store key) and for fetches
+    /// from the origin.
+    pub tls: TlsMode,
+    /// A PEM CA to trust for an HTTPS tracker (else `RIVULET_TRACKER_CA`'s).
+    pub tracker_ca: Option<PathBuf>,
 }
 
 impl CacheOptions {
@@ -83,7 +91,21 @@ impl CacheOptions {
             passive_ports: ServerLimits::default().passive_ports,
             dir: dir.into(),
             key_path: key_path.into(),
+            tls: TlsMode::default(),
+            tracker_ca: None,
         }
+    }
+
+    /// Trusts the CA in this PEM file for an HTTPS tracker (besides the usual roots).
+    pub fn tracker_ca(mut self, path: Option<PathBuf>) -> CacheOptions {
+        self.tracker_ca = path;
+        self
+    }
+
+    /// Whether the chunk server speaks FTPS ([`TlsMode::On`] unless told).
+    pub fn tls(mut self, mode: TlsMode) -> CacheOptions {
+        self.tls = mode;
+        self
     }
 
     /// Storage budget, bytes.
@@ -135,6 +157,9 @@ pub enum CacheError {
     /// Reading the store was interrupted (the runtime is shutting down).
     #[error("reading the chunk store: {0}")]
     Interrupted(#[source] tokio::task::JoinError),
+    /// The TLS certificate beside the store key could not be made or read.
+    #[error("the cache's TLS certificate: {0}")]
+    Tls(String),
     /// The tracker refused the log-in or could not be reached.
     #[error("logging in: {0}")]
     LogIn(#[source] ClientError),
@@ -244,6 +269,8 @@ struct Shared {
     tickets: Mutex<HashMap<String, String>>,
     node_id: Mutex<String>,
     origin_addr: String,
+    /// The origin's certificate fingerprint: fetched over FTPS pinned to it when set.
+    origin_pin: Option<String>,
     download: RateCap,
     storage: AtomicU64,
     fetched: AtomicU64,
@@ -286,13 +313,15 @@ impl Cache {
         .map_err(CacheError::Store)?;
         // Kept: logged in again before the session ends or when the tracker answers 401,
         // so the cache goes on earning without anyone typing the password again.
-        let client = TrackerClient::new(&options.tracker)
-            .login_kept(Credentials {
-                username: options.user.clone(),
-                password: options.password.clone(),
-            })
-            .await
-            .map_err(CacheError::LogIn)?;
+        let client =
+            crate::env::tracker_client_trusting(&options.tracker, options.tracker_ca.as_deref())
+                .map_err(CacheError::LogIn)?
+                .login_kept(Credentials {
+                    username: options.user.clone(),
+                    password: options.password.clone(),
+                })
+                .await
+                .map_err(CacheError::LogIn)?;
         let origin = client.origin().await.map_err(CacheError::Origin)?;
         let key = TicketKey::from_hex(&origin.ticket_key)
             .map_err(|e| CacheError::TicketKey(e.to_string()))?;
@@ -322,6 +351,22 @@ impl Cache {
         );
         addrs.truncate(1 + crate::net::MAX_EXTRA_ADDRS);
         let extra = addrs.split_off(1.min(addrs.len()));
+        let fingerprint = match options.tls {
+            TlsMode::Off => None,
+            mode => {
+                let (dir, cert, key) = tls::files_beside(&options.key_path);
+                let identity = Identity::load_or_create(&dir, &cert, &key, "rivulet-cache")
+                    .map_err(|e| CacheError::Tls(e.to_string()))?;
+                let config = identity
+                    .server_config()
+                    .map_err(|e| CacheError::Tls(e.to_string()))?;
+                server.set_tls(Some(ServerTls {
+                    config,
+                    forced: mode == TlsMode::Forced,
+                }));
+                Some(identity.fingerprint)
+            }
+        };
         let addr = match &options.advertise {
             None => addrs
                 .first()
@@ -346,6 +391,7 @@ impl Cache {
         if options.advertise.is_none() {
             registration.addrs = extra;
         }
+        registration.fingerprint = fingerprint;
         let registered = client
             .register_node(&registration)
             .await
@@ -357,6 +403,7 @@ impl Cache {
             tickets: Mutex::default(),
             node_id: Mutex::new(registered.node_id.clone()),
             origin_addr: origin.ftp,
+            origin_pin: origin.fingerprint,
             download: RateCap::new(options.download_bps),
             storage: AtomicU64::new(limits.storage_bytes),
             completed: Notify::new(),
@@ -836,8 +883,15 @@ async fn fetch_loop(
             };
             if !sessions.contains_key(&video) {
                 let node_id = lock(&shared.node_id).clone();
-                match ChunkSession::connect(&shared.origin_addr, &node_id, &ticket, &video, timeout)
-                    .await
+                match ChunkSession::connect_pinned(
+                    &shared.origin_addr,
+                    &node_id,
+                    &ticket,
+                    &video,
+                    timeout,
+                    shared.origin_pin.as_deref(),
+                )
+                .await
                 {
                     Ok(s) => {
                         sessions.insert(video.clone(), s);

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use rivulet_tracker_client::ReachFailure;
 use suppaftp::FtpError;
-use suppaftp::tokio::AsyncFtpStream;
+use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
+
+use crate::peer::tls;
 
 /// A failed probe: the class and the error in words.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -36,14 +38,16 @@ fn connect_failure(e: &std::io::Error) -> ReachFailure {
 }
 
 /// Probes `addr` (`host:port`): within `timeout` in all, a TCP connection, an FTP greeting
-/// (`220`), and a log-in as `user` with `ticket` as the password; then quits.
+/// (`220`), over FTPS trusting only the certificate with SHA-256 `pin` when there is one,
+/// and a log-in as `user` with `ticket` as the password; then quits.
 pub async fn probe(
     addr: &str,
     user: &str,
     ticket: &str,
+    pin: Option<&str>,
     timeout: Duration,
 ) -> Result<(), ProbeFailed> {
-    match tokio::time::timeout(timeout, probe_unbounded(addr, user, ticket)).await {
+    match tokio::time::timeout(timeout, probe_unbounded(addr, user, ticket, pin)).await {
         Ok(result) => result,
         Err(_) => Err(failed(
             ReachFailure::TimedOut,
@@ -52,11 +56,16 @@ pub async fn probe(
     }
 }
 
-async fn probe_unbounded(addr: &str, user: &str, ticket: &str) -> Result<(), ProbeFailed> {
+async fn probe_unbounded(
+    addr: &str,
+    user: &str,
+    ticket: &str,
+    pin: Option<&str>,
+) -> Result<(), ProbeFailed> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| failed(connect_failure(&e), format!("connecting to {addr}: {e}")))?;
-    let mut ftp = AsyncFtpStream::connect_with_stream(stream)
+    let mut ftp = AsyncRustlsFtpStream::connect_with_stream(stream)
         .await
         .map_err(|e| match e {
             FtpError::ConnectionError(e) => failed(
@@ -68,6 +77,18 @@ async fn probe_unbounded(addr: &str, user: &str, ticket: &str) -> Result<(), Pro
                 format!("{addr} is not a Rivulet cache (no FTP greeting: {other})"),
             ),
         })?;
+    if let Some(pin) = pin {
+        let connector = tokio_rustls::TlsConnector::from(tls::pinned_client_config(pin));
+        ftp = ftp
+            .into_secure(AsyncRustlsConnector::from(connector), "rivulet-peer")
+            .await
+            .map_err(|e| {
+                failed(
+                    ReachFailure::Tls,
+                    format!("{addr} did not prove the certificate it registered: {e}"),
+                )
+            })?;
+    }
     let login = ftp.login(user, ticket).await;
     let _ = ftp.quit().await;
     match login {

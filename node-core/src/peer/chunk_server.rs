@@ -9,6 +9,9 @@
 //! kernel scan every port in TIME_WAIT). What a stranger may hold open (sessions, log-in
 //! time, passive listeners, stalled writes) is bounded by
 //! [`ServerLimits`](crate::peer::limits::ServerLimits).
+//!
+//! With [`ChunkServer::set_tls`] it offers FTPS (explicit `AUTH TLS`) and requires it of
+//! every client but loopback ones ([`tls::plain_allowed`]), or of all when forced.
 
 use std::collections::HashMap;
 use std::fmt::{self, Debug, Display};
@@ -30,6 +33,7 @@ use unftp_core::storage::{Error, ErrorKind, Fileinfo, Metadata, Result, StorageB
 
 use crate::peer::ftp::{MAX_BATCH, URGENT};
 use crate::peer::limits::{Admission, LoginSignal, ServerLimits, SessionPassive};
+use crate::peer::tls;
 use crate::ticket::{TicketClaims, TicketKey};
 use rivulet_tracker_client::{NodeId, NodeKind};
 
@@ -725,6 +729,16 @@ pub struct ChunkServer {
     served: Arc<ServedBytes>,
     cap: Arc<RateCap>,
     connection_bps: Arc<AtomicU64>,
+    tls: Arc<RwLock<Option<ServerTls>>>,
+}
+
+/// What FTPS a chunk server offers and requires.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    /// The certificate and key it serves.
+    pub config: Arc<rustls::ServerConfig>,
+    /// TLS required of loopback clients too (tests, `rivulet-bench swarm --tls`).
+    pub forced: bool,
 }
 
 impl Drop for ChunkServer {
@@ -771,6 +785,8 @@ impl ChunkServer {
         let served = Arc::new(ServedBytes::default());
         let cap = Arc::new(RateCap::new(upload_bps));
         let connection_bps = Arc::new(AtomicU64::new(0));
+        let tls_setting: Arc<RwLock<Option<ServerTls>>> = Arc::default();
+        let tls_now = tls_setting.clone();
         let server_id = Arc::new(RwLock::new(server_id.to_owned()));
         let store = ProviderStore {
             provider,
@@ -811,10 +827,19 @@ impl ChunkServer {
                             )),
                             ..store.clone()
                         };
-                        let server = libunftp::ServerBuilder::with_user_detail_provider(
+                        let mut builder = libunftp::ServerBuilder::with_user_detail_provider(
                             Box::new(move || store.clone()),
                             Arc::new(TicketUsers),
-                        )
+                        );
+                        let tls = tls_now.read().unwrap_or_else(|e| e.into_inner()).clone();
+                        if let Some(tls) = tls {
+                            builder = builder.ftps_manual::<PathBuf>(tls.config);
+                            if !tls::plain_allowed(peer.ip(), tls.forced) {
+                                use libunftp::options::FtpsRequired;
+                                builder = builder.ftps_required(FtpsRequired::All, FtpsRequired::All);
+                            }
+                        }
+                        let server = builder
                         .authenticator(Arc::new(SessionAuth {
                             tickets: auth.clone(),
                             login: slot.login_signal(),
@@ -864,7 +889,14 @@ impl ChunkServer {
             served,
             cap,
             connection_bps,
+            tls: tls_setting,
         })
+    }
+
+    /// Offers FTPS with `tls` (required of all but loopback clients, or of all when
+    /// forced), or plain FTP alone with `None`; applies to connections accepted from now on.
+    pub fn set_tls(&self, tls: Option<ServerTls>) {
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -1,17 +1,23 @@
 //! One FTP session to one chunk server (the origin or a cache) for one movie: log in with a
 //! ticket, then fetch chunks `/<video>/<segment>/<index>` one after another over the same
 //! control connection, each bounded in size and time so a slow or lying peer cannot stall
-//! or flood the caller.
+//! or flood the caller. With the peer's certificate fingerprint (from the tracker) the
+//! session is FTPS, control and data (`AUTH TLS`, `PROT P`), trusting that one certificate
+//! alone ([`tls::pinned_client_config`]); it never falls back to plain FTP.
 
 use std::time::Duration;
 
-use suppaftp::tokio::AsyncFtpStream;
+use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 
 use crate::format::{CHUNK_HEADER_LEN, ChunkHeader};
+use crate::peer::tls;
+
+/// The name a pinning client asks for (the pin, not the name, decides whom it trusts).
+const TLS_NAME: &str = "rivulet-peer";
 
 /// Why a fetch failed; the caller decides whether to retry elsewhere.
 #[derive(Debug, Error)]
@@ -28,11 +34,15 @@ pub enum FetchError {
     Timeout { addr: String, timeout: Duration },
     #[error("transfer from {addr} failed: {reason}")]
     Transfer { addr: String, reason: String },
+    /// The peer did not prove it holds the certificate the tracker named (another
+    /// certificate, no TLS, a failed handshake): nothing was sent to it or taken from it.
+    #[error("{addr} is not the peer the tracker named: {reason}")]
+    Untrusted { addr: String, reason: String },
 }
 
 /// A logged-in session.
 pub struct ChunkSession {
-    ftp: AsyncFtpStream,
+    ftp: AsyncRustlsFtpStream,
     addr: String,
     video: String,
     timeout: Duration,
@@ -48,7 +58,8 @@ impl std::fmt::Debug for ChunkSession {
 }
 
 impl ChunkSession {
-    /// Connects to `addr` (`host:port`) and logs in as `node_id` with `ticket`.
+    /// Connects to `addr` (`host:port`) and logs in as `node_id` with `ticket`, in plain
+    /// FTP (a peer the tracker names no certificate for).
     pub async fn connect(
         addr: &str,
         node_id: &str,
@@ -56,15 +67,38 @@ impl ChunkSession {
         video: &str,
         timeout: Duration,
     ) -> Result<ChunkSession, FetchError> {
+        Self::connect_pinned(addr, node_id, ticket, video, timeout, None).await
+    }
+
+    /// [`ChunkSession::connect`], over FTPS trusting only the certificate with SHA-256
+    /// `pin` when there is one: the ticket is sent only once the handshake proved it.
+    pub async fn connect_pinned(
+        addr: &str,
+        node_id: &str,
+        ticket: &str,
+        video: &str,
+        timeout: Duration,
+        pin: Option<&str>,
+    ) -> Result<ChunkSession, FetchError> {
         let fail = |reason: String| FetchError::Connect {
             addr: addr.to_owned(),
             reason,
         };
         let login = async {
-            let mut ftp = AsyncFtpStream::connect(addr)
+            let mut ftp = AsyncRustlsFtpStream::connect(addr)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             let _ = ftp.get_ref().await.set_nodelay(true);
+            if let Some(pin) = pin {
+                let connector = tokio_rustls::TlsConnector::from(tls::pinned_client_config(pin));
+                ftp = ftp
+                    .into_secure(AsyncRustlsConnector::from(connector), TLS_NAME)
+                    .await
+                    .map_err(|e| FetchError::Untrusted {
+                        addr: addr.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+            }
             ftp.login(node_id, ticket).await.map_err(|e| match e {
                 FtpError::UnexpectedResponse(r) if r.status.code() == 530 => FetchError::Refused {
                     addr: addr.to_owned(),

@@ -4,3 +4,4 @@
 pub mod chunk_server;
 pub mod ftp;
 pub mod limits;
+pub mod tls;

@@ -315,12 +315,10 @@ impl Viewer {
         let playhead = options.playhead.clone();
         let node = client.register_node(&NodeRegistration::viewer()).await?;
         let origin = client.origin().await?;
-        let sources = Arc::new(Sources::new(
-            video,
-            &node.node_id,
-            &origin.ftp,
-            options.timeout,
-        ));
+        let sources = Arc::new(
+            Sources::new(video, &node.node_id, &origin.ftp, options.timeout)
+                .origin_pin(origin.fingerprint.clone()),
+        );
         let progress = Arc::new(Progress::default());
         let reporter = Arc::new(Reporter {
             client: client.clone(),

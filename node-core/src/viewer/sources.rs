@@ -161,6 +161,9 @@ struct Endpoint {
     addr: String,
     ticket: String,
     holder: String,
+    /// The certificate fingerprint the tracker named for it: FTPS pinned to it, never
+    /// plain, when set.
+    pin: Option<String>,
 }
 
 /// One source: its endpoint, what it holds, its queue.
@@ -227,6 +230,7 @@ pub struct Sources {
     /// This viewer's node id now: the FTP user of every new session.
     node_id: Mutex<String>,
     origin_addr: String,
+    origin_pin: Option<String>,
     timeout: Duration,
     table: Mutex<Table>,
 }
@@ -237,9 +241,17 @@ impl Sources {
             video: video.to_owned(),
             node_id: Mutex::new(node_id.to_owned()),
             origin_addr: origin_addr.to_owned(),
+            origin_pin: None,
             timeout,
             table: Mutex::default(),
         }
+    }
+
+    /// The origin's certificate fingerprint (from the tracker): its sessions are FTPS
+    /// pinned to it.
+    pub fn origin_pin(mut self, fingerprint: Option<String>) -> Sources {
+        self.origin_pin = fingerprint;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -283,6 +295,7 @@ impl Sources {
                         addr: self.origin_addr.clone(),
                         ticket: t.ticket.clone(),
                         holder: holder.clone(),
+                        pin: self.origin_pin.clone(),
                     };
                     table.origin =
                         Some(self.spawn(ORIGIN, Vec::new(), 0, endpoint, ORIGIN_SESSIONS));
@@ -299,6 +312,7 @@ impl Sources {
                 addr: peer.addr.clone(),
                 ticket: peer.ticket.clone(),
                 holder: holder.clone(),
+                pin: peer.fingerprint.clone(),
             };
             // A known peer keeps its sessions and queue; only what it offers changes.
             if let Some(s) = table.caches.get(&peer.node_id) {
@@ -359,8 +373,17 @@ impl Sources {
                                 addr,
                                 ticket,
                                 holder,
+                                pin,
                             } = endpoint.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                            ChunkSession::connect(&addr, &holder, &ticket, &video, timeout).await
+                            ChunkSession::connect_pinned(
+                                &addr,
+                                &holder,
+                                &ticket,
+                                &video,
+                                timeout,
+                                pin.as_deref(),
+                            )
+                            .await
                         }
                     };
                     let indices: Vec<u16> = batch.iter().map(|r| r.index).collect();

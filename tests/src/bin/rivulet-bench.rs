@@ -98,6 +98,9 @@ enum Command {
         /// Only the client–server baseline.
         #[arg(long)]
         no_caches: bool,
+        /// FTPS everywhere (origin and caches, TLS forced on loopback, pinned sessions).
+        #[arg(long)]
+        tls: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Print the summary as JSON.
@@ -409,6 +412,7 @@ fn main() -> ExitCode {
                 minutes,
                 scale,
                 no_caches,
+                tls,
                 seed,
                 json,
                 csv,
@@ -429,6 +433,7 @@ fn main() -> ExitCode {
                     minutes,
                     scale,
                     seed,
+                    tls,
                 };
                 run_swarm(&config, no_caches, json, csv, plot).await
             }

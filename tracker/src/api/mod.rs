@@ -49,6 +49,8 @@ pub struct AppState {
     pub signer: Arc<rivulet_node_core::ticket::TicketSigner>,
     /// The origin's FTP address as nodes should dial it.
     pub origin_ftp: String,
+    /// SHA-256 of the origin's FTPS certificate, when it serves FTPS.
+    pub origin_fingerprint: Option<String>,
     /// Bytes the origin has served.
     pub origin_counters: Arc<rivulet_node_core::peer::chunk_server::ServedBytes>,
     /// Writes heartbeats in batches.
