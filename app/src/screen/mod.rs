@@ -39,7 +39,6 @@ pub fn describe(error: &ClientError) -> String {
             ErrorCode::Forbidden => format!("This account may not do that: {message}."),
             ErrorCode::TooLarge => format!("The request was too large for the tracker: {message}."),
             ErrorCode::BadRequest => format!("The tracker refused the request: {message}."),
-            ErrorCode::AddressRefused => format!("The tracker refused this address: {message}."),
             ErrorCode::Internal => format!("The tracker failed; try again later ({message})."),
             ErrorCode::AddressRefused => format!(
                 "The tracker cannot reach your cache at the address it has ({message}); see the \
