@@ -57,7 +57,7 @@ async fn real_cache(net: &LocalNetwork, owner: &TrackerClient) -> (String, Chunk
 async fn register_at(owner: &TrackerClient, addr: &str) -> String {
     owner
         .register_node(&NodeRegistration::cache(
-            addr,
+            "[::]:7880",
             addr,
             100_000_000,
             1_500_000_000,
@@ -166,7 +166,7 @@ async fn a_real_cache_is_probed_reachable_and_gets_viewers() {
         "{}",
         status.reach_line()
     );
-    let carol = net.user("carol", PASSWORD).await.unwrap();
+    let carol = net.login("carol", PASSWORD).await.unwrap();
     let mine = carol.my_nodes().await.unwrap();
     let listed = mine.iter().find(|n| n.node_id == id).unwrap();
     assert_eq!(listed.reach.as_ref().unwrap().state, ReachState::Reachable);
@@ -399,7 +399,7 @@ async fn behind_its_proxy_a_public_tracker_sees_the_forwarded_address() {
         .unwrap();
     let http = reqwest::Client::new();
     let origin: serde_json::Value = http
-        .get(format!("{}/origin", net.url()))
+        .get(format!("{}/api/v1/origin", net.url()))
         .header("x-forwarded-for", "8.8.8.8")
         .send()
         .await
@@ -407,9 +407,9 @@ async fn behind_its_proxy_a_public_tracker_sees_the_forwarded_address() {
         .json()
         .await
         .unwrap();
-    assert_eq!(origin["seen_from"], "8.8.8.8");
+    assert_eq!(origin["seen_from"], "8.8.8.8", "{origin}");
     let register = |advertise: &str| {
-        http.post(format!("{}/nodes", net.url()))
+        http.post(format!("{}/api/v1/nodes", net.url()))
             .bearer_auth(&session.token)
             .header("x-forwarded-for", "8.8.8.8")
             .json(&NodeRegistration::cache(
