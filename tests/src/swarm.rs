@@ -57,6 +57,33 @@ pub struct SwarmConfig {
     /// The origin and the caches serve FTPS only, loopback clients included, and every
     /// chunk session is pinned to the certificate the tracker named.
     pub tls: bool,
+    /// The share of caches (0..=1) that nobody can connect to: they reach the tracker and
+    /// the origin, but what they advertise refuses every connection, as a cache behind a
+    /// NAT without a forwarded port does. The tracker's probe finds them unreachable.
+    pub unreachable: f64,
+}
+
+impl SwarmConfig {
+    /// Whether cache number `serial` is one of the unreachable share: spread evenly, so
+    /// any prefix of the caches (and every replacement under churn) keeps the share.
+    pub fn is_unreachable(&self, serial: u32) -> bool {
+        let f = self.unreachable.clamp(0.0, 1.0);
+        (f64::from(serial + 1) * f).floor() > (f64::from(serial) * f).floor()
+    }
+}
+
+/// Where unreachable caches' addresses are: loopback addresses where nothing listens.
+const NOWHERE: &str = "127.66.";
+
+/// An address on loopback where nothing listens, distinct per cache: what an unreachable
+/// cache advertises (connections to it are refused).
+fn unreachable_addr(serial: u32) -> String {
+    format!("{NOWHERE}{}.{}:1", serial / 250, serial % 250 + 1)
+}
+
+/// Whether the tracker's probe found cache `c` unreachable.
+fn probed_unreachable(c: &Cache) -> bool {
+    c.status().borrow().unreachable()
 }
 
 impl Default for SwarmConfig {
@@ -80,6 +107,7 @@ impl Default for SwarmConfig {
             scale: 9.0,
             seed: 1,
             tls: false,
+            unreachable: 0.0,
         }
     }
 }
@@ -129,6 +157,8 @@ pub struct Phase {
     pub origin_asks_gap: u64,
     pub origin_asks_race: u64,
     pub origin_asks_retry: u64,
+    /// Caches running at the end that the tracker's probe had found unreachable.
+    pub caches_probed_unreachable: u32,
     pub series: Vec<Sample>,
 }
 
@@ -399,9 +429,19 @@ pub async fn run_phase(
     work: &Path,
 ) -> anyhow::Result<Phase> {
     let scale = config.scale.max(0.01);
-    let data = work.join(if with_caches { "rivulet" } else { "baseline" });
+    // Each phase on its own tracker and folders: several Rivulet phases share one baseline.
+    let name = if with_caches {
+        format!(
+            "rivulet-u{:.0}{}",
+            config.unreachable * 100.0,
+            if config.tls { "-tls" } else { "" }
+        )
+    } else {
+        "baseline".to_owned()
+    };
+    let data = work.join(&name);
     copy_dir(catalogue, &data)?;
-    let net = LocalNetwork::builder(work)
+    let net = LocalNetwork::builder(work.join(format!("home-{name}")))
         .data_dir(&data)
         // The tracker's default: an overloaded machine must not drop nodes that are only slow.
         .node_timeout(Duration::from_secs(15))
@@ -437,8 +477,15 @@ pub async fn run_phase(
             .storage((config.cache_bytes as f64 / scale) as u64)
             .upload(config.cache_upload_bps);
         let net = &net;
+        let unreachable = config.is_unreachable(serial);
         async move {
             login(&url, &spec.user).await?;
+            if unreachable {
+                let options = net
+                    .cache_options(&spec)
+                    .advertise(Some(unreachable_addr(serial)));
+                return anyhow::Ok(Cache::start(options).await?);
+            }
             anyhow::Ok(net.start_cache(&spec).await?)
         }
     };
@@ -450,7 +497,7 @@ pub async fn run_phase(
     }
     let tally = Arc::new(Mutex::new(Tally::default()));
     let mut viewers = tokio::task::JoinSet::new();
-    let views = work.join(if with_caches { "views" } else { "views-base" });
+    let views = work.join(format!("views-{name}"));
     std::fs::create_dir_all(&views)?;
     for v in 0..config.viewers {
         let join = start + Duration::from_secs_f64(f64::from(v) * config.join_every_secs / scale);
@@ -474,7 +521,11 @@ pub async fn run_phase(
     let mut series = Vec::new();
     let mut last = (0u64, 0u64, 0u64, Instant::now());
     let mut lower_bound_overflow = 0f64;
-    let cap_total = f64::from(config.caches) * config.cache_upload_bps as f64 / 8.0;
+    // Only reachable caches can serve anyone.
+    let reachable = (0..config.caches)
+        .filter(|&c| !config.is_unreachable(c))
+        .count();
+    let cap_total = reachable as f64 * config.cache_upload_bps as f64 / 8.0;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -538,6 +589,7 @@ pub async fn run_phase(
             .iter()
             .map(|c| c.served().to_viewers.load(Ordering::Relaxed))
             .sum::<u64>();
+    let probed = caches.iter().filter(|c| probed_unreachable(c)).count() as u32;
     for cache in caches {
         cache.stop().await;
     }
@@ -579,6 +631,7 @@ pub async fn run_phase(
         origin_asks_gap: tally.origin_asks[0],
         origin_asks_race: tally.origin_asks[1],
         origin_asks_retry: tally.origin_asks[2],
+        caches_probed_unreachable: probed,
         series,
     })
 }

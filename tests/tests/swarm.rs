@@ -89,6 +89,39 @@ fn a_small_swarm_runs_end_to_end_and_reports_everything() {
     let _ = std::fs::copy(&png, artifacts.join("swarm.png"));
 }
 
+/// Half the caches advertise an address nobody can connect to: the tracker's probe finds
+/// them unreachable (and them only), while the other half still carries load; the run with
+/// none unreachable comes first, beside the same baseline.
+#[test]
+fn unreachable_caches_serve_nobody_beside_the_same_baseline() {
+    let out = Command::new(bench())
+        .args(["swarm", "--caches", "4", "--viewers", "3", "--videos", "2"])
+        .args(["--length", "8", "--join-every", "1", "--minutes", "0.3"])
+        .args(["--scale", "1", "--cache-upload", "20Mbit"])
+        .args(["--unreachable", "0,0.5", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let variants = summary["variants"].as_array().expect("two variants");
+    assert_eq!(variants.len(), 2, "{summary}");
+    assert_eq!(variants[0]["unreachable"], 0.0);
+    assert_eq!(variants[1]["unreachable"], 0.5);
+    assert_eq!(summary["label"], variants[0]["label"]);
+    for (v, unreachable) in variants.iter().zip([0, 2]) {
+        assert_eq!(v["byte_exact"], true, "{v}");
+        assert_eq!(
+            v["rivulet"]["caches_probed_unreachable"], unreachable,
+            "{v}"
+        );
+        assert!(
+            v["rivulet"]["caches_to_viewers_bytes"].as_u64().unwrap() > 0,
+            "{v}"
+        );
+    }
+}
+
 #[test]
 fn bad_arguments_are_one_line() {
     for (args, want) in [
@@ -96,6 +129,14 @@ fn bad_arguments_are_one_line() {
         (vec!["swarm", "--popularity", "pareto"], "uniform, zipf"),
         (vec!["swarm", "--rate", "fast"], "is not a rate"),
         (vec!["swarm", "--churn", "-1"], "unexpected argument"),
+        (
+            vec!["swarm", "--unreachable", "0,1.5"],
+            "share between 0 and 1",
+        ),
+        (
+            vec!["swarm", "--tls", "--tls-compare"],
+            "cannot be used with",
+        ),
     ] {
         let out = Command::new(bench()).args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

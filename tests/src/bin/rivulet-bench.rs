@@ -53,6 +53,27 @@ fn non_negative(s: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{s:?} is not a number ≥ 0"))
 }
 
+/// Shares between 0 and 1, from a comma-separated list (`0,0.3,0.5`).
+#[derive(Clone, Debug)]
+struct Shares(Vec<f64>);
+
+fn fractions_arg(s: &str) -> Result<Shares, String> {
+    let list: Result<Vec<f64>, String> = s
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| (0.0..=1.0).contains(f))
+                .ok_or_else(|| format!("{v:?} is not a share between 0 and 1"))
+        })
+        .collect();
+    match list {
+        Ok(l) if l.len() > 8 => Err("at most 8 shares".into()),
+        other => other.map(Shares),
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The report's Figure 4 experiment: caches and real-time viewers on loopback, the
@@ -101,6 +122,14 @@ enum Command {
         /// FTPS everywhere (origin and caches, TLS forced on loopback, pinned sessions).
         #[arg(long)]
         tls: bool,
+        /// Run each Rivulet phase twice, in plain FTP and in FTPS, beside one baseline (the
+        /// CPU cost of TLS, measured in one run).
+        #[arg(long, conflicts_with = "tls")]
+        tls_compare: bool,
+        /// Shares of caches nobody can connect to (comma-separated, e.g. `0,0.3,0.5`): one
+        /// Rivulet phase per share, beside one baseline.
+        #[arg(long, default_value = "0", value_parser = fractions_arg)]
+        unreachable: Shares,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Print the summary as JSON.
@@ -288,8 +317,53 @@ async fn start_seek(
     })
 }
 
+/// The name of one Rivulet phase: its unreachable share and whether it ran in FTPS.
+fn variant_label(config: &SwarmConfig) -> String {
+    format!(
+        "unreachable {:.0}%{}",
+        config.unreachable * 100.0,
+        if config.tls { ", FTPS" } else { "" }
+    )
+}
+
+/// `path` with `-SUFFIX` before its extension (`swarm.csv` → `swarm-u30.csv`).
+fn suffixed(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{suffix}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{suffix}"),
+    };
+    path.with_file_name(name)
+}
+
+fn phase_json(p: &Phase) -> serde_json::Value {
+    serde_json::json!({
+        "origin_bytes": p.origin_bytes,
+        "origin_to_viewers_bytes": p.origin_to_viewers_bytes,
+        "origin_to_caches_bytes": p.origin_to_caches_bytes,
+        "caches_to_viewers_bytes": p.caches_to_viewers_bytes,
+        "viewer_bytes": p.viewer_bytes,
+        "movies_completed": p.movies_completed,
+        "watch_errors": p.watch_errors,
+        "error_samples": p.error_samples,
+        "cpu_secs": p.cpu_secs,
+        "wall_secs": p.wall_secs,
+        "caches_probed_unreachable": p.caches_probed_unreachable,
+        "origin_asks": {
+            "gap": p.origin_asks_gap,
+            "race": p.origin_asks_race,
+            "retry": p.origin_asks_retry,
+        },
+    })
+}
+
+/// One baseline (origin only, in `base`'s mode), then one Rivulet phase per variant on the
+/// same movies and schedule. The first variant's figures are the top level of the JSON (as
+/// with one variant); with several, `variants` lists each. CSV and plot: the first variant
+/// at the path given, the others beside it with a suffix.
 async fn run_swarm(
-    config: &SwarmConfig,
+    base: &SwarmConfig,
+    variants: &[SwarmConfig],
     no_caches: bool,
     json: bool,
     csv: Option<std::path::PathBuf>,
@@ -299,21 +373,21 @@ async fn run_swarm(
     let clip = work.path().join("clip.mp4");
     eprintln!(
         "rivulet-bench: making {} movies of {:.0} s at {:.1} Mbit/s (scaled ×{})",
-        config.videos,
-        config.movie_secs / config.scale,
-        config.rate_bps as f64 / 1e6,
-        config.scale
+        base.videos,
+        base.movie_secs / base.scale,
+        base.rate_bps as f64 / 1e6,
+        base.scale
     );
-    swarm::make_clip(&clip, config.movie_secs / config.scale, config.rate_bps)?;
+    swarm::make_clip(&clip, base.movie_secs / base.scale, base.rate_bps)?;
     let catalogue = work.path().join("catalogue");
-    swarm::make_catalogue(&catalogue, &clip, config.videos)?;
+    swarm::make_catalogue(&catalogue, &clip, base.videos)?;
     eprintln!(
         "rivulet-bench: baseline, {:.1} min",
-        config.minutes / config.scale
+        base.minutes / base.scale
     );
-    let baseline = swarm::run_phase(config, false, &catalogue, work.path()).await?;
+    let baseline = swarm::run_phase(base, false, &catalogue, work.path()).await?;
     if no_caches {
-        let secs = config.minutes * 60.0 / config.scale;
+        let secs = base.minutes * 60.0 / base.scale;
         let out = serde_json::json!({
             "origin_mbps": baseline.origin_bytes as f64 * 8.0 / secs / 1e6,
             "viewer_bytes": baseline.viewer_bytes,
@@ -324,45 +398,61 @@ async fn run_swarm(
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    eprintln!(
-        "rivulet-bench: with {} caches, {:.1} min",
-        config.caches,
-        config.minutes / config.scale
-    );
-    let rivulet = swarm::run_phase(config, true, &catalogue, work.path()).await?;
-    let summary = swarm::summarize(config, &baseline, &rivulet);
-    if let Some(path) = &csv {
-        swarm::write_csv(path, &baseline, &rivulet)?;
-    }
-    if let Some(path) = &plot {
-        swarm::write_png(path, &baseline, &rivulet)?;
+    let mut runs = Vec::new();
+    for (i, config) in variants.iter().enumerate() {
+        eprintln!(
+            "rivulet-bench: with {} caches ({}), {:.1} min",
+            config.caches,
+            variant_label(config),
+            config.minutes / config.scale
+        );
+        let rivulet = swarm::run_phase(config, true, &catalogue, work.path()).await?;
+        let summary = swarm::summarize(config, &baseline, &rivulet);
+        let suffix = format!(
+            "u{:.0}{}",
+            config.unreachable * 100.0,
+            if config.tls { "-tls" } else { "" }
+        );
+        let path = |p: &std::path::PathBuf| {
+            if i == 0 {
+                p.clone()
+            } else {
+                suffixed(p, &suffix)
+            }
+        };
+        if let Some(p) = &csv {
+            swarm::write_csv(&path(p), &baseline, &rivulet)?;
+        }
+        if let Some(p) = &plot {
+            swarm::write_png(&path(p), &baseline, &rivulet)?;
+        }
+        runs.push((config, summary, rivulet));
     }
     if json {
-        let phases = |p: &Phase| {
-            serde_json::json!({
-                "origin_bytes": p.origin_bytes,
-                "origin_to_viewers_bytes": p.origin_to_viewers_bytes,
-                "origin_to_caches_bytes": p.origin_to_caches_bytes,
-                "caches_to_viewers_bytes": p.caches_to_viewers_bytes,
-                "viewer_bytes": p.viewer_bytes,
-                "movies_completed": p.movies_completed,
-                "watch_errors": p.watch_errors,
-                "error_samples": p.error_samples,
-                "cpu_secs": p.cpu_secs,
-                "origin_asks": {
-                    "gap": p.origin_asks_gap,
-                    "race": p.origin_asks_race,
-                    "retry": p.origin_asks_retry,
-                },
-            })
-        };
-        let mut out = serde_json::to_value(&summary)?;
-        out["baseline"] = phases(&baseline);
-        out["rivulet"] = phases(&rivulet);
+        let mut out = serde_json::Value::Null;
+        let mut list = Vec::new();
+        for (config, summary, rivulet) in &runs {
+            let mut v = serde_json::to_value(summary)?;
+            v["label"] = variant_label(config).into();
+            v["unreachable"] = config.unreachable.into();
+            v["tls"] = config.tls.into();
+            v["rivulet"] = phase_json(rivulet);
+            if out.is_null() {
+                out = v.clone();
+                out["baseline"] = phase_json(&baseline);
+            }
+            list.push(v);
+        }
+        if list.len() > 1 {
+            out["variants"] = list.into();
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
+        return Ok(());
+    }
+    for (config, summary, rivulet) in &runs {
         println!(
-            "origin: baseline {:.1} Mbit/s, Rivulet {:.1} Mbit/s: {:.1}% of baseline ({:.1}% in the steady state; lower bound {:.1}%)",
+            "[{}] origin: baseline {:.1} Mbit/s, Rivulet {:.1} Mbit/s: {:.1}% of baseline ({:.1}% in the steady state; lower bound {:.1}%)",
+            variant_label(config),
             summary.baseline_origin_mbps,
             summary.rivulet_origin_mbps,
             summary.origin_share_total * 100.0,
@@ -370,14 +460,16 @@ async fn run_swarm(
             summary.lower_bound_share * 100.0
         );
         println!(
-            "start p50 {:.0} ms p95 {:.0} ms, stall ratio {:.4}%, {} movies, byte-exact {}, CPU {:.0} s in {:.0} s",
+            "[{}] start p50 {:.0} ms p95 {:.0} ms, stall ratio {:.4}%, {} movies, byte-exact {}, CPU {:.0} s in {:.0} s (this phase {:.0} s)",
+            variant_label(config),
             summary.start_p50_ms,
             summary.start_p95_ms,
             summary.stall_ratio * 100.0,
             summary.movies_completed,
             summary.byte_exact,
             summary.cpu_secs,
-            summary.wall_secs
+            summary.wall_secs,
+            rivulet.cpu_secs
         );
     }
     Ok(())
@@ -413,6 +505,8 @@ fn main() -> ExitCode {
                 scale,
                 no_caches,
                 tls,
+                tls_compare,
+                unreachable,
                 seed,
                 json,
                 csv,
@@ -434,8 +528,26 @@ fn main() -> ExitCode {
                     scale,
                     seed,
                     tls,
+                    unreachable: 0.0,
                 };
-                run_swarm(&config, no_caches, json, csv, plot).await
+                let modes = if tls_compare {
+                    vec![false, true]
+                } else {
+                    vec![tls]
+                };
+                let variants: Vec<SwarmConfig> = unreachable
+                    .0
+                    .iter()
+                    .flat_map(|&share| {
+                        modes.iter().map(move |&tls| (share, tls))
+                    })
+                    .map(|(share, tls)| SwarmConfig {
+                        unreachable: share,
+                        tls,
+                        ..config.clone()
+                    })
+                    .collect();
+                run_swarm(&config, &variants, no_caches, json, csv, plot).await
             }
             Command::StartSeek {
                 viewers,
