@@ -64,6 +64,16 @@ pub struct SwarmConfig {
 }
 
 impl SwarmConfig {
+    /// A short name for a Rivulet phase of this configuration (`u30`, `u30-tls`), for its
+    /// folders and its files beside the first phase's.
+    pub fn tag(&self) -> String {
+        format!(
+            "u{:.0}{}",
+            self.unreachable * 100.0,
+            if self.tls { "-tls" } else { "" }
+        )
+    }
+
     /// Whether cache number `serial` is one of the unreachable share: spread evenly, so
     /// any prefix of the caches (and every replacement under churn) keeps the share.
     pub fn is_unreachable(&self, serial: u32) -> bool {
@@ -431,11 +441,7 @@ pub async fn run_phase(
     let scale = config.scale.max(0.01);
     // Each phase on its own tracker and folders: several Rivulet phases share one baseline.
     let name = if with_caches {
-        format!(
-            "rivulet-u{:.0}{}",
-            config.unreachable * 100.0,
-            if config.tls { "-tls" } else { "" }
-        )
+        format!("rivulet-{}", config.tag())
     } else {
         "baseline".to_owned()
     };

@@ -408,16 +408,11 @@ async fn run_swarm(
         );
         let rivulet = swarm::run_phase(config, true, &catalogue, work.path()).await?;
         let summary = swarm::summarize(config, &baseline, &rivulet);
-        let suffix = format!(
-            "u{:.0}{}",
-            config.unreachable * 100.0,
-            if config.tls { "-tls" } else { "" }
-        );
         let path = |p: &std::path::PathBuf| {
             if i == 0 {
                 p.clone()
             } else {
-                suffixed(p, &suffix)
+                suffixed(p, &config.tag())
             }
         };
         if let Some(p) = &csv {
@@ -429,7 +424,6 @@ async fn run_swarm(
         runs.push((config, summary, rivulet));
     }
     if json {
-        let mut out = serde_json::Value::Null;
         let mut list = Vec::new();
         for (config, summary, rivulet) in &runs {
             let mut v = serde_json::to_value(summary)?;
@@ -437,12 +431,10 @@ async fn run_swarm(
             v["unreachable"] = config.unreachable.into();
             v["tls"] = config.tls.into();
             v["rivulet"] = phase_json(rivulet);
-            if out.is_null() {
-                out = v.clone();
-                out["baseline"] = phase_json(&baseline);
-            }
             list.push(v);
         }
+        let mut out = list.first().cloned().unwrap_or_default();
+        out["baseline"] = phase_json(&baseline);
         if list.len() > 1 {
             out["variants"] = list.into();
         }
