@@ -28,6 +28,10 @@ packages=(
   systemd         # package test: systemd-analyze verify checks the tracker's unit
   man-db          # package test: systemd-analyze verify finds the unit's man page
   xdg-utils       # package test: xdg-mime and xdg-open, as a desktop opens rivulet:// links
+  iproute2        # nat-lab test: network namespaces, veths and a bridge (ip)
+  nftables        # nat-lab test: the home routers' NAT and firewall (nft)
+  miniupnpd-nftables # nat-lab test: the UPnP IGD / NAT-PMP router of home 1
+  miniupnpc       # nat-lab: upnpc, to look at a router's mappings by hand
 )
 
 missing=()

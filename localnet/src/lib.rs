@@ -602,6 +602,8 @@ impl LocalNetwork {
             // `origin_tls`), plain on loopback otherwise.
             tls: self.config.origin_tls,
             tracker_ca: None,
+            // Loopback: no router to ask.
+            port_mapping: false,
         }
     }
 

@@ -58,8 +58,10 @@ fn rate_arg(s: &str) -> Result<u64, String> {
 #[derive(clap::Subcommand, Debug)]
 pub enum NodeCommand {
     /// Hold chunks that the tracker places here and serve them to viewers over FTP; prints
-    /// one JSON line (node id, address) once serving, runs until SIGINT or SIGTERM. The
-    /// password comes from RIVULET_PASSWORD or the first line of stdin.
+    /// one JSON line (node id, address, port mapping) once serving, one each time the
+    /// tracker's reachability verdict changes, and one when it stops (bytes fetched and
+    /// sent); runs until SIGINT or SIGTERM. The password comes from RIVULET_PASSWORD or the
+    /// first line of stdin.
     Cache {
         /// The tracker's base URL, e.g. http://127.0.0.1:7878.
         #[arg(long)]
@@ -87,6 +89,9 @@ pub enum NodeCommand {
         /// The host (or host:port) viewers dial, when it differs from the bound address.
         #[arg(long)]
         advertise: Option<String>,
+        /// Do not ask the home router (UPnP, NAT-PMP) to forward the ports.
+        #[arg(long)]
+        no_port_mapping: bool,
         /// The cache folder (default: the platform's cache folder).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,

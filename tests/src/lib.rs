@@ -24,13 +24,19 @@ where
 /// The `rivulet-node` binary beside the test executable (cargo builds it for the
 /// workspace's tests).
 pub fn node_binary() -> PathBuf {
+    workspace_binary("rivulet-node")
+}
+
+/// The workspace binary `name` (`rivulet-node`, `rivulet-tracker`) beside the test
+/// executable (cargo builds every binary of the workspace for its tests).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let binary = dir.join("rivulet-node");
+    let binary = dir.join(name);
     assert!(
         binary.exists(),
         "{} is missing: build the workspace (cargo build --workspace)",

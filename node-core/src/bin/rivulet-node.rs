@@ -44,6 +44,7 @@ async fn run(cli: NodeCli) -> anyhow::Result<()> {
             listen,
             passive_ports,
             advertise,
+            no_port_mapping,
             dir,
             key,
         } => {
@@ -66,18 +67,47 @@ async fn run(cli: NodeCli) -> anyhow::Result<()> {
             .download_bps(download)
             .listen(listen)
             .passive_ports(passive_ports)
-            .advertise(advertise);
+            .advertise(advertise)
+            .port_mapping(!no_port_mapping);
             let cache = Cache::start(options).await?;
-            let status = cache.status().borrow().clone();
+            let mut status = cache.status();
+            let now = status.borrow_and_update().clone();
             println!(
                 "{}",
-                serde_json::json!({"node_id": status.node_id, "addr": status.addr})
+                serde_json::json!({
+                    "node_id": now.node_id,
+                    "addr": now.addr,
+                    "mapping": now.mapping,
+                })
             );
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+            let mut said = None;
+            loop {
+                let reach = status.borrow_and_update().reach.clone();
+                if reach.as_ref().map(|r| r.state) != said {
+                    said = reach.as_ref().map(|r| r.state);
+                    let now = status.borrow().clone();
+                    println!(
+                        "{}",
+                        serde_json::json!({"reach": reach, "line": now.reach_line()})
+                    );
+                }
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                    changed = status.changed() => if changed.is_err() { break },
+                }
             }
+            let last = status.borrow().clone();
             cache.stop().await;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "stopped": true,
+                    "fetched_bytes": last.fetched_bytes,
+                    "sent_bytes": last.sent_bytes,
+                    "holdings": last.holdings.len(),
+                })
+            );
             Ok(())
         }
         NodeCommand::Watch {

@@ -67,6 +67,9 @@ pub struct CacheOptions {
     pub tls: TlsMode,
     /// A PEM CA to trust for an HTTPS tracker (else `RIVULET_TRACKER_CA`'s).
     pub tracker_ca: Option<PathBuf>,
+    /// Ask the home router (UPnP, NAT-PMP) to forward the ports, when the cache listens on
+    /// every interface behind a NAT.
+    pub port_mapping: bool,
 }
 
 impl CacheOptions {
@@ -93,7 +96,14 @@ impl CacheOptions {
             key_path: key_path.into(),
             tls: TlsMode::default(),
             tracker_ca: None,
+            port_mapping: true,
         }
+    }
+
+    /// Whether to ask the home router to forward the ports (on unless told).
+    pub fn port_mapping(mut self, on: bool) -> CacheOptions {
+        self.port_mapping = on;
+        self
     }
 
     /// Trusts the CA in this PEM file for an HTTPS tracker (besides the usual roots).
@@ -209,6 +219,8 @@ pub struct CacheStatus {
     pub listen_port: u16,
     /// The passive (data) ports, first and last (to forward beside the control port).
     pub passive_ports: (u16, u16),
+    /// How the ports are mapped on the home router (`UPnP`, `NAT-PMP`), if they are.
+    pub mapping: Option<&'static str>,
 }
 
 impl CacheStatus {
@@ -224,9 +236,10 @@ impl CacheStatus {
     pub fn reach_line(&self) -> String {
         let (a, b) = self.passive_ports;
         match &self.reach {
-            Some(r) if r.state == ReachState::Reachable => {
-                format!("Your cache is reachable at {}.", r.addr)
-            }
+            Some(r) if r.state == ReachState::Reachable => match self.mapping {
+                Some(how) => format!("Your cache is reachable at {} ({how} mapping).", r.addr),
+                None => format!("Your cache is reachable at {}.", r.addr),
+            },
             Some(r) if r.state == ReachState::Unreachable => format!(
                 "Your cache is not reachable from the internet ({}). Forward TCP port {} and \
                  {a}–{b} to this computer, or enable UPnP on your router.",
@@ -344,6 +357,19 @@ impl Cache {
         })?;
         // Where the tracker saw this host come from: behind NAT, its public IPv4.
         let seen_from = origin.seen_from.parse::<std::net::IpAddr>().ok();
+        // Behind a home router: ask it to forward the ports before the tracker probes them.
+        let mapping = match options.port_mapping {
+            true => {
+                crate::net::portmap::map_behind_nat(server.addr(), seen_from, options.passive_ports)
+                    .await
+            }
+            false => None,
+        };
+        if mapping.is_some()
+            && let Some(std::net::IpAddr::V4(public)) = seen_from.map(|ip| ip.to_canonical())
+        {
+            server.set_passive_host(Some(public));
+        }
         let mut addrs = crate::net::advertised_addrs(
             server.addr(),
             seen_from,
@@ -420,6 +446,7 @@ impl Cache {
             reach: registered.reach.clone(),
             listen_port: server.addr().port(),
             passive_ports: options.passive_ports,
+            mapping: mapping.as_ref().map(|m| m.protocol.label()),
             ..CacheStatus::default()
         });
         let tasks = Tasks::new();
@@ -431,6 +458,12 @@ impl Cache {
                 )
             })
             .collect();
+        if let Some(mapping) = mapping {
+            handles.push(tasks.spawn(
+                "cache-port-mapping",
+                crate::net::portmap::keep(mapping, tasks.token()),
+            ));
+        }
         let server_served = server.served().clone();
         let beat = HeartbeatLoop {
             client,

@@ -1,7 +1,9 @@
 //! The network a cache lives on: binding its FTP port on every interface (IPv6 and IPv4 on
 //! one socket where the host allows), which addresses other nodes can reach it at, and the
-//! tracker's reachability probe of an advertised address.
+//! tracker's reachability probe of an advertised address, and [`portmap`]ping the cache's
+//! ports on a home router.
 
+pub mod portmap;
 pub mod probe;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -132,10 +134,17 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 /// (privacy) and deprecated ones, which change or die while a cache runs. Empty where the
 /// host has none or the file cannot be read.
 pub fn global_ipv6_addrs() -> Vec<Ipv6Addr> {
-    let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") else {
-        return Vec::new();
-    };
-    parse_if_inet6(&text)
+    proc_net("if_inet6")
+        .map(|text| parse_if_inet6(&text))
+        .unwrap_or_default()
+}
+
+/// A file of `/proc/net` as this thread sees it (`/proc/net` is the main thread's network
+/// namespace; a thread that entered another one finds its own under `/proc/thread-self`).
+fn proc_net(file: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))
+        .or_else(|_| std::fs::read_to_string(format!("/proc/net/{file}")))
+        .ok()
 }
 
 /// IFA_F_TEMPORARY, IFA_F_DEPRECATED, IFA_F_TENTATIVE and IFA_F_DADFAILED.

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::fmt::{self, Debug, Display};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -730,6 +730,8 @@ pub struct ChunkServer {
     cap: Arc<RateCap>,
     connection_bps: Arc<AtomicU64>,
     tls: Arc<RwLock<Option<ServerTls>>>,
+    /// The address PASV replies name, when not the connection's own.
+    passive_host: Arc<RwLock<Option<Ipv4Addr>>>,
 }
 
 /// What FTPS a chunk server offers and requires.
@@ -787,6 +789,8 @@ impl ChunkServer {
         let connection_bps = Arc::new(AtomicU64::new(0));
         let tls_setting: Arc<RwLock<Option<ServerTls>>> = Arc::default();
         let tls_now = tls_setting.clone();
+        let passive_host: Arc<RwLock<Option<Ipv4Addr>>> = Arc::default();
+        let passive_host_now = passive_host.clone();
         let server_id = Arc::new(RwLock::new(server_id.to_owned()));
         let store = ProviderStore {
             provider,
@@ -844,7 +848,12 @@ impl ChunkServer {
                             tickets: auth.clone(),
                             login: slot.login_signal(),
                         }))
-                        .passive_host(libunftp::options::PassiveHost::FromConnection)
+                        .passive_host(
+                            match *passive_host_now.read().unwrap_or_else(|e| e.into_inner()) {
+                                Some(ip) => libunftp::options::PassiveHost::Ip(ip),
+                                None => libunftp::options::PassiveHost::FromConnection,
+                            },
+                        )
                         .passive_ports(limits.passive_ports.0..=limits.passive_ports.1)
                         .binder(PassivePorts {
                             limits,
@@ -890,7 +899,15 @@ impl ChunkServer {
             cap,
             connection_bps,
             tls: tls_setting,
+            passive_host,
         })
+    }
+
+    /// Names `ip` in PASV replies from now on (a router's public address, when the ports are
+    /// mapped on it), or with `None` the address the client reached the server at. EPSV
+    /// replies carry only a port and need neither.
+    pub fn set_passive_host(&self, ip: Option<Ipv4Addr>) {
+        *self.passive_host.write().unwrap_or_else(|e| e.into_inner()) = ip;
     }
 
     /// Offers FTPS with `tls` (required of all but loopback clients, or of all when
