@@ -72,24 +72,18 @@ async fn run(cli: NodeCli) -> anyhow::Result<()> {
             let cache = Cache::start(options).await?;
             let mut status = cache.status();
             let now = status.borrow_and_update().clone();
-            println!(
-                "{}",
-                serde_json::json!({
-                    "node_id": now.node_id,
-                    "addr": now.addr,
-                    "mapping": now.mapping,
-                })
-            );
+            say(&serde_json::json!({
+                "node_id": now.node_id,
+                "addr": now.addr,
+                "mapping": now.mapping,
+            }));
             let mut said = None;
             loop {
                 let reach = status.borrow_and_update().reach.clone();
                 if reach.as_ref().map(|r| r.state) != said {
                     said = reach.as_ref().map(|r| r.state);
                     let now = status.borrow().clone();
-                    println!(
-                        "{}",
-                        serde_json::json!({"reach": reach, "line": now.reach_line()})
-                    );
+                    say(&serde_json::json!({"reach": reach, "line": now.reach_line()}));
                 }
                 tokio::select! {
                     _ = term.recv() => break,
@@ -99,15 +93,12 @@ async fn run(cli: NodeCli) -> anyhow::Result<()> {
             }
             let last = status.borrow().clone();
             cache.stop().await;
-            println!(
-                "{}",
-                serde_json::json!({
-                    "stopped": true,
-                    "fetched_bytes": last.fetched_bytes,
-                    "sent_bytes": last.sent_bytes,
-                    "holdings": last.holdings.len(),
-                })
-            );
+            say(&serde_json::json!({
+                "stopped": true,
+                "fetched_bytes": last.fetched_bytes,
+                "sent_bytes": last.sent_bytes,
+                "holdings": last.holdings.len(),
+            }));
             Ok(())
         }
         NodeCommand::Watch {
@@ -130,4 +121,12 @@ async fn run(cli: NodeCli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints one JSON line on stdout; a reader that has gone (a closed pipe) is not an error
+/// of the cache, which goes on serving.
+fn say(line: &serde_json::Value) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
