@@ -85,23 +85,32 @@ impl Lab {
         .expect("the namespace thread")
     }
 
-    /// The tracker's nodes as its administrator sees them.
-    fn nodes(&self) -> Vec<NodeInfo> {
-        self.within("wan", || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
+    /// The future `f` makes, run to its end on a thread inside `host`'s namespace.
+    fn block_on<T, F>(&self, host: &str, f: impl FnOnce() -> F + Send + 'static) -> T
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = T>,
+    {
+        self.within(host, move || {
+            tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .unwrap();
-            runtime.block_on(async {
-                let admin = TrackerClient::new(TRACKER_IN_WAN)
-                    .login_kept(Credentials {
-                        username: "admin".into(),
-                        password: PASSWORD.into(),
-                    })
-                    .await
-                    .expect("the admin logs in");
-                admin.admin_nodes().await.expect("the admin lists nodes")
-            })
+                .expect("a runtime")
+                .block_on(f())
+        })
+    }
+
+    /// The tracker's nodes as its administrator sees them.
+    fn nodes(&self) -> Vec<NodeInfo> {
+        self.block_on("wan", || async {
+            let admin = TrackerClient::new(TRACKER_IN_WAN)
+                .login_kept(Credentials {
+                    username: "admin".into(),
+                    password: PASSWORD.into(),
+                })
+                .await
+                .expect("the admin logs in");
+            admin.admin_nodes().await.expect("the admin lists nodes")
         })
     }
 }
@@ -411,21 +420,15 @@ fn caches_behind_home_routers_serve_when_they_can_be_reached_and_are_told_why_no
     let (a_id, b_id, c_id, d_id) = (ids(&a0), ids(&b0), ids(&c0), ids(&d0));
     for who in ["vic", "val"] {
         // Buying through a watch would race placement; buy first, as users do.
-        lab.within("wan", move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+        lab.block_on("wan", move || async {
+            let client = TrackerClient::new(TRACKER_IN_WAN)
+                .login_kept(Credentials {
+                    username: who.into(),
+                    password: PASSWORD.into(),
+                })
+                .await
                 .unwrap();
-            runtime.block_on(async {
-                let client = TrackerClient::new(TRACKER_IN_WAN)
-                    .login_kept(Credentials {
-                        username: who.into(),
-                        password: PASSWORD.into(),
-                    })
-                    .await
-                    .unwrap();
-                client.buy("sample").await.unwrap();
-            })
+            client.buy("sample").await.unwrap();
         });
     }
     let until = Instant::now() + Duration::from_secs(90);
@@ -507,21 +510,15 @@ fn caches_behind_home_routers_serve_when_they_can_be_reached_and_are_told_why_no
 
     // The same router by NAT-PMP: mapped, seen in its rules, removed.
     let lab_name = lab.name.clone();
-    let (mapped, rules) = lab.within("h1", move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            use rivulet_node_core::net::portmap::{Protocol, map_by};
-            let mapping = map_by(Protocol::NatPmp, &[7950, 7951]).await.unwrap();
-            let rules = mapped_on(&lab_name);
-            mapping.remove().await;
-            (
-                (mapping.protocol, mapping.ports.clone(), mapping.external_ip),
-                rules,
-            )
-        })
+    let (mapped, rules) = lab.block_on("h1", move || async move {
+        use rivulet_node_core::net::portmap::{Protocol, map_by};
+        let mapping = map_by(Protocol::NatPmp, &[7950, 7951]).await.unwrap();
+        let rules = mapped_on(&lab_name);
+        mapping.remove().await;
+        (
+            (mapping.protocol, mapping.ports.clone(), mapping.external_ip),
+            rules,
+        )
     });
     assert_eq!(
         mapped,
