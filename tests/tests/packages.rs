@@ -122,15 +122,24 @@ fn preflight() {
     }
 }
 
-fn newest_source(dirs: &[&str]) -> Option<(SystemTime, PathBuf)> {
-    fn walk(dir: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
+/// The newest source file of `dirs` that goes into the binary `binary`: every library
+/// file, but of the crates' own programs (`src/main.rs`, `src/bin/*.rs`) only `binary`'s.
+fn newest_source(binary: &str, dirs: &[&str]) -> Option<(SystemTime, PathBuf)> {
+    fn walk(binary: &str, dir: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         for entry in entries.flatten() {
             let path = entry.path();
+            let program = path.parent().is_some_and(|p| p.ends_with("src/bin"))
+                || path.ends_with("src/main.rs");
+            let own = path.ends_with(format!("src/bin/{binary}.rs"))
+                || (path.ends_with("app/src/main.rs") && binary == "rivulet")
+                || (path.ends_with("tracker/src/main.rs") && binary == "rivulet-tracker");
             if path.is_dir() {
-                walk(&path, newest);
+                walk(binary, &path, newest);
+            } else if program && !own {
+                continue;
             } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified())
                 && newest.as_ref().is_none_or(|(t, _)| modified > *t)
             {
@@ -140,7 +149,7 @@ fn newest_source(dirs: &[&str]) -> Option<(SystemTime, PathBuf)> {
     }
     let mut newest = None;
     for dir in dirs {
-        walk(&workspace().join(dir).join("src"), &mut newest);
+        walk(binary, &workspace().join(dir).join("src"), &mut newest);
     }
     newest
 }
@@ -168,7 +177,7 @@ fn check_binaries() {
                     binary.display()
                 )
             });
-        if let Some((changed, source)) = newest_source(&crates)
+        if let Some((changed, source)) = newest_source(name, &crates)
             && changed > built
         {
             panic!(
