@@ -122,10 +122,11 @@ fn preflight() {
     }
 }
 
-/// The newest source file of `dirs` that goes into the binary `binary`: every library
-/// file, but of the crates' own programs (`src/main.rs`, `src/bin/*.rs`) only `binary`'s.
-fn newest_source(binary: &str, dirs: &[&str]) -> Option<(SystemTime, PathBuf)> {
-    fn walk(binary: &str, dir: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
+/// The newest source file of `dirs` that goes into a binary whose program is `program`:
+/// every library file, but of the crates' programs (`src/main.rs`, `src/bin/*.rs`) only
+/// its own.
+fn newest_source(program: &str, dirs: &[&str]) -> Option<(SystemTime, PathBuf)> {
+    fn walk(own: &Path, dir: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -133,12 +134,9 @@ fn newest_source(binary: &str, dirs: &[&str]) -> Option<(SystemTime, PathBuf)> {
             let path = entry.path();
             let program = path.parent().is_some_and(|p| p.ends_with("src/bin"))
                 || path.ends_with("src/main.rs");
-            let own = path.ends_with(format!("src/bin/{binary}.rs"))
-                || (path.ends_with("app/src/main.rs") && binary == "rivulet")
-                || (path.ends_with("tracker/src/main.rs") && binary == "rivulet-tracker");
             if path.is_dir() {
-                walk(binary, &path, newest);
-            } else if program && !own {
+                walk(own, &path, newest);
+            } else if program && path != own {
                 continue;
             } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified())
                 && newest.as_ref().is_none_or(|(t, _)| modified > *t)
@@ -149,7 +147,11 @@ fn newest_source(binary: &str, dirs: &[&str]) -> Option<(SystemTime, PathBuf)> {
     }
     let mut newest = None;
     for dir in dirs {
-        walk(binary, &workspace().join(dir).join("src"), &mut newest);
+        walk(
+            &workspace().join(program),
+            &workspace().join(dir).join("src"),
+            &mut newest,
+        );
     }
     newest
 }
@@ -158,16 +160,26 @@ fn newest_source(binary: &str, dirs: &[&str]) -> Option<(SystemTime, PathBuf)> {
 /// (a run of one crate's tests does not rebuild the others' binaries).
 fn check_binaries() {
     let libraries = ["node-core", "tracker-client", "tracker"];
-    let binaries: [(&str, Vec<&str>); 4] = [
-        ("rivulet", [&libraries[..], &["app", "localnet"]].concat()),
-        ("rivulet-node", vec!["node-core", "tracker-client"]),
-        ("rivulet-tracker", libraries.to_vec()),
+    // Each binary, its program's source and the crates it is built from.
+    let binaries: [(&str, &str, Vec<&str>); 4] = [
+        (
+            "rivulet",
+            "app/src/main.rs",
+            [&libraries[..], &["app", "localnet"]].concat(),
+        ),
+        (
+            "rivulet-node",
+            "node-core/src/bin/rivulet-node.rs",
+            vec!["node-core", "tracker-client"],
+        ),
+        ("rivulet-tracker", "tracker/src/main.rs", libraries.to_vec()),
         (
             "rivulet-dist",
+            "tests/src/bin/rivulet-dist.rs",
             [&libraries[..], &["app", "localnet", "tests"]].concat(),
         ),
     ];
-    for (name, crates) in binaries {
+    for (name, program, crates) in binaries {
         let binary = profile_dir().join(name);
         let built = std::fs::metadata(&binary)
             .and_then(|m| m.modified())
@@ -177,7 +189,7 @@ fn check_binaries() {
                     binary.display()
                 )
             });
-        if let Some((changed, source)) = newest_source(name, &crates)
+        if let Some((changed, source)) = newest_source(program, &crates)
             && changed > built
         {
             panic!(

@@ -79,11 +79,11 @@ async fn run(cli: NodeCli) -> anyhow::Result<()> {
             }));
             let mut said = None;
             loop {
-                let reach = status.borrow_and_update().reach.clone();
-                if reach.as_ref().map(|r| r.state) != said {
-                    said = reach.as_ref().map(|r| r.state);
-                    let now = status.borrow().clone();
-                    say(&serde_json::json!({"reach": reach, "line": now.reach_line()}));
+                let now = status.borrow_and_update().clone();
+                let state = now.reach.as_ref().map(|r| r.state);
+                if state != said {
+                    said = state;
+                    say(&serde_json::json!({"reach": now.reach, "line": now.reach_line()}));
                 }
                 tokio::select! {
                     _ = term.recv() => break,

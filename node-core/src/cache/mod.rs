@@ -357,19 +357,18 @@ impl Cache {
         })?;
         // Where the tracker saw this host come from: behind NAT, its public IPv4.
         let seen_from = origin.seen_from.parse::<std::net::IpAddr>().ok();
-        // Behind a home router: ask it to forward the ports before the tracker probes them.
-        let mapping = match options.port_mapping {
-            true => {
-                crate::net::portmap::map_behind_nat(server.addr(), seen_from, options.passive_ports)
-                    .await
-            }
-            false => None,
+        // Behind a home router: ask it to forward the ports before the tracker probes them,
+        // and name the address the tracker sees in PASV replies.
+        let mapping = if options.port_mapping {
+            crate::net::portmap::map_behind_nat(server.addr(), seen_from, options.passive_ports)
+                .await
+        } else {
+            None
         };
-        if mapping.is_some()
-            && let Some(std::net::IpAddr::V4(public)) = seen_from.map(|ip| ip.to_canonical())
-        {
+        let mapping = mapping.map(|(mapping, public)| {
             server.set_passive_host(Some(public));
-        }
+            mapping
+        });
         let mut addrs = crate::net::advertised_addrs(
             server.addr(),
             seen_from,
