@@ -92,68 +92,46 @@ async fn write_batch_tx(
     batch: &[HeartbeatJob],
     bytes_per_point: i64,
     judge: Judge<'_>,
-) -> Result<Vec<Result<(), NodeError>>, sqlx::Error> {
+) -> Result<Vec<Result<Option<String>, NodeError>>, sqlx::Error> {
     let Judge { ledger, network } = judge;
     let now = unix_ms();
     let instant = Instant::now();
     let bucket = now / 1000 / BUCKET_SECS * BUCKET_SECS;
     let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+    // The batch's own nodes are looked up with the peers they name: their accounts tell
+    // which senders are caches when credit is settled.
     let named: BTreeSet<&str> = batch
         .iter()
         .flat_map(|job| job.heartbeat.sent.iter().chain(&job.heartbeat.received))
         .map(|p| p.peer.as_str())
+        .chain(batch.iter().map(|job| job.node_id.as_str()))
         .filter(|peer| *peer != ORIGIN)
         .collect();
     let known = known_nodes(&mut tx, &named).await?;
+    let updated = update_nodes(&mut tx, batch, now).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut transfers: HashMap<TransferKey, (i64, i64)> = HashMap::new();
+    let mut watched_now: BTreeSet<(i64, &str)> = BTreeSet::new();
     for job in batch {
         let hb = &job.heartbeat;
-        let holdings = serde_json::to_string(&hb.holdings).unwrap_or_else(|_| "[]".into());
-        // A viewer's movie is its `watching` only if the account owns it: demand and
-        // credit count owners only.
-        let updated = sqlx::query(
-            "UPDATE nodes SET last_seen_ms = $1,
-                    watching = CASE WHEN EXISTS (SELECT 1 FROM purchases
-                                                 WHERE account_id = $7 AND video_id = $2)
-                               THEN $2 END,
-                    holdings = $3,
-                    upload_bps = COALESCE($4, upload_bps), storage_bytes = COALESCE($5, storage_bytes)
-             WHERE id = $6 AND account_id = $7 RETURNING kind, watching",
-        )
-        .bind(now)
-        .bind(&hb.watching)
-        .bind(holdings)
-        .bind(hb.upload_bps.map(|v| v.min(MAX_UPLOAD_BPS) as i64))
-        .bind(hb.storage_bytes.map(|v| v.min(MAX_STORAGE_BYTES) as i64))
-        .bind(&job.node_id)
-        .bind(job.account_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(updated) = updated else {
+        let Some(node) = updated
+            .get(&job.node_id)
+            .filter(|n| n.account_id == job.account_id)
+        else {
             outcomes.push(Err(NodeError::Unknown(job.node_id.clone())));
             continue;
         };
-        outcomes.push(Ok(()));
-        let viewer = updated.get::<&str, _>("kind") == "viewer";
-        let watching: Option<String> = updated.get("watching");
+        outcomes.push(Ok(node.watching.clone()));
+        let viewer = node.kind == "viewer";
+        let watching = node.watching.clone();
         let watched_before = if viewer {
             ledger.watch(&job.node_id, watching.as_deref())
         } else {
             None
         };
-        if let (Some(video), true) = (&watching, viewer) {
+        if let (Some(video), true) = (&node.watching, viewer) {
             // A bought movie being watched joins the account's watched list.
-            sqlx::query(
-                "INSERT INTO watched (account_id, video_id, first_at, last_at)
-                 VALUES ($1, $2, $3, $3)
-                 ON CONFLICT (account_id, video_id) DO UPDATE SET last_at = excluded.last_at",
-            )
-            .bind(job.account_id)
-            .bind(video)
-            .bind(now / 1000)
-            .execute(&mut *tx)
-            .await?;
+            watched_now.insert((job.account_id, video.as_str()));
         }
         if !ledger.fresh(&job.node_id, hb.seq, instant) {
             // Sent again after a lost reply (or unnumbered): its bytes were counted or
@@ -274,9 +252,95 @@ async fn write_batch_tx(
         ));
         q.build().execute(&mut *tx).await?;
     }
-    settle(&mut tx, &rows, bytes_per_point).await?;
+    record_watched(&mut tx, &watched_now, now / 1000).await?;
+    settle(&mut tx, &rows, &known, bytes_per_point).await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// A node as a batch's update left it.
+struct Updated {
+    account_id: i64,
+    kind: String,
+    /// Its movie, kept only if its account owns it: demand and credit count owners only.
+    watching: Option<String>,
+}
+
+/// Updates every node of the batch in one statement per 100 (a node reporting twice in a
+/// batch keeps its last report); returns the nodes updated, by id. A heartbeat for a node
+/// that is gone, or is another account's, updates nothing.
+async fn update_nodes(
+    tx: &mut sqlx::SqliteConnection,
+    batch: &[HeartbeatJob],
+    now: i64,
+) -> Result<HashMap<String, Updated>, sqlx::Error> {
+    let mut last: HashMap<(&str, i64), &HeartbeatJob> = HashMap::new();
+    for job in batch {
+        last.insert((job.node_id.as_str(), job.account_id), job);
+    }
+    let jobs: Vec<&HeartbeatJob> = last.into_values().collect();
+    let mut updated = HashMap::new();
+    for chunk in jobs.chunks(100) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "WITH v (id, account_id, watching, holdings, upload, storage) AS (",
+        );
+        q.push_values(chunk, |mut row, job| {
+            let hb = &job.heartbeat;
+            row.push_bind(job.node_id.as_str())
+                .push_bind(job.account_id)
+                .push_bind(hb.watching.as_deref())
+                .push_bind(serde_json::to_string(&hb.holdings).unwrap_or_else(|_| "[]".into()))
+                .push_bind(hb.upload_bps.map(|v| v.min(MAX_UPLOAD_BPS) as i64))
+                .push_bind(hb.storage_bytes.map(|v| v.min(MAX_STORAGE_BYTES) as i64));
+        });
+        q.push(") UPDATE nodes SET last_seen_ms = ");
+        q.push_bind(now);
+        q.push(
+            ", watching = CASE WHEN EXISTS (SELECT 1 FROM purchases p
+                                            WHERE p.account_id = v.account_id
+                                              AND p.video_id = v.watching)
+                          THEN v.watching END,
+               holdings = v.holdings,
+               upload_bps = COALESCE(v.upload, nodes.upload_bps),
+               storage_bytes = COALESCE(v.storage, nodes.storage_bytes)
+             FROM v WHERE nodes.id = v.id AND nodes.account_id = v.account_id
+             RETURNING nodes.id, nodes.account_id, nodes.kind, nodes.watching",
+        );
+        for row in q.build().fetch_all(&mut *tx).await? {
+            updated.insert(
+                row.get("id"),
+                Updated {
+                    account_id: row.get("account_id"),
+                    kind: row.get("kind"),
+                    watching: row.get("watching"),
+                },
+            );
+        }
+    }
+    Ok(updated)
+}
+
+/// Adds the movies being watched to their accounts' watched lists, one statement per 100.
+async fn record_watched(
+    tx: &mut sqlx::SqliteConnection,
+    watched: &BTreeSet<(i64, &str)>,
+    now_secs: i64,
+) -> Result<(), sqlx::Error> {
+    let watched: Vec<_> = watched.iter().collect();
+    for chunk in watched.chunks(100) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO watched (account_id, video_id, first_at, last_at) ",
+        );
+        q.push_values(chunk, |mut row, (account, video)| {
+            row.push_bind(*account)
+                .push_bind(*video)
+                .push_bind(now_secs)
+                .push_bind(now_secs);
+        });
+        q.push(" ON CONFLICT (account_id, video_id) DO UPDATE SET last_at = excluded.last_at");
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// Adds a batch's bytes to the running totals per sender, receiver and movie, and credits
@@ -287,6 +351,7 @@ async fn write_batch_tx(
 async fn settle(
     tx: &mut sqlx::SqliteConnection,
     rows: &[(TransferKey, (i64, i64))],
+    known: &HashMap<String, Known>,
     bytes_per_point: i64,
 ) -> Result<(), sqlx::Error> {
     // Pairs can repeat across buckets within a batch only at a bucket edge: merge them.
@@ -327,22 +392,11 @@ async fn settle(
         totals.extend(q.build().fetch_all(&mut *tx).await?);
     }
     // The accounts of the senders that are caches.
-    let senders: std::collections::BTreeSet<&str> = pairs.iter().map(|((f, _, _), _)| *f).collect();
-    let mut owners: HashMap<String, i64> = HashMap::new();
-    let senders: Vec<&str> = senders.into_iter().collect();
-    for chunk in senders.chunks(100) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT node_id, account_id FROM node_owners WHERE kind = 'cache' AND node_id IN (",
-        );
-        let mut list = q.separated(", ");
-        for node in chunk {
-            list.push_bind(*node);
-        }
-        q.push(")");
-        for row in q.build().fetch_all(&mut *tx).await? {
-            owners.insert(row.get("node_id"), row.get("account_id"));
-        }
-    }
+    let owners: HashMap<&str, i64> = known
+        .iter()
+        .filter(|(_, k)| k.kind == "cache")
+        .map(|(id, k)| (id.as_str(), k.account_id))
+        .collect();
     let reported_now: HashMap<(&str, &str, &str), i64> =
         pairs.iter().map(|(k, (r, _))| (*k, *r)).collect();
     // Per account: (uploaded, newly credited); per pair: the new credited total.
@@ -350,7 +404,7 @@ async fn settle(
     let mut credited: Vec<(String, String, String, i64)> = Vec::new();
     for row in &totals {
         let from: String = row.get("from_node");
-        let Some(&account) = owners.get(&from) else {
+        let Some(&account) = owners.get(from.as_str()) else {
             continue;
         };
         let (to, video): (String, String) = (row.get("to_node"), row.get("video_id"));

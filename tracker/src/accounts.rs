@@ -250,19 +250,27 @@ pub async fn set_disabled(
     Ok(())
 }
 
-/// The caller a token belongs to, if it is valid and unexpired (and its account enabled).
-pub async fn session_caller(db: &SqlitePool, token: &str) -> Result<Option<Caller>, AccountError> {
+/// The account whose live session has token hash `hash`, and when that session expires.
+pub async fn session_by_hash(
+    db: &SqlitePool,
+    hash: &str,
+) -> Result<Option<(Caller, i64)>, AccountError> {
     let row = sqlx::query(
-        "SELECT a.id, a.admin FROM sessions s JOIN accounts a ON a.id = s.account_id
+        "SELECT a.id, a.admin, s.expires_at FROM sessions s JOIN accounts a ON a.id = s.account_id
          WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.disabled = 0",
     )
-    .bind(token_hash(token))
+    .bind(hash)
     .bind(now())
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| Caller {
-        account_id: r.get("id"),
-        admin: r.get("admin"),
+    Ok(row.map(|r| {
+        (
+            Caller {
+                account_id: r.get("id"),
+                admin: r.get("admin"),
+            },
+            r.get("expires_at"),
+        )
     }))
 }
 
@@ -385,6 +393,7 @@ pub async fn buy(
 }
 
 /// The clock in the unit of the accounts tables: seconds since the Unix epoch.
-fn now() -> i64 {
+/// Now in unix seconds, as sessions count time.
+pub(crate) fn now() -> i64 {
     rivulet_node_core::clock::unix_secs() as i64
 }

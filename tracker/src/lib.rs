@@ -29,6 +29,7 @@ pub mod reach;
 pub mod sample;
 pub mod server;
 pub mod service;
+pub mod sessions;
 pub mod settings;
 pub mod tickets;
 pub mod verify;

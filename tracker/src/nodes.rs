@@ -266,7 +266,8 @@ pub(crate) struct HeartbeatJob {
     pub(crate) account_id: i64,
     pub(crate) node_id: String,
     pub(crate) heartbeat: Heartbeat,
-    pub(crate) done: oneshot::Sender<Result<(), NodeError>>,
+    /// Answered with the movie the node watches as the tracker counts it (owned only).
+    pub(crate) done: oneshot::Sender<Result<Option<String>, NodeError>>,
 }
 
 /// Writes heartbeats in batches: each batch is one transaction (a node's update, then one
@@ -324,14 +325,15 @@ impl HeartbeatWriter {
     }
 
     /// Checks and records a heartbeat of node `id` (which must belong to `account_id`);
-    /// returns the holdings it refused (see [`check_heartbeat`]).
+    /// returns the holdings it refused (see [`check_heartbeat`]) and the movie it watches
+    /// if its account owns it.
     pub async fn record(
         &self,
         catalogue: &CatalogueCache,
         account_id: i64,
         id: &str,
         mut heartbeat: Heartbeat,
-    ) -> Result<Vec<Holding>, NodeError> {
+    ) -> Result<(Vec<Holding>, Option<String>), NodeError> {
         let videos = catalogue.all().await;
         let refused = check_heartbeat(&videos, &mut heartbeat)?;
         let (done, result) = oneshot::channel();
@@ -344,8 +346,8 @@ impl HeartbeatWriter {
         };
         let closed = || NodeError::Db(sqlx::Error::PoolClosed);
         self.jobs.send(job).await.map_err(|_| closed())?;
-        result.await.map_err(|_| closed())??;
-        Ok(refused)
+        let watching = result.await.map_err(|_| closed())??;
+        Ok((refused, watching))
     }
 }
 

@@ -386,6 +386,7 @@ impl Server {
             network: network.clone(),
             proofs: proofs.clone(),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),
+            sessions: Arc::default(),
             signup_limiter: Arc::new(LoginLimiter::new(config.signup_limits)),
             settings,
             node_timeout: config.node_timeout,

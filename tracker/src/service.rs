@@ -149,7 +149,7 @@ impl Tracker<'_> {
 
     /// Ends the session `token`.
     pub async fn logout(&self, token: &str) -> TrackerResult<()> {
-        Ok(accounts::end_session(&self.state.db.write, token).await?)
+        Ok(self.state.sessions.end(&self.state.db.write, token).await?)
     }
 
     /// The caller's account.
@@ -325,8 +325,7 @@ impl Tracker<'_> {
         hb: Heartbeat,
     ) -> TrackerResult<HeartbeatReply> {
         let state = self.state;
-        let watching = hb.watching.clone();
-        let refused = state
+        let (refused, owned_watching) = state
             .heartbeats
             .record(&state.catalogue, caller.account_id, id.as_str(), hb)
             .await?;
@@ -351,9 +350,7 @@ impl Tracker<'_> {
                     .map(|h| self.origin_ticket(id, &h.video, Some(h.indices.clone())))
                     .collect();
             }
-        } else if let Some(video) = watching
-            && accounts::owns(&state.db.read, caller.account_id, &video).await?
-        {
+        } else if let Some(video) = owned_watching {
             reply.peers = self.peers(id, &video);
             reply.origin = vec![self.origin_ticket(id, &video, None)];
         }

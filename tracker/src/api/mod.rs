@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::accounts::{self, Caller};
+use crate::accounts::Caller;
 use crate::catalogue_cache::CatalogueCache;
 use crate::login_limit::LoginLimiter;
 
@@ -39,6 +39,8 @@ pub struct AppState {
     pub db: crate::db::Database,
     pub catalogue: Arc<CatalogueCache>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Recently checked sessions.
+    pub sessions: Arc<crate::sessions::SessionCache>,
     /// Sign-ups per address.
     pub signup_limiter: Arc<LoginLimiter>,
     /// Sign-up points and the points rate, changeable while running.
@@ -109,7 +111,9 @@ impl FromRequestParts<AppState> for Authed {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?.to_owned();
-        let caller = accounts::session_caller(&state.db.read, &token)
+        let caller = state
+            .sessions
+            .caller(&state.db.read, &token)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
         Ok(Authed { caller, token })

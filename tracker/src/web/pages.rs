@@ -256,7 +256,9 @@ pub async fn signup(
     };
     // Whoever was logged in on this browser is not any more.
     if let Some(old) = &visitor.session {
-        accounts::end_session(&state.db.write, &old.token)
+        state
+            .sessions
+            .end(&state.db.write, &old.token)
             .await
             .map_err(PageError::internal)?;
     }
@@ -455,7 +457,9 @@ pub async fn logout(
     let Form(form) = form.map_err(form_rejection)?;
     if let Some(session) = &visitor.session {
         check_session_csrf(session, form.csrf.as_deref())?;
-        accounts::end_session(&state.db.write, &session.token)
+        state
+            .sessions
+            .end(&state.db.write, &session.token)
             .await
             .map_err(PageError::internal)?;
     }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::layout::PageError;
-use crate::accounts::{self, Caller};
+use crate::accounts::Caller;
 use crate::api::AppState;
 
 /// The session cookie's name.
@@ -209,7 +209,9 @@ impl FromRequestParts<AppState> for Visitor {
         };
         let token = token.to_owned();
         let caller = if is_hex_token(&token) {
-            accounts::session_caller(&state.db.read, &token)
+            state
+                .sessions
+                .caller(&state.db.read, &token)
                 .await
                 .map_err(PageError::internal)?
         } else {

@@ -1,0 +1,92 @@
+//! Sessions as requests see them: whose a bearer token is, remembered for a few seconds so
+//! that a node's heartbeats do not each cost a database read.
+//!
+//! A session ended through this process (log-out, a page's log-out) is forgotten at once;
+//! one ended elsewhere (`rivulet-tracker disable` in another process) stops working here
+//! within [`FRESH_FOR`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sqlx::SqlitePool;
+
+use crate::accounts::{self, AccountError, Caller};
+
+/// How long a looked-up session is trusted without asking the database again.
+pub const FRESH_FOR: Duration = Duration::from_secs(15);
+/// Most sessions remembered; past it, stale ones are dropped, then all.
+const MAX_REMEMBERED: usize = 100_000;
+
+struct Remembered {
+    caller: Caller,
+    /// When the session itself expires (unix seconds).
+    expires_at: i64,
+    looked_up: Instant,
+}
+
+/// Recently checked sessions by token hash.
+#[derive(Default)]
+pub struct SessionCache {
+    by_hash: Mutex<HashMap<String, Remembered>>,
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache").finish_non_exhaustive()
+    }
+}
+
+impl SessionCache {
+    /// The account whose live session `token` is, if any.
+    pub async fn caller(
+        &self,
+        db: &SqlitePool,
+        token: &str,
+    ) -> Result<Option<Caller>, AccountError> {
+        let hash = accounts::token_hash(token);
+        let now = accounts::now();
+        if let Some(r) = self.lock().get(&hash)
+            && r.looked_up.elapsed() < FRESH_FOR
+            && r.expires_at > now
+        {
+            return Ok(Some(r.caller));
+        }
+        let found = accounts::session_by_hash(db, &hash).await?;
+        let mut map = self.lock();
+        match found {
+            Some((caller, expires_at)) => {
+                if map.len() >= MAX_REMEMBERED {
+                    map.retain(|_, r| r.looked_up.elapsed() < FRESH_FOR);
+                    if map.len() >= MAX_REMEMBERED {
+                        map.clear();
+                    }
+                }
+                map.insert(
+                    hash,
+                    Remembered {
+                        caller,
+                        expires_at,
+                        looked_up: Instant::now(),
+                    },
+                );
+                Ok(Some(caller))
+            }
+            None => {
+                map.remove(&hash);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Ends the session `token` in the database and here.
+    pub async fn end(&self, db: &SqlitePool, token: &str) -> Result<(), AccountError> {
+        self.lock().remove(&accounts::token_hash(token));
+        accounts::end_session(db, token).await
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Remembered>> {
+        // The map holds no invariant a panicking holder could break.
+        self.by_hash.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
