@@ -633,6 +633,8 @@ impl LocalNetwork {
             .execute(&self.server().database().write)
             .await
             .map_err(|e| LocalNetError::Database(e.into()))?;
+        // As a week would: the tracker's remembered sessions have expired too.
+        self.server().forget_sessions();
         Ok(done.rows_affected())
     }
 

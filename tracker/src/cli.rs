@@ -240,6 +240,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=MAX_NODE_TIMEOUT_SECS))]
     pub reach_every: Option<u64>,
+    /// Seconds a checked session is trusted before the database is read again: a disable
+    /// or admin change made by another process is seen within this [default: 15; 0: every
+    /// request reads it].
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SESSION_RECHECK_SECS))]
+    pub session_recheck: Option<u64>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key); the origin's FTPS
     /// uses it too.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -255,6 +261,8 @@ pub struct ServeArgs {
 
 /// The most points a new account may start with.
 pub const MAX_POINTS: u64 = 1_000_000_000;
+/// The longest session recheck time, in seconds.
+pub const MAX_SESSION_RECHECK_SECS: u64 = 300;
 /// The longest node timeout, in seconds.
 pub const MAX_NODE_TIMEOUT_SECS: u64 = 3600;
 
@@ -286,6 +294,14 @@ impl ServeArgs {
                 "node_timeout must be 1 to {MAX_NODE_TIMEOUT_SECS} seconds"
             ));
         }
+        if file
+            .session_recheck
+            .is_some_and(|s| s > MAX_SESSION_RECHECK_SECS)
+        {
+            return Err(format!(
+                "session_recheck must be at most {MAX_SESSION_RECHECK_SECS} seconds"
+            ));
+        }
         if file.tls_cert.is_some() != file.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());
         }
@@ -307,6 +323,7 @@ impl ServeArgs {
             origin_connection_bps: self.origin_connection_bps.or(file.origin_connection_bps),
             public: self.public || file.public,
             reach_every: self.reach_every.or(file.reach_every),
+            session_recheck: self.session_recheck.or(file.session_recheck),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             behind_https_proxy: self.behind_https_proxy || file.behind_https_proxy,

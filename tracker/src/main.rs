@@ -59,6 +59,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config.reach_every = args
                 .reach_every
                 .map_or(defaults.reach_every, std::time::Duration::from_secs);
+            config.session_recheck = args
+                .session_recheck
+                .map_or(defaults.session_recheck, std::time::Duration::from_secs);
             config.tls = match (args.tls_cert, args.tls_key) {
                 (Some(cert), Some(key)) => Some(rivulet_tracker::server::TlsFiles { cert, key }),
                 (None, None) => None,

@@ -71,6 +71,9 @@ pub struct ServeConfig {
     pub require_reach: bool,
     /// Time between two reachability probes of one cache.
     pub reach_every: Duration,
+    /// How long a checked session is trusted before the database is read again: a log-out
+    /// here is seen at once, a disable or admin change made by another process within this.
+    pub session_recheck: Duration,
     /// Serve HTTPS with this PEM certificate chain and key (`--tls-cert`, `--tls-key`);
     /// the origin's FTPS uses them too.
     pub tls: Option<TlsFiles>,
@@ -118,6 +121,7 @@ impl ServeConfig {
             public: false,
             require_reach: true,
             reach_every: Duration::from_secs(60),
+            session_recheck: crate::sessions::DEFAULT_RECHECK,
             tls: None,
             behind_https_proxy: false,
             origin_tls: TlsMode::default(),
@@ -294,6 +298,7 @@ pub struct Server {
     tasks: Tasks,
     db: db::Database,
     settings: Arc<Settings>,
+    sessions: Arc<crate::sessions::SessionCache>,
     /// Held until [`Server::shutdown`] returns: `restore` and other serves keep off.
     lock: std::sync::Mutex<Option<ServeLock>>,
 }
@@ -360,6 +365,7 @@ impl Server {
         ftp.upload_cap().set(config.origin_upload_bps);
         ftp.set_connection_cap(config.origin_connection_bps);
         let tasks = Tasks::new();
+        let sessions = Arc::new(crate::sessions::SessionCache::new(config.session_recheck));
         let network = Arc::new(Network::default());
         let reachable = Arc::new(Reachability::new(config.require_reach));
         let proofs = Arc::new(Proofs::default());
@@ -386,7 +392,7 @@ impl Server {
             network: network.clone(),
             proofs: proofs.clone(),
             login_limiter: Arc::new(LoginLimiter::new(config.login_limits)),
-            sessions: Arc::default(),
+            sessions: sessions.clone(),
             signup_limiter: Arc::new(LoginLimiter::new(config.signup_limits)),
             settings,
             node_timeout: config.node_timeout,
@@ -494,6 +500,7 @@ impl Server {
             tasks,
             db,
             settings,
+            sessions,
             lock: std::sync::Mutex::new(Some(lock)),
         })
     }
@@ -526,6 +533,12 @@ impl Server {
     /// The live settings (sign-up points, points rate).
     pub fn settings(&self) -> &Arc<Settings> {
         &self.settings
+    }
+
+    /// Forgets every session it remembers, so each token's next request reads the database:
+    /// for sessions or accounts changed in the database underneath it (tests, `localnet`).
+    pub fn forget_sessions(&self) {
+        self.sessions.forget_all();
     }
 
     /// The database (for tests: closed once [`Server::shutdown`] returned).

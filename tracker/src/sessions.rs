@@ -2,8 +2,9 @@
 //! that a node's heartbeats do not each cost a database read.
 //!
 //! A session ended through this process (log-out, a page's log-out) is forgotten at once;
-//! one ended elsewhere (`rivulet-tracker disable` in another process) stops working here
-//! within [`FRESH_FOR`].
+//! one ended elsewhere (`rivulet-tracker disable` in another process, another tracker on the
+//! same database) or an account made admin there is seen here within the recheck time
+//! (`serve --session-recheck`, [`DEFAULT_RECHECK`]; 0 reads the database on every request).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,8 +14,9 @@ use sqlx::SqlitePool;
 
 use crate::accounts::{self, AccountError, Caller};
 
-/// How long a looked-up session is trusted without asking the database again.
-pub const FRESH_FOR: Duration = Duration::from_secs(15);
+/// How long a looked-up session is trusted without asking the database again, unless the
+/// operator says otherwise.
+pub const DEFAULT_RECHECK: Duration = Duration::from_secs(15);
 /// Most sessions remembered; past it, stale ones are dropped, then all.
 const MAX_REMEMBERED: usize = 100_000;
 
@@ -26,9 +28,9 @@ struct Remembered {
 }
 
 /// Recently checked sessions by token hash.
-#[derive(Default)]
 pub struct SessionCache {
     by_hash: Mutex<HashMap<String, Remembered>>,
+    recheck: Duration,
 }
 
 impl std::fmt::Debug for SessionCache {
@@ -38,6 +40,14 @@ impl std::fmt::Debug for SessionCache {
 }
 
 impl SessionCache {
+    /// A cache that trusts a looked-up session for `recheck` (zero: never).
+    pub fn new(recheck: Duration) -> SessionCache {
+        SessionCache {
+            by_hash: Mutex::default(),
+            recheck,
+        }
+    }
+
     /// The account whose live session `token` is, if any.
     pub async fn caller(
         &self,
@@ -47,7 +57,7 @@ impl SessionCache {
         let hash = accounts::token_hash(token);
         let now = accounts::now();
         if let Some(r) = self.lock().get(&hash)
-            && r.looked_up.elapsed() < FRESH_FOR
+            && r.looked_up.elapsed() < self.recheck
             && r.expires_at > now
         {
             return Ok(Some(r.caller));
@@ -55,9 +65,10 @@ impl SessionCache {
         let found = accounts::session_by_hash(db, &hash).await?;
         let mut map = self.lock();
         match found {
+            Some((caller, _)) if self.recheck.is_zero() => Ok(Some(caller)),
             Some((caller, expires_at)) => {
                 if map.len() >= MAX_REMEMBERED {
-                    map.retain(|_, r| r.looked_up.elapsed() < FRESH_FOR);
+                    map.retain(|_, r| r.looked_up.elapsed() < self.recheck);
                     if map.len() >= MAX_REMEMBERED {
                         map.clear();
                     }
@@ -83,6 +94,11 @@ impl SessionCache {
     pub async fn end(&self, db: &SqlitePool, token: &str) -> Result<(), AccountError> {
         self.lock().remove(&accounts::token_hash(token));
         accounts::end_session(db, token).await
+    }
+
+    /// Forgets every remembered session.
+    pub fn forget_all(&self) {
+        self.lock().clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Remembered>> {

@@ -270,6 +270,8 @@ async fn expired_sessions_are_refused() {
         .execute(&db)
         .await
         .unwrap();
+    // As if the week had passed: the tracker's remembered sessions are over too.
+    t.net.server().forget_sessions();
     assert_eq!(code(c.me().await), (401, ErrorCode::Unauthorized));
     t.net.shutdown().await;
 }

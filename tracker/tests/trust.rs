@@ -183,6 +183,8 @@ async fn receipts_from_a_viewer_that_bought_the_movie_earn_once_even_when_sent_a
         .execute(&db)
         .await
         .unwrap();
+    // Made admin underneath the tracker, which remembers bob's session as it was.
+    t.net.server().forget_sessions();
     let accounts = bob.admin_accounts().await.unwrap();
     let a = accounts.iter().find(|a| a.username == "alice").unwrap();
     let top = a.top_counterpart.as_ref().unwrap();

@@ -507,6 +507,8 @@ async fn administrators_watch_the_load_and_both_flow_views_fill_from_a_running_n
         .execute(&t.db().await)
         .await
         .unwrap();
+        // As if the week had passed: the tracker's remembered sessions are over too.
+        t.net.server().forget_sessions();
         b.wait_text("h1", "Log in").await;
         b.wait_text("#notice", "Your session has ended. Log in again to go on.")
             .await;
@@ -568,6 +570,7 @@ async fn expired_sessions_are_logged_out_and_forms_without_their_token_are_refus
         .execute(&db)
         .await
         .unwrap();
+        t.net.server().forget_sessions();
         b.client.refresh().await.unwrap();
         b.wait_text("h1", "Log in").await;
         b.wait_text("#notice", "Your session has ended. Log in again to go on.")
