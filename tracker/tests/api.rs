@@ -465,6 +465,42 @@ async fn nodes_register_report_and_leave() {
     t.net.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_for_another_accounts_node_change_nothing_even_beside_the_owners() {
+    let t = Tracker::start(&[]).await;
+    let (alice, bob) = (t.user("alice").await, t.user("bob").await);
+    let cache = alice.register_node(&cache_at(2121)).await.unwrap().node_id;
+    // Sent at once, the owner's and the attacker's heartbeats for one node share the
+    // tracker's write batches: only the owner's may land.
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..40u64 {
+        let (client, owner) = if i % 2 == 0 {
+            (alice.clone(), true)
+        } else {
+            (bob.clone(), false)
+        };
+        let cache = cache.clone();
+        sends.spawn(async move {
+            let hb = Heartbeat {
+                storage_bytes: Some(if owner { 1_000_000_000 } else { 7 }),
+                upload_bps: Some(if owner { 4_000_000 } else { 1 }),
+                ..Heartbeat::default()
+            };
+            (owner, client.heartbeat(&cache, &hb).await.map(|_| ()))
+        });
+    }
+    while let Some(sent) = sends.join_next().await {
+        match sent.unwrap() {
+            (true, reply) => reply.unwrap(),
+            (false, reply) => assert_eq!(code(reply), (404, ErrorCode::NotFound)),
+        }
+    }
+    let mine = alice.my_nodes().await.unwrap();
+    let c = mine.iter().find(|n| n.node_id == cache).unwrap();
+    assert_eq!((c.upload_bps, c.storage_bytes), (4_000_000, 1_000_000_000));
+    t.net.shutdown().await;
+}
+
 #[tokio::test]
 async fn bad_node_reports_are_refused_and_change_nothing() {
     let t = Tracker::start(&[("m", 0)]).await;
