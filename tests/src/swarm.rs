@@ -167,6 +167,12 @@ pub struct Phase {
     pub origin_asks_gap: u64,
     pub origin_asks_race: u64,
     pub origin_asks_retry: u64,
+    /// The origin's verified bytes to viewers for those asks: gap, race, retry (what the
+    /// origin sent for chunks dropped once their segment was complete is in
+    /// `origin_to_viewers_bytes` only).
+    pub origin_bytes_by_reason: [u64; 3],
+    /// Bytes caches sent to other caches (warming from peers instead of the origin).
+    pub caches_to_caches_bytes: u64,
     /// Caches running at the end that the tracker's probe had found unreachable.
     pub caches_probed_unreachable: u32,
     pub series: Vec<Sample>,
@@ -312,6 +318,8 @@ struct Tally {
     received: u64,
     /// Chunks asked of the origin: gap, race, retry (see `viewer::Progress::origin_asks`).
     origin_asks: [u64; 3],
+    /// Verified origin bytes for those asks, by the same reasons.
+    origin_bytes_by: [u64; 3],
 }
 
 impl Tally {
@@ -402,13 +410,16 @@ async fn viewer_loop(
         .await;
         let received = session.progress().from_origin_bytes.load(Ordering::Relaxed)
             + session.progress().from_caches_bytes.load(Ordering::Relaxed);
-        let asks = &session.progress().origin_asks;
-        let asks = [&asks.gap, &asks.race, &asks.retry].map(|a| a.load(Ordering::Relaxed));
+        let asks = session.progress().origin_asks.get();
+        let origin_bytes_by = session.progress().origin_bytes_by.get();
         session.close().await;
         let mut t = tally.lock().await;
         t.received += received;
         for (total, a) in t.origin_asks.iter_mut().zip(asks) {
             *total += a;
+        }
+        for (total, b) in t.origin_bytes_by.iter_mut().zip(origin_bytes_by) {
+            *total += b;
         }
         match watched {
             Ok(Ok(report)) => {
@@ -476,6 +487,7 @@ pub async fn run_phase(
     let mut caches: Vec<Cache> = Vec::new();
     let mut gone_distinct = 0u64;
     let mut gone_sent = 0u64;
+    let mut gone_to_caches = 0u64;
     let mut cache_serial = 0u32;
     let start_cache = |serial: u32| {
         let url = url.clone();
@@ -572,6 +584,7 @@ pub async fn run_phase(
             let victim = caches.swap_remove((rng.next_u64() % caches.len() as u64) as usize);
             gone_distinct += victim.status().borrow().distinct_sent_bytes;
             gone_sent += victim.served().to_viewers.load(Ordering::Relaxed);
+            gone_to_caches += victim.served().to_caches.load(Ordering::Relaxed);
             if config.crash {
                 victim.crash();
             } else {
@@ -594,6 +607,11 @@ pub async fn run_phase(
         + caches
             .iter()
             .map(|c| c.served().to_viewers.load(Ordering::Relaxed))
+            .sum::<u64>();
+    let c2c = gone_to_caches
+        + caches
+            .iter()
+            .map(|c| c.served().to_caches.load(Ordering::Relaxed))
             .sum::<u64>();
     let probed = caches.iter().filter(|c| probed_unreachable(c)).count() as u32;
     for cache in caches {
@@ -637,6 +655,8 @@ pub async fn run_phase(
         origin_asks_gap: tally.origin_asks[0],
         origin_asks_race: tally.origin_asks[1],
         origin_asks_retry: tally.origin_asks[2],
+        origin_bytes_by_reason: tally.origin_bytes_by,
+        caches_to_caches_bytes: c2c,
         caches_probed_unreachable: probed,
         series,
     })

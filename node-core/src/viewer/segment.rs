@@ -38,6 +38,8 @@ pub struct Progress {
     /// (`gap`), a cache was late for the deadline (`race`), or a cache failed, lied or did
     /// not have it (`retry`).
     pub origin_asks: OriginAsks,
+    /// Verified bytes the origin sent for those asks, by the same reasons.
+    pub origin_bytes_by: OriginAsks,
     unreported: std::sync::Mutex<Unreported>,
     totals: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
@@ -185,12 +187,35 @@ impl Progress {
     }
 }
 
-/// See [`Progress::origin_asks`].
+/// See [`Progress::origin_asks`]: a count per reason (asks, or bytes).
 #[derive(Debug, Default)]
 pub struct OriginAsks {
     pub gap: AtomicU64,
     pub race: AtomicU64,
     pub retry: AtomicU64,
+}
+
+/// Why a chunk was asked of the origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Why {
+    Gap,
+    Race,
+    Retry,
+}
+
+impl OriginAsks {
+    fn of(&self, why: Why) -> &AtomicU64 {
+        match why {
+            Why::Gap => &self.gap,
+            Why::Race => &self.race,
+            Why::Retry => &self.retry,
+        }
+    }
+
+    /// The three counts: gap, race, retry.
+    pub fn get(&self) -> [u64; 3] {
+        [&self.gap, &self.race, &self.retry].map(|a| a.load(Ordering::Relaxed))
+    }
 }
 
 /// Why a segment could not be fetched.
@@ -215,6 +240,8 @@ struct Attempt<'a> {
     asked: BTreeSet<u16>,
     /// Outstanding requests: index → peer.
     pending: HashMap<u16, String>,
+    /// Why each index asked of the origin was asked.
+    why: HashMap<u16, Why>,
     reply: mpsc::UnboundedSender<Answer>,
 }
 
@@ -237,14 +264,15 @@ impl Attempt<'_> {
 
     /// Asks the origin for `count` more indices no one was asked for: data chunks first
     /// (the origin sends those without encoding), then parity.
-    fn ask_origin(&mut self, origin: &Source, count: usize, why: &AtomicU64) {
+    fn ask_origin(&mut self, origin: &Source, count: usize, why: Why, asks: &OriginAsks) {
         let fresh: Vec<u16> = (0..self.manifest.n)
             .filter(|i| !self.asked.contains(i))
             .take(count)
             .collect();
         for index in fresh {
             if self.ask(origin, index) {
-                why.fetch_add(1, Ordering::Relaxed);
+                asks.of(why).fetch_add(1, Ordering::Relaxed);
+                self.why.insert(index, why);
             }
         }
     }
@@ -270,11 +298,12 @@ pub async fn fetch_segment(
         max_len: manifest.wire_len(segment),
         asked: BTreeSet::new(),
         pending: HashMap::new(),
+        why: HashMap::new(),
         reply,
     };
     plan_caches(&mut attempt, &sources.caches(), k);
     let missing = k.saturating_sub(attempt.asked.len());
-    attempt.ask_origin(&origin, missing, &progress.origin_asks.gap);
+    attempt.ask_origin(&origin, missing, Why::Gap, &progress.origin_asks);
 
     let mut got: Vec<(u16, Vec<u8>, usize)> = Vec::with_capacity(k);
     let mut raced = false;
@@ -289,13 +318,19 @@ pub async fn fetch_segment(
                         Ok(payload) => {
                             let at = wire.len() - payload.len();
                             progress.add(&peer, segment, index, wire.len() as u64);
+                            if let (true, Some(why)) = (peer == ORIGIN, attempt.why.get(&index)) {
+                                progress
+                                    .origin_bytes_by
+                                    .of(*why)
+                                    .fetch_add(wire.len() as u64, Ordering::Relaxed);
+                            }
                             sources.worked(&peer);
                             got.push((index, wire, at));
                         }
                         Err(e) if peer == ORIGIN => return Err(SegmentError::OriginBad(e)),
                         Err(_) => {
                             sources.blame(&peer);
-                            attempt.ask_origin(&origin, 1, &progress.origin_asks.retry);
+                            attempt.ask_origin(&origin, 1, Why::Retry, &progress.origin_asks);
                         }
                     },
                     Err(e) => {
@@ -307,19 +342,19 @@ pub async fn fetch_segment(
                         } else if !matches!(e, FetchError::Missing { .. }) {
                             sources.failed(&peer);
                         }
-                        attempt.ask_origin(&origin, 1, &progress.origin_asks.retry);
+                        attempt.ask_origin(&origin, 1, Why::Retry, &progress.origin_asks);
                     }
                 }
             }
             _ = tokio::time::sleep_until(race_at), if !raced => {
                 raced = true;
                 let late = attempt.pending.values().filter(|p| *p != ORIGIN).count();
-                attempt.ask_origin(&origin, late, &progress.origin_asks.race);
+                attempt.ask_origin(&origin, late, Why::Race, &progress.origin_asks);
             }
         }
         // Everything answered and still short (a source's workers are gone): the origin.
         if attempt.pending.is_empty() && got.len() < k {
-            attempt.ask_origin(&origin, k - got.len(), &progress.origin_asks.retry);
+            attempt.ask_origin(&origin, k - got.len(), Why::Retry, &progress.origin_asks);
             if attempt.pending.is_empty() {
                 return Err(SegmentError::Origin(FetchError::Missing {
                     addr: "every chunk index".into(),

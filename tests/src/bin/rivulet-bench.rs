@@ -354,6 +354,16 @@ fn phase_json(p: &Phase) -> serde_json::Value {
             "race": p.origin_asks_race,
             "retry": p.origin_asks_retry,
         },
+        // Where the origin's bytes went, by why they were sent.
+        "origin_bytes_by_reason": {
+            "warming": p.origin_to_caches_bytes,
+            "gap": p.origin_bytes_by_reason[0],
+            "race": p.origin_bytes_by_reason[1],
+            "retry": p.origin_bytes_by_reason[2],
+            "unattributed": p.origin_to_viewers_bytes
+                .saturating_sub(p.origin_bytes_by_reason.iter().sum::<u64>()),
+        },
+        "caches_to_caches_bytes": p.caches_to_caches_bytes,
     })
 }
 
@@ -450,6 +460,17 @@ async fn run_swarm(
             summary.origin_share_total * 100.0,
             summary.origin_share_steady * 100.0,
             summary.lower_bound_share * 100.0
+        );
+        let by = &rivulet.origin_bytes_by_reason;
+        let mb = |b: u64| b as f64 / 1e6;
+        println!(
+            "[{}] origin bytes by reason: warming {:.0} MB, gap {:.0} MB, race {:.0} MB, retry {:.0} MB; caches warmed caches with {:.0} MB",
+            variant_label(config),
+            mb(rivulet.origin_to_caches_bytes),
+            mb(by[0]),
+            mb(by[1]),
+            mb(by[2]),
+            mb(rivulet.caches_to_caches_bytes)
         );
         println!(
             "[{}] start p50 {:.0} ms p95 {:.0} ms, stall ratio {:.4}%, {} movies, byte-exact {}, CPU {:.0} s in {:.0} s (this phase {:.0} s)",
