@@ -515,7 +515,15 @@ pub struct Heartbeat {
     /// New storage budget, if it changed.
     #[serde(default)]
     pub storage_bytes: Option<u64>,
+    /// Caches this node could not connect to since its last report (node ids, at most
+    /// [`MAX_FAILED_PEERS`]): the tracker checks them itself and stops handing out the
+    /// ones it cannot reach either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
+
+/// Most peers one heartbeat may report as unreachable.
+pub const MAX_FAILED_PEERS: usize = 64;
 
 /// A node as the admin views list it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -764,6 +772,10 @@ pub struct HeartbeatReply {
     /// For a cache: whether the tracker could reach it, as far as it has checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reach: Option<Reach>,
+    /// For a cache: other caches that hold indices it is placed with and lacks, each with
+    /// those indices and a ticket for them: it fetches them there before the origin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Peer>,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use rivulet_node_core::clock::unix_ms;
+use rivulet_tracker_client::ChunkRef;
 use sqlx::{Row, SqlitePool};
 
 use crate::credit::{Ledger, MAX_STORAGE_BYTES, MAX_UPLOAD_BPS, Sender};
@@ -166,33 +167,55 @@ async fn write_batch_tx(
             let Some(from) = known.get(&p.peer) else {
                 continue;
             };
-            let (Some(upload_bps), "cache", true) = (from.live_upload, from.kind.as_str(), viewer)
-            else {
-                // Only a viewer's receipts from a live cache confirm anything.
+            let (Some(upload_bps), "cache") = (from.live_upload, from.kind.as_str()) else {
+                // Only receipts from a live cache confirm anything.
                 continue;
             };
             let Some(stored) = job.videos.iter().find(|v| v.record.id == p.video) else {
                 continue;
             };
-            let watched = watching.as_deref() == Some(p.video.as_str())
-                || watched_before.as_deref() == Some(p.video.as_str());
-            let given = network.vouches_for(&job.node_id, &p.peer, &p.video);
             let sender = Sender {
                 account_id: from.account_id,
                 upload_bps,
             };
-            match ledger.confirm(
-                &job.node_id,
-                job.account_id,
-                &p.peer,
-                sender,
-                &p.video,
-                &stored.manifest,
-                &p.chunks,
-                watched,
-                given,
-                instant,
-            ) {
+            let result = if viewer {
+                let watched = watching.as_deref() == Some(p.video.as_str())
+                    || watched_before.as_deref() == Some(p.video.as_str());
+                let given = network.vouches_for(&job.node_id, &p.peer, &p.video);
+                ledger.confirm(
+                    &job.node_id,
+                    job.account_id,
+                    &p.peer,
+                    sender,
+                    &p.video,
+                    &stored.manifest,
+                    &p.chunks,
+                    watched,
+                    given,
+                    instant,
+                )
+            } else {
+                // A cache warming from another: only chunks of indices the tracker placed
+                // with it and told it to fetch from that cache count.
+                let chunks: Vec<ChunkRef> = p
+                    .chunks
+                    .iter()
+                    .copied()
+                    .filter(|c| network.vouches_for_warming(&job.node_id, &p.peer, &p.video, c.1))
+                    .collect();
+                ledger.confirm_warming(
+                    &job.node_id,
+                    job.account_id,
+                    &p.peer,
+                    sender,
+                    &p.video,
+                    &stored.manifest,
+                    &chunks,
+                    !chunks.is_empty(),
+                    instant,
+                )
+            };
+            match result {
                 Ok(bytes) => {
                     network.record_upload(&p.peer, bytes, instant);
                     add(&p.peer, &job.node_id, &p.video, 0, bytes)

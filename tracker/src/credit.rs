@@ -61,6 +61,13 @@ pub enum Refusal {
     NotGiven,
 }
 
+/// Whether receipts come from a viewer watching or a cache warming from another cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Viewing,
+    Warming,
+}
+
 /// What the tracker remembers to judge receipts.
 #[derive(Debug, Default)]
 pub struct Ledger {
@@ -71,7 +78,9 @@ pub struct Ledger {
     /// (Viewer account, movie) → its watch: a viewer that registers again (or a second
     /// viewer of the same account) continues the same watch until it has been silent for
     /// [`FORGET_AFTER`].
-    watches: HashMap<(i64, String), Watch>,
+    /// A cache's warming from other caches is its account's own "watch" of the movie,
+    /// apart from its viewing ([`Role`]).
+    watches: HashMap<(i64, String, Role), Watch>,
     allowances: HashMap<String, Allowance>,
 }
 
@@ -115,6 +124,59 @@ impl Ledger {
         given: bool,
         now: Instant,
     ) -> Result<u64, Refusal> {
+        let role = Role::Viewing;
+        self.credit(
+            role,
+            (viewer, viewer_account),
+            (cache, sender),
+            video,
+            manifest,
+            chunks,
+            (watched, given),
+            now,
+        )
+    }
+
+    /// [`Ledger::confirm`] for cache `receiver` (of `account`) warming from cache `cache`:
+    /// `given` says whether the tracker told it to fetch these chunks there (the caller keeps
+    /// only chunks of indices placed with the receiver and named for that source).
+    #[allow(clippy::too_many_arguments)]
+    pub fn confirm_warming(
+        &mut self,
+        receiver: &str,
+        account: i64,
+        cache: &str,
+        sender: Sender,
+        video: &str,
+        manifest: &Manifest,
+        chunks: &[ChunkRef],
+        given: bool,
+        now: Instant,
+    ) -> Result<u64, Refusal> {
+        self.credit(
+            Role::Warming,
+            (receiver, account),
+            (cache, sender),
+            video,
+            manifest,
+            chunks,
+            (true, given),
+            now,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn credit(
+        &mut self,
+        role: Role,
+        (viewer, viewer_account): (&str, i64),
+        (cache, sender): (&str, Sender),
+        video: &str,
+        manifest: &Manifest,
+        chunks: &[ChunkRef],
+        (watched, given): (bool, bool),
+        now: Instant,
+    ) -> Result<u64, Refusal> {
         if viewer == cache {
             return Err(Refusal::SameNode);
         }
@@ -141,7 +203,7 @@ impl Ledger {
         allowance.at = now;
         let watch = self
             .watches
-            .entry((viewer_account, video.to_owned()))
+            .entry((viewer_account, video.to_owned(), role))
             .or_default();
         watch.seen = Some(now);
         let mut credited = 0u64;
@@ -180,7 +242,7 @@ impl Ledger {
     #[cfg(test)]
     fn credited_chunks(&self, viewer_account: i64, video: &str) -> usize {
         self.watches
-            .get(&(viewer_account, video.to_owned()))
+            .get(&(viewer_account, video.to_owned(), Role::Viewing))
             .map_or(0, |w| w.chunks.len())
     }
 }

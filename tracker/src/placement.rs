@@ -67,9 +67,9 @@ pub fn block(k: u16) -> usize {
 /// Decides what every cache holds. Movies are served in order of demand; for each, index
 /// slots (one chunk index at one cache) are added until the planned cache upload covers its
 /// demand plus headroom and at least k distinct indices are held. A slot goes, in order of
-/// preference, to an index a cache already has (no origin traffic), to a cache that has
-/// started a [`block`] of this movie and not finished it, then to the cache with the most
-/// upload left; a new index is the one held by the fewest caches (distinct indices first,
+/// preference, to an index a cache already has (no origin traffic), to a cache with room
+/// that evicts nothing it holds of a wanted movie, to a cache that has started a [`block`]
+/// of this movie and not finished it, then to the cache with the most upload left; a new index is the one held by the fewest caches (distinct indices first,
 /// so caches complement each other). Then, while storage lasts, caches keep whatever else
 /// they have of movies still in demand, so a movie whose viewers come and go is not fetched
 /// again and again. Other storage stays empty. No account's caches together hold k distinct
@@ -85,6 +85,21 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
         .collect();
     let mut order: Vec<&MovieSnapshot> = movies.iter().filter(|m| m.demand > 0.0).collect();
     order.sort_by(|a, b| b.demand.total_cmp(&a.demand).then(a.id.cmp(&b.id)));
+    // Storage each cache's holdings of wanted movies take and have not been placed yet: a
+    // new index goes first where it evicts nothing (it costs one fetch; on a full cache it
+    // costs that fetch and another when the evicted index is wanted again).
+    let mut reserved: Vec<u64> = caches
+        .iter()
+        .map(|c| {
+            order
+                .iter()
+                .filter_map(|m| {
+                    let held = c.has.get(&m.id)?.iter().filter(|&&i| i < m.n).count();
+                    Some(m.index_bytes * held as u64)
+                })
+                .sum()
+        })
+        .collect();
     for movie in order {
         let k = f64::from(movie.k.max(1));
         let target = movie.demand * movie.rate * (1.0 + HEADROOM);
@@ -94,7 +109,7 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
         let block = block(movie.k);
         while covered < target || distinct < movie.k {
             // Kept slots first: a cache that has an index it is not yet planned to keep.
-            let mut best: Option<(usize, u16, (bool, bool))> = None;
+            let mut best: Option<(usize, u16, (bool, bool, bool))> = None;
             for (c, cache) in caches.iter().enumerate() {
                 if free_storage[c] < movie.index_bytes || free_upload[c] <= 0.0 {
                     continue;
@@ -112,17 +127,19 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
                         .min_by_key(|&i| (holders[usize::from(i)], i))
                 });
                 let open_block = mine.is_some_and(|s| !s.is_empty() && s.len() < block);
+                let spare = free_storage[c].saturating_sub(reserved[c]) >= movie.index_bytes;
                 let candidate = match kept {
-                    Some(i) => (c, i, (true, open_block)),
+                    Some(i) => (c, i, (true, true, open_block)),
                     None => match (0..movie.n)
                         .filter(|&i| !held(i))
                         .min_by_key(|&i| (holders[usize::from(i)], i))
                     {
-                        Some(i) => (c, i, (false, open_block)),
+                        Some(i) => (c, i, (false, spare, open_block)),
                         None => continue,
                     },
                 };
-                // Kept indices first, then open blocks, then the most upload left.
+                // Kept indices first, then room that evicts nothing, then open blocks, then
+                // the most upload left.
                 let better = match best {
                     None => true,
                     Some((b, _, b_rank)) => {
@@ -133,7 +150,12 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
                     best = Some(candidate);
                 }
             }
-            let Some((c, index, _)) = best else { break };
+            let Some((c, index, (kept, _, _))) = best else {
+                break;
+            };
+            if kept {
+                reserved[c] = reserved[c].saturating_sub(movie.index_bytes);
+            }
             let slot = &mut holders[usize::from(index)];
             if *slot == 0 {
                 distinct += 1;
@@ -284,6 +306,61 @@ struct RoundState {
     /// Viewer → (movie, every cache handed to it for that movie while it watched it): the
     /// transfers the tracker can vouch for.
     given: HashMap<String, (String, HashSet<String>)>,
+    /// Cache → (source cache, movie) → the indices the tracker told it to fetch there:
+    /// the cache-to-cache transfers it can vouch for (kept while both are live).
+    warm_given: HashMap<String, HashMap<(String, String), BTreeSet<u16>>>,
+}
+
+/// Most other caches named to one cache per movie to warm from.
+pub const WARM_SOURCES: usize = 3;
+
+/// Where a cache fetches what it is placed with and lacks: for each movie, other caches
+/// (its own account's too: that saves the origin, and earns nothing) holding some of the
+/// `missing` indices, each with those it holds; the ones with the most upload left first,
+/// until every missing index has a source, and at most [`WARM_SOURCES`]. `caches` are the
+/// live caches with their proven holdings.
+pub fn warm_sources(
+    me: &NodeInfo,
+    missing: &BTreeMap<String, BTreeSet<u16>>,
+    caches: &HashMap<String, NodeInfo>,
+    residual: &HashMap<String, f64>,
+) -> Vec<(String, String, Vec<u16>)> {
+    let mut out = Vec::new();
+    for (video, want) in missing {
+        let mut candidates: Vec<(&NodeInfo, Vec<u16>, f64)> = caches
+            .values()
+            .filter(|c| c.node_id != me.node_id)
+            .filter_map(|c| {
+                let held = c.holdings.iter().find(|h| &h.video == video)?;
+                let has: Vec<u16> = held
+                    .indices
+                    .iter()
+                    .copied()
+                    .filter(|i| want.contains(i))
+                    .collect();
+                let left = residual.get(&c.node_id).copied().unwrap_or(0.0);
+                (!has.is_empty()).then_some((c, has, left))
+            })
+            .collect();
+        // Most upload left first; equal ones by id, so the answer is repeatable.
+        candidates.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.node_id.cmp(&b.0.node_id)));
+        let mut uncovered = want.clone();
+        let mut named = 0;
+        for (c, has, _) in candidates {
+            if named == WARM_SOURCES || uncovered.is_empty() {
+                break;
+            }
+            if !has.iter().any(|i| uncovered.contains(i)) {
+                continue;
+            }
+            for i in &has {
+                uncovered.remove(i);
+            }
+            named += 1;
+            out.push((video.clone(), c.node_id.clone(), has));
+        }
+    }
+    out
 }
 
 /// A movie's facts for a round.
@@ -376,6 +453,12 @@ impl Network {
             .collect();
         let mut peers = HashMap::new();
         let mut given = HashMap::new();
+        // What caches were told to fetch from each other, while both are live.
+        let mut warm_given = std::mem::take(&mut state.warm_given);
+        warm_given.retain(|cache, sources| {
+            sources.retain(|(source, _), _| cache_info.contains_key(source));
+            cache_info.contains_key(cache) && !sources.is_empty()
+        });
         for node in nodes.iter().filter(|n| n.kind == NodeKind::Viewer) {
             let Some(video) = &node.watching else {
                 continue;
@@ -401,7 +484,82 @@ impl Network {
             caches: cache_info,
             movies: facts,
             given,
+            warm_given,
         };
+    }
+
+    /// Other caches that cache `id` may fetch its placed, missing indices from (see
+    /// [`warm_sources`]): (movie, source's info, indices). Remembered, so the receipts of
+    /// those transfers count.
+    pub fn sources_for(&self, id: &str) -> Vec<(String, NodeInfo, Vec<u16>)> {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let (Some(me), Some(placed)) = (state.caches.get(id), state.placement.get(id)) else {
+            return Vec::new();
+        };
+        let held: HashMap<&str, BTreeSet<u16>> = me
+            .holdings
+            .iter()
+            .map(|h| (h.video.as_str(), h.indices.iter().copied().collect()))
+            .collect();
+        let missing: BTreeMap<String, BTreeSet<u16>> = placed
+            .iter()
+            .filter_map(|(video, want)| {
+                let have = held.get(video.as_str());
+                let lack: BTreeSet<u16> = want
+                    .iter()
+                    .copied()
+                    .filter(|i| !have.is_some_and(|h| h.contains(i)))
+                    .collect();
+                (!lack.is_empty()).then(|| (video.clone(), lack))
+            })
+            .collect();
+        let picks = warm_sources(me, &missing, &state.caches, &state.residual);
+        let picks: Vec<(String, NodeInfo, Vec<u16>)> = picks
+            .into_iter()
+            .filter_map(|(video, source, indices)| {
+                let info = state.caches.get(&source)?.clone();
+                Some((video, info, indices))
+            })
+            .collect();
+        let given = state.warm_given.entry(id.to_owned()).or_default();
+        for (video, source, indices) in &picks {
+            given
+                .entry((source.node_id.clone(), video.clone()))
+                .or_default()
+                .extend(indices.iter().copied());
+        }
+        picks
+    }
+
+    /// Whether the tracker handed cache `cache` to node `node` (a viewer's peer for the movie
+    /// it watches, or a cache's source to warm from).
+    pub fn gave(&self, node: &str, cache: &str) -> bool {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state
+            .given
+            .get(node)
+            .is_some_and(|(_, caches)| caches.contains(cache))
+            || state
+                .warm_given
+                .get(node)
+                .is_some_and(|g| g.keys().any(|(source, _)| source == cache))
+    }
+
+    /// Whether the tracker told cache `cache` to fetch index `index` of `video` from cache
+    /// `source` (and `cache` is still placed with it): receipts for it count.
+    pub fn vouches_for_warming(&self, cache: &str, source: &str, video: &str, index: u16) -> bool {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let placed = state
+            .placement
+            .get(cache)
+            .and_then(|m| m.get(video))
+            .is_some_and(|s| s.contains(&index));
+        placed
+            && state
+                .warm_given
+                .get(cache)
+                .and_then(|g| g.get(&(source.to_owned(), video.to_owned())))
+                .is_some_and(|s| s.contains(&index))
     }
 
     /// Whether the tracker can vouch for bytes of `video` from `cache` to `viewer`: it handed
@@ -784,5 +942,67 @@ mod tests {
         assert!(picks.len() <= MAX_PEERS);
         assert!(distinct.len() >= 16, "{picks:?} hold {distinct:?}");
         assert!(chosen.contains("a0"), "then the most upload: {picks:?}");
+    }
+
+    /// Holdings of `plan` as what each cache reports next round.
+    fn reported(caches: &[CacheSnapshot], plan: &Placement) -> Vec<CacheSnapshot> {
+        caches
+            .iter()
+            .map(|c| CacheSnapshot {
+                has: plan[&c.id]
+                    .iter()
+                    .map(|(m, s)| (m.clone(), s.clone()))
+                    .collect(),
+                ..c.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_round_after_a_cache_leaves_moves_nothing_a_live_cache_holds() {
+        // Twelve caches, four movies of falling demand (80 slots wanted), storage for 8
+        // indices each (96): tight enough that a careless round evicts to make room.
+        let caches: Vec<_> = (0..12)
+            .map(|i| cache(&format!("c{i:02}"), 1_500_000.0, 8_000_000))
+            .collect();
+        let movies = [
+            movie("a", 6.0),
+            movie("b", 3.0),
+            movie("c", 1.5),
+            movie("d", 0.5),
+        ];
+        let first = place(&caches, &movies);
+        let caches = reported(&caches, &first);
+        let settled = place(&caches, &movies);
+        assert_eq!(settled, first, "a round without change changes nothing");
+        // The cache holding the most leaves; every other keeps all it holds.
+        let gone = caches
+            .iter()
+            .max_by_key(|c| c.has.values().map(BTreeSet::len).sum::<usize>())
+            .unwrap()
+            .id
+            .clone();
+        let survivors: Vec<_> = caches.iter().filter(|c| c.id != gone).cloned().collect();
+        let after = place(&survivors, &movies);
+        for cache in &survivors {
+            for (movie, held) in &settled[&cache.id] {
+                let now = indices(&after, &cache.id, movie);
+                assert!(
+                    now.is_superset(held),
+                    "{} lost {:?} of {movie}",
+                    cache.id,
+                    held.difference(&now).collect::<Vec<_>>()
+                );
+            }
+        }
+        // What left with it is placed again where there is room, so every movie still has
+        // k distinct indices among the live caches.
+        for m in &movies {
+            let distinct: BTreeSet<u16> = survivors
+                .iter()
+                .flat_map(|c| indices(&after, &c.id, &m.id))
+                .collect();
+            assert!(distinct.len() >= 16, "{}: {distinct:?}", m.id);
+        }
     }
 }

@@ -34,6 +34,9 @@ const PROBE_TICKET_SECS: u64 = 60;
 /// FTP server once the registration's answer arrives.
 const FIRST_PROBE_AFTER: Duration = Duration::from_millis(250);
 
+/// A cache checked this recently is not probed again on a peer's report.
+pub const SUSPECT_GAP: Duration = Duration::from_secs(5);
+
 /// How the probe runs.
 #[derive(Clone, Copy, Debug)]
 pub struct ReachConfig {
@@ -104,6 +107,24 @@ impl Reachability {
                 probing: false,
             },
         );
+        self.registered.notify_one();
+    }
+
+    /// A peer said it could not connect to cache `node_id`: probe it now (unless it was
+    /// checked within [`SUSPECT_GAP`] or is being checked), so a cache that died stops being
+    /// handed out within seconds, and one that lives is not dropped on a peer's word.
+    pub fn suspect(&self, node_id: &str) {
+        let now = Instant::now();
+        let mut caches = self.caches();
+        let Some(p) = caches.get_mut(node_id) else {
+            return;
+        };
+        let recent = unix_secs().saturating_sub(p.reach.checked_at) < SUSPECT_GAP.as_secs();
+        if p.probing || recent || p.due <= now {
+            return;
+        }
+        p.due = now;
+        drop(caches);
         self.registered.notify_one();
     }
 

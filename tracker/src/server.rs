@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rivulet_node_core::clock::unix_secs;
 use rivulet_node_core::peer::chunk_server::{ServedBytes, ServerTls};
 use rivulet_node_core::peer::tls::{Identity, TlsMode};
 use rivulet_node_core::task::{Every, Tasks};
@@ -216,7 +217,7 @@ async fn place_periodically(
     network: Arc<Network>,
     proofs: Arc<Proofs>,
     reachable: Arc<Reachability>,
-    every: Duration,
+    (every, quiet_after): (Duration, Duration),
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
     let mut every = Every::new(every);
@@ -248,6 +249,15 @@ async fn place_periodically(
             .map(|v| (v.record.id.clone(), v.manifest.segment_count()))
             .collect();
         let pending = proofs.filter(&mut live, &segments);
+        // A cache silent for two heartbeats is not handed to anyone (it may have crashed)
+        // but stays placed until it expires: what it holds counts again when it speaks.
+        let quiet_before = unix_secs().saturating_sub(quiet_after.as_secs());
+        for n in live
+            .iter_mut()
+            .filter(|n| n.kind == NodeKind::Cache && n.last_seen < quiet_before)
+        {
+            n.holdings.clear();
+        }
         // A cache that comes with holdings the tracker has not checked yet (one started
         // again under a new node id) waits for its check before its first placement: placed
         // without them, it would be told to drop what it has and fetch other indices.
@@ -407,7 +417,11 @@ impl Server {
                 network.clone(),
                 proofs.clone(),
                 reachable.clone(),
-                config.placement_interval,
+                (
+                    config.placement_interval,
+                    // Two heartbeats (a third of the timeout each) and a second of slack.
+                    Duration::from_secs(2 * (config.node_timeout.as_secs() / 3).max(1) + 1),
+                ),
                 tasks.token(),
             ),
         );

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use rivulet_node_core::clock::{unix_ms, unix_secs};
 use rivulet_tracker_client::{
     Account, AccountSummary, Credentials, Earnings, Heartbeat, HeartbeatReply, LoadPoint,
-    NodeFlows, NodeId, NodeInfo, NodeKind, NodeRegistered, NodeRegistration, OriginInfo, Peer,
-    Purchase, Session, Ticket, TicketRequest, Video, VideoStats, VideoTicket,
+    MAX_FAILED_PEERS, NodeFlows, NodeId, NodeInfo, NodeKind, NodeRegistered, NodeRegistration,
+    OriginInfo, Peer, Purchase, Session, Ticket, TicketRequest, Video, VideoStats, VideoTicket,
 };
 use thiserror::Error;
 
@@ -322,9 +322,18 @@ impl Tracker<'_> {
         &self,
         caller: &Caller,
         id: &NodeId,
-        hb: Heartbeat,
+        mut hb: Heartbeat,
     ) -> TrackerResult<HeartbeatReply> {
         let state = self.state;
+        let suspects = std::mem::take(&mut hb.unreachable);
+        if suspects.len() > MAX_FAILED_PEERS
+            || suspects.iter().any(|p| p.is_empty() || p.len() > 64)
+        {
+            return Err(NodeError::Invalid(format!(
+                "at most {MAX_FAILED_PEERS} unreachable peers, each a node id"
+            ))
+            .into());
+        }
         let (refused, owned_watching) = state
             .heartbeats
             .record(&state.catalogue, caller.account_id, id.as_str(), hb)
@@ -333,6 +342,13 @@ impl Tracker<'_> {
             refused,
             ..HeartbeatReply::default()
         };
+        // A node names caches it could not reach: only those the tracker gave it count, and
+        // the tracker checks them itself before it stops handing them out (reach.rs).
+        for peer in &suspects {
+            if state.network.gave(id.as_str(), peer) {
+                state.reach.suspect(peer);
+            }
+        }
         // Node ids carry their kind, and `record` checked that this one is the caller's.
         if id.kind() == Some(NodeKind::Cache) {
             reply.refused.extend(state.proofs.refused(id.as_str()));
@@ -349,6 +365,7 @@ impl Tracker<'_> {
                     .iter()
                     .map(|h| self.origin_ticket(id, &h.video, Some(h.indices.clone())))
                     .collect();
+                reply.sources = self.warm_sources(id);
             }
         } else if let Some(video) = owned_watching {
             reply.peers = self.peers(id, &video);
@@ -381,6 +398,32 @@ impl Tracker<'_> {
             ticket,
             expires_at,
         }
+    }
+
+    /// Other caches cache `id` fetches its placed, missing indices from, each with a ticket
+    /// for just those indices.
+    fn warm_sources(&self, id: &NodeId) -> Vec<Peer> {
+        self.state
+            .network
+            .sources_for(id.as_str())
+            .into_iter()
+            .filter(|(_, source, _)| self.state.reach.allows(&source.node_id))
+            .map(|(video, source, indices)| {
+                let (ticket, expires_at) =
+                    self.sign(id, &source.node_id, &video, Some(indices.clone()));
+                Peer {
+                    node_id: source.node_id,
+                    addr: source.advertise,
+                    addrs: source.addrs,
+                    fingerprint: source.fingerprint,
+                    video,
+                    indices,
+                    rate: 0,
+                    ticket,
+                    expires_at,
+                }
+            })
+            .collect()
     }
 
     /// The viewer's peer set for `video`, each with its ticket.

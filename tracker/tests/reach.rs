@@ -430,3 +430,82 @@ async fn behind_its_proxy_a_public_tracker_sees_the_forwarded_address() {
     assert_eq!(body["error"]["code"], "address_refused", "{body}");
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_calling_a_live_cache_dead_does_not_get_it_dropped() {
+    // Probes every 30 s unless a report asks for one sooner: what mallory's reports make
+    // the tracker do is check, and the check finds the cache alive.
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("m", 2).size(320, 240).price(0))
+        .initial_points(100)
+        .placement_interval(Duration::from_millis(100))
+        .configure(|c| c.reach_every = Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap();
+    net.register("carol", PASSWORD).await.unwrap();
+    let cache = net
+        .start_cache(&CacheSpec::new("carol", PASSWORD))
+        .await
+        .unwrap();
+    let id = cache.status().borrow().node_id.clone();
+    let (mallory, view) = viewer(&net, "mallory").await;
+    let given = |peers: &[rivulet_tracker_client::Peer]| peers.iter().any(|p| p.node_id == id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seq = 0;
+    loop {
+        seq += 1;
+        let peers = mallory
+            .heartbeat(&view, &watching(seq))
+            .await
+            .unwrap()
+            .peers;
+        if given(&peers) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never a peer: {peers:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every heartbeat for 8 s says the cache could not be connected to.
+    let carol = net.login("carol", PASSWORD).await.unwrap();
+    let checked = || async {
+        let mine = carol.my_nodes().await.unwrap();
+        mine.iter()
+            .find(|n| n.node_id == id)
+            .unwrap()
+            .reach
+            .clone()
+            .unwrap()
+    };
+    let first = checked().await;
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        seq += 1;
+        let hb = Heartbeat {
+            unreachable: vec![id.clone()],
+            ..watching(seq)
+        };
+        let peers = mallory.heartbeat(&view, &hb).await.unwrap().peers;
+        assert!(given(&peers), "dropped on a viewer's word: {peers:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = checked().await;
+    assert_eq!(last.state, ReachState::Reachable, "{last:?}");
+    assert!(
+        last.checked_at > first.checked_at,
+        "the reports made the tracker check ({first:?} then {last:?})"
+    );
+    // An oversized report is refused whole.
+    let flood = Heartbeat {
+        unreachable: (0..65).map(|i| format!("cache-{i}")).collect(),
+        ..watching(seq + 1)
+    };
+    match mallory.heartbeat(&view, &flood).await {
+        Err(ClientError::Api { status, code, .. }) => {
+            assert_eq!((status, code), (400, ErrorCode::BadRequest))
+        }
+        other => panic!("65 unreachable peers: {other:?}"),
+    }
+    cache.stop().await;
+    net.shutdown().await;
+}

@@ -497,3 +497,39 @@ async fn an_origin_ticket_for_a_placed_cache_fetches_its_indices_and_nothing_els
     }
     let _ = ftp.quit().await;
 }
+
+#[tokio::test]
+async fn a_cache_confirming_warming_its_tracker_never_asked_for_earns_its_partner_nothing() {
+    let t = Net::start().await;
+    let (alice, carol, bob) = (
+        t.user("alice").await,
+        t.user("carol").await,
+        t.user("bob").await,
+    );
+    // bob's purchase gives the movie demand: both colluders' caches get placed with it.
+    bob.buy("m").await.unwrap();
+    let (partner, _) = placed_cache(&alice, "127.0.0.1:2121").await;
+    let (receiver, placed) = placed_cache(&carol, "127.0.0.1:2123").await;
+    // carol's cache "received" chunks from alice's: of its own placed indices and of others,
+    // none of which the tracker told it to fetch there (alice's cache holds nothing proven,
+    // so it is nobody's source).
+    let outside = (0..t.manifest.n).find(|i| !placed.contains(i)).unwrap();
+    let got = chunks(&[(0, placed[0]), (0, placed[1]), (0, outside)]);
+    let worth = t.worth(&got);
+    alice
+        .heartbeat(&partner, &sent(1, &receiver, 1 << 30))
+        .await
+        .unwrap();
+    let hb = Heartbeat {
+        seq: 1,
+        received: vec![receipts(&partner, &got, worth)],
+        ..Heartbeat::default()
+    };
+    let reply = carol.heartbeat(&receiver, &hb).await.unwrap();
+    assert!(
+        reply.sources.iter().all(|s| s.node_id != partner),
+        "{reply:?}"
+    );
+    assert_eq!(credited(&alice).await, 0, "warming nobody asked for");
+    assert_eq!(credited(&carol).await, 0);
+}

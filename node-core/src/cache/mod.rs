@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rivulet_tracker_client::{
     ClientError, Credentials, ErrorCode, Heartbeat, HeartbeatOutbox, HeartbeatReply, Holding,
-    NodeRegistration, PeerBytes, Reach, ReachState, TrackerClient,
+    NodeRegistration, Peer, PeerBytes, Reach, ReachState, TrackerClient,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,7 @@ use crate::peer::limits::ServerLimits;
 use crate::peer::tls::{self, Identity, TlsMode};
 use crate::task::Tasks;
 use crate::ticket::TicketKey;
+use crate::viewer::{Progress, REPORT_MAX_CHUNKS};
 use lock::{FolderLock, FolderLockError};
 use store::ChunkStore;
 
@@ -207,6 +208,8 @@ pub struct CacheStatus {
     pub sent_bytes: u64,
     /// Bytes fetched from the origin since start.
     pub fetched_bytes: u64,
+    /// Bytes fetched from other caches since start (verified).
+    pub fetched_from_caches_bytes: u64,
     /// Bytes of the distinct chunks sent (each once): the least this cache had to fetch
     /// for what it served.
     pub distinct_sent_bytes: u64,
@@ -280,6 +283,15 @@ struct Shared {
     store: Arc<ChunkStore>,
     /// Origin tickets by movie.
     tickets: Mutex<HashMap<String, String>>,
+    /// Other caches to fetch placed indices from, by movie (the tracker's latest word).
+    sources: Mutex<HashMap<String, Vec<Peer>>>,
+    /// Sources that failed, and until when they are not asked again (a bad chunk: never).
+    rested: Mutex<HashMap<String, Option<std::time::Instant>>>,
+    /// Sources that could not be connected to since the last heartbeat (reported).
+    unreachable: Mutex<BTreeSet<String>>,
+    /// Chunks verified from other caches and not yet reported, per movie.
+    received: Mutex<HashMap<String, Progress>>,
+    fetched_from_caches: AtomicU64,
     node_id: Mutex<String>,
     origin_addr: String,
     /// The origin's certificate fingerprint: fetched over FTPS pinned to it when set.
@@ -426,6 +438,11 @@ impl Cache {
             _folder_lock: folder_lock,
             store,
             tickets: Mutex::default(),
+            sources: Mutex::default(),
+            rested: Mutex::default(),
+            unreachable: Mutex::default(),
+            received: Mutex::default(),
+            fetched_from_caches: AtomicU64::new(0),
             node_id: Mutex::new(registered.node_id.clone()),
             origin_addr: origin.ftp,
             origin_pin: origin.fingerprint,
@@ -595,8 +612,13 @@ impl HeartbeatLoop {
             ..Heartbeat::default()
         };
         let unreported = &mut self.unreported;
-        self.outbox
-            .prepare(&mut heartbeat, || (take_entries(unreported), Vec::new()));
+        self.outbox.prepare(&mut heartbeat, || {
+            (take_entries(unreported), take_receipts(&shared))
+        });
+        heartbeat.unreachable = std::mem::take(&mut *lock(&shared.unreachable))
+            .into_iter()
+            .take(rivulet_tracker_client::MAX_FAILED_PEERS)
+            .collect();
         let node_id = lock(&shared.node_id).clone();
         let result = self.client.heartbeat(&node_id, &heartbeat).await;
         self.outbox.settle(&result);
@@ -650,6 +672,7 @@ impl HeartbeatLoop {
             s.upload_bps = now_limits.upload_bps;
             s.sent_bytes = sent_total;
             s.fetched_bytes = shared.fetched.load(Ordering::Relaxed);
+            s.fetched_from_caches_bytes = shared.fetched_from_caches.load(Ordering::Relaxed);
             s.distinct_sent_bytes = distinct;
             s.problem = problem;
             if reach.is_some() {
@@ -694,8 +717,9 @@ impl HeartbeatLoop {
                 ..Heartbeat::default()
             };
             let unreported = &mut self.unreported;
-            self.outbox
-                .prepare(&mut hb, || (take_entries(unreported), Vec::new()));
+            self.outbox.prepare(&mut hb, || {
+                (take_entries(unreported), take_receipts(&shared))
+            });
             let result = self.client.heartbeat(&node_id, &hb).await;
             self.outbox.settle(&result);
             if let Err(e) = result {
@@ -734,6 +758,22 @@ fn take_entries(unreported: &mut HashMap<(String, String), u64>) -> Vec<PeerByte
         .collect()
 }
 
+/// The next report's `received` entries: per movie and source cache, the chunks verified
+/// from it (at most [`REPORT_MAX_ENTRIES`] entries; the rest waits).
+fn take_receipts(shared: &Shared) -> Vec<PeerBytes> {
+    let mut received = lock(&shared.received);
+    let mut out = Vec::new();
+    for (video, progress) in received.iter() {
+        if out.len() >= REPORT_MAX_ENTRIES {
+            break;
+        }
+        let room = REPORT_MAX_ENTRIES - out.len();
+        out.extend(progress.take_received_within(video, room, REPORT_MAX_CHUNKS));
+    }
+    received.retain(|_, p| p.has_unreported());
+    out
+}
+
 async fn reregister(
     client: &TrackerClient,
     registration: &NodeRegistration,
@@ -770,6 +810,14 @@ async fn apply(
         tickets.clear();
         for t in reply.origin.iter().filter(|_| !unreachable) {
             tickets.insert(t.video.clone(), t.ticket.clone());
+        }
+        let mut sources = lock(&shared.sources);
+        sources.clear();
+        for peer in reply.sources.iter().filter(|_| !unreachable) {
+            sources
+                .entry(peer.video.clone())
+                .or_default()
+                .push(peer.clone());
         }
     }
     if !reply.refused.is_empty() {
@@ -874,6 +922,7 @@ async fn fetch_loop(
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
     let mut sessions: HashMap<String, ChunkSession> = HashMap::new();
+    let mut peer_sessions: HashMap<(String, String), ChunkSession> = HashMap::new();
     let timeout = Duration::from_secs(10);
     while !stop.is_cancelled() {
         let mut groups: Vec<((String, u32), Vec<u16>)> = Vec::new();
@@ -907,10 +956,25 @@ async fn fetch_loop(
             if indices.is_empty() {
                 continue;
             }
-            let (Some(manifest), Some(ticket)) = (
-                shared.store.manifest(&video),
-                lock(&shared.tickets).get(&video).cloned(),
-            ) else {
+            let Some(manifest) = shared.store.manifest(&video) else {
+                continue;
+            };
+            // Other caches first: the origin sends only what none of them could.
+            let from_peers = fetch_from_peers(
+                &shared,
+                &mut peer_sessions,
+                &manifest,
+                &video,
+                segment,
+                &indices,
+            )
+            .await;
+            stored_any |= from_peers.stored;
+            indices.retain(|i| !from_peers.got.contains(i));
+            if indices.is_empty() {
+                continue;
+            }
+            let Some(ticket) = lock(&shared.tickets).get(&video).cloned() else {
                 continue;
             };
             if !sessions.contains_key(&video) {
@@ -981,6 +1045,159 @@ async fn fetch_loop(
         }
     }
     Ok(())
+}
+
+/// How long a cache that failed as a source is not asked again.
+const SOURCE_REST: Duration = Duration::from_secs(10);
+/// Longest a fetch from another cache may take to connect or answer.
+const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What [`fetch_from_peers`] got.
+#[derive(Debug, Default)]
+struct FromPeers {
+    /// Indices it fetched and verified (stored, or over the storage budget).
+    got: BTreeSet<u16>,
+    /// Whether some chunk was stored.
+    stored: bool,
+}
+
+/// Fetches what it can of `indices` of one segment from the other caches the tracker named
+/// (each source's share in one transfer, within the download budget), verifying and storing
+/// each chunk and keeping a receipt for the tracker. A source that cannot be reached rests
+/// for [`SOURCE_REST`] and is reported; one that sends a bad chunk is not asked again.
+async fn fetch_from_peers(
+    shared: &Shared,
+    sessions: &mut HashMap<(String, String), ChunkSession>,
+    manifest: &Arc<Manifest>,
+    video: &str,
+    segment: u32,
+    indices: &[u16],
+) -> FromPeers {
+    let mut out = FromPeers::default();
+    let sources = lock(&shared.sources)
+        .get(video)
+        .cloned()
+        .unwrap_or_default();
+    let now = std::time::Instant::now();
+    for source in sources {
+        let resting = lock(&shared.rested)
+            .get(&source.node_id)
+            .is_some_and(|until| until.is_none_or(|u| u > now));
+        let take: Vec<u16> = indices
+            .iter()
+            .copied()
+            .filter(|i| !out.got.contains(i) && source.indices.contains(i))
+            .collect();
+        if resting || take.is_empty() {
+            continue;
+        }
+        let key = (source.node_id.clone(), video.to_owned());
+        let session = match sessions.remove(&key) {
+            Some(s) => s,
+            None => {
+                let node_id = lock(&shared.node_id).clone();
+                let mut connected = Err(None);
+                for addr in std::iter::once(&source.addr).chain(&source.addrs) {
+                    match ChunkSession::connect_pinned(
+                        addr,
+                        &node_id,
+                        &source.ticket,
+                        video,
+                        PEER_TIMEOUT,
+                        source.fingerprint.as_deref(),
+                    )
+                    .await
+                    {
+                        Ok(s) => {
+                            connected = Ok(s);
+                            break;
+                        }
+                        Err(e) => connected = Err(Some(e)),
+                    }
+                }
+                match connected {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(source = %source.node_id, "warming from a cache: {e:?}");
+                        rest(shared, &source.node_id, Some(now + SOURCE_REST));
+                        lock(&shared.unreachable).insert(source.node_id.clone());
+                        continue;
+                    }
+                }
+            }
+        };
+        let mut session = session;
+        let limit = manifest.wire_len(segment);
+        shared.download.acquire(limit * take.len()).await;
+        let got = match tokio::time::timeout(
+            PEER_TIMEOUT,
+            session.fetch_batch(segment, &take, limit, false),
+        )
+        .await
+        {
+            Ok(Ok(got)) => got,
+            Ok(Err(_)) | Err(_) => {
+                rest(shared, &source.node_id, Some(now + SOURCE_REST));
+                continue;
+            }
+        };
+        sessions.insert(key, session);
+        // Verified and stored off the runtime, up to the first chunk that does not verify.
+        let (store, m, name, budget) = (
+            shared.store.clone(),
+            manifest.clone(),
+            video.to_owned(),
+            shared.storage.load(Ordering::Relaxed),
+        );
+        let asked = take.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            let mut kept = Vec::new();
+            for (index, wire) in got {
+                if !asked.contains(&index) || m.verify_chunk(segment, index, &wire).is_err() {
+                    return (kept, Some(Ok(index)));
+                }
+                match store.put(&name, segment, index, &wire, budget) {
+                    Ok(put) => kept.push((index, wire.len() as u64, put)),
+                    Err(e) => return (kept, Some(Err(e.to_string()))),
+                }
+            }
+            (kept, None)
+        })
+        .await;
+        let Ok((kept, failure)) = stored else {
+            return out;
+        };
+        for (index, bytes, put) in kept {
+            shared
+                .fetched_from_caches
+                .fetch_add(bytes, Ordering::Relaxed);
+            lock(&shared.received)
+                .entry(video.to_owned())
+                .or_default()
+                .add(&source.node_id, segment, index, bytes);
+            out.stored |= put;
+            out.got.insert(index);
+        }
+        match failure {
+            None => {}
+            Some(Ok(index)) => {
+                tracing::warn!(source = %source.node_id, video, segment, index,
+                    "a cache sent a chunk that does not verify; not asked again");
+                rest(shared, &source.node_id, None);
+                sessions.retain(|(s, _), _| s != &source.node_id);
+            }
+            Some(Err(e)) => {
+                *lock(&shared.problem) = Some(e);
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// Rests source `id` until `until` (`None`: for good).
+fn rest(shared: &Shared, id: &str, until: Option<std::time::Instant>) {
+    lock(&shared.rested).insert(id.to_owned(), until);
 }
 
 #[cfg(test)]

@@ -481,6 +481,7 @@ impl Reporter {
         lock(&self.outbox).prepare(&mut hb, || {
             (Vec::new(), self.progress.take_received(&self.video))
         });
+        hb.unreachable = self.sources.take_unreachable();
         hb
     }
 
@@ -542,7 +543,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The viewer's heartbeat loop: every `every` one [`Reporter::beat`].
+/// Pause between a cache failing and the early report naming it.
+const SUSPECT_REPORT_DELAY: Duration = Duration::from_millis(250);
+
+/// The viewer's heartbeat loop: every `every` one [`Reporter::beat`], and soon after a
+/// cache is suspected dead.
 struct Beat {
     reporter: Arc<Reporter>,
     every: Duration,
@@ -551,7 +556,14 @@ struct Beat {
 impl Beat {
     async fn run(self) -> Result<(), std::convert::Infallible> {
         loop {
-            tokio::time::sleep(self.every).await;
+            // A cache suspected dead is reported soon, so the tracker checks it and stops
+            // handing it out within seconds (a short pause gathers other failures).
+            tokio::select! {
+                () = tokio::time::sleep(self.every) => {}
+                () = self.reporter.sources.suspected() => {
+                    tokio::time::sleep(SUSPECT_REPORT_DELAY).await;
+                }
+            }
             if let Err(e) = self.reporter.beat().await {
                 tracing::debug!(node = %self.reporter.node_id(), "viewer heartbeat: {e}");
             }

@@ -262,6 +262,27 @@ impl Attempt<'_> {
         true
     }
 
+    /// Asks one index no one was asked for of a cache other than `failed` (the least busy
+    /// per unit of its rate among those holding one); false if none can.
+    fn ask_another_cache(&mut self, caches: &[Arc<Source>], failed: &str) -> bool {
+        let mut best: Option<(&Arc<Source>, u16, f64)> = None;
+        for cache in caches.iter().filter(|c| c.peer != failed) {
+            let Some(index) = cache
+                .indices()
+                .into_iter()
+                .find(|i| !self.asked.contains(i))
+            else {
+                continue;
+            };
+            let work = cache.busy.load(Ordering::Relaxed) as f64 + 1.0;
+            let score = work / (cache.rate().max(1) as f64);
+            if best.is_none_or(|(_, _, b)| score < b) {
+                best = Some((cache, index, score));
+            }
+        }
+        best.is_some_and(|(cache, index, _)| self.ask(cache, index))
+    }
+
     /// Asks the origin for `count` more indices no one was asked for: data chunks first
     /// (the origin sends those without encoding), then parity.
     fn ask_origin(&mut self, origin: &Source, count: usize, why: Why, asks: &OriginAsks) {
@@ -330,7 +351,9 @@ pub async fn fetch_segment(
                         Err(e) if peer == ORIGIN => return Err(SegmentError::OriginBad(e)),
                         Err(_) => {
                             sources.blame(&peer);
-                            attempt.ask_origin(&origin, 1, Why::Retry, &progress.origin_asks);
+                            if raced || !attempt.ask_another_cache(&sources.caches(), &peer) {
+                                attempt.ask_origin(&origin, 1, Why::Retry, &progress.origin_asks);
+                            }
                         }
                     },
                     Err(e) => {
@@ -340,9 +363,24 @@ pub async fn fetch_segment(
                                 return Err(SegmentError::Origin(e));
                             }
                         } else if !matches!(e, FetchError::Missing { .. }) {
-                            sources.failed(&peer);
+                            sources.failed(
+                                &peer,
+                                matches!(
+                                    e,
+                                    FetchError::Connect { .. }
+                                        | FetchError::Transfer { .. }
+                                        | FetchError::Timeout { .. }
+                                ),
+                            );
                         }
-                        attempt.ask_origin(&origin, 1, Why::Retry, &progress.origin_asks);
+                        // A cache that died mid-segment: another live one holding other
+                        // indices first, the origin when none can (or time is short).
+                        let retried = peer != ORIGIN
+                            && !raced
+                            && attempt.ask_another_cache(&sources.caches(), &peer);
+                        if !retried {
+                            attempt.ask_origin(&origin, 1, Why::Retry, &progress.origin_asks);
+                        }
                     }
                 }
             }

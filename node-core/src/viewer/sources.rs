@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rivulet_tracker_client::HeartbeatReply;
+use rivulet_tracker_client::{HeartbeatReply, MAX_FAILED_PEERS};
 use tokio::sync::{Notify, mpsc};
 
 use crate::peer::ftp::{ChunkSession, FetchError, MAX_BATCH};
@@ -221,6 +221,8 @@ struct Table {
     blamed: BTreeSet<String>,
     /// Consecutive failures, and when a rested peer may be asked again.
     failures: HashMap<String, (u32, Option<Instant>)>,
+    /// Caches that could not be connected to since the last report.
+    unreachable: BTreeSet<String>,
 }
 
 /// The viewer's sources for one movie.
@@ -233,6 +235,8 @@ pub struct Sources {
     origin_pin: Option<String>,
     timeout: Duration,
     table: Mutex<Table>,
+    /// Woken when a cache is newly suspected dead: the next report goes out soon.
+    suspected: Notify,
 }
 
 impl Sources {
@@ -244,6 +248,7 @@ impl Sources {
             origin_pin: None,
             timeout,
             table: Mutex::default(),
+            suspected: Notify::new(),
         }
     }
 
@@ -473,15 +478,35 @@ impl Sources {
         table.caches.remove(peer);
     }
 
-    /// A request to `peer` failed (not for a bad chunk).
-    pub fn failed(&self, peer: &str) {
+    /// A request to `peer` failed (not for a bad chunk); `dead`: it could not be connected
+    /// to or its connection broke (reported to the tracker, which checks it itself).
+    pub fn failed(&self, peer: &str, dead: bool) {
         let mut table = self.lock();
+        if dead
+            && peer != ORIGIN
+            && table.unreachable.len() < MAX_FAILED_PEERS
+            && table.unreachable.insert(peer.to_owned())
+        {
+            self.suspected.notify_one();
+        }
         let entry = table.failures.entry(peer.to_owned()).or_default();
         entry.0 += 1;
         if entry.0 >= 2 {
             entry.0 = 0;
             entry.1 = Some(Instant::now() + REST);
         }
+    }
+
+    /// Waits until a cache is newly suspected dead (see [`Sources::failed`]).
+    pub async fn suspected(&self) {
+        self.suspected.notified().await;
+    }
+
+    /// The caches that could not be connected to since the last call, for the next report.
+    pub fn take_unreachable(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().unreachable)
+            .into_iter()
+            .collect()
     }
 
     /// A request to `peer` worked.
