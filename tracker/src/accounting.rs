@@ -10,7 +10,7 @@ use rivulet_node_core::clock::unix_ms;
 use rivulet_tracker_client::ChunkRef;
 use sqlx::{Row, SqlitePool};
 
-use crate::credit::{Ledger, MAX_STORAGE_BYTES, MAX_UPLOAD_BPS, Sender};
+use crate::credit::{Ledger, MAX_STORAGE_BYTES, MAX_UPLOAD_BPS, Role, Sender};
 use crate::nodes::{BUCKET_SECS, BYTES_CEILING, HeartbeatJob, NodeError, ORIGIN};
 use crate::placement::Network;
 
@@ -178,22 +178,11 @@ async fn write_batch_tx(
                 account_id: from.account_id,
                 upload_bps,
             };
-            let result = if viewer {
+            let (role, chunks, watched, given) = if viewer {
                 let watched = watching.as_deref() == Some(p.video.as_str())
                     || watched_before.as_deref() == Some(p.video.as_str());
                 let given = network.vouches_for(&job.node_id, &p.peer, &p.video);
-                ledger.confirm(
-                    &job.node_id,
-                    job.account_id,
-                    &p.peer,
-                    sender,
-                    &p.video,
-                    &stored.manifest,
-                    &p.chunks,
-                    watched,
-                    given,
-                    instant,
-                )
+                (Role::Viewing, p.chunks.clone(), watched, given)
             } else {
                 // A cache warming from another: only chunks of indices the tracker placed
                 // with it and told it to fetch from that cache count.
@@ -203,18 +192,19 @@ async fn write_batch_tx(
                     .copied()
                     .filter(|c| network.vouches_for_warming(&job.node_id, &p.peer, &p.video, c.1))
                     .collect();
-                ledger.confirm_warming(
-                    &job.node_id,
-                    job.account_id,
-                    &p.peer,
-                    sender,
-                    &p.video,
-                    &stored.manifest,
-                    &chunks,
-                    !chunks.is_empty(),
-                    instant,
-                )
+                let given = !chunks.is_empty();
+                (Role::Warming, chunks, true, given)
             };
+            let result = ledger.confirm_as(
+                role,
+                (&job.node_id, job.account_id),
+                (&p.peer, sender),
+                &p.video,
+                &stored.manifest,
+                &chunks,
+                (watched, given),
+                instant,
+            );
             match result {
                 Ok(bytes) => {
                     network.record_upload(&p.peer, bytes, instant);

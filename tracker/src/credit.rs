@@ -125,7 +125,7 @@ impl Ledger {
         now: Instant,
     ) -> Result<u64, Refusal> {
         let role = Role::Viewing;
-        self.credit(
+        self.confirm_as(
             role,
             (viewer, viewer_account),
             (cache, sender),
@@ -137,36 +137,12 @@ impl Ledger {
         )
     }
 
-    /// [`Ledger::confirm`] for cache `receiver` (of `account`) warming from cache `cache`:
-    /// `given` says whether the tracker told it to fetch these chunks there (the caller keeps
-    /// only chunks of indices placed with the receiver and named for that source).
+    /// [`Ledger::confirm`] in `role`: for [`Role::Warming`], `viewer` is a cache warming from
+    /// cache `cache`, and `given` says whether the tracker told it to fetch these chunks
+    /// there (the caller keeps only chunks of indices placed with it and named for that
+    /// source).
     #[allow(clippy::too_many_arguments)]
-    pub fn confirm_warming(
-        &mut self,
-        receiver: &str,
-        account: i64,
-        cache: &str,
-        sender: Sender,
-        video: &str,
-        manifest: &Manifest,
-        chunks: &[ChunkRef],
-        given: bool,
-        now: Instant,
-    ) -> Result<u64, Refusal> {
-        self.credit(
-            Role::Warming,
-            (receiver, account),
-            (cache, sender),
-            video,
-            manifest,
-            chunks,
-            (true, given),
-            now,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn credit(
+    pub fn confirm_as(
         &mut self,
         role: Role,
         (viewer, viewer_account): (&str, i64),
