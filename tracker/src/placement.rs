@@ -107,7 +107,9 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
         let mut holders = vec![0u32; usize::from(movie.n)];
         let (mut covered, mut distinct) = (0.0, 0u16);
         let block = block(movie.k);
+        let spread_to = usize::from(movie.k) + 2 * block;
         while covered < target || distinct < movie.k {
+            let spread = usize::from(distinct) >= spread_to;
             // Kept slots first: a cache that has an index it is not yet planned to keep.
             let mut best: Option<(usize, u16, (bool, bool, bool))> = None;
             for (c, cache) in caches.iter().enumerate() {
@@ -130,10 +132,13 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
                 let spare = free_storage[c].saturating_sub(reserved[c]) >= movie.index_bytes;
                 let candidate = match kept {
                     Some(i) => (c, i, (true, true, open_block)),
-                    None => match (0..movie.n)
-                        .filter(|&i| !held(i))
-                        .min_by_key(|&i| (holders[usize::from(i)], i))
-                    {
+                    // Distinct indices until a viewer's peers can cover k with two blocks to
+                    // spare; beyond that a replica of a held index (fetched from the cache
+                    // holding it, not the origin) before another new one.
+                    None => match (0..movie.n).filter(|&i| !held(i)).min_by_key(|&i| {
+                        let h = holders[usize::from(i)];
+                        (spread && h == 0, h, i)
+                    }) {
                         Some(i) => (c, i, (false, spare, open_block)),
                         None => continue,
                     },
@@ -815,6 +820,15 @@ mod tests {
         assert_eq!(total, 25);
         let used = plan.values().filter(|m| m.contains_key("m")).count();
         assert_eq!(used, 13);
+        // k + two blocks distinct (24), then a replica: it warms from a cache, not the
+        // origin.
+        let distinct: BTreeSet<u16> = plan
+            .values()
+            .filter_map(|m| m.get("m"))
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(distinct.len(), 24, "{plan:?}");
     }
 
     #[test]
