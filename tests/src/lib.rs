@@ -1,6 +1,8 @@
 //! Shared helpers of the end-to-end tests (the network itself comes from
 //! `rivulet-localnet`): waiting for a condition, finding the node binary, artifacts, hashes.
 
+pub mod plot;
+pub mod simulate;
 pub mod swarm;
 
 use std::path::{Path, PathBuf};

@@ -765,89 +765,37 @@ fn smooth(series: &[Sample], window: f64) -> Vec<Sample> {
 
 /// A plot like the report's Figure 4: the four flows over time, and the baseline's origin.
 pub fn write_png(path: &Path, baseline: &Phase, rivulet: &Phase) -> anyhow::Result<()> {
-    use plotters::prelude::*;
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-        .context("reading the DejaVu font (installer/deps.sh installs fonts-dejavu-core)")?;
-    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| anyhow::anyhow!("the DejaVu font cannot be read"))?;
+    use plotters::style::RGBColor;
     // About forty points per line, and never finer than the ten-second samples' noise.
     let span = rivulet.series.last().map_or(600.0, |s| s.t);
     let window = (span / 40.0).max(10.0);
     let base = smooth(&baseline.series, window);
     let riv = smooth(&rivulet.series, window);
-    let t_max = riv.iter().chain(&base).map(|s| s.t).fold(60.0, f64::max) / 60.0;
-    let y_max = riv
-        .iter()
-        .chain(&base)
-        .flat_map(|s| [s.demand, s.origin_to_viewers + s.origin_to_caches])
-        .fold(1.0, f64::max)
-        * 1.15;
-    let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Rivulet swarm: bandwidth over time", ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_max, 0.0..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("time (minutes)")
-        .y_desc("Mbit/s")
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    type Line = (&'static str, RGBColor, Vec<(f64, f64)>);
-    let lines: [Line; 5] = [
+    let line = |series: &[Sample], f: fn(&Sample) -> f64| -> Vec<(f64, f64)> {
+        series.iter().map(|s| (s.t / 60.0, f(s))).collect()
+    };
+    let lines: Vec<crate::plot::Line> = vec![
         (
             "client–server origin (baseline)",
             RGBColor(150, 150, 150),
-            base.iter()
-                .map(|s| (s.t / 60.0, s.origin_to_viewers + s.origin_to_caches))
-                .collect(),
+            line(&base, |s| s.origin_to_viewers + s.origin_to_caches),
         ),
-        (
-            "demand",
-            RGBColor(0, 0, 0),
-            riv.iter().map(|s| (s.t / 60.0, s.demand)).collect(),
-        ),
+        ("demand", RGBColor(0, 0, 0), line(&riv, |s| s.demand)),
         (
             "caches → viewers",
             RGBColor(30, 120, 200),
-            riv.iter()
-                .map(|s| (s.t / 60.0, s.caches_to_viewers))
-                .collect(),
+            line(&riv, |s| s.caches_to_viewers),
         ),
         (
             "origin → viewers",
             RGBColor(220, 60, 40),
-            riv.iter()
-                .map(|s| (s.t / 60.0, s.origin_to_viewers))
-                .collect(),
+            line(&riv, |s| s.origin_to_viewers),
         ),
         (
             "origin → caches",
             RGBColor(240, 160, 20),
-            riv.iter()
-                .map(|s| (s.t / 60.0, s.origin_to_caches))
-                .collect(),
+            line(&riv, |s| s.origin_to_caches),
         ),
     ];
-    for (name, color, points) in lines {
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    crate::plot::draw(path, "Rivulet swarm: bandwidth over time", lines)
 }

@@ -23,6 +23,11 @@ pub const PRIOR_VIEWERS: f64 = 0.5;
 /// Share of the previous demand kept each round (smoothing over about ten rounds), so a
 /// movie between two viewers keeps its chunks.
 pub const DEMAND_MEMORY: f64 = 0.9;
+/// A new index evicts what a full cache holds of wanted movies only for a movie wanted this
+/// many times more than the least wanted of them: without the margin, two movies whose
+/// demands cross back and forth evict each other every round, and the origin sends both
+/// again and again (the simulator found it; `docs/simulation.md`).
+pub const EVICT_MARGIN: f64 = 2.0;
 
 /// A cache as placement sees it.
 #[derive(Clone, Debug)]
@@ -74,33 +79,40 @@ pub fn block(k: u16) -> usize {
 /// they have of movies still in demand, so a movie whose viewers come and go is not fetched
 /// again and again. Other storage stays empty. No account's caches together hold k distinct
 /// indices of one movie (k − 1 at most): enough to serve, never enough to decode.
+///
+/// For one movie only the caches that have some of it, or share an account with one given
+/// some, are looked at one by one; every other cache ranks by its room and upload alone, and
+/// [`Pool`] keeps those ordered, so a slot costs the movie's holders and a few lookups, not
+/// a pass over every cache (see `docs/simulation.md` for how the round grows with N).
 pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
-    // Distinct indices per (account, movie) placed so far.
-    let mut by_account: HashMap<(&str, &str), BTreeSet<u16>> = HashMap::new();
-    let mut free_storage: Vec<u64> = caches.iter().map(|c| c.storage).collect();
-    let mut free_upload: Vec<f64> = caches.iter().map(|c| c.upload).collect();
-    let mut plan: Placement = caches
-        .iter()
-        .map(|c| (c.id.clone(), BTreeMap::new()))
-        .collect();
     let mut order: Vec<&MovieSnapshot> = movies.iter().filter(|m| m.demand > 0.0).collect();
     order.sort_by(|a, b| b.demand.total_cmp(&a.demand).then(a.id.cmp(&b.id)));
-    // Storage each cache's holdings of wanted movies take and have not been placed yet: a
-    // new index goes first where it evicts nothing (it costs one fetch; on a full cache it
-    // costs that fetch and another when the evicted index is wanted again).
-    let mut reserved: Vec<u64> = caches
-        .iter()
-        .map(|c| {
-            order
-                .iter()
-                .filter_map(|m| {
-                    let held = c.has.get(&m.id)?.iter().filter(|&&i| i < m.n).count();
-                    Some(m.index_bytes * held as u64)
-                })
-                .sum()
-        })
-        .collect();
-    for movie in order {
+    let wanted: HashMap<&str, &MovieSnapshot> = order.iter().map(|m| (m.id.as_str(), *m)).collect();
+    let mut pool = Pool::new(caches, &wanted);
+    // Distinct indices per (account, movie) placed so far.
+    let mut by_account: HashMap<(&str, &str), BTreeSet<u16>> = HashMap::new();
+    let mut plan: Vec<BTreeMap<&str, BTreeSet<u16>>> = vec![BTreeMap::new(); caches.len()];
+    // Caches with something of each wanted movie, and each account's caches: for one movie
+    // only these can rank apart from the rest, which all rank by their upload and room.
+    let mut having: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut of_account: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (c, cache) in caches.iter().enumerate() {
+        for video in cache.has.keys().filter(|v| wanted.contains_key(v.as_str())) {
+            having.entry(video.as_str()).or_default().push(c);
+        }
+        of_account
+            .entry(cache.account.as_str())
+            .or_default()
+            .push(c);
+    }
+    // `special[c] == ordinal`: cache c is evaluated one by one for the movie at `ordinal`.
+    let mut special_for = vec![usize::MAX; caches.len()];
+    for (ordinal, movie) in order.iter().enumerate() {
+        let mut special: Vec<usize> = having.remove(movie.id.as_str()).unwrap_or_default();
+        for &c in &special {
+            special_for[c] = ordinal;
+        }
+        let mut accounts: HashMap<&str, BTreeSet<u16>> = HashMap::new();
         let k = f64::from(movie.k.max(1));
         let target = movie.demand * movie.rate * (1.0 + HEADROOM);
         let per_index = movie.demand * movie.rate / k;
@@ -108,16 +120,24 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
         let (mut covered, mut distinct) = (0.0, 0u16);
         let block = block(movie.k);
         let spread_to = usize::from(movie.k) + 2 * block;
+        let bytes = movie.index_bytes;
         while covered < target || distinct < movie.k {
             let spread = usize::from(distinct) >= spread_to;
-            // Kept slots first: a cache that has an index it is not yet planned to keep.
-            let mut best: Option<(usize, u16, (bool, bool, bool))> = None;
-            for (c, cache) in caches.iter().enumerate() {
-                if free_storage[c] < movie.index_bytes || free_upload[c] <= 0.0 {
+            // The new index for a cache that may take any: the one held by the fewest.
+            let fewest = |held: &dyn Fn(u16) -> bool| {
+                (0..movie.n).filter(|&i| !held(i)).min_by_key(|&i| {
+                    let h = holders[usize::from(i)];
+                    (spread && h == 0, h, i)
+                })
+            };
+            let mut best: Option<(usize, u16, Rank)> = None;
+            for &c in &special {
+                if !pool.fits(c, bytes) {
                     continue;
                 }
-                let mine = plan[&cache.id].get(&movie.id);
-                let account = by_account.get(&(cache.account.as_str(), movie.id.as_str()));
+                let cache = &caches[c];
+                let mine = plan[c].get(movie.id.as_str());
+                let account = accounts.get(cache.account.as_str());
                 let allowed = |i: u16| {
                     account.is_none_or(|s| s.contains(&i) || s.len() + 1 < usize::from(movie.k))
                 };
@@ -129,61 +149,60 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
                         .min_by_key(|&i| (holders[usize::from(i)], i))
                 });
                 let open_block = mine.is_some_and(|s| !s.is_empty() && s.len() < block);
-                let spare = free_storage[c].saturating_sub(reserved[c]) >= movie.index_bytes;
-                let candidate = match kept {
-                    Some(i) => (c, i, (true, true, open_block)),
+                let spare = pool.spare(c) >= bytes;
+                match kept {
+                    Some(i) => consider(&mut best, &pool, c, i, (true, true, open_block)),
                     // Distinct indices until a viewer's peers can cover k with two blocks to
                     // spare; beyond that a replica of a held index (fetched from the cache
                     // holding it, not the origin) before another new one.
-                    None => match (0..movie.n).filter(|&i| !held(i)).min_by_key(|&i| {
-                        let h = holders[usize::from(i)];
-                        (spread && h == 0, h, i)
-                    }) {
-                        Some(i) => (c, i, (false, spare, open_block)),
-                        None => continue,
-                    },
-                };
-                // Kept indices first, then room that evicts nothing, then open blocks, then
-                // the most upload left.
-                let better = match best {
-                    None => true,
-                    Some((b, _, b_rank)) => {
-                        (candidate.2, free_upload[c]) > (b_rank, free_upload[b])
+                    None if spare || pool.may_evict(c, movie.demand) => {
+                        if let Some(i) = fewest(&held) {
+                            consider(&mut best, &pool, c, i, (false, spare, open_block));
+                        }
                     }
-                };
-                if better {
-                    best = Some(candidate);
+                    None => {}
+                }
+            }
+            // Every other cache ranks (false, room that evicts nothing, false), then by
+            // upload left: only the best of them can win.
+            const ROOMY: Rank = (false, true, false);
+            let rank_so_far = best.map(|b| b.2);
+            let index = fewest(&|_| false).filter(|_| rank_so_far.is_none_or(|r| r <= ROOMY));
+            if let Some(index) = index {
+                let other = |c: usize| special_for[c] == ordinal;
+                if let Some(c) = pool.best_other(bytes, None, other) {
+                    consider(&mut best, &pool, c, index, ROOMY);
+                } else if rank_so_far.is_none_or(|r| r < ROOMY)
+                    && let Some(c) = pool.best_other(bytes, Some(movie.demand), other)
+                {
+                    consider(&mut best, &pool, c, index, (false, false, false));
                 }
             }
             let Some((c, index, (kept, _, _))) = best else {
                 break;
             };
-            if kept {
-                reserved[c] = reserved[c].saturating_sub(movie.index_bytes);
-            }
             let slot = &mut holders[usize::from(index)];
             if *slot == 0 {
                 distinct += 1;
             }
             *slot += 1;
-            plan.get_mut(&caches[c].id)
-                .map(|movies| movies.entry(movie.id.clone()).or_default().insert(index));
-            by_account
-                .entry((caches[c].account.as_str(), movie.id.as_str()))
-                .or_default()
-                .insert(index);
-            free_storage[c] -= movie.index_bytes;
-            let used = free_upload[c].min(per_index);
-            free_upload[c] -= used;
-            covered += used;
+            plan[c].entry(movie.id.as_str()).or_default().insert(index);
+            let account = caches[c].account.as_str();
+            accounts.entry(account).or_default().insert(index);
+            // Its account's caches now have a limit on this movie: each is looked at alone.
+            for &mate in of_account.get(account).into_iter().flatten() {
+                if special_for[mate] != ordinal {
+                    special_for[mate] = ordinal;
+                    special.push(mate);
+                }
+            }
+            covered += pool.take(c, bytes, per_index, kept);
+        }
+        for (account, indices) in accounts {
+            by_account.insert((account, movie.id.as_str()), indices);
         }
     }
     // Keep the rest of what caches have of movies still in demand, while storage lasts.
-    let wanted: BTreeMap<&str, &MovieSnapshot> = movies
-        .iter()
-        .filter(|m| m.demand > 0.0)
-        .map(|m| (m.id.as_str(), m))
-        .collect();
     for (c, cache) in caches.iter().enumerate() {
         let mut has: Vec<(&String, &BTreeSet<u16>)> = cache.has.iter().collect();
         has.sort_by(|a, b| {
@@ -195,7 +214,7 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
                 continue;
             };
             for &index in indices.iter().filter(|&&i| i < movie.n) {
-                if free_storage[c] < movie.index_bytes {
+                if pool.free_storage[c] < movie.index_bytes {
                     break;
                 }
                 let account = by_account
@@ -205,16 +224,188 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
                     continue;
                 }
                 account.insert(index);
-                let planned = plan
-                    .get_mut(&cache.id)
-                    .map(|m| m.entry(video.clone()).or_default().insert(index));
-                if planned == Some(true) {
-                    free_storage[c] -= movie.index_bytes;
+                if plan[c].entry(movie.id.as_str()).or_default().insert(index) {
+                    pool.free_storage[c] -= movie.index_bytes;
                 }
             }
         }
     }
-    plan
+    let mut placement = Placement::new();
+    for (cache, movies) in caches.iter().zip(plan) {
+        let entry = placement.entry(cache.id.clone()).or_default();
+        for (video, indices) in movies {
+            entry.entry(video.to_owned()).or_default().extend(indices);
+        }
+    }
+    placement
+}
+
+/// Keeps the better of `best` and cache `c` taking `index` with `rank`: the higher rank,
+/// then the more upload left, then the first cache.
+fn consider(best: &mut Option<(usize, u16, Rank)>, pool: &Pool, c: usize, index: u16, rank: Rank) {
+    let better = best.is_none_or(|(b, _, b_rank)| {
+        (rank, pool.free_upload[c], std::cmp::Reverse(c))
+            > (b_rank, pool.free_upload[b], std::cmp::Reverse(b))
+    });
+    if better {
+        *best = Some((c, index, rank));
+    }
+}
+
+/// How a candidate slot ranks: (an index the cache already has, room that evicts nothing,
+/// an open block of this movie).
+type Rank = (bool, bool, bool);
+
+/// Above this many caches clearing a storage threshold, [`Pool::best_other`] walks the caches
+/// by upload instead of looking at each of them.
+const FEW: usize = 64;
+
+/// What every cache has left during [`place`], with the caches that can still take a slot
+/// ordered by upload left and by room, so the best of them is found without a pass over all.
+struct Pool {
+    free_storage: Vec<u64>,
+    free_upload: Vec<f64>,
+    /// Storage its holdings of wanted movies take and that has not been placed yet: a new
+    /// index goes first where it evicts nothing (it costs one fetch; on a full cache it
+    /// costs that fetch and another when the evicted index is wanted again).
+    reserved: Vec<u64>,
+    /// The least demand among the wanted movies it holds (infinite if none): what a new
+    /// index that does not fit beside them would evict first.
+    floor: Vec<f64>,
+    /// Below this much free storage a cache can take no slot of any wanted movie.
+    least_bytes: u64,
+    open: Vec<bool>,
+    /// (upload left, highest first; then position) of the open caches.
+    by_upload: BTreeSet<(std::cmp::Reverse<u64>, usize)>,
+    /// (room that evicts nothing, position) and (free storage, position) of the open ones.
+    by_spare: BTreeSet<(u64, usize)>,
+    by_storage: BTreeSet<(u64, usize)>,
+}
+
+impl Pool {
+    fn new(caches: &[CacheSnapshot], wanted: &HashMap<&str, &MovieSnapshot>) -> Pool {
+        let held = |c: &'_ CacheSnapshot| {
+            let movies = c.has.iter().filter_map(|(video, indices)| {
+                let m = *wanted.get(video.as_str())?;
+                let held = indices.iter().filter(|&&i| i < m.n).count() as u64;
+                (held > 0).then_some((m, held))
+            });
+            movies.collect::<Vec<_>>()
+        };
+        let (reserved, floor) = caches
+            .iter()
+            .map(|c| {
+                let held = held(c);
+                let bytes = held.iter().map(|(m, n)| m.index_bytes * n).sum::<u64>();
+                let floor = held
+                    .iter()
+                    .map(|(m, _)| m.demand)
+                    .fold(f64::INFINITY, f64::min);
+                (bytes, floor)
+            })
+            .unzip();
+        let mut pool = Pool {
+            free_storage: caches.iter().map(|c| c.storage).collect(),
+            free_upload: caches.iter().map(|c| c.upload).collect(),
+            reserved,
+            floor,
+            least_bytes: wanted.values().map(|m| m.index_bytes).min().unwrap_or(0),
+            open: vec![false; caches.len()],
+            by_upload: BTreeSet::new(),
+            by_spare: BTreeSet::new(),
+            by_storage: BTreeSet::new(),
+        };
+        for c in 0..caches.len() {
+            pool.open(c);
+        }
+        pool
+    }
+
+    fn spare(&self, c: usize) -> u64 {
+        self.free_storage[c].saturating_sub(self.reserved[c])
+    }
+
+    /// Whether a slot of a movie wanted `demand` may evict what cache `c` holds.
+    fn may_evict(&self, c: usize, demand: f64) -> bool {
+        demand >= EVICT_MARGIN * self.floor[c]
+    }
+
+    /// Whether cache `c` can take a slot of `bytes` per index.
+    fn fits(&self, c: usize, bytes: u64) -> bool {
+        self.free_storage[c] >= bytes && self.free_upload[c] > 0.0
+    }
+
+    fn open(&mut self, c: usize) {
+        let open = self.free_upload[c] > 0.0 && self.free_storage[c] >= self.least_bytes;
+        if open {
+            let upload = std::cmp::Reverse(self.free_upload[c].to_bits());
+            self.by_upload.insert((upload, c));
+            self.by_spare.insert((self.spare(c), c));
+            self.by_storage.insert((self.free_storage[c], c));
+        }
+        self.open[c] = open;
+    }
+
+    fn close(&mut self, c: usize) {
+        if std::mem::take(&mut self.open[c]) {
+            let upload = std::cmp::Reverse(self.free_upload[c].to_bits());
+            self.by_upload.remove(&(upload, c));
+            self.by_spare.remove(&(self.spare(c), c));
+            self.by_storage.remove(&(self.free_storage[c], c));
+        }
+    }
+
+    /// Gives cache `c` a slot of `bytes` (one it `kept`: its storage was reserved for it);
+    /// returns the upload it brings toward the movie.
+    fn take(&mut self, c: usize, bytes: u64, per_index: f64, kept: bool) -> f64 {
+        self.close(c);
+        if kept {
+            self.reserved[c] = self.reserved[c].saturating_sub(bytes);
+        }
+        self.free_storage[c] -= bytes;
+        let used = self.free_upload[c].min(per_index);
+        self.free_upload[c] -= used;
+        self.open(c);
+        used
+    }
+
+    /// The open cache, other than those `skip` names, with the most upload left among those
+    /// with `bytes` of room that evicts nothing or, for a movie wanted `evicting_for`, of
+    /// free storage where it [may evict](Pool::may_evict); equal ones by position.
+    fn best_other(
+        &self,
+        bytes: u64,
+        evicting_for: Option<f64>,
+        skip: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let spare = evicting_for.is_none();
+        let skip = |c: usize| skip(c) || evicting_for.is_some_and(|d| !self.may_evict(c, d));
+        let set = if spare {
+            &self.by_spare
+        } else {
+            &self.by_storage
+        };
+        let room = |c: usize| {
+            if spare {
+                self.spare(c)
+            } else {
+                self.free_storage[c]
+            }
+        };
+        let mut clearing = set.range((bytes, 0)..).map(|&(_, c)| c);
+        let few: Vec<usize> = clearing.by_ref().take(FEW + 1).collect();
+        if few.len() <= FEW {
+            return few.into_iter().filter(|&c| !skip(c)).max_by(|&a, &b| {
+                self.free_upload[a]
+                    .total_cmp(&self.free_upload[b])
+                    .then(b.cmp(&a))
+            });
+        }
+        self.by_upload
+            .iter()
+            .map(|&(_, c)| c)
+            .find(|&c| !skip(c) && room(c) >= bytes)
+    }
 }
 
 /// One viewer's peer pick: the cache and the rate asked of it, bytes per second.
@@ -273,8 +464,8 @@ pub fn pick_peers(
         }) else {
             break;
         };
-        let (cache, indices, offered) = candidates.swap_remove(best);
-        candidates.sort_by(|a, b| a.0.cmp(b.0));
+        // `remove` keeps the rest in id order.
+        let (cache, indices, offered) = candidates.remove(best);
         if let Some(left) = residual.get_mut(cache) {
             *left -= offered;
         }
@@ -306,6 +497,8 @@ struct RoundState {
     residual: HashMap<String, f64>,
     demand: HashMap<String, f64>,
     caches: HashMap<String, NodeInfo>,
+    /// Movie → caches holding complete indices of it, with those indices, by id.
+    holders: HashMap<String, Vec<(String, Vec<u16>)>>,
     /// Movie → (rate, k).
     movies: HashMap<String, (f64, u16)>,
     /// Viewer → (movie, every cache handed to it for that movie while it watched it): the
@@ -323,32 +516,28 @@ pub const WARM_SOURCES: usize = 3;
 /// (its own account's too: that saves the origin, and earns nothing) holding some of the
 /// `missing` indices, each with those it holds; the ones with the most upload left first,
 /// until every missing index has a source, and at most [`WARM_SOURCES`]. `caches` are the
-/// live caches with their proven holdings.
+/// live caches' complete indices per movie (as a round indexes them).
 pub fn warm_sources(
     me: &NodeInfo,
     missing: &BTreeMap<String, BTreeSet<u16>>,
-    caches: &HashMap<String, NodeInfo>,
+    holders: &HashMap<String, Vec<(String, Vec<u16>)>>,
     residual: &HashMap<String, f64>,
 ) -> Vec<(String, String, Vec<u16>)> {
     let mut out = Vec::new();
     for (video, want) in missing {
-        let mut candidates: Vec<(&NodeInfo, Vec<u16>, f64)> = caches
-            .values()
-            .filter(|c| c.node_id != me.node_id)
-            .filter_map(|c| {
-                let held = c.holdings.iter().find(|h| &h.video == video)?;
-                let has: Vec<u16> = held
-                    .indices
-                    .iter()
-                    .copied()
-                    .filter(|i| want.contains(i))
-                    .collect();
-                let left = residual.get(&c.node_id).copied().unwrap_or(0.0);
+        let mut candidates: Vec<(&String, Vec<u16>, f64)> = holders
+            .get(video)
+            .into_iter()
+            .flatten()
+            .filter(|(c, _)| *c != me.node_id)
+            .filter_map(|(c, held)| {
+                let has: Vec<u16> = held.iter().copied().filter(|i| want.contains(i)).collect();
+                let left = residual.get(c).copied().unwrap_or(0.0);
                 (!has.is_empty()).then_some((c, has, left))
             })
             .collect();
         // Most upload left first; equal ones by id, so the answer is repeatable.
-        candidates.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.node_id.cmp(&b.0.node_id)));
+        candidates.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(b.0)));
         let mut uncovered = want.clone();
         let mut named = 0;
         for (c, has, _) in candidates {
@@ -362,7 +551,7 @@ pub fn warm_sources(
                 uncovered.remove(i);
             }
             named += 1;
-            out.push((video.clone(), c.node_id.clone(), has));
+            out.push((video.clone(), c.clone(), has));
         }
     }
     out
@@ -391,7 +580,17 @@ impl Network {
     /// Caches in `waiting` (not placed yet, with claims the tracker has still to check) are
     /// known (their addresses, for the check) but not placed this round.
     pub fn round(&self, nodes: &[NodeInfo], movies: &[MovieFacts], waiting: &HashSet<String>) {
-        let now = Instant::now();
+        self.round_at(nodes, movies, waiting, Instant::now());
+    }
+
+    /// [`Network::round`] as of `now` (the simulator's clock; `serve` passes the real one).
+    pub fn round_at(
+        &self,
+        nodes: &[NodeInfo],
+        movies: &[MovieFacts],
+        waiting: &HashSet<String>,
+        now: Instant,
+    ) {
         let live: HashSet<&str> = nodes.iter().map(|n| n.node_id.as_str()).collect();
         self.measured.retain(|id| live.contains(id));
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
@@ -456,6 +655,7 @@ impl Network {
             .iter()
             .map(|m| (m.id.clone(), (m.rate, m.k)))
             .collect();
+        let holders = holders_by_movie(&cache_info);
         let mut peers = HashMap::new();
         let mut given = HashMap::new();
         // What caches were told to fetch from each other, while both are live.
@@ -471,8 +671,9 @@ impl Network {
             let Some(&(rate, k)) = facts.get(video) else {
                 continue;
             };
-            let holders = holders_of(&cache_info, video);
-            let picks = pick_peers(&holders, rate, k, &mut residual);
+            let none = Vec::new();
+            let holders = holders.get(video).unwrap_or(&none);
+            let picks = pick_peers(holders, rate, k, &mut residual);
             let mut handed: HashSet<String> = match state.given.remove(&node.node_id) {
                 Some((v, handed)) if v == *video => handed,
                 _ => HashSet::new(),
@@ -487,6 +688,7 @@ impl Network {
             residual,
             demand,
             caches: cache_info,
+            holders,
             movies: facts,
             given,
             warm_given,
@@ -518,7 +720,7 @@ impl Network {
                 (!lack.is_empty()).then(|| (video.clone(), lack))
             })
             .collect();
-        let picks = warm_sources(me, &missing, &state.caches, &state.residual);
+        let picks = warm_sources(me, &missing, &state.holders, &state.residual);
         let picks: Vec<(String, NodeInfo, Vec<u16>)> = picks
             .into_iter()
             .filter_map(|(video, source, indices)| {
@@ -642,8 +844,10 @@ impl Network {
                 let Some(&(rate, k)) = state.movies.get(video) else {
                     return Vec::new();
                 };
-                let holders = holders_of(&state.caches, video);
-                let picks = pick_peers(&holders, rate, k, &mut state.residual);
+                let state = &mut *state;
+                let none = Vec::new();
+                let holders = state.holders.get(video).unwrap_or(&none);
+                let picks = pick_peers(holders, rate, k, &mut state.residual);
                 state
                     .peers
                     .insert(id.to_owned(), (video.to_owned(), picks.clone()));
@@ -672,22 +876,201 @@ impl Network {
     }
 }
 
-/// Caches holding complete indices of `video`, with those indices.
-fn holders_of(caches: &HashMap<String, NodeInfo>, video: &str) -> Vec<(String, Vec<u16>)> {
-    let mut holders: Vec<(String, Vec<u16>)> = caches
-        .values()
-        .filter_map(|c| {
-            let h = c.holdings.iter().find(|h| h.video == video)?;
-            (!h.indices.is_empty()).then(|| (c.node_id.clone(), h.indices.clone()))
-        })
-        .collect();
-    holders.sort();
-    holders
+/// Makes caches silent since before `quiet_before` (Unix seconds) unplaceable for a round:
+/// they are not handed to anyone (they may have crashed) but stay placed until they expire,
+/// and what they hold counts again when they speak.
+pub fn silence_quiet_caches(live: &mut [NodeInfo], quiet_before: u64) {
+    for n in live
+        .iter_mut()
+        .filter(|n| n.kind == NodeKind::Cache && n.last_seen < quiet_before)
+    {
+        n.holdings.clear();
+    }
+}
+
+/// For each movie, the caches holding complete indices of it, with those indices, by id:
+/// built once a round so a viewer's pick looks only at its movie's holders.
+fn holders_by_movie(
+    caches: &HashMap<String, NodeInfo>,
+) -> HashMap<String, Vec<(String, Vec<u16>)>> {
+    let mut by_movie: HashMap<String, Vec<(String, Vec<u16>)>> = HashMap::new();
+    for c in caches.values() {
+        // A movie listed twice counts as its first listing.
+        let mut seen = HashSet::new();
+        let first = c.holdings.iter().filter(|h| seen.insert(h.video.as_str()));
+        for h in first.filter(|h| !h.indices.is_empty()) {
+            by_movie
+                .entry(h.video.clone())
+                .or_default()
+                .push((c.node_id.clone(), h.indices.clone()));
+        }
+    }
+    for holders in by_movie.values_mut() {
+        holders.sort();
+    }
+    by_movie
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `place` as a pass over every cache for every slot, as it was before [`Pool`], with the
+    /// same rules: the ordered one must decide exactly as this one does.
+    fn place_reference(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
+        // Distinct indices per (account, movie) placed so far.
+        let mut by_account: HashMap<(&str, &str), BTreeSet<u16>> = HashMap::new();
+        let mut free_storage: Vec<u64> = caches.iter().map(|c| c.storage).collect();
+        let mut free_upload: Vec<f64> = caches.iter().map(|c| c.upload).collect();
+        let mut plan: Placement = caches
+            .iter()
+            .map(|c| (c.id.clone(), BTreeMap::new()))
+            .collect();
+        let mut order: Vec<&MovieSnapshot> = movies.iter().filter(|m| m.demand > 0.0).collect();
+        order.sort_by(|a, b| b.demand.total_cmp(&a.demand).then(a.id.cmp(&b.id)));
+        // Storage each cache's holdings of wanted movies take and have not been placed yet: a
+        // new index goes first where it evicts nothing (it costs one fetch; on a full cache it
+        // costs that fetch and another when the evicted index is wanted again).
+        let mut reserved: Vec<u64> = caches
+            .iter()
+            .map(|c| {
+                order
+                    .iter()
+                    .filter_map(|m| {
+                        let held = c.has.get(&m.id)?.iter().filter(|&&i| i < m.n).count();
+                        Some(m.index_bytes * held as u64)
+                    })
+                    .sum()
+            })
+            .collect();
+        let floor: Vec<f64> = caches
+            .iter()
+            .map(|c| {
+                order
+                    .iter()
+                    .filter(|m| c.has.get(&m.id).is_some_and(|h| h.iter().any(|&i| i < m.n)))
+                    .map(|m| m.demand)
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .collect();
+        for movie in order {
+            let k = f64::from(movie.k.max(1));
+            let target = movie.demand * movie.rate * (1.0 + HEADROOM);
+            let per_index = movie.demand * movie.rate / k;
+            let mut holders = vec![0u32; usize::from(movie.n)];
+            let (mut covered, mut distinct) = (0.0, 0u16);
+            let block = block(movie.k);
+            let spread_to = usize::from(movie.k) + 2 * block;
+            while covered < target || distinct < movie.k {
+                let spread = usize::from(distinct) >= spread_to;
+                // Kept slots first: a cache that has an index it is not yet planned to keep.
+                let mut best: Option<(usize, u16, (bool, bool, bool))> = None;
+                for (c, cache) in caches.iter().enumerate() {
+                    if free_storage[c] < movie.index_bytes || free_upload[c] <= 0.0 {
+                        continue;
+                    }
+                    let mine = plan[&cache.id].get(&movie.id);
+                    let account = by_account.get(&(cache.account.as_str(), movie.id.as_str()));
+                    let allowed = |i: u16| {
+                        account.is_none_or(|s| s.contains(&i) || s.len() + 1 < usize::from(movie.k))
+                    };
+                    let held = |i: u16| mine.is_some_and(|s| s.contains(&i)) || !allowed(i);
+                    let kept = cache.has.get(&movie.id).and_then(|has| {
+                        has.iter()
+                            .copied()
+                            .filter(|&i| i < movie.n && !held(i))
+                            .min_by_key(|&i| (holders[usize::from(i)], i))
+                    });
+                    let open_block = mine.is_some_and(|s| !s.is_empty() && s.len() < block);
+                    let spare = free_storage[c].saturating_sub(reserved[c]) >= movie.index_bytes;
+                    let candidate = match kept {
+                        Some(i) => (c, i, (true, true, open_block)),
+                        // Distinct indices until a viewer's peers can cover k with two blocks to
+                        // spare; beyond that a replica of a held index (fetched from the cache
+                        // holding it, not the origin) before another new one.
+                        None => match (0..movie.n).filter(|&i| !held(i)).min_by_key(|&i| {
+                            let h = holders[usize::from(i)];
+                            (spread && h == 0, h, i)
+                        }) {
+                            Some(i) if spare || movie.demand >= EVICT_MARGIN * floor[c] => {
+                                (c, i, (false, spare, open_block))
+                            }
+                            _ => continue,
+                        },
+                    };
+                    // Kept indices first, then room that evicts nothing, then open blocks, then
+                    // the most upload left.
+                    let better = match best {
+                        None => true,
+                        Some((b, _, b_rank)) => {
+                            (candidate.2, free_upload[c]) > (b_rank, free_upload[b])
+                        }
+                    };
+                    if better {
+                        best = Some(candidate);
+                    }
+                }
+                let Some((c, index, (kept, _, _))) = best else {
+                    break;
+                };
+                if kept {
+                    reserved[c] = reserved[c].saturating_sub(movie.index_bytes);
+                }
+                let slot = &mut holders[usize::from(index)];
+                if *slot == 0 {
+                    distinct += 1;
+                }
+                *slot += 1;
+                plan.get_mut(&caches[c].id)
+                    .map(|movies| movies.entry(movie.id.clone()).or_default().insert(index));
+                by_account
+                    .entry((caches[c].account.as_str(), movie.id.as_str()))
+                    .or_default()
+                    .insert(index);
+                free_storage[c] -= movie.index_bytes;
+                let used = free_upload[c].min(per_index);
+                free_upload[c] -= used;
+                covered += used;
+            }
+        }
+        // Keep the rest of what caches have of movies still in demand, while storage lasts.
+        let wanted: BTreeMap<&str, &MovieSnapshot> = movies
+            .iter()
+            .filter(|m| m.demand > 0.0)
+            .map(|m| (m.id.as_str(), m))
+            .collect();
+        for (c, cache) in caches.iter().enumerate() {
+            let mut has: Vec<(&String, &BTreeSet<u16>)> = cache.has.iter().collect();
+            has.sort_by(|a, b| {
+                let d = |id: &str| wanted.get(id).map_or(0.0, |m| m.demand);
+                d(b.0).total_cmp(&d(a.0)).then(a.0.cmp(b.0))
+            });
+            for (video, indices) in has {
+                let Some(movie) = wanted.get(video.as_str()) else {
+                    continue;
+                };
+                for &index in indices.iter().filter(|&&i| i < movie.n) {
+                    if free_storage[c] < movie.index_bytes {
+                        break;
+                    }
+                    let account = by_account
+                        .entry((cache.account.as_str(), movie.id.as_str()))
+                        .or_default();
+                    if !account.contains(&index) && account.len() + 1 >= usize::from(movie.k) {
+                        continue;
+                    }
+                    account.insert(index);
+                    let planned = plan
+                        .get_mut(&cache.id)
+                        .map(|m| m.entry(video.clone()).or_default().insert(index));
+                    if planned == Some(true) {
+                        free_storage[c] -= movie.index_bytes;
+                    }
+                }
+            }
+        }
+        plan
+    }
 
     fn node(id: &str, kind: NodeKind, upload_bps: u64, holds: &[u16]) -> NodeInfo {
         NodeInfo {
@@ -784,6 +1167,72 @@ mod tests {
 
     fn indices(plan: &Placement, cache: &str, movie: &str) -> BTreeSet<u16> {
         plan[cache].get(movie).cloned().unwrap_or_default()
+    }
+
+    /// Random networks, small and large (large ones take [`Pool`]'s walk by upload), with
+    /// shared accounts, idle and full caches, held indices out of range and of movies
+    /// nobody wants: the ordered placement decides exactly as the pass over every cache.
+    #[test]
+    fn ordered_placement_decides_exactly_as_a_pass_over_every_cache() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+        for round in 0..300 {
+            let movies: Vec<MovieSnapshot> = (0..rng.random_range(1..8))
+                .map(|m| {
+                    let k = rng.random_range(1..=16);
+                    MovieSnapshot {
+                        id: format!("m{m}"),
+                        rate: rng.random_range(1e5..2e6),
+                        index_bytes: rng.random_range(1..20) * 10_000_000,
+                        k,
+                        n: k + rng.random_range(0..=48),
+                        demand: if rng.random_bool(0.2) {
+                            0.0
+                        } else {
+                            rng.random_range(0.01..40.0)
+                        },
+                    }
+                })
+                .collect();
+            let count = if round % 3 == 0 {
+                rng.random_range(65..300)
+            } else {
+                rng.random_range(0..40)
+            };
+            let accounts = rng.random_range(1..=count.max(1));
+            let caches: Vec<CacheSnapshot> = (0..count)
+                .map(|c| {
+                    let mut has = HashMap::new();
+                    for m in &movies {
+                        if rng.random_bool(0.3) {
+                            let held = (0..rng.random_range(1..12))
+                                .map(|_| rng.random_range(0..m.n + 2))
+                                .collect();
+                            has.insert(m.id.clone(), held);
+                        }
+                    }
+                    if rng.random_bool(0.1) {
+                        has.insert("gone".into(), BTreeSet::from([0, 1]));
+                    }
+                    CacheSnapshot {
+                        id: format!("c{c:03}"),
+                        account: format!("a{}", rng.random_range(0..accounts)),
+                        upload: match rng.random_range(0..4) {
+                            0 => 0.0,
+                            1 => 1_250_000.0,
+                            _ => rng.random_range(1e4..5e6),
+                        },
+                        storage: rng.random_range(0..40) * 25_000_000,
+                        has,
+                    }
+                })
+                .collect();
+            assert_eq!(
+                place(&caches, &movies),
+                place_reference(&caches, &movies),
+                "network {round}"
+            );
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::login_limit::{LoginLimiter, LoginLimits};
 use crate::nodes;
 use crate::ops::{self, ServeLock};
 use crate::origin_ftp;
-use crate::placement::{MovieFacts, Network};
+use crate::placement::{self, MovieFacts, Network};
 use crate::proof::{self, Proofs};
 use crate::reach::{self, ReachConfig, Reachability};
 use crate::settings::{self, Settings};
@@ -252,12 +252,7 @@ async fn place_periodically(
         // A cache silent for two heartbeats is not handed to anyone (it may have crashed)
         // but stays placed until it expires: what it holds counts again when it speaks.
         let quiet_before = unix_secs().saturating_sub(quiet_after.as_secs());
-        for n in live
-            .iter_mut()
-            .filter(|n| n.kind == NodeKind::Cache && n.last_seen < quiet_before)
-        {
-            n.holdings.clear();
-        }
+        placement::silence_quiet_caches(&mut live, quiet_before);
         // A cache that comes with holdings the tracker has not checked yet (one started
         // again under a new node id) waits for its check before its first placement: placed
         // without them, it would be told to drop what it has and fetch other indices.

@@ -1,6 +1,7 @@
 //! `rivulet-bench`: benchmarks that span the tracker, caches and viewers, on loopback.
 //! `start-seek` measures how long a real-time viewer waits to start and after each seek,
-//! from the origin alone (the baseline) and with warm caches, in one run.
+//! from the origin alone (the baseline) and with warm caches, in one run. `simulate` runs
+//! the tracker's placement over a synthetic population of up to 100,000s of nodes.
 
 use std::io::SeekFrom;
 use std::process::ExitCode;
@@ -8,11 +9,49 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use rivulet_e2e::eventually;
+use rivulet_e2e::simulate::{self, SimConfig};
 use rivulet_e2e::swarm::{self, Phase, Popularity, Rng, SwarmConfig, percentile};
 use rivulet_localnet::{CacheSpec, LocalNetwork, MovieSpec};
 use rivulet_node_core::viewer::{JoinOptions, Viewer, WatchOptions};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Counts live heap bytes, so `simulate` can say what the tracker's state takes.
+struct Counting;
+
+static LIVE_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only a counter is added.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's layout contract is the system allocator's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        // SAFETY: as for `alloc` and `dealloc`.
+        let out = unsafe { std::alloc::System.realloc(ptr, layout, new) };
+        if !out.is_null() {
+            LIVE_BYTES.fetch_add(new, std::sync::atomic::Ordering::Relaxed);
+            LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        }
+        out
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_bytes() -> usize {
+    LIVE_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "rivulet-bench", about = "Rivulet's cross-process benchmarks")]
@@ -51,6 +90,20 @@ fn non_negative(s: &str) -> Result<f64, String> {
         .ok()
         .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e6)
         .ok_or_else(|| format!("{s:?} is not a number ≥ 0"))
+}
+
+fn share(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| format!("{s:?} is not a share between 0 and 1"))
+}
+
+fn zipf_exponent(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..10.0).contains(v))
+        .ok_or_else(|| format!("{s:?} is not a Zipf exponent from 0 to 10"))
 }
 
 /// Shares between 0 and 1, from a comma-separated list (`0,0.3,0.5`).
@@ -132,6 +185,55 @@ enum Command {
         unreachable: Shares,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write the time series as CSV here.
+        #[arg(long)]
+        csv: Option<std::path::PathBuf>,
+        /// Draw the plot (PNG) here.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
+    },
+    /// A flow-level simulation through the tracker's real placement code: origin share
+    /// beside its lower bound, start delays, placement round time and tracker memory, for
+    /// populations far beyond one machine's sockets (see docs/simulation.md).
+    Simulate {
+        /// `internet` (10,000 + 10,000 home peers) or `swarm` (the swarm benchmark's
+        /// scenario, for the cross-check); the options below change it.
+        #[arg(long, default_value = "internet", value_parser = ["internet", "swarm"])]
+        preset: String,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        caches: Option<u32>,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+        viewers: Option<u32>,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        movies: Option<u32>,
+        /// Zipf exponent of popularity (0: uniform).
+        #[arg(long, value_parser = zipf_exponent)]
+        zipf: Option<f64>,
+        /// Share of caches others can connect to.
+        #[arg(long, value_parser = share)]
+        reachable: Option<f64>,
+        /// Mean minutes a cache stays before it leaves (0: never).
+        #[arg(long, value_parser = non_negative)]
+        session: Option<f64>,
+        /// Caches that leave do so politely (the default preset's crash).
+        #[arg(long)]
+        polite: bool,
+        #[arg(long, value_parser = positive)]
+        minutes: Option<f64>,
+        /// Seconds of simulated time per step.
+        #[arg(long, value_parser = positive)]
+        step: Option<f64>,
+        /// Seconds between placement rounds.
+        #[arg(long, value_parser = positive)]
+        placement_every: Option<f64>,
+        /// Viewer v first presses play at v × this many seconds.
+        #[arg(long, value_parser = non_negative)]
+        join_every: Option<f64>,
+        #[arg(long)]
+        seed: Option<u64>,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -561,6 +663,73 @@ fn main() -> ExitCode {
                     })
                     .collect();
                 run_swarm(&config, &variants, no_caches, json, csv, plot).await
+            }
+            Command::Simulate {
+                preset,
+                caches,
+                viewers,
+                movies,
+                zipf,
+                reachable,
+                session,
+                polite,
+                minutes,
+                step,
+                placement_every,
+                join_every,
+                seed,
+                json,
+                csv,
+                plot,
+            } => {
+                let mut config = if preset == "swarm" {
+                    SimConfig::like_swarm()
+                } else {
+                    SimConfig::default()
+                };
+                let set = |field: &mut f64, value: Option<f64>| {
+                    if let Some(v) = value {
+                        *field = v;
+                    }
+                };
+                config.caches = caches.unwrap_or(config.caches);
+                config.viewers = viewers.unwrap_or(config.viewers);
+                config.movies = movies.unwrap_or(config.movies);
+                set(&mut config.zipf, zipf);
+                set(&mut config.reachable, reachable);
+                set(&mut config.cache_session_mins, session);
+                set(&mut config.minutes, minutes);
+                set(&mut config.step_secs, step);
+                set(&mut config.placement_every_secs, placement_every);
+                set(&mut config.join_every_secs, join_every);
+                config.seed = seed.unwrap_or(config.seed);
+                config.crash &= !polite;
+                simulate::set_heap_meter(live_bytes);
+                let summary = tokio::task::spawn_blocking(move || simulate::run(config)).await?;
+                if let Some(p) = &csv {
+                    simulate::write_csv(p, &summary)?;
+                }
+                if let Some(p) = &plot {
+                    simulate::write_png(p, &summary)?;
+                }
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&summary)?);
+                } else {
+                    println!(
+                        "origin {:.1}% of demand ({:.1}% in the steady state); lower bound {:.1}% ({:.2}× it); start p50 {:.0} ms p95 {:.0} ms; placement round p50 {:.0} ms max {:.0} ms; tracker heap {:.0} MB; {:.0} s",
+                        summary.origin_share_total * 100.0,
+                        summary.origin_share_steady * 100.0,
+                        summary.lower_bound_share * 100.0,
+                        summary.achieved_over_bound,
+                        summary.start_p50_ms,
+                        summary.start_p95_ms,
+                        summary.round_p50_ms,
+                        summary.round_max_ms,
+                        summary.tracker_heap_mb,
+                        summary.wall_secs
+                    );
+                }
+                anyhow::Ok(())
             }
             Command::StartSeek {
                 viewers,
