@@ -132,6 +132,8 @@ impl SimConfig {
             // The swarm runs placement every second at a time scale of nine.
             placement_every_secs: 9.0,
             heartbeat_secs: 5.0,
+            // Loopback.
+            rtt_ms: 0.0,
             ..SimConfig::default()
         }
     }
@@ -204,6 +206,12 @@ pub struct SimSummary {
     pub origin_to_caches_bytes: u64,
     pub caches_to_viewers_bytes: u64,
     pub caches_to_caches_bytes: u64,
+    /// Part of `origin_to_caches_bytes` for indices the fetching cache had held before
+    /// (placement took them away and gave them back).
+    pub origin_refetch_bytes: u64,
+    /// Bytes caches fetched (from anyone) of indices placement took away before they were
+    /// complete.
+    pub abandoned_bytes: u64,
     /// Origin bytes over demand, whole run and last third (steady state).
     pub origin_share_total: f64,
     pub origin_share_steady: f64,
@@ -265,6 +273,8 @@ struct Fetch {
     left: f64,
     source: Option<(usize, u64)>,
     idle_secs: f64,
+    /// The cache held this index before and gave it up.
+    again: bool,
 }
 
 struct Cache {
@@ -283,13 +293,14 @@ struct Cache {
     expired: bool,
     /// Complete indices per movie.
     held: HashMap<usize, BTreeSet<u16>>,
+    /// Every index it ever completed.
+    ever: HashSet<(usize, u16)>,
     /// What its last heartbeat said it holds.
     reported: Vec<Holding>,
     fetching: Vec<Fetch>,
     next_heartbeat: f64,
-    /// Sent this step, bytes; viewers it serves this step.
+    /// Sent this step, bytes.
     sent: f64,
-    load: u32,
 }
 
 struct Peer {
@@ -339,6 +350,8 @@ struct World {
     round_ms: Vec<f64>,
     peers_calls: (u64, Duration),
     invariants: Invariants,
+    /// Bytes of indices given up before they were complete.
+    abandoned_bytes: f64,
 }
 
 /// Unix-like seconds for the tracker's `last_seen` (far from 0, so subtraction is safe).
@@ -403,6 +416,7 @@ impl World {
             starts_ms: Vec::new(),
             round_ms: Vec::new(),
             peers_calls: (0, Duration::ZERO),
+            abandoned_bytes: 0.0,
             invariants: Invariants {
                 bound_below_achieved: true,
                 ..Invariants::default()
@@ -438,12 +452,12 @@ impl World {
             last_seen: now,
             expired: false,
             held: HashMap::new(),
+            ever: HashSet::new(),
             reported: Vec::new(),
             fetching: Vec::new(),
             // Spread over one interval, as real heartbeats are.
             next_heartbeat: now + self.rng.unit() * self.config.heartbeat_secs,
             sent: 0.0,
-            load: 0,
         });
     }
 
@@ -566,9 +580,15 @@ impl World {
             }
             placed.contains_key(m) && !indices.is_empty()
         });
-        cache
-            .fetching
-            .retain(|f| placed.get(&f.movie).is_some_and(|s| s.contains(&f.index)));
+        let movies = &self.movies;
+        let abandoned = &mut self.abandoned_bytes;
+        cache.fetching.retain(|f| {
+            let keep = placed.get(&f.movie).is_some_and(|s| s.contains(&f.index));
+            if !keep {
+                *abandoned += movies[f.movie].index_bytes as f64 - f.left;
+            }
+            keep
+        });
         cache.reported = holdings(&cache.held, &self.movies);
         let busy: HashSet<(usize, u16)> =
             cache.fetching.iter().map(|f| (f.movie, f.index)).collect();
@@ -601,6 +621,7 @@ impl World {
                 left: self.movies[m].index_bytes as f64,
                 source: sources.get(&(m, i)).copied(),
                 idle_secs: 0.0,
+                again: cache.ever.contains(&(m, i)),
             });
         }
     }
@@ -643,6 +664,8 @@ struct Flows {
     origin_to_caches: f64,
     caches_to_viewers: f64,
     caches_to_caches: f64,
+    /// Origin bytes for indices the fetching cache had held before.
+    origin_refetch: f64,
     overflow: f64,
 }
 
@@ -653,6 +676,7 @@ impl Flows {
         self.origin_to_caches += o.origin_to_caches;
         self.caches_to_viewers += o.caches_to_viewers;
         self.caches_to_caches += o.caches_to_caches;
+        self.origin_refetch += o.origin_refetch;
         self.overflow += o.overflow;
     }
 
@@ -763,7 +787,7 @@ pub fn run(config: SimConfig) -> SimSummary {
                 w.viewers[v].reported = Some(movie);
                 w.viewers[v].next_heartbeat = now + c.heartbeat_secs;
                 w.refresh_peers(v);
-                let estimate = start_estimate(&w, v, movie, seg_bytes);
+                let estimate = start_estimate(&w, v, seg_bytes);
                 w.starts_ms.push(estimate);
             } else if seek {
                 let Watch::Watching {
@@ -784,7 +808,7 @@ pub fn run(config: SimConfig) -> SimSummary {
                     left_secs: left_secs.min(length - pos),
                     pos_secs: pos,
                 };
-                let estimate = start_estimate(&w, v, movie, seg_bytes);
+                let estimate = start_estimate(&w, v, seg_bytes);
                 w.starts_ms.push(estimate);
             } else if now >= w.viewers[v].next_heartbeat {
                 w.viewers[v].next_heartbeat = now + c.heartbeat_secs;
@@ -843,6 +867,8 @@ pub fn run(config: SimConfig) -> SimSummary {
         origin_to_caches_bytes: total.origin_to_caches as u64,
         caches_to_viewers_bytes: total.caches_to_viewers as u64,
         caches_to_caches_bytes: total.caches_to_caches as u64,
+        origin_refetch_bytes: total.origin_refetch as u64,
+        abandoned_bytes: w.abandoned_bytes as u64,
         origin_share_total: share(achieved, total.demand),
         origin_share_steady: share(steady.origin(), steady.demand),
         lower_bound_share: share(bound, total.demand),
@@ -864,10 +890,11 @@ pub fn run(config: SimConfig) -> SimSummary {
     }
 }
 
-/// How long viewer `v` waits for the first segment of `movie`: a join and a connection
-/// (three round trips), then the segment from its peers at their fair share of upload,
-/// the part they do not hold from the origin, both within the viewer's download.
-fn start_estimate(w: &World, v: usize, movie: usize, seg_bytes: f64) -> f64 {
+/// How long viewer `v` waits for the first segment of its movie: a join and a connection
+/// (three round trips), then the segment from its peers at their whole upload (the
+/// request is urgent), the part they do not hold from the origin, both within the
+/// viewer's download.
+fn start_estimate(w: &World, v: usize, seg_bytes: f64) -> f64 {
     let k = usize::from(w.config.k.max(1));
     let mut held = BTreeSet::new();
     let mut peer_rate = 0.0;
@@ -877,9 +904,9 @@ fn start_estimate(w: &World, v: usize, movie: usize, seg_bytes: f64) -> f64 {
             continue;
         }
         held.extend(p.indices.iter().copied());
-        peer_rate += cache.upload / f64::from(cache.load + 1);
+        // A waiting player's requests go first under a cache's upload cap.
+        peer_rate += cache.upload;
     }
-    let _ = movie;
     let from_peers = seg_bytes * held.len().min(k) as f64 / k as f64;
     let download = w.config.viewer_download_bps as f64 / 8.0;
     let peers_secs = if from_peers > 0.0 {
@@ -900,7 +927,6 @@ fn transfer(w: &mut World, now: f64, dt: f64) -> Flows {
     let mut flows = Flows::default();
     for cache in &mut w.caches {
         cache.sent = 0.0;
-        cache.load = 0;
     }
     // What each viewer asks of each peer this step.
     let mut asks: Vec<(usize, usize, f64)> = Vec::new();
@@ -949,7 +975,6 @@ fn transfer(w: &mut World, now: f64, dt: f64) -> Flows {
         let cap = cache.upload * dt;
         let given = if asked > cap { ask * cap / asked } else { ask };
         cache.sent += given;
-        cache.load += 1;
         got[v] += given;
     }
     for (v, viewer) in w.viewers.iter().enumerate() {
@@ -1017,6 +1042,9 @@ fn transfer(w: &mut World, now: f64, dt: f64) -> Flows {
                 None => {
                     let x = budget.min(f.left);
                     flows.origin_to_caches += x;
+                    if f.again {
+                        flows.origin_refetch += x;
+                    }
                     x
                 }
             };
@@ -1026,6 +1054,7 @@ fn transfer(w: &mut World, now: f64, dt: f64) -> Flows {
         let cache = &mut w.caches[slot];
         for f in fetching.iter().filter(|f| f.left <= 0.5) {
             cache.held.entry(f.movie).or_default().insert(f.index);
+            cache.ever.insert((f.movie, f.index));
         }
         fetching.retain(|f| f.left > 0.5);
         cache.fetching = fetching;

@@ -23,11 +23,20 @@ pub const PRIOR_VIEWERS: f64 = 0.5;
 /// Share of the previous demand kept each round (smoothing over about ten rounds), so a
 /// movie between two viewers keeps its chunks.
 pub const DEMAND_MEMORY: f64 = 0.9;
-/// A new index evicts what a full cache holds of wanted movies only for a movie wanted this
-/// many times more than the least wanted of them: without the margin, two movies whose
-/// demands cross back and forth evict each other every round, and the origin sends both
-/// again and again (the simulator found it; `docs/simulation.md`).
-pub const EVICT_MARGIN: f64 = 2.0;
+/// A new index evicts what a full cache holds of other wanted movies only on a cache that
+/// already holds some of its movie, and only for a movie wanted this many times more than
+/// the least wanted of them; a cache with none of it evicts nothing for it. Without these
+/// limits, when storage is short, movies whose demands cross back and forth evict each
+/// other round after round and the origin sends them again and again (the simulator found
+/// it; `docs/simulation.md`).
+pub const EVICT_MARGIN: f64 = 4.0;
+/// A movie takes indices no cache holds (each one sent by the origin) only when its viewers
+/// now (smoothed) would play its whole length within this many seconds, or it is among the
+/// most bought (below): a two-hour movie fetched for one viewer, who watches part of it,
+/// costs the origin more than sending that viewer what it plays.
+pub const FRESH_HORIZON_SECS: f64 = 1_200.0;
+/// ... or it was bought at least this share as often as the most bought movie.
+pub const FRESH_PURCHASES: f64 = 0.1;
 
 /// A cache as placement sees it.
 #[derive(Clone, Debug)]
@@ -56,6 +65,9 @@ pub struct MovieSnapshot {
     pub n: u16,
     /// Expected concurrent viewers (smoothed live count plus the purchase prior).
     pub demand: f64,
+    /// Whether it may take indices that no cache holds ([`FRESH_HORIZON_SECS`]); otherwise only
+    /// indices caches have, and replicas of them warmed from those caches.
+    pub fresh: bool,
 }
 
 /// Chunk indices per movie, per cache.
@@ -108,95 +120,117 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
     // `special[c] == ordinal`: cache c is evaluated one by one for the movie at `ordinal`.
     let mut special_for = vec![usize::MAX; caches.len()];
     for (ordinal, movie) in order.iter().enumerate() {
-        let mut special: Vec<usize> = having.remove(movie.id.as_str()).unwrap_or_default();
-        for &c in &special {
-            special_for[c] = ordinal;
-        }
-        let mut accounts: HashMap<&str, BTreeSet<u16>> = HashMap::new();
         let k = f64::from(movie.k.max(1));
         let target = movie.demand * movie.rate * (1.0 + HEADROOM);
         let per_index = movie.demand * movie.rate / k;
         let mut holders = vec![0u32; usize::from(movie.n)];
         let (mut covered, mut distinct) = (0.0, 0u16);
-        let block = block(movie.k);
-        let spread_to = usize::from(movie.k) + 2 * block;
+        let mut accounts: HashMap<&str, BTreeSet<u16>> = HashMap::new();
         let bytes = movie.index_bytes;
-        while covered < target || distinct < movie.k {
-            let spread = usize::from(distinct) >= spread_to;
-            // The new index for a cache that may take any: the one held by the fewest.
-            let fewest = |held: &dyn Fn(u16) -> bool| {
-                (0..movie.n).filter(|&i| !held(i)).min_by_key(|&i| {
-                    let h = holders[usize::from(i)];
-                    (spread && h == 0, h, i)
-                })
-            };
-            let mut best: Option<(usize, u16, Rank)> = None;
-            for &c in &special {
-                if !pool.fits(c, bytes) {
-                    continue;
+        // The caches looked at one by one, by rank (best last). A cache's rank changes only
+        // when it or a cache of its account is given a slot; which index it would take
+        // changes with the holder counts, so that is worked out for the best one only.
+        // `waiting`: those with nothing to take now (for a movie that takes no fresh
+        // indices, a replica may become possible when a kept index gets its first holder).
+        let mut ranked: BTreeSet<Ranked> = BTreeSet::new();
+        let mut rank_of: HashMap<usize, Ranked> = HashMap::new();
+        let mut waiting: BTreeSet<usize> = BTreeSet::new();
+        let mut rerank = |c: usize,
+                          ranked: &mut BTreeSet<Ranked>,
+                          waiting: &mut BTreeSet<usize>,
+                          ctx: &Slotting| {
+            if let Some(old) = rank_of.remove(&c) {
+                ranked.remove(&old);
+            }
+            waiting.remove(&c);
+            match ctx.candidate(c) {
+                Some((_, rank)) => {
+                    let key = (
+                        rank,
+                        ctx.pool.free_upload[c].to_bits(),
+                        std::cmp::Reverse(c),
+                    );
+                    ranked.insert(key);
+                    rank_of.insert(c, key);
                 }
-                let cache = &caches[c];
-                let mine = plan[c].get(movie.id.as_str());
-                let account = accounts.get(cache.account.as_str());
-                let allowed = |i: u16| {
-                    account.is_none_or(|s| s.contains(&i) || s.len() + 1 < usize::from(movie.k))
-                };
-                let held = |i: u16| mine.is_some_and(|s| s.contains(&i)) || !allowed(i);
-                let kept = cache.has.get(&movie.id).and_then(|has| {
-                    has.iter()
-                        .copied()
-                        .filter(|&i| i < movie.n && !held(i))
-                        .min_by_key(|&i| (holders[usize::from(i)], i))
-                });
-                let open_block = mine.is_some_and(|s| !s.is_empty() && s.len() < block);
-                let spare = pool.spare(c) >= bytes;
-                match kept {
-                    Some(i) => consider(&mut best, &pool, c, i, (true, true, open_block)),
-                    // Distinct indices until a viewer's peers can cover k with two blocks to
-                    // spare; beyond that a replica of a held index (fetched from the cache
-                    // holding it, not the origin) before another new one.
-                    None if spare || pool.may_evict(c, movie.demand) => {
-                        if let Some(i) = fewest(&held) {
-                            consider(&mut best, &pool, c, i, (false, spare, open_block));
-                        }
-                    }
-                    None => {}
+                None => {
+                    waiting.insert(c);
                 }
             }
+        };
+        for c in having.remove(movie.id.as_str()).unwrap_or_default() {
+            special_for[c] = ordinal;
+            let ctx = Slotting {
+                caches,
+                movie,
+                pool: &pool,
+                plan: &plan,
+                accounts: &accounts,
+                holders: &holders,
+                distinct,
+            };
+            rerank(c, &mut ranked, &mut waiting, &ctx);
+        }
+        while covered < target || distinct < movie.k {
+            let ctx = Slotting {
+                caches,
+                movie,
+                pool: &pool,
+                plan: &plan,
+                accounts: &accounts,
+                holders: &holders,
+                distinct,
+            };
+            let best_ranked = ranked.last().map(|&(rank, _, std::cmp::Reverse(c))| {
+                let index = ctx.candidate(c).map(|(i, _)| i);
+                (c, index, rank)
+            });
+            let mut best = best_ranked.and_then(|(c, i, rank)| Some((c, i?, rank)));
             // Every other cache ranks (false, room that evicts nothing, false), then by
-            // upload left: only the best of them can win.
+            // upload left, and evicts nothing: only the best of them can win.
             const ROOMY: Rank = (false, true, false);
-            let rank_so_far = best.map(|b| b.2);
-            let index = fewest(&|_| false).filter(|_| rank_so_far.is_none_or(|r| r <= ROOMY));
+            let index = ctx
+                .fewest(&|_| false)
+                .filter(|_| best.is_none_or(|b| b.2 <= ROOMY));
             if let Some(index) = index {
                 let other = |c: usize| special_for[c] == ordinal;
-                if let Some(c) = pool.best_other(bytes, None, other) {
+                if let Some(c) = pool.best_other(bytes, other) {
                     consider(&mut best, &pool, c, index, ROOMY);
-                } else if rank_so_far.is_none_or(|r| r < ROOMY)
-                    && let Some(c) = pool.best_other(bytes, Some(movie.demand), other)
-                {
-                    consider(&mut best, &pool, c, index, (false, false, false));
                 }
             }
             let Some((c, index, (kept, _, _))) = best else {
                 break;
             };
             let slot = &mut holders[usize::from(index)];
-            if *slot == 0 {
+            let first = *slot == 0;
+            if first {
                 distinct += 1;
             }
             *slot += 1;
             plan[c].entry(movie.id.as_str()).or_default().insert(index);
             let account = caches[c].account.as_str();
             accounts.entry(account).or_default().insert(index);
-            // Its account's caches now have a limit on this movie: each is looked at alone.
+            covered += pool.take(c, bytes, per_index, kept);
+            let ctx = Slotting {
+                caches,
+                movie,
+                pool: &pool,
+                plan: &plan,
+                accounts: &accounts,
+                holders: &holders,
+                distinct,
+            };
+            // Its account's caches (itself too) now have a limit on this movie: each is
+            // looked at alone, ranked anew.
             for &mate in of_account.get(account).into_iter().flatten() {
-                if special_for[mate] != ordinal {
-                    special_for[mate] = ordinal;
-                    special.push(mate);
+                special_for[mate] = ordinal;
+                rerank(mate, &mut ranked, &mut waiting, &ctx);
+            }
+            if first && !movie.fresh {
+                for c in std::mem::take(&mut waiting) {
+                    rerank(c, &mut ranked, &mut waiting, &ctx);
                 }
             }
-            covered += pool.take(c, bytes, per_index, kept);
         }
         for (account, indices) in accounts {
             by_account.insert((account, movie.id.as_str()), indices);
@@ -252,6 +286,67 @@ fn consider(best: &mut Option<(usize, u16, Rank)>, pool: &Pool, c: usize, index:
     }
 }
 
+/// A cache looked at alone, as kept ordered during one movie: its rank, then its upload
+/// left (the bits of a non-negative f64 order as the number does), then the first position.
+type Ranked = (Rank, u64, std::cmp::Reverse<usize>);
+
+/// What deciding one slot of `movie` reads.
+struct Slotting<'a> {
+    caches: &'a [CacheSnapshot],
+    movie: &'a MovieSnapshot,
+    pool: &'a Pool,
+    plan: &'a [BTreeMap<&'a str, BTreeSet<u16>>],
+    accounts: &'a HashMap<&'a str, BTreeSet<u16>>,
+    holders: &'a [u32],
+    distinct: u16,
+}
+
+impl Slotting<'_> {
+    /// The new index for a cache that may take the ones `held` does not name: the one held
+    /// by the fewest caches; distinct indices until a viewer's peers can cover k with two
+    /// blocks to spare, beyond that a replica of a held index (fetched from the cache
+    /// holding it, not the origin) before another new one. None but held ones for a movie
+    /// that takes no fresh indices.
+    fn fewest(&self, held: &dyn Fn(u16) -> bool) -> Option<u16> {
+        let m = self.movie;
+        let spread = usize::from(self.distinct) >= usize::from(m.k) + 2 * block(m.k);
+        let holders = |i: u16| self.holders[usize::from(i)];
+        (0..m.n)
+            .filter(|&i| !held(i) && (m.fresh || holders(i) > 0))
+            .min_by_key(|&i| (spread && holders(i) == 0, holders(i), i))
+    }
+
+    /// The slot cache `c` would take (an index it has first) and how it ranks, if any.
+    fn candidate(&self, c: usize) -> Option<(u16, Rank)> {
+        let (m, pool) = (self.movie, self.pool);
+        if !pool.fits(c, m.index_bytes) {
+            return None;
+        }
+        let cache = &self.caches[c];
+        let mine = self.plan[c].get(m.id.as_str());
+        let account = self.accounts.get(cache.account.as_str());
+        let allowed =
+            |i: u16| account.is_none_or(|s| s.contains(&i) || s.len() + 1 < usize::from(m.k));
+        let held = |i: u16| mine.is_some_and(|s| s.contains(&i)) || !allowed(i);
+        let open_block = mine.is_some_and(|s| !s.is_empty() && s.len() < block(m.k));
+        let kept = cache.has.get(&m.id).and_then(|has| {
+            has.iter()
+                .copied()
+                .filter(|&i| i < m.n && !held(i))
+                .min_by_key(|&i| (self.holders[usize::from(i)], i))
+        });
+        if let Some(i) = kept {
+            return Some((i, (true, true, open_block)));
+        }
+        // A cache that has some of the movie may evict for more of it.
+        let spare = pool.spare(c) >= m.index_bytes;
+        if !spare && !pool.may_evict(c, m.demand) {
+            return None;
+        }
+        self.fewest(&held).map(|i| (i, (false, spare, open_block)))
+    }
+}
+
 /// How a candidate slot ranks: (an index the cache already has, room that evicts nothing,
 /// an open block of this movie).
 type Rank = (bool, bool, bool);
@@ -277,9 +372,8 @@ struct Pool {
     open: Vec<bool>,
     /// (upload left, highest first; then position) of the open caches.
     by_upload: BTreeSet<(std::cmp::Reverse<u64>, usize)>,
-    /// (room that evicts nothing, position) and (free storage, position) of the open ones.
+    /// (room that evicts nothing, position) of the open ones.
     by_spare: BTreeSet<(u64, usize)>,
-    by_storage: BTreeSet<(u64, usize)>,
 }
 
 impl Pool {
@@ -313,7 +407,6 @@ impl Pool {
             open: vec![false; caches.len()],
             by_upload: BTreeSet::new(),
             by_spare: BTreeSet::new(),
-            by_storage: BTreeSet::new(),
         };
         for c in 0..caches.len() {
             pool.open(c);
@@ -341,7 +434,6 @@ impl Pool {
             let upload = std::cmp::Reverse(self.free_upload[c].to_bits());
             self.by_upload.insert((upload, c));
             self.by_spare.insert((self.spare(c), c));
-            self.by_storage.insert((self.free_storage[c], c));
         }
         self.open[c] = open;
     }
@@ -351,7 +443,6 @@ impl Pool {
             let upload = std::cmp::Reverse(self.free_upload[c].to_bits());
             self.by_upload.remove(&(upload, c));
             self.by_spare.remove(&(self.spare(c), c));
-            self.by_storage.remove(&(self.free_storage[c], c));
         }
     }
 
@@ -370,29 +461,9 @@ impl Pool {
     }
 
     /// The open cache, other than those `skip` names, with the most upload left among those
-    /// with `bytes` of room that evicts nothing or, for a movie wanted `evicting_for`, of
-    /// free storage where it [may evict](Pool::may_evict); equal ones by position.
-    fn best_other(
-        &self,
-        bytes: u64,
-        evicting_for: Option<f64>,
-        skip: impl Fn(usize) -> bool,
-    ) -> Option<usize> {
-        let spare = evicting_for.is_none();
-        let skip = |c: usize| skip(c) || evicting_for.is_some_and(|d| !self.may_evict(c, d));
-        let set = if spare {
-            &self.by_spare
-        } else {
-            &self.by_storage
-        };
-        let room = |c: usize| {
-            if spare {
-                self.spare(c)
-            } else {
-                self.free_storage[c]
-            }
-        };
-        let mut clearing = set.range((bytes, 0)..).map(|&(_, c)| c);
+    /// with `bytes` of room that evicts nothing; equal ones by position.
+    fn best_other(&self, bytes: u64, skip: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut clearing = self.by_spare.range((bytes, 0)..).map(|&(_, c)| c);
         let few: Vec<usize> = clearing.by_ref().take(FEW + 1).collect();
         if few.len() <= FEW {
             return few.into_iter().filter(|&c| !skip(c)).max_by(|&a, &b| {
@@ -404,7 +475,7 @@ impl Pool {
         self.by_upload
             .iter()
             .map(|&(_, c)| c)
-            .find(|&c| !skip(c) && room(c) >= bytes)
+            .find(|&c| !skip(c) && self.spare(c) >= bytes)
     }
 }
 
@@ -618,6 +689,9 @@ impl Network {
                 k: m.k,
                 n: m.n,
                 demand: demand[&m.id] + PRIOR_VIEWERS * m.purchases as f64 / most_bought,
+                fresh: demand[&m.id] * FRESH_HORIZON_SECS * m.rate
+                    >= m.index_bytes as f64 * f64::from(m.k)
+                    || m.purchases as f64 >= FRESH_PURCHASES * most_bought,
             })
             .collect();
         let caches: Vec<CacheSnapshot> = nodes
@@ -983,16 +1057,23 @@ mod tests {
                     });
                     let open_block = mine.is_some_and(|s| !s.is_empty() && s.len() < block);
                     let spare = free_storage[c].saturating_sub(reserved[c]) >= movie.index_bytes;
+                    let holds_some =
+                        cache.has.contains_key(&movie.id) || mine.is_some() || account.is_some();
                     let candidate = match kept {
                         Some(i) => (c, i, (true, true, open_block)),
                         // Distinct indices until a viewer's peers can cover k with two blocks to
                         // spare; beyond that a replica of a held index (fetched from the cache
                         // holding it, not the origin) before another new one.
-                        None => match (0..movie.n).filter(|&i| !held(i)).min_by_key(|&i| {
-                            let h = holders[usize::from(i)];
-                            (spread && h == 0, h, i)
-                        }) {
-                            Some(i) if spare || movie.demand >= EVICT_MARGIN * floor[c] => {
+                        None => match (0..movie.n)
+                            .filter(|&i| !held(i) && (movie.fresh || holders[usize::from(i)] > 0))
+                            .min_by_key(|&i| {
+                                let h = holders[usize::from(i)];
+                                (spread && h == 0, h, i)
+                            }) {
+                            Some(i)
+                                if spare
+                                    || (holds_some && movie.demand >= EVICT_MARGIN * floor[c]) =>
+                            {
                                 (c, i, (false, spare, open_block))
                             }
                             _ => continue,
@@ -1162,6 +1243,7 @@ mod tests {
             k: 16,
             n: 64,
             demand,
+            fresh: true,
         }
     }
 
@@ -1191,6 +1273,7 @@ mod tests {
                         } else {
                             rng.random_range(0.01..40.0)
                         },
+                        fresh: rng.random_bool(0.7),
                     }
                 })
                 .collect();
