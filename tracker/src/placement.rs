@@ -117,7 +117,7 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
             .or_default()
             .push(c);
     }
-    // `special[c] == ordinal`: cache c is evaluated one by one for the movie at `ordinal`.
+    // `special_for[c] == ordinal`: cache c is looked at alone for the movie at `ordinal`.
     let mut special_for = vec![usize::MAX; caches.len()];
     for (ordinal, movie) in order.iter().enumerate() {
         let k = f64::from(movie.k.max(1));
@@ -189,14 +189,12 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
             // Every other cache ranks (false, room that evicts nothing, false), then by
             // upload left, and evicts nothing: only the best of them can win.
             const ROOMY: Rank = (false, true, false);
-            let index = ctx
-                .fewest(&|_| false)
-                .filter(|_| best.is_none_or(|b| b.2 <= ROOMY));
-            if let Some(index) = index {
-                let other = |c: usize| special_for[c] == ordinal;
-                if let Some(c) = pool.best_other(bytes, other) {
-                    consider(&mut best, &pool, c, index, ROOMY);
-                }
+            // Looked for only when it could win, and its index only when there is one.
+            if best.is_none_or(|b| b.2 <= ROOMY)
+                && let Some(c) = pool.best_other(bytes, |c| special_for[c] == ordinal)
+                && let Some(index) = ctx.fewest(&|_| false)
+            {
+                consider(&mut best, &pool, c, index, ROOMY);
             }
             let Some((c, index, (kept, _, _))) = best else {
                 break;

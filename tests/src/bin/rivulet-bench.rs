@@ -111,16 +111,7 @@ fn zipf_exponent(s: &str) -> Result<f64, String> {
 struct Shares(Vec<f64>);
 
 fn fractions_arg(s: &str) -> Result<Shares, String> {
-    let list: Result<Vec<f64>, String> = s
-        .split(',')
-        .map(|v| {
-            v.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|f| (0.0..=1.0).contains(f))
-                .ok_or_else(|| format!("{v:?} is not a share between 0 and 1"))
-        })
-        .collect();
+    let list: Result<Vec<f64>, String> = s.split(',').map(|v| share(v.trim())).collect();
     match list {
         Ok(l) if l.len() > 8 => Err("at most 8 shares".into()),
         other => other.map(Shares),
