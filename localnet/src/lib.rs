@@ -38,6 +38,7 @@
 
 pub mod fixture;
 mod movie;
+pub mod postgres;
 pub mod process;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,7 @@ use rivulet_tracker_client::{Account, ClientError, Credentials, TrackerClient};
 use thiserror::Error;
 
 pub use movie::{MovieSource, MovieSpec, ingest_movies};
+pub use postgres::{PostgresError, TestPostgres};
 /// Failed log-in and sign-up limits, for [`LocalNetworkBuilder::configure`].
 pub use rivulet_tracker::login_limit::LoginLimits;
 /// The tracker's configuration, for [`LocalNetworkBuilder::configure`].
@@ -104,6 +106,9 @@ pub enum LocalNetError {
     /// The tracker's database could not be opened to add accounts.
     #[error("the tracker database: {0}")]
     Database(#[source] BoxError),
+    /// The private PostgreSQL server did not start.
+    #[error("starting PostgreSQL: {0}")]
+    Postgres(#[from] PostgresError),
     /// The tracker did not start.
     #[error("starting the tracker: {0}")]
     Tracker(#[source] BoxError),
@@ -229,7 +234,40 @@ pub struct LocalNetworkBuilder {
     placement_interval: Option<Duration>,
     initial_points: Option<u64>,
     bytes_per_point: Option<u64>,
+    engine: Engine,
     tunes: Vec<Tune>,
+}
+
+/// The engine a test binary runs its trackers on: [`Engine::Postgres`] in a test binary
+/// whose name ends in `_postgres` (e.g. `tracker/tests/api_postgres.rs`, which runs the
+/// tests of `api.rs` again), [`Engine::Sqlite`] otherwise. A macro, so the name is the
+/// calling crate's.
+#[macro_export]
+macro_rules! test_engine {
+    () => {
+        $crate::Engine::for_test_binary(env!("CARGO_CRATE_NAME"))
+    };
+}
+
+/// Where a local network's tracker keeps its state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// The data dir's SQLite file, as `serve` does by default.
+    #[default]
+    Sqlite,
+    /// A private PostgreSQL server the network starts and stops ([`TestPostgres`]).
+    Postgres,
+}
+
+impl Engine {
+    /// See [`test_engine!`].
+    pub fn for_test_binary(crate_name: &str) -> Engine {
+        if crate_name.ends_with("_postgres") {
+            Engine::Postgres
+        } else {
+            Engine::Sqlite
+        }
+    }
 }
 
 impl std::fmt::Debug for LocalNetworkBuilder {
@@ -255,8 +293,15 @@ impl LocalNetworkBuilder {
             placement_interval: None,
             initial_points: None,
             bytes_per_point: None,
+            engine: Engine::Sqlite,
             tunes: Vec::new(),
         }
+    }
+
+    /// Keeps the tracker's state in `engine` (SQLite by default).
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
     }
 
     /// Keeps the tracker's data in `path` instead of `<dir>/data` (an existing catalogue
@@ -370,10 +415,18 @@ impl LocalNetworkBuilder {
         if let Some(bytes) = self.bytes_per_point {
             config.bytes_per_point = bytes;
         }
+        let postgres = match self.engine {
+            Engine::Sqlite => None,
+            Engine::Postgres => {
+                let server = tokio::task::spawn_blocking(TestPostgres::start).await??;
+                config.database = Some(server.url());
+                Some(server)
+            }
+        };
         for tune in self.tunes {
             tune(&mut config);
         }
-        create_accounts(&data_path, &self.accounts, config.initial_points).await?;
+        create_accounts(&config, &self.accounts).await?;
         let tracker = bind(config.clone()).await?;
         let mut net = LocalNetwork {
             home,
@@ -381,6 +434,7 @@ impl LocalNetworkBuilder {
             config,
             tracker: Some(tracker),
             caches: Vec::new(),
+            postgres,
         };
         for spec in &self.caches {
             let cache = net.start_cache(spec).await?;
@@ -423,15 +477,12 @@ async fn bind_again(config: ServeConfig) -> Result<Server, LocalNetError> {
 
 /// Adds the accounts straight to the database (as `rivulet-tracker account` does), so they
 /// can carry points and admin rights; an existing account is kept as it is.
-async fn create_accounts(
-    data: &Path,
-    specs: &[AccountSpec],
-    initial_points: u64,
-) -> Result<(), LocalNetError> {
+async fn create_accounts(config: &ServeConfig, specs: &[AccountSpec]) -> Result<(), LocalNetError> {
     if specs.is_empty() {
         return Ok(());
     }
-    let db = rivulet_tracker::db::open(data)
+    let initial_points = config.initial_points;
+    let db = rivulet_tracker::db::open_configured(config.database.as_deref(), &config.data)
         .await
         .map_err(|e| LocalNetError::Database(e.into()))?;
     let mut result = Ok(());
@@ -473,6 +524,8 @@ pub struct LocalNetwork {
     /// `None` only while [`LocalNetwork::restart_tracker`] swaps it.
     tracker: Option<Server>,
     caches: Vec<Cache>,
+    /// Last, so it stops after the tracker.
+    postgres: Option<TestPostgres>,
 }
 
 impl LocalNetwork {
@@ -511,9 +564,28 @@ impl LocalNetwork {
         &self.data
     }
 
-    /// The tracker's SQLite file.
+    /// The tracker's SQLite file (when it runs on [`Engine::Sqlite`]).
     pub fn db_path(&self) -> PathBuf {
         self.data.join("tracker.db")
+    }
+
+    /// The engine the tracker keeps its state in.
+    pub fn engine(&self) -> Engine {
+        match self.postgres {
+            Some(_) => Engine::Postgres,
+            None => Engine::Sqlite,
+        }
+    }
+
+    /// The tracker's own database pool, for tests that look at or change its state
+    /// underneath it.
+    pub fn db(&self) -> sqlx::AnyPool {
+        self.server().database().write.clone()
+    }
+
+    /// The private PostgreSQL server, when the network runs on one.
+    pub fn postgres(&self) -> Option<&TestPostgres> {
+        self.postgres.as_ref()
     }
 
     /// A scratch path in the network's folder.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use rivulet_node_core::clock::unix_ms;
 use rivulet_tracker_client::ChunkRef;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 use crate::credit::{Ledger, MAX_STORAGE_BYTES, MAX_UPLOAD_BPS, Role, Sender};
 use crate::nodes::{BUCKET_SECS, BYTES_CEILING, HeartbeatJob, NodeError, ORIGIN};
@@ -25,7 +25,7 @@ pub(crate) struct Judge<'a> {
 }
 
 pub(crate) async fn write_batch(
-    db: &SqlitePool,
+    db: &AnyPool,
     batch: Vec<HeartbeatJob>,
     bytes_per_point: i64,
     judge: Judge<'_>,
@@ -57,13 +57,13 @@ struct Known {
 
 /// The nodes `names` that the tracker has ever registered (and, for live ones, their cap).
 async fn known_nodes(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     names: &BTreeSet<&str>,
 ) -> Result<HashMap<String, Known>, sqlx::Error> {
     let names: Vec<&str> = names.iter().copied().collect();
     let mut known = HashMap::new();
     for chunk in names.chunks(100) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        let mut q = crate::db::Sql::new(
             "SELECT o.node_id, o.account_id, o.kind, n.upload_bps FROM node_owners o
              LEFT JOIN nodes n ON n.id = o.node_id WHERE o.node_id IN (",
         );
@@ -89,7 +89,7 @@ async fn known_nodes(
 }
 
 async fn write_batch_tx(
-    db: &SqlitePool,
+    db: &AnyPool,
     batch: &[HeartbeatJob],
     bytes_per_point: i64,
     judge: Judge<'_>,
@@ -98,7 +98,7 @@ async fn write_batch_tx(
     let now = unix_ms();
     let instant = Instant::now();
     let bucket = now / 1000 / BUCKET_SECS * BUCKET_SECS;
-    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::db::begin_write(db).await?;
     // The batch's own nodes are looked up with the peers they name: their accounts tell
     // which senders are caches when credit is settled.
     let named: BTreeSet<&str> = batch
@@ -220,7 +220,7 @@ async fn write_batch_tx(
     let rows: Vec<(TransferKey, (i64, i64))> = transfers.into_iter().collect();
     for chunk in rows.chunks(100) {
         // Kinds are looked up as the rows go in: `origin`, a live node's kind, or `gone`.
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        let mut q = crate::db::Sql::new(
             "INSERT INTO transfers (bucket, from_node, from_kind, to_node, to_kind, video_id,
                                     reported_bytes, confirmed_bytes) ",
         );
@@ -283,7 +283,7 @@ struct Updated {
 /// batch keeps its last report); returns the nodes updated, by id. A heartbeat for a node
 /// that is gone, or is another account's, updates nothing.
 async fn update_nodes(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     batch: &[HeartbeatJob],
     now: i64,
 ) -> Result<HashMap<String, Updated>, sqlx::Error> {
@@ -294,7 +294,7 @@ async fn update_nodes(
     let jobs: Vec<&HeartbeatJob> = last.into_values().collect();
     let mut updated = HashMap::new();
     for chunk in jobs.chunks(100) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        let mut q = crate::db::Sql::new(
             "WITH v (id, account_id, watching, holdings, upload, storage) AS (",
         );
         q.push_values(chunk, |mut row, job| {
@@ -335,15 +335,14 @@ async fn update_nodes(
 
 /// Adds the movies being watched to their accounts' watched lists, one statement per 100.
 async fn record_watched(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     watched: &BTreeSet<(i64, &str)>,
     now_secs: i64,
 ) -> Result<(), sqlx::Error> {
     let watched: Vec<_> = watched.iter().collect();
     for chunk in watched.chunks(100) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO watched (account_id, video_id, first_at, last_at) ",
-        );
+        let mut q =
+            crate::db::Sql::new("INSERT INTO watched (account_id, video_id, first_at, last_at) ");
         q.push_values(chunk, |mut row, (account, video)| {
             row.push_bind(*account)
                 .push_bind(*video)
@@ -362,7 +361,7 @@ async fn record_watched(
 /// bytes_per_point) in all, paid as the total grows. A handful of statements per batch,
 /// whatever its size.
 async fn settle(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     rows: &[(TransferKey, (i64, i64))],
     known: &HashMap<String, Known>,
     bytes_per_point: i64,
@@ -383,7 +382,7 @@ async fn settle(
     };
     let mut totals = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(100) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        let mut q = crate::db::Sql::new(
             "INSERT INTO pair_totals (from_node, to_node, video_id, reported_bytes, confirmed_bytes) ",
         );
         q.push_values(
@@ -436,7 +435,7 @@ async fn settle(
         }
     }
     for chunk in credited.chunks(100) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        let mut q = crate::db::Sql::new(
             "INSERT INTO pair_totals (from_node, to_node, video_id, credited_bytes) ",
         );
         q.push_values(chunk, |mut row, (from, to, video, agreed)| {
@@ -464,8 +463,8 @@ async fn settle(
 
 /// Runs `q`, whose rows are (account id, earned points).
 async fn id_pairs(
-    tx: &mut sqlx::SqliteConnection,
-    mut q: sqlx::QueryBuilder<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::AnyConnection,
+    mut q: crate::db::Sql<'_>,
 ) -> Result<HashMap<i64, i64>, sqlx::Error> {
     Ok(q.build()
         .fetch_all(&mut *tx)
@@ -478,36 +477,41 @@ async fn id_pairs(
 /// Adds (uploaded, newly credited) bytes to each account, pays the points they complete,
 /// and records both in the accounts' earnings over time: three statements for the lot.
 async fn credit_accounts(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     accounts: &[(i64, (i64, i64))],
     bytes_per_point: i64,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "SELECT id, earned_points FROM accounts WHERE id IN (",
-    );
+    let mut q = crate::db::Sql::new("SELECT id, earned_points FROM accounts WHERE id IN (");
     let mut list = q.separated(", ");
     for (account, _) in accounts {
         list.push_bind(*account);
     }
     q.push(")");
     let before = id_pairs(tx, q).await?;
-    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("WITH v (id, up, newly) AS (");
+    let mut q = crate::db::Sql::new("WITH v (id, up, newly) AS (");
     q.push_values(accounts, |mut row, (account, (uploaded, newly))| {
         row.push_bind(*account)
             .push_bind(*uploaded)
             .push_bind(*newly);
     });
+    // Capped sums as CASE, which both engines have (SQLite's two-argument MIN is
+    // PostgreSQL's LEAST).
+    let capped = |sum: &str| {
+        format!("CASE WHEN {sum} < {BYTES_CEILING} THEN {sum} ELSE {BYTES_CEILING} END")
+    };
+    let credited = capped("credited_bytes + v.newly");
     q.push(format!(
         ") UPDATE accounts SET
-             uploaded_bytes = MIN(uploaded_bytes + v.up, {BYTES_CEILING}),
-             credited_bytes = MIN(credited_bytes + v.newly, {BYTES_CEILING}),
-             balance = balance + MIN(credited_bytes + v.newly, {BYTES_CEILING}) / "
+             uploaded_bytes = {},
+             credited_bytes = {credited},
+             balance = balance + {credited} / ",
+        capped("uploaded_bytes + v.up"),
     ));
     q.push_bind(bytes_per_point);
     q.push(format!(
         " - earned_points,
-             earned_points = MIN(credited_bytes + v.newly, {BYTES_CEILING}) / "
+             earned_points = {credited} / "
     ));
     q.push_bind(bytes_per_point);
     q.push(" FROM v WHERE accounts.id = v.id RETURNING accounts.id, accounts.earned_points");

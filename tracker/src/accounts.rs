@@ -6,7 +6,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use rand::RngCore;
 use rivulet_tracker_client::Account;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
 /// Shortest and longest username, in characters.
@@ -125,26 +125,26 @@ pub struct Caller {
 
 /// Creates an account. The password must already be checked.
 pub async fn create(
-    db: &SqlitePool,
+    db: &AnyPool,
     username: &str,
     password_hash: &str,
     admin: bool,
     balance: u64,
 ) -> Result<i64, AccountError> {
-    let result = sqlx::query(
+    let result = sqlx::query_scalar(
         "INSERT INTO accounts (username, username_key, password_hash, admin, balance, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(username)
     .bind(username.to_lowercase())
     .bind(password_hash)
-    .bind(admin)
+    .bind(i64::from(admin))
     .bind(i64::try_from(balance).unwrap_or(i64::MAX))
     .bind(now())
-    .execute(db)
+    .fetch_one(db)
     .await;
     match result {
-        Ok(done) => Ok(done.last_insert_rowid()),
+        Ok(id) => Ok(id),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             Err(AccountError::UsernameTaken(username.to_owned()))
         }
@@ -155,7 +155,7 @@ pub async fn create(
 /// Checks a username and password; returns the account id. A missing account costs the
 /// same hashing time as a wrong password, so timing does not tell which names exist.
 pub async fn verify_login(
-    db: &SqlitePool,
+    db: &AnyPool,
     username: &str,
     password: &str,
 ) -> Result<i64, AccountError> {
@@ -168,7 +168,7 @@ pub async fn verify_login(
         Some(row) => (
             Some(row.get::<i64, _>("id")),
             row.get::<String, _>("password_hash"),
-            row.get::<bool, _>("disabled"),
+            crate::db::flag(&row, "disabled"),
         ),
         None => (None, dummy_hash(), false),
     };
@@ -204,10 +204,7 @@ fn dummy_hash() -> String {
 }
 
 /// Starts a session for `account_id`; returns the token and its expiry.
-pub async fn start_session(
-    db: &SqlitePool,
-    account_id: i64,
-) -> Result<(String, i64), AccountError> {
+pub async fn start_session(db: &AnyPool, account_id: i64) -> Result<(String, i64), AccountError> {
     let (token, hash) = new_token();
     let expires_at = now() + SESSION_SECONDS;
     sqlx::query("INSERT INTO sessions (token_hash, account_id, expires_at) VALUES ($1, $2, $3)")
@@ -227,15 +224,15 @@ pub async fn start_session(
 /// Disables or enables the account `username` (any case). Disabling ends its sessions in
 /// the same transaction; a disabled account's log-ins are refused ([`verify_login`]).
 pub async fn set_disabled(
-    db: &SqlitePool,
+    db: &AnyPool,
     username: &str,
     disabled: bool,
 ) -> Result<(), AccountError> {
-    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::db::begin_write(db).await?;
     let id: Option<i64> = sqlx::query_scalar(
         "UPDATE accounts SET disabled = $1 WHERE username_key = $2 RETURNING id",
     )
-    .bind(disabled)
+    .bind(i64::from(disabled))
     .bind(username.to_lowercase())
     .fetch_optional(&mut *tx)
     .await?;
@@ -252,7 +249,7 @@ pub async fn set_disabled(
 
 /// The account whose live session has token hash `hash`, and when that session expires.
 pub async fn session_by_hash(
-    db: &SqlitePool,
+    db: &AnyPool,
     hash: &str,
 ) -> Result<Option<(Caller, i64)>, AccountError> {
     let row = sqlx::query(
@@ -267,7 +264,7 @@ pub async fn session_by_hash(
         (
             Caller {
                 account_id: r.get("id"),
-                admin: r.get("admin"),
+                admin: crate::db::flag(&r, "admin"),
             },
             r.get("expires_at"),
         )
@@ -275,7 +272,7 @@ pub async fn session_by_hash(
 }
 
 /// Ends the session of `token`.
-pub async fn end_session(db: &SqlitePool, token: &str) -> Result<(), AccountError> {
+pub async fn end_session(db: &AnyPool, token: &str) -> Result<(), AccountError> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash(token))
         .execute(db)
@@ -284,7 +281,7 @@ pub async fn end_session(db: &SqlitePool, token: &str) -> Result<(), AccountErro
 }
 
 /// An account as its owner sees it.
-pub async fn account(db: &SqlitePool, account_id: i64) -> Result<Account, AccountError> {
+pub async fn account(db: &AnyPool, account_id: i64) -> Result<Account, AccountError> {
     let row = sqlx::query(
         "SELECT username, admin, balance, uploaded_bytes, credited_bytes FROM accounts WHERE id = $1",
     )
@@ -308,7 +305,7 @@ pub async fn account(db: &SqlitePool, account_id: i64) -> Result<Account, Accoun
     let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
     Ok(Account {
         username: row.get("username"),
-        admin: row.get("admin"),
+        admin: crate::db::flag(&row, "admin"),
         balance: unsigned(row.get("balance")),
         uploaded_bytes: unsigned(row.get("uploaded_bytes")),
         credited_bytes: unsigned(row.get("credited_bytes")),
@@ -318,7 +315,7 @@ pub async fn account(db: &SqlitePool, account_id: i64) -> Result<Account, Accoun
 }
 
 /// Whether the account owns the movie.
-pub async fn owns(db: &SqlitePool, account_id: i64, video_id: &str) -> Result<bool, AccountError> {
+pub async fn owns(db: &AnyPool, account_id: i64, video_id: &str) -> Result<bool, AccountError> {
     Ok(
         sqlx::query("SELECT 1 FROM purchases WHERE account_id = $1 AND video_id = $2")
             .bind(account_id)
@@ -343,13 +340,13 @@ pub enum BuyOutcome {
 /// Buys `video_id` at `price` in one transaction: the purchase row is written first (taking
 /// the write lock), so concurrent purchases of one movie by one account charge exactly once.
 pub async fn buy(
-    db: &SqlitePool,
+    db: &AnyPool,
     account_id: i64,
     video_id: &str,
     price: u64,
 ) -> Result<BuyOutcome, AccountError> {
     let price = i64::try_from(price).unwrap_or(i64::MAX);
-    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::db::begin_write(db).await?;
     let inserted = sqlx::query(
         "INSERT INTO purchases (account_id, video_id, price, bought_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (account_id, video_id) DO NOTHING",

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use rivulet_tracker_client::{AccountSummary, Counterpart, Flow, LoadPoint, NodeFlows};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 use crate::nodes::BUCKET_SECS;
 use rivulet_node_core::clock::unix_ms;
@@ -13,7 +13,7 @@ fn unsigned(v: i64) -> u64 {
 }
 
 /// A byte total summed as floating point (sums of 64-bit counters can exceed 64 bits).
-fn total(row: &sqlx::sqlite::SqliteRow, column: &str) -> u64 {
+fn total(row: &sqlx::any::AnyRow, column: &str) -> u64 {
     // Unchecked: SQLite hands back an integer 0 for an empty sum, a real otherwise.
     let v: f64 = row.try_get_unchecked(column).unwrap_or(0.0);
     if v.is_finite() && v > 0.0 {
@@ -24,7 +24,7 @@ fn total(row: &sqlx::sqlite::SqliteRow, column: &str) -> u64 {
 }
 
 /// Every account with its totals.
-pub async fn accounts(db: &SqlitePool) -> Result<Vec<AccountSummary>, sqlx::Error> {
+pub async fn accounts(db: &AnyPool) -> Result<Vec<AccountSummary>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT a.username, a.admin, a.balance, a.uploaded_bytes, a.credited_bytes, a.created_at,
                 (SELECT COUNT(*) FROM purchases p WHERE p.account_id = a.id) AS purchases,
@@ -35,7 +35,7 @@ pub async fn accounts(db: &SqlitePool) -> Result<Vec<AccountSummary>, sqlx::Erro
     .await?;
     // Credited bytes per (cache account, viewer account): the largest per cache account.
     let pairs: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT ca.username, va.username, SUM(p.credited_bytes) AS bytes
+        "SELECT ca.username, va.username, CAST(SUM(p.credited_bytes) AS BIGINT) AS bytes
          FROM pair_totals p
          JOIN node_owners co ON co.node_id = p.from_node
          JOIN node_owners vo ON vo.node_id = p.to_node
@@ -68,7 +68,7 @@ pub async fn accounts(db: &SqlitePool) -> Result<Vec<AccountSummary>, sqlx::Erro
                 }
             }),
             username: r.get("username"),
-            admin: r.get("admin"),
+            admin: crate::db::flag(r, "admin"),
             balance: unsigned(r.get("balance")),
             uploaded_bytes: unsigned(r.get("uploaded_bytes")),
             credited_bytes: unsigned(r.get("credited_bytes")),
@@ -80,7 +80,7 @@ pub async fn accounts(db: &SqlitePool) -> Result<Vec<AccountSummary>, sqlx::Erro
 }
 
 /// Purchases per movie.
-pub async fn purchases_by_video(db: &SqlitePool) -> Result<HashMap<String, u64>, sqlx::Error> {
+pub async fn purchases_by_video(db: &AnyPool) -> Result<HashMap<String, u64>, sqlx::Error> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT video_id, COUNT(*) FROM purchases GROUP BY video_id")
             .fetch_all(db)
@@ -92,7 +92,7 @@ pub async fn purchases_by_video(db: &SqlitePool) -> Result<HashMap<String, u64>,
 /// a sender's report stands in where the receiver has not confirmed. Reads the 10-second
 /// rows only: callers ask for at most a day, and rows are rolled up after a day
 /// ([`crate::ops::ROLL_UP_AFTER_SECS`]).
-pub async fn load(db: &SqlitePool, secs: i64) -> Result<Vec<LoadPoint>, sqlx::Error> {
+pub async fn load(db: &AnyPool, secs: i64) -> Result<Vec<LoadPoint>, sqlx::Error> {
     let since = unix_ms() / 1000 - secs;
     let rows = sqlx::query(
         "SELECT bucket,
@@ -123,7 +123,7 @@ pub async fn load(db: &SqlitePool, secs: i64) -> Result<Vec<LoadPoint>, sqlx::Er
 }
 
 /// What `node` received from each peer and sent to each peer, per movie, over all time.
-pub async fn flows(db: &SqlitePool, node: &str) -> Result<NodeFlows, sqlx::Error> {
+pub async fn flows(db: &AnyPool, node: &str) -> Result<NodeFlows, sqlx::Error> {
     let side = |incoming: bool| async move {
         let (me, peer, peer_kind) = if incoming {
             ("to_node", "from_node", "from_kind")

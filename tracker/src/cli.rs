@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the tracker: HTTP API and database (SIGINT or SIGTERM stops it gracefully).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create an account; the password comes from RIVULET_PASSWORD or the first line of stdin.
     Account {
         /// The username.
@@ -36,6 +36,9 @@ pub enum Command {
         points: u64,
         #[arg(long)]
         data: Option<PathBuf>,
+        /// The database when it is not the data dir's SQLite file: postgres://USER@HOST/NAME.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
     },
     /// Add a movie to the catalogue; prints its new id.
     Ingest {
@@ -74,6 +77,9 @@ pub enum Command {
         /// Data directory [default: the platform's data dir for rivulet-tracker].
         #[arg(long, global = true)]
         data: Option<PathBuf>,
+        /// The database when it is not the data dir's SQLite file: postgres://USER@HOST/NAME.
+        #[arg(long, value_name = "URL", global = true)]
+        database: Option<String>,
     },
     /// List accounts, or disable and enable one (a disabled account cannot log in and its
     /// sessions end).
@@ -83,6 +89,9 @@ pub enum Command {
         /// Data directory [default: the platform's data dir for rivulet-tracker].
         #[arg(long, global = true)]
         data: Option<PathBuf>,
+        /// The database when it is not the data dir's SQLite file: postgres://USER@HOST/NAME.
+        #[arg(long, value_name = "URL", global = true)]
+        database: Option<String>,
     },
     /// Write a consistent copy of the database to FILE, while serve runs (SQLite's
     /// VACUUM INTO); movies and ticket.key are plain files, copy them as they are.
@@ -203,6 +212,11 @@ pub struct ServeArgs {
     /// Data directory [default: the platform's data dir for rivulet-tracker].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// The tracker's database [default: tracker.db in the data dir]: sqlite://FILE, or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/NAME to share one PostgreSQL among trackers
+    /// (put a password in the config file or ~/.pgpass, not on the command line).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// Address of the HTTP API [default: 127.0.0.1:7878].
     #[arg(long)]
     pub http: Option<std::net::SocketAddr>,
@@ -313,6 +327,7 @@ impl ServeArgs {
         ServeArgs {
             config: self.config,
             data: self.data.or(file.data),
+            database: self.database.or(file.database),
             http: self.http.or(file.http),
             ftp: self.ftp.or(file.ftp),
             advertise: self.advertise.or(file.advertise),

@@ -3,7 +3,7 @@
 //! points earned), and [`history`] sums them into fixed buckets for the app's points screen.
 
 use rivulet_tracker_client::{Earnings, EarningsBucket};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 /// Longest history one request may ask for: 30 days.
 pub const MAX_MINUTES: u32 = 30 * 24 * 60;
@@ -14,7 +14,7 @@ pub const MAX_BUCKETS: u32 = 240;
 /// bytes, points) — to the account's row for the minute of `at_ms` (inside the
 /// settlement's transaction).
 pub async fn record(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     earned: &[(i64, i64, i64, i64)],
     at_ms: i64,
 ) -> Result<(), sqlx::Error> {
@@ -22,7 +22,7 @@ pub async fn record(
         return Ok(());
     }
     let minute = at_ms.div_euclid(60_000);
-    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+    let mut q = crate::db::Sql::new(
         "INSERT INTO credit_minutes (account_id, minute, uploaded_bytes, credited_bytes, points) ",
     );
     q.push_values(earned, |mut row, (account, uploaded, credited, points)| {
@@ -34,9 +34,9 @@ pub async fn record(
     });
     q.push(
         " ON CONFLICT (account_id, minute) DO UPDATE SET
-             uploaded_bytes = uploaded_bytes + excluded.uploaded_bytes,
-             credited_bytes = credited_bytes + excluded.credited_bytes,
-             points = points + excluded.points",
+             uploaded_bytes = credit_minutes.uploaded_bytes + excluded.uploaded_bytes,
+             credited_bytes = credit_minutes.credited_bytes + excluded.credited_bytes,
+             points = credit_minutes.points + excluded.points",
     );
     q.build().execute(&mut *tx).await?;
     Ok(())
@@ -46,7 +46,7 @@ pub async fn record(
 /// (oldest first, empty ones included; a minute counts in the bucket its start falls in).
 /// The caller checks the ranges (a bucket is at least a minute).
 pub async fn history(
-    db: &SqlitePool,
+    db: &AnyPool,
     account: i64,
     now_ms: i64,
     minutes: u32,
@@ -59,8 +59,9 @@ pub async fn history(
     let since = end - bucket_ms * i64::from(buckets);
     let rows = sqlx::query(
         "SELECT ($2 + ((minute * 60000 - $2) / $3) * $3) AS start,
-                SUM(uploaded_bytes) AS uploaded, SUM(credited_bytes) AS credited,
-                SUM(points) AS points
+                CAST(SUM(uploaded_bytes) AS BIGINT) AS uploaded,
+                CAST(SUM(credited_bytes) AS BIGINT) AS credited,
+                CAST(SUM(points) AS BIGINT) AS points
          FROM credit_minutes
          WHERE account_id = $1 AND minute * 60000 >= $2 AND minute * 60000 < $4
          GROUP BY start",

@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let mut config = ServeConfig::new(data_path(args.data));
+            config.database = args.database;
             let defaults = config.clone();
             config.http = args.http.unwrap_or(defaults.http);
             config.ftp = args.ftp.unwrap_or(defaults.ftp);
@@ -78,7 +79,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin,
             points,
             data,
-        } => account(&name, admin, points, data_path(data)),
+            database,
+        } => account(&name, admin, points, data_path(data), database),
         Command::Ingest {
             file,
             title,
@@ -112,9 +114,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Settings { action, data } => settings(action, data_path(data)),
-        Command::Accounts { action, data } => accounts_command(action, data_path(data)),
-        Command::Backup { file, data } => with_db(data_path(data), |db| async move {
+        Command::Settings {
+            action,
+            data,
+            database,
+        } => settings(action, data_path(data), database),
+        Command::Accounts {
+            action,
+            data,
+            database,
+        } => accounts_command(action, data_path(data), database),
+        Command::Backup { file, data } => with_db(data_path(data), None, |db| async move {
             let bytes = ops::backup(&db.read, &file).await?;
             println!("{}\t{bytes} bytes", file.display());
             Ok(())
@@ -148,7 +158,13 @@ fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
 }
 
 /// `account`: creates an account, the password from RIVULET_PASSWORD or stdin.
-fn account(name: &str, admin: bool, points: u64, data: PathBuf) -> anyhow::Result<ExitCode> {
+fn account(
+    name: &str,
+    admin: bool,
+    points: u64,
+    data: PathBuf,
+    database: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let password = rivulet_node_core::cli::password()?;
     accounts::check_username(name)?;
     accounts::check_password(name, &password)?;
@@ -156,7 +172,7 @@ fn account(name: &str, admin: bool, points: u64, data: PathBuf) -> anyhow::Resul
     let hash = accounts::hash_password(&password)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let db = rivulet_tracker::db::open(data.root()).await?;
+        let db = rivulet_tracker::db::open_configured(database.as_deref(), data.root()).await?;
         accounts::create(&db.write, name, &hash, admin, points).await?;
         db.close().await;
         println!("{name}");
@@ -164,15 +180,16 @@ fn account(name: &str, admin: bool, points: u64, data: PathBuf) -> anyhow::Resul
     })
 }
 
-/// Runs `work` on the existing database of `data`, closing it after.
-fn with_db<F, Fut>(data: PathBuf, work: F) -> anyhow::Result<ExitCode>
+/// Runs `work` on the database `database` names, or the existing one of `data`, closing it
+/// after.
+fn with_db<F, Fut>(data: PathBuf, database: Option<String>, work: F) -> anyhow::Result<ExitCode>
 where
     F: FnOnce(rivulet_tracker::db::Database) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let db = ops::open_existing(&data).await?;
+        let db = ops::open_existing(&data, database.as_deref()).await?;
         let done = work(db.clone()).await;
         db.close().await;
         done?;
@@ -181,9 +198,13 @@ where
 }
 
 /// `settings show` and `settings set`.
-fn settings(action: SettingsAction, data: PathBuf) -> anyhow::Result<ExitCode> {
+fn settings(
+    action: SettingsAction,
+    data: PathBuf,
+    database: Option<String>,
+) -> anyhow::Result<ExitCode> {
     use rivulet_tracker::settings::{self, SettingName};
-    with_db(data, |db| async move {
+    with_db(data, database, |db| async move {
         match action {
             SettingsAction::Show => {
                 let stored = settings::stored(&db.read).await?;
@@ -206,8 +227,12 @@ fn settings(action: SettingsAction, data: PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 /// `accounts list`, `accounts disable` and `accounts enable`.
-fn accounts_command(action: AccountsAction, data: PathBuf) -> anyhow::Result<ExitCode> {
-    with_db(data, |db| async move {
+fn accounts_command(
+    action: AccountsAction,
+    data: PathBuf,
+    database: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    with_db(data, database, |db| async move {
         match action {
             AccountsAction::List { json } => {
                 let list = ops::list_accounts(&db.read).await?;

@@ -4,7 +4,7 @@
 
 use rand::RngCore;
 use rivulet_tracker_client::{Heartbeat, Holding, NodeInfo, NodeKind, NodeRegistration, PeerBytes};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
 use tokio::sync::{mpsc, oneshot};
@@ -111,7 +111,7 @@ fn to_i64(what: &str, v: u64) -> Result<i64, NodeError> {
 
 /// Registers a node for `account_id`; returns its new id.
 pub async fn register(
-    db: &SqlitePool,
+    db: &AnyPool,
     account_id: i64,
     reg: &NodeRegistration,
 ) -> Result<String, NodeError> {
@@ -147,7 +147,7 @@ pub async fn register(
     rand::rng().fill_bytes(&mut id);
     let id = format!("{}-{}", kind_name(reg.kind), hex::encode(id));
     let now = unix_ms();
-    let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::db::begin_write(db).await?;
     sqlx::query("INSERT INTO node_owners (node_id, account_id, kind) VALUES ($1, $2, $3)")
         .bind(&id)
         .bind(account_id)
@@ -292,7 +292,7 @@ impl HeartbeatWriter {
     /// stopped), after writing what was queued.
     pub fn start(
         tasks: &Tasks,
-        db: SqlitePool,
+        db: AnyPool,
         settings: Arc<Settings>,
         network: Arc<Network>,
     ) -> HeartbeatWriter {
@@ -352,7 +352,7 @@ impl HeartbeatWriter {
 }
 
 /// Removes node `id` of `account_id`.
-pub async fn leave(db: &SqlitePool, account_id: i64, id: &str) -> Result<(), NodeError> {
+pub async fn leave(db: &AnyPool, account_id: i64, id: &str) -> Result<(), NodeError> {
     let gone = sqlx::query("DELETE FROM nodes WHERE id = $1 AND account_id = $2")
         .bind(id)
         .bind(account_id)
@@ -366,7 +366,7 @@ pub async fn leave(db: &SqlitePool, account_id: i64, id: &str) -> Result<(), Nod
 }
 
 /// Drops nodes silent for longer than `timeout_ms`; returns how many.
-pub async fn expire(db: &SqlitePool, timeout_ms: i64) -> Result<u64, NodeError> {
+pub async fn expire(db: &AnyPool, timeout_ms: i64) -> Result<u64, NodeError> {
     Ok(sqlx::query("DELETE FROM nodes WHERE last_seen_ms < $1")
         .bind(unix_ms() - timeout_ms)
         .execute(db)
@@ -376,13 +376,13 @@ pub async fn expire(db: &SqlitePool, timeout_ms: i64) -> Result<u64, NodeError> 
 
 /// Drops every node: after a tracker restart nothing is known to be alive; nodes find out
 /// from their next heartbeat and register again.
-pub async fn forget_all(db: &SqlitePool) -> Result<(), NodeError> {
+pub async fn forget_all(db: &AnyPool) -> Result<(), NodeError> {
     sqlx::query("DELETE FROM nodes").execute(db).await?;
     Ok(())
 }
 
 /// Live nodes, of one account or of all.
-pub async fn list(db: &SqlitePool, account_id: Option<i64>) -> Result<Vec<NodeInfo>, NodeError> {
+pub async fn list(db: &AnyPool, account_id: Option<i64>) -> Result<Vec<NodeInfo>, NodeError> {
     let rows = sqlx::query(
         "SELECT n.*, a.username FROM nodes n JOIN accounts a ON a.id = n.account_id
          WHERE $1 IS NULL OR n.account_id = $1 ORDER BY n.registered_ms",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rivulet_node_core::task::Every;
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
@@ -153,7 +153,7 @@ pub struct AccountLine {
 }
 
 /// Every account, by username.
-pub async fn list_accounts(db: &SqlitePool) -> Result<Vec<AccountLine>, sqlx::Error> {
+pub async fn list_accounts(db: &AnyPool) -> Result<Vec<AccountLine>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT a.username, a.admin, a.disabled, a.balance, a.created_at,
                 (SELECT COUNT(*) FROM purchases p WHERE p.account_id = a.id) AS purchases
@@ -166,8 +166,8 @@ pub async fn list_accounts(db: &SqlitePool) -> Result<Vec<AccountLine>, sqlx::Er
         .iter()
         .map(|r| AccountLine {
             username: r.get("username"),
-            admin: r.get("admin"),
-            disabled: r.get("disabled"),
+            admin: crate::db::flag(r, "admin"),
+            disabled: crate::db::flag(r, "disabled"),
             balance: unsigned(r.get("balance")),
             purchases: unsigned(r.get("purchases")),
             created_at: unsigned(r.get("created_at")),
@@ -177,9 +177,18 @@ pub async fn list_accounts(db: &SqlitePool) -> Result<Vec<AccountLine>, sqlx::Er
 
 // ---- backup and restore ----
 
-/// Opens the database of `data` for an operator command: it must exist already (a command
-/// on a mistyped data dir must not create an empty one).
-pub async fn open_existing(data: &Path) -> Result<crate::db::Database, OpsError> {
+/// Opens the database of `data` for an operator command, or the one `url` names: it must
+/// exist already (a command on a mistyped data dir must not create an empty one).
+pub async fn open_existing(
+    data: &Path,
+    url: Option<&str>,
+) -> Result<crate::db::Database, OpsError> {
+    if let Some(url) = url {
+        return crate::db::open_url(url).await.map_err(|e| match e {
+            crate::db::OpenError::BadUrl(bad) => OpsError::BadInput(bad.to_string()),
+            crate::db::OpenError::Database(e) => e.into(),
+        });
+    }
     let file = data.join(DB_FILE);
     if !file.is_file() {
         return Err(OpsError::BadInput(format!(
@@ -194,7 +203,7 @@ pub async fn open_existing(data: &Path) -> Result<crate::db::Database, OpsError>
 /// (`VACUUM INTO` reads one snapshot): first into `file.partial`, then renamed, so `file`
 /// is always a whole backup. Refuses to replace an existing `file`; makes its folder if
 /// missing. Returns its size.
-pub async fn backup(db: &SqlitePool, file: &Path) -> Result<u64, OpsError> {
+pub async fn backup(db: &AnyPool, file: &Path) -> Result<u64, OpsError> {
     if file.exists() {
         return Err(OpsError::BadInput(format!(
             "{} exists already: name a new file",
@@ -334,7 +343,7 @@ pub struct RollUp {
 /// reported and confirmed sums and the sum the views count (per 10-second row: confirmed
 /// bytes where the receiver confirmed, the sender's report otherwise), so the flow views
 /// read the same totals before and after.
-pub async fn roll_up_transfers(db: &SqlitePool, now: i64) -> Result<RollUp, sqlx::Error> {
+pub async fn roll_up_transfers(db: &AnyPool, now: i64) -> Result<RollUp, sqlx::Error> {
     let mut done = RollUp::default();
     let oldest_kept = now - KEEP_SECS;
     for table in [
@@ -380,7 +389,7 @@ pub async fn roll_up_transfers(db: &SqlitePool, now: i64) -> Result<RollUp, sqlx
             return Ok(done);
         };
         let hour = first.div_euclid(HOUR) * HOUR;
-        let mut tx = db.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = crate::db::begin_write(db).await?;
         sqlx::query(&insert)
             .bind(hour)
             .bind(hour + HOUR)
@@ -401,7 +410,7 @@ pub async fn roll_up_transfers(db: &SqlitePool, now: i64) -> Result<RollUp, sqlx
 
 /// Runs [`roll_up_transfers`] every `every` (and once at start) until `stop` is cancelled.
 pub async fn roll_up_periodically(
-    db: SqlitePool,
+    db: AnyPool,
     every: Duration,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {

@@ -15,7 +15,7 @@ use rivulet_node_core::net::probe;
 use rivulet_node_core::task::Every;
 use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
 use rivulet_tracker_client::{NodeInfo, NodeKind, Reach, ReachFailure, ReachState};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -260,7 +260,7 @@ pub async fn probe_cache(
 /// Probes every live cache when it registers and then every `config.every`, until `stop`.
 pub async fn run(
     reach: Arc<Reachability>,
-    db: SqlitePool,
+    db: AnyPool,
     signer: Arc<TicketSigner>,
     config: ReachConfig,
     stop: CancellationToken,

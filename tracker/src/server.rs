@@ -36,6 +36,9 @@ use crate::tickets;
 pub struct ServeConfig {
     /// The data directory (created if missing).
     pub data: PathBuf,
+    /// The database URL (`--database`): `None` keeps the state in the data dir's SQLite
+    /// file; `postgres://…` puts it in a PostgreSQL server.
+    pub database: Option<String>,
     /// Where the HTTP API listens.
     pub http: SocketAddr,
     /// Points a new account starts with.
@@ -102,6 +105,7 @@ impl ServeConfig {
     pub fn new(data: PathBuf) -> ServeConfig {
         ServeConfig {
             data,
+            database: None,
             http: SocketAddr::from(([127, 0, 0, 1], 7878)),
             initial_points: 100,
             login_limits: LoginLimits::default(),
@@ -156,6 +160,9 @@ pub enum ServeError {
     /// The database could not be opened or migrated.
     #[error("the tracker's database: {0}")]
     Database(#[from] sqlx::Error),
+    /// `--database` names no engine the tracker runs on.
+    #[error(transparent)]
+    DatabaseUrl(#[from] db::BadUrl),
     /// The node registry could not be reset.
     #[error("the tracker's node registry: {0}")]
     Nodes(#[from] nodes::NodeError),
@@ -182,9 +189,18 @@ pub enum ServeError {
     },
 }
 
+impl From<db::OpenError> for ServeError {
+    fn from(e: db::OpenError) -> ServeError {
+        match e {
+            db::OpenError::BadUrl(bad) => ServeError::DatabaseUrl(bad),
+            db::OpenError::Database(e) => ServeError::Database(e),
+        }
+    }
+}
+
 /// Drops silent nodes, checking a few times per timeout, until `stop` is cancelled.
 async fn expire_silent_nodes(
-    db: sqlx::SqlitePool,
+    db: sqlx::AnyPool,
     timeout: Duration,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
@@ -212,7 +228,7 @@ async fn drain_origin_counters(
 
 /// Runs placement and topology every `every` until `stop` is cancelled.
 async fn place_periodically(
-    db: sqlx::SqlitePool,
+    db: sqlx::AnyPool,
     catalogue: Arc<CatalogueCache>,
     network: Arc<Network>,
     proofs: Arc<Proofs>,
@@ -322,7 +338,7 @@ impl Server {
         };
         let data = DataDir::create(&config.data)?;
         let lock = ServeLock::take(data.root()).map_err(|e| ServeError::Locked(e.to_string()))?;
-        let db = db::open(data.root()).await?;
+        let db = db::open_configured(config.database.as_deref(), data.root()).await?;
         // Nothing is known to be alive after a restart: nodes learn it from their next
         // heartbeat and register again.
         nodes::forget_all(&db.write).await?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::accounts::{self, AccountError, Caller};
 
@@ -49,11 +49,7 @@ impl SessionCache {
     }
 
     /// The account whose live session `token` is, if any.
-    pub async fn caller(
-        &self,
-        db: &SqlitePool,
-        token: &str,
-    ) -> Result<Option<Caller>, AccountError> {
+    pub async fn caller(&self, db: &AnyPool, token: &str) -> Result<Option<Caller>, AccountError> {
         let hash = accounts::token_hash(token);
         let now = accounts::now();
         if let Some(r) = self.lock().get(&hash)
@@ -91,7 +87,7 @@ impl SessionCache {
     }
 
     /// Ends the session `token` in the database and here.
-    pub async fn end(&self, db: &SqlitePool, token: &str) -> Result<(), AccountError> {
+    pub async fn end(&self, db: &AnyPool, token: &str) -> Result<(), AccountError> {
         self.lock().remove(&accounts::token_hash(token));
         accounts::end_session(db, token).await
     }

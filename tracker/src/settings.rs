@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rivulet_node_core::task::Every;
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use tokio_util::sync::CancellationToken;
 
 /// How often a running `serve` reads the stored settings again.
@@ -107,7 +107,7 @@ impl SettingName {
 }
 
 /// The values stored in the database (settings never set are absent).
-pub async fn stored(db: &SqlitePool) -> Result<Vec<(SettingName, u64)>, sqlx::Error> {
+pub async fn stored(db: &AnyPool) -> Result<Vec<(SettingName, u64)>, sqlx::Error> {
     let rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, value FROM settings")
         .fetch_all(db)
         .await?;
@@ -118,7 +118,7 @@ pub async fn stored(db: &SqlitePool) -> Result<Vec<(SettingName, u64)>, sqlx::Er
 }
 
 /// Stores `value` for `name` (checked first), replacing what was stored.
-pub async fn store(db: &SqlitePool, name: SettingName, value: u64) -> Result<(), StoreError> {
+pub async fn store(db: &AnyPool, name: SettingName, value: u64) -> Result<(), StoreError> {
     name.check(value).map_err(StoreError::OutOfRange)?;
     sqlx::query(
         "INSERT INTO settings (name, value) VALUES ($1, $2)
@@ -142,7 +142,7 @@ pub enum StoreError {
 
 /// Reads the stored settings into `settings` every `every` until `stop` is cancelled.
 pub async fn reload_periodically(
-    db: SqlitePool,
+    db: AnyPool,
     settings: Arc<Settings>,
     every: Duration,
     stop: CancellationToken,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rand::RngCore;
 use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::accounts::{self, AccountError};
 use crate::nodes::ORIGIN;
@@ -77,7 +77,7 @@ pub enum TicketRefusal {
 /// the server is the origin or a live cache, and the caller's account owns the movie (any
 /// index), or the holder is a cache placed with it (its placed indices, from the origin).
 pub async fn claims_for(
-    db: &SqlitePool,
+    db: &AnyPool,
     network: &Network,
     account_id: i64,
     holder: &str,

@@ -29,6 +29,7 @@ impl Tracker {
             .iter()
             .map(|(id, price)| MovieSpec::sample(*id, 2).size(320, 240).price(*price));
         let net = LocalNetwork::temp()
+            .engine(rivulet_localnet::test_engine!())
             .movies(movies)
             .initial_points(100)
             // Caches here register at addresses nobody serves (tests/reach.rs probes real ones).
@@ -42,10 +43,6 @@ impl Tracker {
 
     fn client(&self) -> TrackerClient {
         self.net.client()
-    }
-
-    fn db_path(&self) -> std::path::PathBuf {
-        self.net.db_path()
     }
 
     /// Registers and logs in; returns a client with the session.
@@ -263,9 +260,7 @@ async fn expired_sessions_are_refused() {
     let t = Tracker::start(&[]).await;
     let c = t.user("erin").await;
     c.me().await.unwrap();
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
-        .await
-        .unwrap();
+    let db = t.net.db();
     sqlx::query("UPDATE sessions SET expires_at = 0")
         .execute(&db)
         .await
@@ -421,9 +416,7 @@ async fn nodes_register_report_and_leave() {
 
     // The flows are kept per pair: reported by the sender, confirmed by the receiver (an
     // account's own viewer confirms nothing of its own cache: see tracker/tests/trust.rs).
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
-        .await
-        .unwrap();
+    let db = t.net.db();
     let rows: Vec<(String, String, String, String, i64, i64)> = sqlx::query_as(
         "SELECT from_node, from_kind, to_node, to_kind, reported_bytes, confirmed_bytes FROM transfers ORDER BY from_kind",
     )
@@ -672,9 +665,7 @@ async fn nodes_register_again_after_a_tracker_restart() {
 async fn administrators_see_accounts_nodes_videos_load_and_flows() {
     let t = Tracker::start(&[("m", 10), ("n", 0)]).await;
     let root = t.user("root").await;
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
-        .await
-        .unwrap();
+    let db = t.net.db();
     sqlx::query("UPDATE accounts SET admin = 1 WHERE username = 'root'")
         .execute(&db)
         .await
@@ -898,11 +889,10 @@ async fn earnings_over_time_follow_the_credited_bytes() {
         (e.buckets[0].credited_bytes, e.buckets[0].points),
         (reported, reported / 10_000)
     );
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
-        .await
-        .unwrap();
+    let db = t.net.db();
     let (rows, uploaded, credited, points): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), SUM(uploaded_bytes), SUM(credited_bytes), SUM(points)
+        "SELECT COUNT(*), CAST(SUM(uploaded_bytes) AS BIGINT),
+                CAST(SUM(credited_bytes) AS BIGINT), CAST(SUM(points) AS BIGINT)
          FROM credit_minutes",
     )
     .fetch_one(&db)
@@ -1063,9 +1053,7 @@ async fn parallel_guesses_are_counted_before_they_are_checked() {
 async fn transfer_totals_cannot_overflow() {
     let t = Tracker::start(&[("m", 0)]).await;
     let root = t.user("root").await;
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.db_path().display()))
-        .await
-        .unwrap();
+    let db = t.net.db();
     sqlx::query("UPDATE accounts SET admin = 1 WHERE username = 'root'")
         .execute(&db)
         .await

@@ -30,6 +30,7 @@ struct Net {
 impl Net {
     async fn start() -> Net {
         let net = LocalNetwork::temp()
+            .engine(rivulet_localnet::test_engine!())
             .movie(MovieSpec::sample("m", 2).size(320, 240).price(10))
             .initial_points(100)
             .bytes_per_point(BYTES_PER_POINT)
@@ -176,9 +177,7 @@ async fn receipts_from_a_viewer_that_bought_the_movie_earn_once_even_when_sent_a
     assert_eq!(credited(&alice).await, worth);
     assert_eq!(credited(&bob).await, 0);
     // The admin accounts view names who alice's credit came from: all of it from bob.
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.net.db_path().display()))
-        .await
-        .unwrap();
+    let db = t.net.db();
     sqlx::query("UPDATE accounts SET admin = 1 WHERE username = 'bob'")
         .execute(&db)
         .await
@@ -238,9 +237,7 @@ async fn a_cache_naming_itself_or_its_own_viewer_earns_nothing() {
         .heartbeat(&cache, &sent(3, "viewer-0000000000000000", 1 << 40))
         .await
         .unwrap();
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", t.net.db_path().display()))
-        .await
-        .unwrap();
+    let db = t.net.db();
     let strangers: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM transfers WHERE to_node = 'viewer-0000000000000000'",
     )

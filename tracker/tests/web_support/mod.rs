@@ -48,6 +48,7 @@ impl Tracker {
                 .price(*price)
         });
         let net = LocalNetwork::temp()
+            .engine(rivulet_localnet::test_engine!())
             .movies(movies)
             .initial_points(100)
             .bytes_per_point(1000)
@@ -95,12 +96,9 @@ impl Tracker {
         }
     }
 
-    /// The tracker's database file, opened beside the server (WAL allows it).
-    pub async fn db(&self) -> sqlx::SqlitePool {
-        let path = self.net.db_path();
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap()
+    /// The tracker's own database pool.
+    pub async fn db(&self) -> sqlx::AnyPool {
+        self.net.db()
     }
 
     /// Registers `name` through the API (unless it exists) and returns a logged-in client.

@@ -1,0 +1,6 @@
+//! The tests of `api.rs` again, with the tracker's state in PostgreSQL: each test starts a
+//! private server (`initdb` and `postgres` on a free loopback port, see
+//! `rivulet_localnet::postgres`), chosen by this binary's name (`rivulet_localnet::test_engine!`).
+
+#[path = "api.rs"]
+mod api;
