@@ -32,6 +32,7 @@ packages=(
   nftables        # nat-lab test: the home routers' NAT and firewall (nft)
   miniupnpd-nftables # nat-lab test: the UPnP IGD / NAT-PMP router of home 1
   miniupnpc       # nat-lab: upnpc, to look at a router's mappings by hand
+  postgresql      # tracker tests: initdb and postgres for the PostgreSQL runs of the API, web and trust tests
 )
 
 missing=()
