@@ -199,11 +199,16 @@ impl Drop for TestPostgres {
     }
 }
 
-/// The folder of PostgreSQL's server binaries: `initdb` on PATH, else the newest
-/// `/usr/lib/postgresql/<version>/bin` (Debian keeps them off PATH).
+/// The folder of PostgreSQL's binaries: where `initdb` on PATH really lives (a symlink is
+/// followed, so `psql` is found beside it), else the newest `/usr/lib/postgresql/<version>/bin`
+/// (Debian keeps them off PATH).
 fn bin_dir() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file()));
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        let initdb = std::env::split_paths(&path)
+            .map(|dir| dir.join("initdb"))
+            .find(|initdb| initdb.is_file())?;
+        Some(std::fs::canonicalize(initdb).ok()?.parent()?.to_owned())
+    });
     on_path.or_else(|| {
         let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?

@@ -1,8 +1,11 @@
 //! Tracker throughput on this machine, through the typed client over loopback HTTP:
-//! heartbeats/s (each a SQLite write transaction) and catalogue reads/s, beside the
-//! ceiling of the same HTTP stack answering without touching the database (`GET /origin`).
+//! heartbeats/s and catalogue reads/s, beside the ceiling of the same HTTP stack answering
+//! without touching the database (`GET /origin`), and purchases/s (a fixed batch, each a
+//! charge) — with the state in SQLite, in PostgreSQL (a private server the bench starts),
+//! and with two trackers sharing that PostgreSQL, the clients split between them.
 //!
-//! `cargo bench -p rivulet-tracker --bench api [-- SECONDS]`
+//! `cargo bench -p rivulet-tracker --bench api [-- SECONDS] [sqlite] [postgres] [postgres2]`
+//! (all three when none is named)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,6 +14,7 @@ use std::time::{Duration, Instant};
 use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::sample::make_sample_movie;
+use rivulet_localnet::TestPostgres;
 use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker_client::{
     Credentials, Heartbeat, Holding, NodeRegistration, PeerBytes, TrackerClient,
@@ -18,6 +22,8 @@ use rivulet_tracker_client::{
 
 /// Concurrent client tasks.
 const CLIENTS: usize = 32;
+/// Movies in the catalogue; each client buys every one in the purchase measurement.
+const MOVIES: usize = 40;
 
 async fn measure<F, Fut>(
     name: &str,
@@ -55,34 +61,99 @@ where
     rate
 }
 
+/// What one engine's run measured, in requests per second.
+struct Figures {
+    ceiling: f64,
+    reads: f64,
+    beats: f64,
+    purchases: f64,
+}
+
 #[tokio::main]
 async fn main() {
-    let seconds: f64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(5.0);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let seconds: f64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(5.0);
+    let mut engines: Vec<&str> = ["sqlite", "postgres", "postgres2"]
+        .into_iter()
+        .filter(|e| args.iter().any(|a| a == e))
+        .collect();
+    if engines.is_empty() {
+        engines = vec!["sqlite", "postgres", "postgres2"];
+    }
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::create(dir.path().join("data")).unwrap();
     let clip = dir.path().join("clip.mp4");
     make_sample_movie(&clip, 2, 320, 240).unwrap();
-    let ids: Vec<String> = (0..20).map(|i| format!("movie{i}")).collect();
+    let ids: Vec<String> = (0..MOVIES).map(|i| format!("movie{i}")).collect();
     for id in &ids {
         let req = IngestRequest {
             input: clip.clone(),
             title: id.clone(),
-            price: 0,
+            price: 1,
             id: Some(id.clone()),
         };
         ingest(&data, &req).unwrap();
     }
-    let mut config = ServeConfig::new(dir.path().join("data"));
-    config.http = "127.0.0.1:0".parse().unwrap();
-    config.ftp = "127.0.0.1:0".parse().unwrap();
-    config.node_timeout = Duration::from_secs(600);
-    config.signup_limits.per_address = 1000;
-    let server = Server::bind(config).await.unwrap();
+    // A second data dir with the same catalogue, for the second tracker on one database.
+    copy_dir(&dir.path().join("data"), &dir.path().join("data2"));
+    let pg = engines
+        .iter()
+        .any(|e| e.starts_with("postgres"))
+        .then(|| TestPostgres::start().expect("PostgreSQL starts (installer/deps.sh)"));
+    println!(
+        "{CLIENTS} clients, {seconds} s per measurement, {MOVIES} movies, {} purchases per run",
+        CLIENTS * MOVIES
+    );
+    let mut results = Vec::new();
+    for engine in engines {
+        println!("--- {engine}");
+        let database = pg
+            .as_ref()
+            .filter(|_| engine != "sqlite")
+            .map(|pg| pg.database(engine).unwrap());
+        let trackers = if engine == "postgres2" { 2 } else { 1 };
+        let servers: Vec<Server> = {
+            let mut servers = Vec::new();
+            for t in 0..trackers {
+                let name = if t == 0 { "data" } else { "data2" };
+                let mut config = ServeConfig::new(dir.path().join(name));
+                config.database = database.clone();
+                config.http = "127.0.0.1:0".parse().unwrap();
+                config.ftp = "127.0.0.1:0".parse().unwrap();
+                config.node_timeout = Duration::from_secs(600);
+                config.signup_limits.per_address = 1000;
+                config.initial_points = 1000;
+                servers.push(Server::bind(config).await.unwrap());
+            }
+            servers
+        };
+        let figures = run(&servers, &ids, seconds).await;
+        for server in servers {
+            server.shutdown().await.unwrap();
+        }
+        results.push((engine, figures));
+    }
+    println!("--- summary (requests/s; ratio to the first engine's)");
+    let first = results.first().map(|(_, f)| (f.beats, f.purchases));
+    for (engine, f) in &results {
+        let (beats, buys) = first.unwrap_or((1.0, 1.0));
+        println!(
+            "{engine:<10} ceiling {:>7.0}  reads {:>6.0}  heartbeats {:>6.0} ({:.2}x)  purchases {:>6.0} ({:.2}x)",
+            f.ceiling,
+            f.reads,
+            f.beats,
+            f.beats / beats,
+            f.purchases,
+            f.purchases / buys
+        );
+    }
+}
+
+/// The measurements against `servers`, the clients dealt out among them in turn.
+async fn run(servers: &[Server], ids: &[String], seconds: f64) -> Figures {
     let mut clients = Vec::new();
     for i in 0..CLIENTS {
+        let server = &servers[i % servers.len()];
         let creds = Credentials {
             username: format!("user{i}"),
             password: "bench-pass-1".into(),
@@ -100,10 +171,6 @@ async fn main() {
         clients.push((c, node));
     }
     let peers: Vec<String> = clients.iter().map(|(_, n)| n.clone()).collect();
-    println!(
-        "{CLIENTS} clients, {seconds} s per measurement, {} movies",
-        ids.len()
-    );
 
     let ceiling = measure(
         "ceiling: GET /origin (no database)",
@@ -113,13 +180,13 @@ async fn main() {
     )
     .await;
     let reads = measure(
-        "catalogue reads: GET /videos (20 movies)",
+        "catalogue reads: GET /videos",
         seconds,
         &clients,
         |c, _| async move { c.videos().await.is_ok() },
     )
     .await;
-    let ids = Arc::new(ids);
+    let movies = Arc::new(ids.to_vec());
     let peers = Arc::new(peers);
     // One rising counter numbers every node's reports, so each counts (the ledger ignores a
     // number it has seen).
@@ -129,7 +196,7 @@ async fn main() {
         seconds,
         &clients,
         move |c, node| {
-            let (ids, peers) = (ids.clone(), peers.clone());
+            let (ids, peers) = (movies.clone(), peers.clone());
             let seq = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             async move {
                 // A cache's report: two movies held, bytes sent to two viewers, one from the origin.
@@ -157,10 +224,47 @@ async fn main() {
         },
     )
     .await;
+    // Every client buys every movie once: a fixed batch of charges, timed whole.
+    let started = Instant::now();
+    let buyers: Vec<_> = clients
+        .iter()
+        .cloned()
+        .map(|(c, _)| {
+            let ids = ids.to_vec();
+            tokio::spawn(async move {
+                for id in &ids {
+                    let bought = c.buy(id).await.expect("purchase");
+                    assert_eq!(bought.charged, 1, "{id} charged once");
+                }
+            })
+        })
+        .collect();
+    for b in buyers {
+        b.await.unwrap();
+    }
+    let purchases = (CLIENTS * ids.len()) as f64 / started.elapsed().as_secs_f64();
+    println!("{:<44} {purchases:>9.0} /s", "purchases: POST /videos/{id}/buy");
     println!(
         "heartbeats at {:.0}% of the ceiling, catalogue reads at {:.0}%",
         100.0 * beats / ceiling,
         100.0 * reads / ceiling
     );
-    server.shutdown().await.unwrap();
+    Figures {
+        ceiling,
+        reads,
+        beats,
+        purchases,
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
