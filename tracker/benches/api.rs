@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use rivulet_localnet::TestPostgres;
 use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{IngestRequest, ingest};
 use rivulet_tracker::sample::make_sample_movie;
-use rivulet_localnet::TestPostgres;
 use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker_client::{
     Credentials, Heartbeat, Holding, NodeRegistration, PeerBytes, TrackerClient,
@@ -243,7 +243,10 @@ async fn run(servers: &[Server], ids: &[String], seconds: f64) -> Figures {
         b.await.unwrap();
     }
     let purchases = (CLIENTS * ids.len()) as f64 / started.elapsed().as_secs_f64();
-    println!("{:<44} {purchases:>9.0} /s", "purchases: POST /videos/{id}/buy");
+    println!(
+        "{:<44} {purchases:>9.0} /s",
+        "purchases: POST /videos/{id}/buy"
+    );
     println!(
         "heartbeats at {:.0}% of the ceiling, catalogue reads at {:.0}%",
         100.0 * beats / ceiling,
