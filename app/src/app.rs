@@ -706,6 +706,11 @@ impl App {
                     iced::time::every(Duration::from_millis(15))
                         .map(|_| Message::Player(player::Message::Tick)),
                 );
+                subs.push(
+                    iced::keyboard::listen()
+                        .filter_map(player::key_message)
+                        .map(Message::Player),
+                );
                 if let Some(feed) = &self.viewer_feed {
                     subs.push(
                         Subscription::run_with(feed.clone(), crate::engine::viewer_status)

@@ -111,6 +111,16 @@ impl Video {
         let _ = self.mpv.set_property("volume", volume);
     }
 
+    pub fn set_mute(&self, muted: bool) {
+        let _ = self.mpv.set_property("mute", muted);
+    }
+
+    /// What mpv itself says of a property (for tests and the status panel), e.g. "pause",
+    /// "mute", "volume".
+    pub fn property(&self, name: &str) -> Option<String> {
+        self.mpv.get_property::<String>(name).ok()
+    }
+
     pub fn time_pos(&self) -> Option<f64> {
         self.mpv.get_property::<f64>("time-pos").ok()
     }

@@ -203,6 +203,145 @@ async fn buying_with_and_without_enough_points() {
     assert_eq!((me.balance, me.bought), (90, vec!["cheap".to_owned()]));
 }
 
+/// The player's phase, frames rendered and clock, while the player is open.
+fn playing(d: &Driver) -> Option<(player::Phase, u64, f64)> {
+    match &d.app.screen {
+        Screen::Player(p) => Some((p.phase.clone(), p.frames_rendered(), p.time)),
+        _ => None,
+    }
+}
+
+/// Feeds engine events (stream ready, viewer numbers) and ticks until mpv renders frames
+/// and the clock moves.
+async fn play_until_the_clock_moves(d: &mut Driver) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut first_time = None;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no playback: {:?}",
+            playing(d)
+        );
+        while let Some(e) = d.events.as_mut().and_then(|events| events.try_recv().ok()) {
+            d.send(Message::Node(e)).await;
+        }
+        d.send(Message::Player(player::Message::Tick)).await;
+        let (phase, frames, time) = playing(d).unwrap();
+        assert!(!matches!(phase, player::Phase::Failed(_)), "{phase:?}");
+        if frames > 5 && time > 0.5 {
+            match first_time {
+                None => first_time = Some(time),
+                Some(t0) if time > t0 + 1.0 => break,
+                Some(_) => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Ticks the player until `done` holds of it, for at most `secs`; false if it never did.
+async fn tick_until(d: &mut Driver, secs: u64, done: impl Fn(&player::State) -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        d.send(Message::Player(player::Message::Tick)).await;
+        if let Screen::Player(p) = &d.app.screen
+            && done(p)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Presses `key` as the window would hand it to the player (no modifiers).
+async fn press(d: &mut Driver, key: iced::keyboard::Key) {
+    let message = player::shortcut(&key, iced::keyboard::Modifiers::empty())
+        .unwrap_or_else(|| panic!("{key:?} is a player shortcut"));
+    d.send(Message::Player(message)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_player_answers_its_keyboard_shortcuts_in_mpv() {
+    use iced::keyboard::{Key, Modifiers, key::Named};
+    // Keys with Ctrl or Alt, and keys that are no shortcut, are left alone.
+    let space = Key::Named(Named::Space);
+    assert!(player::shortcut(&space, Modifiers::CTRL).is_none());
+    assert!(player::shortcut(&Key::Character("f".into()), Modifiers::ALT).is_none());
+    assert!(player::shortcut(&Key::Character("q".into()), Modifiers::empty()).is_none());
+
+    let net = two_movies().await;
+    net.register("kim", PASSWORD).await.unwrap();
+    net.login("kim", PASSWORD)
+        .await
+        .unwrap()
+        .buy("cheap")
+        .await
+        .unwrap();
+    let mut d = Driver::new(true).await;
+    d.log_in(&net.url(), "kim", PASSWORD).await;
+    d.send(Message::Catalogue(catalogue::Message::Watch(
+        "cheap".into(),
+    )))
+    .await;
+    play_until_the_clock_moves(&mut d).await;
+    let mpv = |d: &Driver, name: &str| match &d.app.screen {
+        Screen::Player(p) => p.mpv_property(name).unwrap_or_default(),
+        _ => String::new(),
+    };
+
+    // Space pauses mpv itself, and the clock holds; space again plays on.
+    press(&mut d, space.clone()).await;
+    assert_eq!(mpv(&d, "pause"), "yes");
+    let held = playing(&d).unwrap().2;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(tick_until(&mut d, 2, |p| (p.time - held).abs() < 0.3).await);
+    press(&mut d, space).await;
+    assert_eq!(mpv(&d, "pause"), "no");
+
+    // → seeks 5 s ahead and mpv's clock lands there; ← comes back.
+    let from = playing(&d).unwrap().2;
+    press(&mut d, Key::Named(Named::ArrowRight)).await;
+    assert!(
+        tick_until(&mut d, 30, |p| p.time
+            >= from + player::SEEK_STEP_SECS - 0.8)
+        .await,
+        "→ did not seek: {:?} from {from}",
+        playing(&d)
+    );
+    let ahead = playing(&d).unwrap().2;
+    press(&mut d, Key::Named(Named::ArrowLeft)).await;
+    assert!(
+        tick_until(&mut d, 30, |p| p.time
+            <= ahead - player::SEEK_STEP_SECS + 1.5)
+        .await,
+        "← did not seek back: {:?} from {ahead}",
+        playing(&d)
+    );
+
+    // ↓ and ↑ move mpv's volume by a step; m mutes and unmutes.
+    press(&mut d, Key::Named(Named::ArrowDown)).await;
+    assert_eq!(mpv(&d, "volume").parse::<f64>().ok(), Some(95.0));
+    press(&mut d, Key::Named(Named::ArrowUp)).await;
+    assert_eq!(mpv(&d, "volume").parse::<f64>().ok(), Some(100.0));
+    press(&mut d, Key::Character("m".into())).await;
+    assert_eq!(mpv(&d, "mute"), "yes");
+    press(&mut d, Key::Character("M".into())).await;
+    assert_eq!(mpv(&d, "mute"), "no");
+
+    // f goes fullscreen; Esc leaves fullscreen first, then the player.
+    press(&mut d, Key::Character("f".into())).await;
+    assert!(
+        sees(&d, "Window"),
+        "f turns the fullscreen button into Window"
+    );
+    press(&mut d, Key::Named(Named::Escape)).await;
+    assert!(matches!(&d.app.screen, Screen::Player(p) if !p.fullscreen));
+    press(&mut d, Key::Named(Named::Escape)).await;
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    d.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
     let net = two_movies().await;
@@ -228,36 +367,8 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
         "cheap".into(),
     )))
     .await;
-    let playing = |d: &Driver| match &d.app.screen {
-        Screen::Player(p) => Some((p.phase.clone(), p.frames_rendered(), p.time)),
-        _ => None,
-    };
     assert!(playing(&d).is_some());
-    // Engine events (stream ready, viewer numbers) and ticks until mpv renders frames and
-    // the clock moves.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut first_time = None;
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no playback: {:?}",
-            playing(&d)
-        );
-        while let Some(e) = d.events.as_mut().and_then(|events| events.try_recv().ok()) {
-            d.send(Message::Node(e)).await;
-        }
-        d.send(Message::Player(player::Message::Tick)).await;
-        let (phase, frames, time) = playing(&d).unwrap();
-        assert!(!matches!(phase, player::Phase::Failed(_)), "{phase:?}");
-        if frames > 5 && time > 0.5 {
-            match first_time {
-                None => first_time = Some(time),
-                Some(t0) if time > t0 + 1.0 => break,
-                Some(_) => {}
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    play_until_the_clock_moves(&mut d).await;
     // The live panel, fed by the app's subscription to the viewer's status: bytes came in,
     // from the origin at least.
     let feed = d

@@ -1,7 +1,9 @@
 //! Player screen: mpv drawing inside the window, with play/pause, a seek bar that works on
-//! parts not downloaded yet, volume, fullscreen, audio and subtitle tracks, and a live panel of
-//! where the bytes come from (caches or origin), peers and buffer ahead.
+//! parts not downloaded yet, volume, fullscreen, audio and subtitle tracks, keyboard
+//! shortcuts (space, ←/→ 5 s, ↑/↓ volume, f, m, Esc), and a live panel of where the bytes
+//! come from (caches or origin), peers and buffer ahead.
 
+use iced::keyboard::{self, Key, Modifiers, key::Named};
 use iced::widget::{button, column, container, image, pick_list, row, slider, text};
 use iced::{Element, Length, Task};
 use tokio::sync::watch;
@@ -42,6 +44,7 @@ pub struct State {
     seeking: Option<f64>,
     pub paused: bool,
     pub volume: f64,
+    pub muted: bool,
     pub fullscreen: bool,
     audio_tracks: Vec<Track>,
     sub_tracks: Vec<Track>,
@@ -70,6 +73,13 @@ pub enum Message {
     SeekReleased,
     /// Volume 0–100.
     Volume(f64),
+    /// Seek this many seconds from where the clock is (←/→).
+    SeekBy(f64),
+    /// Change the volume by this much (↑/↓).
+    VolumeBy(f64),
+    ToggleMute,
+    /// Esc: out of fullscreen, or back to the catalogue when not fullscreen.
+    Escape,
     ToggleFullscreen,
     AudioPicked(Track),
     SubPicked(Track),
@@ -79,6 +89,38 @@ pub enum Message {
     Viewer(ViewerStatus),
     /// Leave the player.
     Back,
+}
+
+/// How far ←/→ seek.
+pub const SEEK_STEP_SECS: f64 = 5.0;
+/// How much ↑/↓ change the volume.
+pub const VOLUME_STEP: f64 = 5.0;
+
+/// The player's keyboard shortcut for `key`, if it is one. Keys held with Ctrl, Alt or the
+/// logo key are left to the system.
+pub fn shortcut(key: &Key, modifiers: Modifiers) -> Option<Message> {
+    if modifiers.control() || modifiers.alt() || modifiers.logo() {
+        return None;
+    }
+    match key {
+        Key::Named(Named::Space) => Some(Message::TogglePause),
+        Key::Named(Named::ArrowLeft) => Some(Message::SeekBy(-SEEK_STEP_SECS)),
+        Key::Named(Named::ArrowRight) => Some(Message::SeekBy(SEEK_STEP_SECS)),
+        Key::Named(Named::ArrowUp) => Some(Message::VolumeBy(VOLUME_STEP)),
+        Key::Named(Named::ArrowDown) => Some(Message::VolumeBy(-VOLUME_STEP)),
+        Key::Named(Named::Escape) => Some(Message::Escape),
+        Key::Character(c) if c.eq_ignore_ascii_case("f") => Some(Message::ToggleFullscreen),
+        Key::Character(c) if c.eq_ignore_ascii_case("m") => Some(Message::ToggleMute),
+        _ => None,
+    }
+}
+
+/// [`shortcut`] for a key press no widget took (what `iced::keyboard::listen` yields).
+pub fn key_message(event: keyboard::Event) -> Option<Message> {
+    match event {
+        keyboard::Event::KeyPressed { key, modifiers, .. } => shortcut(&key, modifiers),
+        _ => None,
+    }
 }
 
 /// What the player asks of the app.
@@ -112,6 +154,7 @@ impl State {
             seeking: None,
             paused: false,
             volume: 100.0,
+            muted: false,
             fullscreen: false,
             audio_tracks: Vec::new(),
             sub_tracks: Vec::new(),
@@ -140,6 +183,11 @@ impl State {
     /// The track mpv plays for `property` (`aid` or `sid`), as mpv says it: an id or `no`.
     pub fn playing_track(&self, property: &str) -> Option<String> {
         self.video.as_ref()?.selected_track(property)
+    }
+
+    /// What mpv itself says of property `name` ("pause", "mute", "volume", "time-pos").
+    pub fn mpv_property(&self, name: &str) -> Option<String> {
+        self.video.as_ref()?.property(name)
     }
 
     /// Frames mpv has decoded and rendered.
@@ -182,6 +230,29 @@ impl State {
                     video.set_volume(v);
                 }
             }
+            Message::SeekBy(step) => {
+                let end = if self.duration > 0.0 {
+                    self.duration
+                } else {
+                    f64::MAX
+                };
+                let to = (self.time + step).clamp(0.0, end);
+                if let Some(v) = &self.video {
+                    v.seek(to);
+                }
+                self.time = to;
+            }
+            Message::VolumeBy(step) => {
+                return self.update(Message::Volume((self.volume + step).clamp(0.0, 100.0)));
+            }
+            Message::ToggleMute => {
+                self.muted = !self.muted;
+                if let Some(v) = &self.video {
+                    v.set_mute(self.muted);
+                }
+            }
+            Message::Escape if self.fullscreen => return self.update(Message::ToggleFullscreen),
+            Message::Escape => return (Task::none(), Some(Event::Back)),
             Message::ToggleFullscreen => {
                 self.fullscreen = !self.fullscreen;
                 return (Task::none(), Some(Event::Fullscreen(self.fullscreen)));
