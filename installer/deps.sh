@@ -13,6 +13,7 @@ packages=(
   mesa-vulkan-drivers # app: wgpu renderer (lavapipe) when no GPU driver is present
   xvfb            # app tests: a headless X server for the end-to-end test
   x11-apps        # app tests: xwd takes the screenshot
+  xdotool         # app tests: key presses into the real window (player shortcuts)
   imagemagick     # app tests: converts the screenshot to PNG
   dbus            # app tests: a private session bus for the keyring test (dbus-daemon, dbus-send)
   gnome-keyring   # app tests: a real Secret Service, where "remember me" keeps the password

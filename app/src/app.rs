@@ -619,6 +619,7 @@ impl App {
         match &self.screen {
             Screen::Player(p) => {
                 status.time_pos = (p.time * 10.0).round() / 10.0;
+                status.paused = p.mpv_property("pause").as_deref() == Some("yes");
                 status.frames_rendered = p.frames_rendered();
                 status.frames_shown = p.frames_shown;
                 status.from_caches_bytes = p.viewer.from_caches_bytes;

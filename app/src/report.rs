@@ -21,6 +21,8 @@ pub struct Status {
     /// Milliseconds since the process started.
     pub uptime_ms: u64,
     pub time_pos: f64,
+    /// mpv's own pause flag while the player is open.
+    pub paused: bool,
     pub frames_rendered: u64,
     pub frames_shown: u64,
     /// Milliseconds from launch until the demo network was ready (its caches warm).

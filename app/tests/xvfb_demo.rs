@@ -52,6 +52,7 @@ fn start_xvfb() -> (Reaped, String) {
 struct Status {
     screen: String,
     time_pos: f64,
+    paused: bool,
     frames_shown: u64,
     frames_rendered: u64,
     first_frame_ms: Option<u64>,
@@ -191,6 +192,54 @@ fn demo_plays_the_demo_movie_in_a_real_window() {
         colours.len(),
         shot.display()
     );
+
+    // Keys reach the player through the window (XTEST events, as a keyboard makes them):
+    // space pauses mpv and the clock holds, space plays on, → seeks 5 s ahead.
+    let key = |name: &str| {
+        let done = Command::new("xdotool")
+            .args([
+                "search",
+                "--name",
+                "Rivulet",
+                "windowfocus",
+                "--sync",
+                "key",
+                name,
+            ])
+            .env("DISPLAY", &display)
+            .status()
+            .expect("xdotool runs (installer/deps.sh installs it)");
+        assert!(done.success(), "xdotool key {name}");
+    };
+    let wait_for = |what: &str, done: &dyn Fn(&Status) -> bool| {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = read_status(&status_file).filter(|s| done(s)) {
+                return s;
+            }
+            assert!(
+                Instant::now() < until,
+                "{what}: {:?}\n{}",
+                read_status(&status_file),
+                log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    key("space");
+    let paused = wait_for("space did not pause mpv", &|s| s.paused);
+    std::thread::sleep(Duration::from_millis(1000));
+    let still = read_status(&status_file).unwrap();
+    assert!(
+        still.paused && (still.time_pos - paused.time_pos).abs() <= 0.3,
+        "the clock moved while paused: {paused:?} then {still:?}"
+    );
+    key("space");
+    let playing = wait_for("space did not resume", &|s| !s.paused);
+    key("Right");
+    wait_for("→ did not seek 5 s ahead", &|s| {
+        s.time_pos >= playing.time_pos + 4.0
+    });
 
     // SIGTERM closes like the window's close button: the engine stops, the app exits 0.
     let pid = app.0.id().to_string();
