@@ -36,6 +36,8 @@ pub struct App {
     pub pane: Option<pane::State>,
     pub settings: Settings,
     settings_path: PathBuf,
+    /// Where each movie was left ("continue watching").
+    pub positions: crate::resume::Positions,
     pub node: Option<NodeHandle>,
     pub session: Option<login::LoggedIn>,
     pub cache: Option<CacheStatus>,
@@ -120,11 +122,14 @@ impl App {
         } else {
             Task::none()
         };
+        let positions =
+            crate::resume::Positions::load(&settings_path.with_file_name("positions.json"));
         let app = App {
             screen,
             pane: None,
             settings,
             settings_path,
+            positions,
             node: None,
             session: None,
             cache: None,
@@ -278,7 +283,16 @@ impl App {
         let Some(s) = &self.session else {
             return Task::none();
         };
-        let (state, task) = catalogue::State::new(s.client.clone(), s.account.clone());
+        let (mut state, task) = catalogue::State::new(s.client.clone(), s.account.clone());
+        state.continue_watching = self
+            .positions
+            .recent(&s.tracker, &s.account.username)
+            .map(|spot| catalogue::Resume {
+                video: spot.video.clone(),
+                secs: spot.secs,
+                duration: spot.duration,
+            })
+            .collect();
         self.screen = Screen::Catalogue(state);
         task.map(Message::Catalogue)
     }
@@ -303,7 +317,10 @@ impl App {
         let Some(s) = &self.session else {
             return Task::none();
         };
-        let state = player::State::new(id, title, duration_ms);
+        let resume = self
+            .positions
+            .resume_at(&s.tracker, &s.account.username, id);
+        let state = player::State::new(id, title, duration_ms).resuming_at(resume);
         if let Some(node) = &self.node {
             node.send(Command::Watch {
                 client: s.client.clone(),
@@ -332,6 +349,7 @@ impl App {
             Screen::Player(p) if p.video_id == id => Task::none(),
             screen => {
                 if matches!(screen, Screen::Player(_)) {
+                    self.remember_position();
                     self.viewer_feed = None;
                     if let Some(node) = &self.node {
                         node.send(Command::StopWatching);
@@ -372,6 +390,7 @@ impl App {
         let task = task.map(Message::Player);
         match event {
             Some(player::Event::Back) => {
+                self.remember_position();
                 self.viewer_feed = None;
                 if let Some(node) = &self.node {
                     node.send(Command::StopWatching);
@@ -588,7 +607,27 @@ impl App {
 
     /// Stops the engine (cache and viewer tell the tracker), then exits; gives up waiting
     /// after a few seconds.
+    /// Notes where the open player's movie was left, for the next time it opens.
+    fn remember_position(&mut self) {
+        let (Screen::Player(p), Some(s)) = (&self.screen, &self.session) else {
+            return;
+        };
+        self.positions.record(crate::resume::Spot {
+            tracker: s.tracker.clone(),
+            user: s.account.username.clone(),
+            video: p.video_id.clone(),
+            title: p.title.clone(),
+            secs: p.time,
+            duration: p.duration,
+            at_ms: u64::try_from(rivulet_node_core::clock::unix_ms()).unwrap_or(0),
+        });
+        if let Err(e) = self.positions.save() {
+            self.notice = Some(format!("Where the movie was left could not be saved: {e}"));
+        }
+    }
+
     fn close(&mut self) -> Task<Message> {
+        self.remember_position();
         self.closing = true;
         match &self.node {
             Some(node) if node.send(Command::Shutdown) => {

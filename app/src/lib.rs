@@ -9,6 +9,7 @@ pub mod environment;
 pub mod icon;
 pub mod link;
 pub mod report;
+pub mod resume;
 pub mod screen;
 pub mod settings;
 pub mod single;

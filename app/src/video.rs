@@ -55,9 +55,13 @@ impl std::fmt::Debug for Video {
 }
 
 impl Video {
-    /// Starts mpv rendering `width`×`height` frames and loads `url`.
-    pub fn open(url: &str, width: u32, height: u32) -> Result<Video, String> {
+    /// Starts mpv rendering `width`×`height` frames and loads `url`, playing from `start`
+    /// seconds when given (where the movie was left).
+    pub fn open(url: &str, width: u32, height: u32, start: Option<f64>) -> Result<Video, String> {
         let mpv = Mpv::with_initializer(|init| {
+            if let Some(secs) = start {
+                init.set_option("start", format!("{secs:.1}").as_str())?;
+            }
             init.set_option("vo", "libmpv")?;
             let ao = rivulet_node_core::env::mpv_audio_output();
             init.set_option("ao", ao.as_str())?;

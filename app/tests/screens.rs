@@ -262,6 +262,83 @@ async fn press(d: &mut Driver, key: iced::keyboard::Key) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_movie_left_part_way_resumes_there_from_the_continue_watching_row() {
+    let net = two_movies().await;
+    net.register("lee", PASSWORD).await.unwrap();
+    net.login("lee", PASSWORD)
+        .await
+        .unwrap()
+        .buy("cheap")
+        .await
+        .unwrap();
+    let mut d = Driver::new(true).await;
+    d.log_in(&net.url(), "lee", PASSWORD).await;
+    assert!(!sees(&d, "Continue watching"), "nothing left part-way yet");
+    d.send(Message::Catalogue(catalogue::Message::Watch(
+        "cheap".into(),
+    )))
+    .await;
+    play_until_the_clock_moves(&mut d).await;
+    d.send(Message::Player(player::Message::SeekMoved(8.0)))
+        .await;
+    d.send(Message::Player(player::Message::SeekReleased)).await;
+    assert!(
+        tick_until(&mut d, 30, |p| p.time >= 7.5).await,
+        "{:?}",
+        playing(&d)
+    );
+    d.send(Message::Player(player::Message::TogglePause)).await;
+    let left = playing(&d).unwrap().2;
+    d.send(Message::Player(player::Message::Back)).await;
+
+    // The catalogue offers it where it was left, and the place is on disk.
+    let spot = d
+        .app
+        .positions
+        .recent(&net.url(), "lee")
+        .next()
+        .cloned()
+        .expect("the place is kept");
+    assert_eq!(spot.video, "cheap");
+    assert!((spot.secs - left).abs() < 0.01, "{spot:?} vs {left}");
+    let saved = std::fs::read_to_string(d.dir.path().join("positions.json")).unwrap_or_default();
+    assert!(saved.contains("\"cheap\""), "positions.json: {saved}");
+    assert!(sees(&d, "Continue watching"));
+    let label = format!(
+        "Movie cheap · {} of {}",
+        rivulet_app::screen::clock((spot.secs * 1000.0) as u64),
+        rivulet_app::screen::clock((spot.duration * 1000.0) as u64)
+    );
+    for m in click(&d, &label) {
+        d.send(m).await;
+    }
+
+    // Reopened (the engine's events bring the stream, ticks the frames), mpv itself starts
+    // within 2 s of where the movie was left.
+    let started = d
+        .until(Duration::from_secs(60), |app| match &app.screen {
+            Screen::Player(p) => p.resume_at.is_some() && p.phase == player::Phase::Playing,
+            _ => false,
+        })
+        .await;
+    assert!(started, "the player did not start: {:?}", playing(&d));
+    assert!(
+        tick_until(&mut d, 60, |p| p.frames_rendered() > 0).await,
+        "no frames after reopening: {:?}",
+        playing(&d)
+    );
+    let Screen::Player(p) = &d.app.screen else {
+        unreachable!()
+    };
+    let at: f64 = p
+        .mpv_property("time-pos")
+        .and_then(|t| t.parse().ok())
+        .expect("mpv has a position");
+    assert!((at - left).abs() <= 2.0, "resumed at {at}, left at {left}");
+    d.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_player_answers_its_keyboard_shortcuts_in_mpv() {
     use iced::keyboard::{Key, Modifiers, key::Named};
     // Keys with Ctrl or Alt, and keys that are no shortcut, are left alone.

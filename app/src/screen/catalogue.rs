@@ -21,7 +21,20 @@ pub struct State {
     pub loading: bool,
     pub error: Option<String>,
     pub notice: Option<String>,
+    /// Movies left part-way, newest first: the "continue watching" row.
+    pub continue_watching: Vec<Resume>,
 }
+
+/// A movie left part-way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resume {
+    pub video: String,
+    pub secs: f64,
+    pub duration: f64,
+}
+
+/// Movies the "continue watching" row shows at most.
+const CONTINUE_SHOWN: usize = 6;
 
 #[derive(Clone, Debug)]
 pub enum Message {
@@ -65,6 +78,7 @@ impl State {
             loading: false,
             error: None,
             notice: None,
+            continue_watching: Vec::new(),
         };
         let task = state.refresh();
         (state, task)
@@ -272,6 +286,34 @@ impl State {
         }
         if let Some(n) = &self.notice {
             page = page.push(text(n.clone()).style(text::success));
+        }
+        let resumable: Vec<Element<'_, Message>> = self
+            .continue_watching
+            .iter()
+            .filter_map(|r| {
+                let v = self.videos.iter().find(|v| v.id == r.video && v.bought)?;
+                let at = super::clock((r.secs * 1000.0) as u64);
+                let label = if r.duration > 0.0 {
+                    format!(
+                        "{} · {at} of {}",
+                        v.title,
+                        super::clock((r.duration * 1000.0) as u64)
+                    )
+                } else {
+                    format!("{} · {at}", v.title)
+                };
+                Some(
+                    button(text(label))
+                        .on_press(Message::Watch(v.id.clone()))
+                        .style(button::secondary)
+                        .into(),
+                )
+            })
+            .take(CONTINUE_SHOWN)
+            .collect();
+        if !resumable.is_empty() {
+            page = page.push(text("Continue watching").size(16));
+            page = page.push(iced::widget::row(resumable).spacing(8).wrap());
         }
         let cards: Vec<Element<'_, Message>> = self.shown().map(|v| self.card(v)).collect();
         if cards.is_empty() {

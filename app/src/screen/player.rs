@@ -45,6 +45,8 @@ pub struct State {
     pub paused: bool,
     pub volume: f64,
     pub muted: bool,
+    /// Where playback starts: where the movie was left last time.
+    pub resume_at: Option<f64>,
     pub fullscreen: bool,
     audio_tracks: Vec<Track>,
     sub_tracks: Vec<Track>,
@@ -155,6 +157,7 @@ impl State {
             paused: false,
             volume: 100.0,
             muted: false,
+            resume_at: None,
             fullscreen: false,
             audio_tracks: Vec::new(),
             sub_tracks: Vec::new(),
@@ -185,6 +188,12 @@ impl State {
         self.video.as_ref()?.selected_track(property)
     }
 
+    /// Starts playback at `secs` (where the movie was left) instead of the beginning.
+    pub fn resuming_at(mut self, secs: Option<f64>) -> State {
+        self.resume_at = secs;
+        self
+    }
+
     /// What mpv itself says of property `name` ("pause", "mute", "volume", "time-pos").
     pub fn mpv_property(&self, name: &str) -> Option<String> {
         self.video.as_ref()?.property(name)
@@ -200,9 +209,12 @@ impl State {
             Message::StreamReady { url, title } => {
                 self.title = title;
                 let (w, h) = RENDER_SIZE;
-                match Video::open(&url, w, h) {
+                match Video::open(&url, w, h, self.resume_at) {
                     Ok(video) => {
                         video.set_volume(self.volume);
+                        if let Some(secs) = self.resume_at {
+                            self.time = secs;
+                        }
                         self.video = Some(video);
                         self.phase = Phase::Playing;
                     }
