@@ -72,6 +72,8 @@ pub enum Message {
     Node(NodeEvent),
     OpenSettings,
     OpenPoints,
+    /// End the session and go back to the log-in screen.
+    LogOut,
     OpenCatalogue,
     /// A password came back from the keyring (None: nothing remembered).
     Recalled(Option<String>),
@@ -169,6 +171,7 @@ impl App {
                 Task::none()
             }
             Message::OpenPoints => self.open_points(),
+            Message::LogOut => self.log_out(),
             Message::OpenCatalogue => self.open_catalogue(),
             Message::Recalled(password) => self.recalled(password),
             Message::Noted(note) => {
@@ -607,6 +610,42 @@ impl App {
 
     /// Stops the engine (cache and viewer tell the tracker), then exits; gives up waiting
     /// after a few seconds.
+    /// Logs out: the movie's place is kept, the player and the cache stop (the cache tells
+    /// the tracker it leaves; the next log-in starts it for that account), the session ends
+    /// at the tracker, and the log-in screen comes back with the user name filled in. A
+    /// password in the keyring stays until "Forget my saved password" in the settings.
+    fn log_out(&mut self) -> Task<Message> {
+        self.remember_position();
+        let Some(s) = self.session.take() else {
+            return Task::none();
+        };
+        self.viewer_feed = None;
+        if let Some(node) = &self.node {
+            node.send(Command::StopWatching);
+            node.send(Command::StopCache);
+        }
+        self.cache = None;
+        self.pane = None;
+        self.screen = Screen::Login(login::State::new(
+            &s.tracker,
+            &s.account.username,
+            s.remember,
+        ));
+        let client = s.client;
+        // The session is gone from the app either way; a tracker that could not be told
+        // lets it expire, and the status bar says so.
+        Task::perform(
+            async move {
+                client
+                    .logout()
+                    .await
+                    .err()
+                    .map(|e| format!("The tracker was not told of the log-out: {e}"))
+            },
+            Message::Noted,
+        )
+    }
+
     /// Notes where the open player's movie was left, for the next time it opens.
     fn remember_position(&mut self) {
         let (Screen::Player(p), Some(s)) = (&self.screen, &self.session) else {
@@ -726,6 +765,9 @@ impl App {
                 .size(13)
                 .width(Length::Fill),
             text(cache).size(13),
+            button("Log out")
+                .on_press(Message::LogOut)
+                .style(button::text),
         ]
         .spacing(6)
         .padding([2, 8])

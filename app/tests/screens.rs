@@ -261,6 +261,62 @@ async fn press(d: &mut Driver, key: iced::keyboard::Key) {
     d.send(Message::Player(message)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_out_then_log_in_as_another_user_shows_their_points() {
+    let net = two_movies().await;
+    net.register("ben", PASSWORD).await.unwrap();
+    net.login("ben", PASSWORD)
+        .await
+        .unwrap()
+        .buy("cheap")
+        .await
+        .unwrap();
+    let mut d = logged_in(&net, "ann").await;
+    let ann = catalogue_of(&d).account.clone();
+    assert!(sees(&d, &format!("ann · {} points", ann.balance)));
+    // The app's client logs in again by itself on a 401; its token alone shows the end.
+    let token = d
+        .app
+        .session
+        .as_ref()
+        .unwrap()
+        .client
+        .token()
+        .expect("a session token");
+
+    for m in click(&d, "Log out") {
+        d.send(m).await;
+    }
+    // Back at the log-in screen with the name filled in; the tracker ended the session.
+    match &d.app.screen {
+        Screen::Login(l) => assert_eq!(l.username, "ann"),
+        other => panic!("expected the log-in screen, got {other:?}"),
+    }
+    assert!(d.app.session.is_none() && d.app.cache.is_none());
+    assert!(!sees(&d, "Log out"));
+    assert_eq!(d.app.notice, None, "the log-out reached the tracker");
+    let refused = rivulet_tracker_client::TrackerClient::new(&net.url())
+        .with_token(token)
+        .me()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&rivulet_tracker_client::ErrorCode::Unauthorized),
+        "{refused}"
+    );
+
+    d.log_in(&net.url(), "ben", PASSWORD).await;
+    let ben = catalogue_of(&d).account.clone();
+    assert_eq!(ben.username, "ben");
+    assert_eq!(
+        ben.balance + 10,
+        ann.balance,
+        "ben paid 10 for the cheap movie"
+    );
+    assert!(sees(&d, &format!("ben · {} points", ben.balance)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_movie_left_part_way_resumes_there_from_the_continue_watching_row() {
     let net = two_movies().await;

@@ -168,7 +168,8 @@ pub async fn verify_login(
         Some(row) => (
             Some(row.get::<i64, _>("id")),
             row.get::<String, _>("password_hash"),
-            crate::db::flag(&row, "disabled"),
+            // Read strictly: an unreadable flag must not let a disabled account in.
+            row.try_get::<i64, _>("disabled")? != 0,
         ),
         None => (None, dummy_hash(), false),
     };

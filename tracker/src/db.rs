@@ -299,7 +299,8 @@ impl<'q> Separated<'_, 'q> {
     }
 }
 
-/// A 0/1 flag column (both engines keep booleans as integers) as a `bool`.
+/// A 0/1 flag column (both engines keep booleans as integers) as a `bool`; false when it
+/// cannot be read, so use it only where false is the safe answer (e.g. `admin`).
 pub fn flag(row: &sqlx::any::AnyRow, column: &str) -> bool {
     use sqlx::Row;
     row.try_get::<i64, _>(column).is_ok_and(|v| v != 0)
