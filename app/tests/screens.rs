@@ -203,6 +203,20 @@ async fn buying_with_and_without_enough_points() {
     assert_eq!((me.balance, me.bought), (90, vec!["cheap".to_owned()]));
 }
 
+/// A new account `user` on `net` that bought the cheap movie, logged in with the engine.
+async fn owner_of_cheap(net: &LocalNetwork, user: &str) -> Driver {
+    net.register(user, PASSWORD).await.unwrap();
+    net.login(user, PASSWORD)
+        .await
+        .unwrap()
+        .buy("cheap")
+        .await
+        .unwrap();
+    let mut d = Driver::new(true).await;
+    d.log_in(&net.url(), user, PASSWORD).await;
+    d
+}
+
 /// The player's phase, frames rendered and clock, while the player is open.
 fn playing(d: &Driver) -> Option<(player::Phase, u64, f64)> {
     match &d.app.screen {
@@ -320,15 +334,7 @@ async fn log_out_then_log_in_as_another_user_shows_their_points() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_movie_left_part_way_resumes_there_from_the_continue_watching_row() {
     let net = two_movies().await;
-    net.register("lee", PASSWORD).await.unwrap();
-    net.login("lee", PASSWORD)
-        .await
-        .unwrap()
-        .buy("cheap")
-        .await
-        .unwrap();
-    let mut d = Driver::new(true).await;
-    d.log_in(&net.url(), "lee", PASSWORD).await;
+    let mut d = owner_of_cheap(&net, "lee").await;
     assert!(!sees(&d, "Continue watching"), "nothing left part-way yet");
     d.send(Message::Catalogue(catalogue::Message::Watch(
         "cheap".into(),
@@ -404,15 +410,7 @@ async fn the_player_answers_its_keyboard_shortcuts_in_mpv() {
     assert!(player::shortcut(&Key::Character("q".into()), Modifiers::empty()).is_none());
 
     let net = two_movies().await;
-    net.register("kim", PASSWORD).await.unwrap();
-    net.login("kim", PASSWORD)
-        .await
-        .unwrap()
-        .buy("cheap")
-        .await
-        .unwrap();
-    let mut d = Driver::new(true).await;
-    d.log_in(&net.url(), "kim", PASSWORD).await;
+    let mut d = owner_of_cheap(&net, "kim").await;
     d.send(Message::Catalogue(catalogue::Message::Watch(
         "cheap".into(),
     )))
@@ -478,15 +476,7 @@ async fn the_player_answers_its_keyboard_shortcuts_in_mpv() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
     let net = two_movies().await;
-    net.register("erin", PASSWORD).await.unwrap();
-    net.login("erin", PASSWORD)
-        .await
-        .unwrap()
-        .buy("cheap")
-        .await
-        .unwrap();
-    let mut d = Driver::new(true).await;
-    d.log_in(&net.url(), "erin", PASSWORD).await;
+    let mut d = owner_of_cheap(&net, "erin").await;
 
     // Not bought: a plain message, no player.
     d.send(Message::Catalogue(catalogue::Message::Watch("dear".into())))
