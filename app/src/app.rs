@@ -276,6 +276,9 @@ impl App {
     }
 
     fn start_cache(&mut self, done: &login::LoggedIn) {
+        if !self.settings.share {
+            return;
+        }
         let options = self.cache_options(done);
         if let Some(node) = &self.node {
             node.send(Command::StartCache(Box::new(options)));
@@ -448,10 +451,16 @@ impl App {
     /// new folder restarts the cache there.
     fn apply_settings(&mut self, new: Settings) -> Task<Message> {
         let moved = new.cache_dir() != self.settings.cache_dir();
+        let sharing = (self.settings.share, new.share);
         let tracker_changed = new.tracker != self.settings.tracker;
         self.settings = new;
         if let (Some(node), Some(done)) = (&self.node, &self.session) {
-            if moved {
+            if sharing == (true, false) {
+                node.send(Command::StopCache);
+                self.cache = None;
+            } else if !self.settings.share {
+                // Watch only stays watch only.
+            } else if moved || sharing == (false, true) {
                 node.send(Command::StartCache(Box::new(self.cache_options(done))));
             } else {
                 node.send(Command::SetLimits {
@@ -527,7 +536,7 @@ impl App {
             NodeEvent::Ready(handle) => {
                 if self.launch.demo {
                     handle.send(Command::StartDemo(environment::demo_dir()));
-                } else if let Some(done) = self.session.clone() {
+                } else if let Some(done) = self.session.clone().filter(|_| self.settings.share) {
                     let options = self.cache_options(&done);
                     handle.send(Command::StartCache(Box::new(options)));
                 }
@@ -559,6 +568,10 @@ impl App {
                 Task::none()
             }
             NodeEvent::CacheStarted => Task::none(),
+            // A last report of a cache just stopped (watch only, logged out) is old news.
+            NodeEvent::CacheStatus(_) if !self.settings.share || self.session.is_none() => {
+                Task::none()
+            }
             NodeEvent::CacheStatus(status) => {
                 if let Some(p) = &mut self.pane {
                     p.cache = Some(status.clone());
@@ -749,6 +762,7 @@ impl App {
                 crate::screen::bytes(c.used_bytes),
                 crate::screen::bytes(c.sent_bytes)
             ),
+            None if !self.settings.share => "watch only: no cache".into(),
             None => "cache: starting".into(),
         };
         let bar = row![

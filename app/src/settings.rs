@@ -61,6 +61,9 @@ pub struct Settings {
     /// The cache's FTP control port (1024–65535), the one to forward on a router; the
     /// passive ports follow it ([`rivulet_node_core::net::DEFAULT_PASSIVE_PORTS`]).
     pub listen_port: u16,
+    /// Run a cache that stores chunks and uploads them to others (earning points); off is
+    /// "watch only": no cache runs and nothing is registered as one.
+    pub share: bool,
 }
 
 impl Default for Settings {
@@ -73,6 +76,7 @@ impl Default for Settings {
             cache_dir: None,
             remember: false,
             listen_port: rivulet_node_core::net::DEFAULT_PORT,
+            share: true,
         }
     }
 }

@@ -564,6 +564,71 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_only_stops_the_cache_and_registers_none_until_sharing_is_back() {
+    let net = LocalNetwork::temp().movie(cheap()).start().await.unwrap();
+    net.register("gil", PASSWORD).await.unwrap();
+    let mut d = Driver::new(true).await;
+    d.log_in(&net.url(), "gil", PASSWORD).await;
+    let cache_up =
+        |app: &rivulet_app::app::App| app.cache.as_ref().is_some_and(|c| !c.node_id.is_empty());
+    assert!(
+        d.until(Duration::from_secs(30), cache_up).await,
+        "no cache at first"
+    );
+    let tracker = net.login("gil", PASSWORD).await.unwrap();
+    let caches = |tracker: rivulet_tracker_client::TrackerClient| async move {
+        tracker
+            .my_nodes()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.kind == rivulet_tracker_client::NodeKind::Cache)
+            .count()
+    };
+    assert_eq!(caches(tracker.clone()).await, 1);
+
+    // Watch only: the cache stops and leaves the tracker; the bar says so.
+    d.send(Message::OpenSettings).await;
+    for m in [settings::Message::Share(false), settings::Message::Apply] {
+        d.send(Message::Pane(m)).await;
+    }
+    assert!(d.app.cache.is_none());
+    assert!(sees(&d, "watch only: no cache"));
+    assert!(
+        rivulet_e2e::eventually(Duration::from_secs(15), || {
+            let tracker = tracker.clone();
+            async move { caches(tracker).await == 0 }
+        })
+        .await,
+        "the tracker still lists a cache of gil"
+    );
+    let saved = rivulet_app::settings::Settings::load(&d.dir.path().join("settings.json")).0;
+    assert!(!saved.share, "watch only is saved");
+    // Logging in again keeps it watch only.
+    for m in click(&d, "Log out") {
+        d.send(m).await;
+    }
+    d.log_in(&net.url(), "gil", PASSWORD).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        caches(tracker.clone()).await,
+        0,
+        "a cache registered while watch only"
+    );
+
+    // Sharing again starts the cache.
+    d.send(Message::OpenSettings).await;
+    for m in [settings::Message::Share(true), settings::Message::Apply] {
+        d.send(Message::Pane(m)).await;
+    }
+    assert!(
+        d.until(Duration::from_secs(30), cache_up).await,
+        "sharing did not restart the cache"
+    );
+    d.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_settings_change_reaches_the_running_cache() {
     let net = LocalNetwork::temp().movie(cheap()).start().await.unwrap();
     net.register("fred", PASSWORD).await.unwrap();

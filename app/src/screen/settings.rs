@@ -1,10 +1,10 @@
-//! Settings pane: tracker address; cache size and upload cap as 0.2 / 0.5 / 1 of 1.5 GB and
-//! 10 Mbit/s or custom values; cache folder. "Apply" hands the new settings to the app, which
+//! Settings pane: tracker address; sharing on (a cache) or watch only; cache size and upload
+//! cap as 0.2 / 0.5 / 1 of 1.5 GB and 10 Mbit/s or custom values; cache folder. "Apply" hands the new settings to the app, which
 //! saves them and changes the running cache at once.
 
 use std::path::PathBuf;
 
-use iced::widget::{button, column, container, row, text, text_input};
+use iced::widget::{button, checkbox, column, container, row, text, text_input};
 use iced::{Element, Length, Task};
 use rivulet_node_core::cache::{CacheStatus, MULTIPLIERS};
 
@@ -41,6 +41,8 @@ pub enum Message {
     CacheDir(String),
     /// The cache port, as typed.
     ListenPort(String),
+    /// Share (run a cache) or watch only.
+    Share(bool),
     /// Check the draft and hand it to the app.
     Apply,
     /// Remove the remembered password from the OS keyring.
@@ -97,6 +99,7 @@ impl State {
             Message::UploadCustom(s) => self.upload_text = s,
             Message::CacheDir(s) => self.cache_dir_text = s,
             Message::ListenPort(s) => self.port_text = s,
+            Message::Share(on) => self.draft.share = on,
             Message::Apply => match self.checked() {
                 Ok(settings) => {
                     self.error = None;
@@ -157,6 +160,15 @@ impl State {
             text_input("http://127.0.0.1:7878", &self.draft.tracker)
                 .on_input(Message::Tracker)
                 .padding(6),
+            checkbox(self.draft.share)
+                .label("Share: a cache uploads movie chunks to other viewers and earns points")
+                .on_toggle(Message::Share),
+            text(if self.draft.share {
+                "Points are earned by what your cache uploads and spent on movies."
+            } else {
+                "Watch only: no cache runs; you spend points but earn none."
+            })
+            .size(13),
             text(format!("Cache size: {}", bytes(self.draft.storage_bytes()))),
             row![
                 choices(self.draft.storage, Message::StorageMultiplier),
