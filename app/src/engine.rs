@@ -382,6 +382,8 @@ async fn open_viewing(
         .playhead(playhead)
         .watch(WatchOptions {
             realtime: true,
+            // The rebuilt movie is never a file a user can copy: no name on disk.
+            unnamed: true,
             ..WatchOptions::default()
         });
     let viewer = Viewer::join(client, video, &options)

@@ -557,9 +557,35 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
     d.send(Message::Player(player::Message::TogglePause)).await;
     assert!(sees(&d, "Play"));
 
+    // Nothing playable is on disk, during playback or after: no file under the app's
+    // folders starts with Matroska's magic, and the hidden download area is empty.
+    let no_movie_on_disk = |d: &Driver| {
+        for dir in [d.dir.path().to_owned(), common::isolate()] {
+            for entry in walk(&dir) {
+                let head = std::fs::read(&entry)
+                    .map(|b| b.get(..4).map(<[u8]>::to_vec))
+                    .unwrap_or_default();
+                assert_ne!(
+                    head.as_deref(),
+                    Some(&[0x1A, 0x45, 0xDF, 0xA3][..]),
+                    "{} is a playable movie",
+                    entry.display()
+                );
+            }
+        }
+        let downloads = rivulet_app::environment::downloads_dir();
+        assert!(
+            walk(&downloads).is_empty(),
+            "{} holds {:?}",
+            downloads.display(),
+            walk(&downloads)
+        );
+    };
+    no_movie_on_disk(&d);
     // Back to the catalogue; closing stops the engine gracefully.
     d.send(Message::Player(player::Message::Back)).await;
     assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    no_movie_on_disk(&d);
     d.close().await;
 }
 

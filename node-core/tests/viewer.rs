@@ -168,8 +168,14 @@ async fn liars_are_blamed_the_dead_skipped_the_slow_raced_and_the_movie_exact() 
             segment_time: None,
         },
         progress.clone(),
+        true,
     )
     .unwrap();
+    // Unnamed: the rebuilt bytes have no name on disk while they are read.
+    assert!(
+        !dir.path().join("rebuilt").exists(),
+        "the rebuilt file has a name"
+    );
     let mut rebuilt = Vec::new();
     tokio::time::timeout(
         Duration::from_secs(60),

@@ -51,6 +51,11 @@ pub struct WatchOptions {
     /// The player's byte position, if a player reads the stream ("buffered ahead" in the
     /// status follows it).
     pub playhead: Option<watch::Receiver<u64>>,
+    /// Unlink the rebuilt file as soon as it is made: its bytes live only behind this
+    /// process's open file, so nothing playable is left on disk, while playing or after a
+    /// crash (the player's case). Off, the file stays named (`rivulet-node watch` renames it
+    /// to its output).
+    pub unnamed: bool,
 }
 
 impl Default for WatchOptions {
@@ -61,6 +66,7 @@ impl Default for WatchOptions {
             look_ahead: 8,
             timeout: Duration::from_secs(10),
             playhead: None,
+            unnamed: false,
         }
     }
 }
@@ -343,6 +349,7 @@ impl Viewer {
             sources.clone(),
             window,
             progress.clone(),
+            options.unnamed,
         )
         .map_err(|source| WatchError::Write {
             path: download.to_owned(),

@@ -176,13 +176,16 @@ impl Drop for Stream {
 }
 
 impl Stream {
-    /// Starts rebuilding `manifest`'s movie into `path` (created, sparse) from `sources`.
+    /// Starts rebuilding `manifest`'s movie into `path` (created, sparse) from `sources`;
+    /// when `unnamed`, `path` is unlinked at once and the bytes live only behind the open
+    /// file (readers read through it, never by name).
     pub fn start(
         manifest: Arc<Manifest>,
         path: &Path,
         sources: Arc<Sources>,
         window: Window,
         progress: Arc<Progress>,
+        unnamed: bool,
     ) -> io::Result<Stream> {
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -193,6 +196,9 @@ impl Stream {
         if let Err(e) = file.set_len(manifest.file_size) {
             let _ = std::fs::remove_file(path);
             return Err(e);
+        }
+        if unnamed {
+            std::fs::remove_file(path)?;
         }
         let count = manifest.segment_count();
         let shared = Arc::new(StreamShared {
