@@ -14,7 +14,7 @@ use rivulet_node_core::viewer::{DOWNLOAD_MAX_AGE, clean_downloads};
 use crate::engine::{Command, NodeEvent, NodeHandle, ViewerFeed};
 use crate::link::Launch;
 use crate::report::{Reporter, Status};
-use crate::screen::{catalogue, login, player, points, settings as pane};
+use crate::screen::{catalogue, first_run, login, player, points, settings as pane};
 use crate::settings::Settings;
 use crate::{credentials, environment};
 
@@ -24,6 +24,8 @@ pub enum Screen {
     /// Waiting for something (the demo network) with this sentence.
     Starting(String),
     Login(login::State),
+    /// The set-up after the first log-in.
+    FirstRun(first_run::State),
     Catalogue(catalogue::State),
     Player(Box<player::State>),
     Points(points::State),
@@ -64,6 +66,7 @@ pub struct App {
 #[derive(Clone, Debug)]
 pub enum Message {
     Login(login::Message),
+    FirstRun(first_run::Message),
     Catalogue(catalogue::Message),
     Player(player::Message),
     Points(points::Message),
@@ -161,6 +164,7 @@ impl App {
     pub fn update(&mut self, message: Message) -> Task<Message> {
         let task = match message {
             Message::Login(m) => self.login(m),
+            Message::FirstRun(m) => self.first_run(m),
             Message::Catalogue(m) => self.catalogue(m),
             Message::Player(m) => self.player(m),
             Message::Points(m) => self.points(m),
@@ -233,13 +237,45 @@ impl App {
                 ));
             }
         }
-        self.start_cache(&done);
+        // Before the first-run choices are made, no cache starts.
+        let setting_up = !self.launch.demo && !self.settings.set_up;
+        if !setting_up {
+            self.start_cache(&done);
+        }
         self.session = Some(done);
+        if setting_up {
+            self.screen = Screen::FirstRun(first_run::State::new(&self.settings));
+            return Task::batch(tasks);
+        }
         tasks.push(match self.pending_watch.take() {
             Some(id) => self.open_player(&id, &id, 0),
             None => self.open_catalogue(),
         });
         Task::batch(tasks)
+    }
+
+    /// The first-run set-up: once done, its choices are saved and the cache starts with them.
+    fn first_run(&mut self, message: first_run::Message) -> Task<Message> {
+        let Screen::FirstRun(state) = &mut self.screen else {
+            return Task::none();
+        };
+        let (task, event) = state.update(message);
+        let task = task.map(Message::FirstRun);
+        match event {
+            Some(first_run::Event::Done(settings)) => {
+                self.settings = *settings;
+                let saved = self.save_settings();
+                if let Some(done) = self.session.clone() {
+                    self.start_cache(&done);
+                }
+                let next = match self.pending_watch.take() {
+                    Some(id) => self.open_player(&id, &id, 0),
+                    None => self.open_catalogue(),
+                };
+                Task::batch([task, saved, next])
+            }
+            None => task,
+        }
     }
 
     /// The status feed of the movie playing, which [`App::subscription`] follows.
@@ -536,7 +572,11 @@ impl App {
             NodeEvent::Ready(handle) => {
                 if self.launch.demo {
                     handle.send(Command::StartDemo(environment::demo_dir()));
-                } else if let Some(done) = self.session.clone().filter(|_| self.settings.share) {
+                } else if let Some(done) = self
+                    .session
+                    .clone()
+                    .filter(|_| self.settings.share && self.settings.set_up)
+                {
                     let options = self.cache_options(&done);
                     handle.send(Command::StartCache(Box::new(options)));
                 }
@@ -696,6 +736,7 @@ impl App {
             screen: match &self.screen {
                 Screen::Starting(_) => "starting",
                 Screen::Login(_) => "login",
+                Screen::FirstRun(_) => "first-run",
                 Screen::Catalogue(_) => "catalogue",
                 Screen::Player(_) => "player",
                 Screen::Points(_) => "points",
@@ -740,6 +781,7 @@ impl App {
                 container(page).center(Length::Fill).into()
             }
             Screen::Login(s) => s.view().map(Message::Login),
+            Screen::FirstRun(s) => s.view().map(Message::FirstRun),
             Screen::Catalogue(s) => s.view().map(Message::Catalogue),
             Screen::Player(s) => s.view().map(Message::Player),
             Screen::Points(s) => s.view().map(Message::Points),

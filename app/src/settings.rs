@@ -64,6 +64,8 @@ pub struct Settings {
     /// Run a cache that stores chunks and uploads them to others (earning points); off is
     /// "watch only": no cache runs and nothing is registered as one.
     pub share: bool,
+    /// The first-run set-up was done (its choices made); until then no cache starts.
+    pub set_up: bool,
 }
 
 impl Default for Settings {
@@ -77,6 +79,7 @@ impl Default for Settings {
             remember: false,
             listen_port: rivulet_node_core::net::DEFAULT_PORT,
             share: true,
+            set_up: false,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Driver, PASSWORD};
 use iced_test::simulator;
 use rivulet_app::app::{Message, Screen};
-use rivulet_app::screen::{catalogue, player, points, settings};
+use rivulet_app::screen::{catalogue, first_run, player, points, settings};
 use rivulet_localnet::LoginLimits;
 use rivulet_localnet::process::walk;
 use rivulet_localnet::{LocalNetwork, MovieSpec};
@@ -586,6 +586,99 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
     d.send(Message::Player(player::Message::Back)).await;
     assert!(matches!(d.app.screen, Screen::Catalogue(_)));
     no_movie_on_disk(&d);
+    d.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_log_in_asks_before_any_cache_starts_and_applies_the_choices() {
+    let net = LocalNetwork::temp().movie(cheap()).start().await.unwrap();
+    net.register("hal", PASSWORD).await.unwrap();
+    // As on a new installation: the set-up has not been done, the limits are the defaults.
+    let mut d = Driver::with_settings(true, |s| {
+        s.set_up = false;
+        s.storage = rivulet_app::settings::Limit::default();
+        s.upload = rivulet_app::settings::Limit::default();
+    })
+    .await;
+    let path = d.dir.path().join("settings.json");
+    d.log_in(&net.url(), "hal", PASSWORD).await;
+    assert!(
+        matches!(d.app.screen, Screen::FirstRun(_)),
+        "{:?}",
+        d.app.screen
+    );
+    assert!(sees(&d, "Before you watch"));
+    assert!(sees(&d, "Share: run a cache"));
+    // Nothing runs as a cache while the user decides.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tracker = net.login("hal", PASSWORD).await.unwrap();
+    assert!(
+        tracker.my_nodes().await.unwrap().is_empty(),
+        "a node before the set-up"
+    );
+    assert!(d.app.cache.is_none());
+
+    // A bad port is said plainly; then 0.2× storage and 0.5× upload start the cache so.
+    for m in [
+        first_run::Message::Storage(0.2),
+        first_run::Message::Upload(0.5),
+        first_run::Message::ListenPort("80".into()),
+        first_run::Message::Start,
+    ] {
+        d.send(Message::FirstRun(m)).await;
+    }
+    assert!(sees(
+        &d,
+        "The cache port must be from 1024 to 65535, not 80."
+    ));
+    for m in [
+        first_run::Message::ListenPort("0".into()),
+        first_run::Message::Start,
+    ] {
+        d.send(Message::FirstRun(m)).await;
+    }
+    assert!(
+        matches!(d.app.screen, Screen::FirstRun(_)),
+        "port 0 is refused too"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .max(1024);
+    for m in [
+        first_run::Message::ListenPort(port.to_string()),
+        first_run::Message::Start,
+    ] {
+        d.send(Message::FirstRun(m)).await;
+    }
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    assert!(
+        d.until(Duration::from_secs(30), |app| app
+            .cache
+            .as_ref()
+            .is_some_and(
+                |c| c.storage_bytes == 300_000_000 && c.upload_bps == 5_000_000
+            ))
+        .await,
+        "the cache runs with other limits: {:?}",
+        d.app.cache
+    );
+    let saved = rivulet_app::settings::Settings::load(&path).0;
+    assert!(saved.set_up && saved.share);
+    assert_eq!(
+        (saved.storage_bytes(), saved.upload_bps()),
+        (300_000_000, 5_000_000)
+    );
+    assert_eq!(saved.listen_port, port);
+
+    // The next log-in goes straight to the catalogue.
+    for m in click(&d, "Log out") {
+        d.send(m).await;
+    }
+    d.log_in(&net.url(), "hal", PASSWORD).await;
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
     d.close().await;
 }
 

@@ -2,6 +2,7 @@
 //! app) and `update -> (Task<Message>, Option<Event>)`. Shared here: plain-language errors.
 
 pub mod catalogue;
+pub mod first_run;
 pub mod login;
 pub mod player;
 pub mod points;

@@ -250,7 +250,8 @@ impl State {
 }
 
 /// The 0.2 / 0.5 / 1 buttons, the current one highlighted.
-fn choices<'a>(current: Limit, pick: fn(f64) -> Message) -> Element<'a, Message> {
+/// The 0.2 / 0.5 / 1 multiplier buttons, the `current` one highlighted.
+pub(super) fn choices<'a, M: Clone + 'a>(current: Limit, pick: fn(f64) -> M) -> Element<'a, M> {
     let buttons = MULTIPLIERS.iter().map(|&m| {
         let chosen = current == Limit::Multiplier(m);
         button(text(format!("{m}×")))

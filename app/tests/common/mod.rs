@@ -65,14 +65,22 @@ pub struct Driver {
 impl Driver {
     /// A fresh app (own settings file and cache folder); with the engine when `engine`.
     pub async fn new(engine: bool) -> Driver {
+        Driver::with_settings(engine, |_| {}).await
+    }
+
+    /// [`Driver::new`] with its settings changed by `tune` before the app starts.
+    pub async fn with_settings(engine: bool, tune: impl FnOnce(&mut Settings)) -> Driver {
         let home = isolate();
         let dir = tempfile::tempdir_in(&home).unwrap();
-        let settings = Settings {
+        let mut settings = Settings {
             cache_dir: Some(dir.path().join("cache")),
             storage: rivulet_app::settings::Limit::Custom(200_000_000),
             upload: rivulet_app::settings::Limit::Custom(1_000_000_000),
+            // The first-run set-up has its own test.
+            set_up: true,
             ..Settings::default()
         };
+        tune(&mut settings);
         let path = dir.path().join("settings.json");
         settings.save(&path).unwrap();
         let (app, task) = App::new(Launch::default(), path);
