@@ -93,6 +93,17 @@ impl Settings {
         self.upload.resolve(DEFAULT_UPLOAD_BPS)
     }
 
+    /// A listen port as typed: a number, then [`Settings::check_listen_port`].
+    pub fn parse_listen_port(typed: &str) -> Result<u16, String> {
+        let typed = typed.trim();
+        typed
+            .parse::<u16>()
+            .map_err(|_| {
+                format!("The cache port must be a number from 1024 to 65535, not {typed:?}.")
+            })
+            .and_then(Settings::check_listen_port)
+    }
+
     /// Checks a listen port: 1024–65535 (ports below need root).
     pub fn check_listen_port(port: u16) -> Result<u16, String> {
         if port >= MIN_LISTEN_PORT {

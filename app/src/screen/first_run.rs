@@ -52,24 +52,15 @@ impl State {
             Message::Storage(m) => self.draft.storage = Limit::Multiplier(m),
             Message::Upload(m) => self.draft.upload = Limit::Multiplier(m),
             Message::ListenPort(p) => self.port_text = p,
-            Message::Start => {
-                let port = self.port_text.trim();
-                match port
-                    .parse::<u16>()
-                    .map_err(|_| {
-                        format!("The cache port must be a number from 1024 to 65535, not {port:?}.")
-                    })
-                    .and_then(Settings::check_listen_port)
-                {
-                    Ok(port) => {
-                        let mut done = self.draft.clone();
-                        done.listen_port = port;
-                        done.set_up = true;
-                        return (Task::none(), Some(Event::Done(Box::new(done))));
-                    }
-                    Err(e) => self.error = Some(e),
+            Message::Start => match Settings::parse_listen_port(&self.port_text) {
+                Ok(port) => {
+                    let mut done = self.draft.clone();
+                    done.listen_port = port;
+                    done.set_up = true;
+                    return (Task::none(), Some(Event::Done(Box::new(done))));
                 }
-            }
+                Err(e) => self.error = Some(e),
+            },
         }
         (Task::none(), None)
     }

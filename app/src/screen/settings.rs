@@ -133,13 +133,7 @@ impl State {
             let mbit = positive(&self.upload_text, "upload in Mbit/s")?;
             s.upload = Limit::Custom((mbit * 1e6) as u64);
         }
-        let port = self.port_text.trim();
-        s.listen_port = port
-            .parse::<u16>()
-            .map_err(|_| {
-                format!("The cache port must be a number from 1024 to 65535, not {port:?}.")
-            })
-            .and_then(Settings::check_listen_port)?;
+        s.listen_port = Settings::parse_listen_port(&self.port_text)?;
         let dir = self.cache_dir_text.trim();
         s.cache_dir = if dir.is_empty() {
             None
