@@ -245,28 +245,19 @@ pub struct LocalNetworkBuilder {
 #[macro_export]
 macro_rules! test_engine {
     () => {
-        $crate::Engine::for_test_binary(env!("CARGO_CRATE_NAME"))
+        $crate::engine_for_test_binary(env!("CARGO_CRATE_NAME"))
     };
 }
 
-/// Where a local network's tracker keeps its state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Engine {
-    /// The data dir's SQLite file, as `serve` does by default.
-    #[default]
-    Sqlite,
-    /// A private PostgreSQL server the network starts and stops ([`TestPostgres`]).
-    Postgres,
-}
+/// Where a local network's tracker keeps its state: the tracker's own engine names.
+pub use rivulet_tracker::db::Engine;
 
-impl Engine {
-    /// See [`test_engine!`].
-    pub fn for_test_binary(crate_name: &str) -> Engine {
-        if crate_name.ends_with("_postgres") {
-            Engine::Postgres
-        } else {
-            Engine::Sqlite
-        }
+/// See [`test_engine!`].
+pub fn engine_for_test_binary(crate_name: &str) -> Engine {
+    if crate_name.ends_with("_postgres") {
+        Engine::Postgres
+    } else {
+        Engine::Sqlite
     }
 }
 
@@ -760,6 +751,23 @@ impl LocalNetwork {
             tracing::warn!("the local tracker did not stop cleanly: {e}");
         }
     }
+}
+
+/// Copies a tracker data dir (a catalogue ingested once, served by several trackers or
+/// runs): files are hard-linked where the file system allows, since ingested movies are
+/// read-only, and copied otherwise.
+pub fn copy_data_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_data_dir(&entry.path(), &target)?;
+        } else if std::fs::hard_link(entry.path(), &target).is_err() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Credentials of `name` with `password`.

@@ -457,7 +457,7 @@ pub async fn run_phase(
         "baseline".to_owned()
     };
     let data = work.join(&name);
-    copy_dir(catalogue, &data)?;
+    rivulet_localnet::copy_data_dir(catalogue, &data)?;
     let net = LocalNetwork::builder(work.join(format!("home-{name}")))
         .data_dir(&data)
         // The tracker's default: an overloaded machine must not drop nodes that are only slow.
@@ -660,23 +660,6 @@ pub async fn run_phase(
         caches_probed_unreachable: probed,
         series,
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            // Hard links: the catalogue is read-only once ingested, and copies cost disk.
-            if std::fs::hard_link(entry.path(), &target).is_err() {
-                std::fs::copy(entry.path(), &target)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The `p` quantile (0..=1) of `values`, nearest rank; 0 when there are none.

@@ -95,7 +95,7 @@ async fn main() {
         ingest(&data, &req).unwrap();
     }
     // A second data dir with the same catalogue, for the second tracker on one database.
-    copy_dir(&dir.path().join("data"), &dir.path().join("data2"));
+    rivulet_localnet::copy_data_dir(&dir.path().join("data"), &dir.path().join("data2")).unwrap();
     let pg = engines
         .iter()
         .any(|e| e.starts_with("postgres"))
@@ -257,17 +257,5 @@ async fn run(servers: &[Server], ids: &[String], seconds: f64) -> Figures {
         reads,
         beats,
         purchases,
-    }
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
