@@ -132,6 +132,21 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
         // changes with the holder counts, so that is worked out for the best one only.
         // `waiting`: those with nothing to take now (for a movie that takes no fresh
         // indices, a replica may become possible when a kept index gets its first holder).
+        // The movie's slotting view as it stands: taken anew after each change to the pool,
+        // the plan or the holder counts (it borrows them).
+        macro_rules! slotting {
+            () => {
+                Slotting {
+                    caches,
+                    movie,
+                    pool: &pool,
+                    plan: &plan,
+                    accounts: &accounts,
+                    holders: &holders,
+                    distinct,
+                }
+            };
+        }
         let mut ranked: BTreeSet<Ranked> = BTreeSet::new();
         let mut rank_of: HashMap<usize, Ranked> = HashMap::new();
         let mut waiting: BTreeSet<usize> = BTreeSet::new();
@@ -160,27 +175,11 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
         };
         for c in having.remove(movie.id.as_str()).unwrap_or_default() {
             special_for[c] = ordinal;
-            let ctx = Slotting {
-                caches,
-                movie,
-                pool: &pool,
-                plan: &plan,
-                accounts: &accounts,
-                holders: &holders,
-                distinct,
-            };
+            let ctx = slotting!();
             rerank(c, &mut ranked, &mut waiting, &ctx);
         }
         while covered < target || distinct < movie.k {
-            let ctx = Slotting {
-                caches,
-                movie,
-                pool: &pool,
-                plan: &plan,
-                accounts: &accounts,
-                holders: &holders,
-                distinct,
-            };
+            let ctx = slotting!();
             let best_ranked = ranked.last().map(|&(rank, _, std::cmp::Reverse(c))| {
                 let index = ctx.candidate(c).map(|(i, _)| i);
                 (c, index, rank)
@@ -209,15 +208,7 @@ pub fn place(caches: &[CacheSnapshot], movies: &[MovieSnapshot]) -> Placement {
             let account = caches[c].account.as_str();
             accounts.entry(account).or_default().insert(index);
             covered += pool.take(c, bytes, per_index, kept);
-            let ctx = Slotting {
-                caches,
-                movie,
-                pool: &pool,
-                plan: &plan,
-                accounts: &accounts,
-                holders: &holders,
-                distinct,
-            };
+            let ctx = slotting!();
             // Its account's caches (itself too) now have a limit on this movie: each is
             // looked at alone, ranked anew.
             for &mate in of_account.get(account).into_iter().flatten() {
