@@ -39,7 +39,8 @@ impl Engine {
         match scheme {
             "sqlite" => Ok(Engine::Sqlite),
             "postgres" | "postgresql" => Ok(Engine::Postgres),
-            _ => Err(BadUrl(url.chars().take(80).collect())),
+            // Only the scheme is repeated: the rest of a URL may hold a password.
+            _ => Err(BadUrl(scheme.chars().take(20).collect())),
         }
     }
 
@@ -54,7 +55,7 @@ impl Engine {
 
 /// A `--database` value that names no engine the tracker runs on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported database {0:?}: give sqlite://FILE or postgres://USER@HOST/NAME")]
+#[error("unsupported database URL (scheme {0:?}): give sqlite://FILE or postgres://USER@HOST/NAME")]
 pub struct BadUrl(pub String);
 
 /// The database as two pools. On SQLite they are over one file: readers run side by side
@@ -336,6 +337,10 @@ mod tests {
             let err = Engine::of_url(bad).unwrap_err().to_string();
             assert!(err.contains("sqlite://FILE or postgres://"), "{bad}: {err}");
         }
+        let err = Engine::of_url("mysql://root:hunter2@db/x")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "the password is repeated: {err}");
     }
 
     #[test]
