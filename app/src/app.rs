@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use iced::widget::{button, column, container, progress_bar, row, text};
 use iced::{Element, Length, Subscription, Task, window};
 use rivulet_node_core::cache::{CacheOptions, CacheStatus};
-use rivulet_node_core::viewer::{DOWNLOAD_MAX_AGE, clean_downloads};
+use rivulet_node_core::viewer::{DownloadLimits, clean_downloads};
 
 use crate::engine::{Command, NodeEvent, NodeHandle, ViewerFeed};
 use crate::link::Launch;
@@ -88,13 +88,20 @@ pub enum Message {
     ForceExit,
     /// A later launch handed over its link (or asks the window to come to the front).
     SecondLaunch(crate::single::Handoff),
+    /// Time to hold the hidden download area to its age and size limits again.
+    CleanDownloads,
 }
+
+/// How often the running app cleans the hidden download area (also when a movie closes).
+pub const CLEAN_DOWNLOADS_EVERY: Duration = Duration::from_secs(600);
 
 impl App {
     /// The app as launched, with the settings at `settings_path`.
     pub fn new(launch: Launch, settings_path: PathBuf) -> (App, Task<Message>) {
         let (settings, warning) = Settings::load(&settings_path);
-        std::thread::spawn(|| clean_downloads(&environment::downloads_dir(), DOWNLOAD_MAX_AGE));
+        std::thread::spawn(|| {
+            clean_downloads(&environment::downloads_dir(), DownloadLimits::default())
+        });
         let screen = if launch.demo {
             Screen::Starting(
                 "Starting the demo network (the first time, ffmpeg makes the demo movie first)…"
@@ -187,6 +194,7 @@ impl App {
             Message::CloseRequested => self.close(),
             Message::ForceExit => iced::exit(),
             Message::SecondLaunch(handoff) => self.second_launch(handoff),
+            Message::CleanDownloads => clean_downloads_task(),
         };
         self.report();
         task
@@ -437,7 +445,7 @@ impl App {
                 if let Some(node) = &self.node {
                     node.send(Command::StopWatching);
                 }
-                Task::batch([task, self.open_catalogue()])
+                Task::batch([task, self.open_catalogue(), clean_downloads_task()])
             }
             Some(player::Event::Fullscreen(on)) => {
                 let mode = if on {
@@ -837,6 +845,7 @@ impl App {
             window::close_requests().map(|_| Message::CloseRequested),
             Subscription::run(termination).map(|()| Message::CloseRequested),
             Subscription::run(crate::single::handoffs).map(Message::SecondLaunch),
+            iced::time::every(CLEAN_DOWNLOADS_EVERY).map(|_| Message::CleanDownloads),
         ];
         match &self.screen {
             Screen::Player(_) => {
@@ -864,6 +873,25 @@ impl App {
         }
         Subscription::batch(subs)
     }
+}
+
+/// Cleans the hidden download area off the UI thread (see [`clean_downloads`]).
+fn clean_downloads_task() -> Task<Message> {
+    Task::perform(
+        async {
+            let cleaned = tokio::task::spawn_blocking(|| {
+                clean_downloads(&environment::downloads_dir(), DownloadLimits::default())
+            })
+            .await;
+            if let Ok(n) = cleaned
+                && n > 0
+            {
+                tracing::info!("removed {n} old files from the download area");
+            }
+            None
+        },
+        Message::Noted,
+    )
 }
 
 /// SIGTERM or Ctrl-C, once: treated like the window's close button, so the engine stops

@@ -383,7 +383,7 @@ async fn open_viewing(
         .watch(WatchOptions {
             realtime: true,
             // The rebuilt movie is never a file a user can copy: no name on disk.
-            unnamed: true,
+            private: true,
             ..WatchOptions::default()
         });
     let viewer = Viewer::join(client, video, &options)

@@ -559,7 +559,7 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
 
     // Nothing playable is on disk, during playback or after: no file under the app's
     // folders starts with Matroska's magic, and the hidden download area is empty.
-    let no_movie_on_disk = |d: &Driver| {
+    let no_movie_on_disk = |d: &Driver, net: &LocalNetwork| {
         for dir in [d.dir.path().to_owned(), common::isolate()] {
             for entry in walk(&dir) {
                 let head = std::fs::read(&entry)
@@ -573,6 +573,29 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
                 );
             }
         }
+        // Nor behind the process's open files (but the tracker's own, which this test
+        // process runs too): the stream's unlinked file is sealed.
+        for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(net.dir())) {
+                continue;
+            }
+            let mut head = [0u8; 4];
+            let read = std::fs::File::open(fd.path())
+                .and_then(|mut f| {
+                    if f.metadata()?.is_file() {
+                        std::io::Read::read_exact(&mut f, &mut head)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .is_ok();
+            assert!(
+                !(read && head == [0x1A, 0x45, 0xDF, 0xA3]),
+                "{:?} behind fd {} is a playable movie",
+                std::fs::read_link(fd.path()),
+                fd.path().display()
+            );
+        }
         let downloads = rivulet_app::environment::downloads_dir();
         assert!(
             walk(&downloads).is_empty(),
@@ -581,11 +604,71 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
             walk(&downloads)
         );
     };
-    no_movie_on_disk(&d);
+    no_movie_on_disk(&d, &net);
+    // A leftover from an older version, eight days old: closing the movie cleans it.
+    let downloads = rivulet_app::environment::downloads_dir();
+    let leftover = downloads.join("old.mkv");
+    std::fs::write(&leftover, b"old").unwrap();
+    age(&leftover, Duration::from_secs(8 * 24 * 3600));
     // Back to the catalogue; closing stops the engine gracefully.
     d.send(Message::Player(player::Message::Back)).await;
+    assert!(
+        !leftover.exists(),
+        "closing the movie cleans the download area"
+    );
     assert!(matches!(d.app.screen, Screen::Catalogue(_)));
-    no_movie_on_disk(&d);
+    no_movie_on_disk(&d, &net);
+    d.close().await;
+}
+
+/// Sets `path`'s modification time `ago` in the past.
+fn age(path: &std::path::Path, ago: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_app_holds_the_download_area_to_its_age_and_size_at_start_and_while_running() {
+    common::isolate();
+    let downloads = rivulet_app::environment::downloads_dir();
+    std::fs::create_dir_all(&downloads).unwrap();
+    // Sparse files: their length counts toward the cap, without the disk.
+    let file = |name: &str, len: u64, ago: Duration| {
+        let path = downloads.join(name);
+        std::fs::File::create(&path).unwrap().set_len(len).unwrap();
+        age(&path, ago);
+        path
+    };
+    let cap = rivulet_node_core::viewer::DOWNLOAD_MAX_BYTES;
+    let week = Duration::from_secs(8 * 24 * 3600);
+    let old = file("old.mkv", 10, week);
+    let big_older = file("big-older.mkv", cap / 2 + 1, Duration::from_secs(7200));
+    let big_newer = file("big-newer.mkv", cap / 2 + 1, Duration::from_secs(3600));
+    let small = file("small.mkv", 1000, Duration::from_secs(60));
+    let mut d = Driver::new(false).await;
+    let cleaned = tokio::time::timeout(Duration::from_secs(10), async {
+        while old.exists() || big_older.exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(cleaned.is_ok(), "the start did not clean the download area");
+    assert!(
+        big_newer.exists() && small.exists(),
+        "what fits the cap stays"
+    );
+    // While it runs: the periodic clean-up holds it again.
+    let again = file("again.mkv", cap, Duration::from_secs(1));
+    d.send(Message::CleanDownloads).await;
+    assert!(again.exists(), "the newest file stays however big");
+    assert!(
+        !big_newer.exists() && !small.exists(),
+        "older files beyond the cap go"
+    );
     d.close().await;
 }
 

@@ -1,7 +1,8 @@
 //! The viewer's stream as a player sees it, against a real tracker and origin: read in
 //! order, seek anywhere (also to parts not rebuilt yet) through `AsyncSeek` and through
 //! loopback HTTP Range requests, with the random token required; old hidden downloads are
-//! cleaned.
+//! cleaned. A private stream (the player's) leaves no file by name and holds its bytes
+//! sealed behind its open file.
 
 use std::io::SeekFrom;
 use std::time::{Duration, SystemTime};
@@ -109,8 +110,68 @@ async fn a_player_reads_and_seeks_the_stream_over_rust_and_http() {
     net.shutdown().await;
 }
 
+/// The open files of this process whose target is `path` unlinked ("… (deleted)").
+fn open_deleted(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let want = format!("{} (deleted)", path.display());
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|fd| std::fs::read_link(fd).is_ok_and(|t| t.to_string_lossy() == want))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_stream_is_unnamed_and_sealed_behind_its_open_file() {
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("film", 8).price(0))
+        .start()
+        .await
+        .unwrap();
+    net.register("player", PASSWORD).await.unwrap();
+    let client = net.login("player", PASSWORD).await.unwrap();
+    client.buy("film").await.unwrap();
+    let origin = std::fs::read(net.stream_file("film")).unwrap();
+    assert_eq!(
+        origin[..4],
+        [0x1A, 0x45, 0xDF, 0xA3],
+        "the sample is Matroska"
+    );
+    let part = net.path(".film.part");
+    let options = WatchOptions {
+        private: true,
+        ..WatchOptions::default()
+    };
+    let join = JoinOptions::new(&part).watch(options);
+    let session = Viewer::join(&client, "film", &join).await.unwrap();
+    assert!(!part.exists(), "a private stream has no name on disk");
+    let mut reader = session.stream().reader();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut all))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(all, origin, "readers get the movie");
+    // What the open file holds: every byte rebuilt, none of them the movie's.
+    let fds = open_deleted(&part);
+    assert_eq!(fds.len(), 1, "the stream's file is open, unlinked");
+    let raw = std::fs::read(&fds[0]).unwrap();
+    assert_eq!(raw.len(), origin.len());
+    assert_ne!(raw[..4], origin[..4], "no Matroska magic behind the file");
+    let same = raw.iter().zip(&origin).filter(|(a, b)| a == b).count();
+    assert!(
+        same < origin.len() / 100,
+        "{same} of {} bytes in clear",
+        origin.len()
+    );
+    drop(reader);
+    session.close().await;
+    assert!(open_deleted(&part).is_empty(), "closed, nothing is left");
+    net.shutdown().await;
+}
+
 #[test]
-fn hidden_downloads_older_than_seven_days_are_cleaned() {
+fn hidden_downloads_older_than_seven_days_or_beyond_the_size_cap_are_cleaned() {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("old.part");
     let fresh = dir.path().join("fresh.part");
@@ -123,13 +184,32 @@ fn hidden_downloads_older_than_seven_days_are_cleaned() {
         .unwrap()
         .set_modified(SystemTime::now() - eight_days)
         .unwrap();
-    assert_eq!(
-        viewer::clean_downloads(dir.path(), viewer::DOWNLOAD_MAX_AGE),
-        1
-    );
+    let limits = viewer::DownloadLimits::default();
+    assert_eq!(viewer::clean_downloads(dir.path(), limits), 1);
     assert!(!old.exists() && fresh.exists());
     assert_eq!(
-        viewer::clean_downloads(&dir.path().join("missing"), viewer::DOWNLOAD_MAX_AGE),
+        viewer::clean_downloads(&dir.path().join("missing"), limits),
         0
     );
+    // Beyond the size cap the oldest go first, however young.
+    let aged = |name: &str, bytes: usize, minutes: u64| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, vec![7u8; bytes]).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(60 * minutes))
+            .unwrap();
+        path
+    };
+    std::fs::remove_file(&fresh).unwrap();
+    let (a, b, c) = (aged("a", 400, 30), aged("b", 400, 20), aged("c", 400, 10));
+    let capped = viewer::DownloadLimits {
+        max_bytes: 1000,
+        ..limits
+    };
+    assert_eq!(viewer::clean_downloads(dir.path(), capped), 1);
+    assert!(!a.exists() && b.exists() && c.exists());
+    assert_eq!(viewer::clean_downloads(dir.path(), capped), 0);
 }

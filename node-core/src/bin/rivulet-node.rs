@@ -110,7 +110,7 @@ async fn run(cli: NodeCli) -> anyhow::Result<()> {
             buy,
         } => {
             let password = cli::password()?;
-            viewer::clean_downloads(&paths::downloads_dir(), viewer::DOWNLOAD_MAX_AGE);
+            viewer::clean_downloads(&paths::downloads_dir(), viewer::DownloadLimits::default());
             let options = WatchOptions {
                 realtime,
                 ..WatchOptions::default()

@@ -51,11 +51,12 @@ pub struct WatchOptions {
     /// The player's byte position, if a player reads the stream ("buffered ahead" in the
     /// status follows it).
     pub playhead: Option<watch::Receiver<u64>>,
-    /// Unlink the rebuilt file as soon as it is made: its bytes live only behind this
-    /// process's open file, so nothing playable is left on disk, while playing or after a
-    /// crash (the player's case). Off, the file stays named (`rivulet-node watch` renames it
+    /// Unlink the rebuilt file as soon as it is made and seal its bytes with a key of this
+    /// process: they live only behind this process's open file, encrypted, so nothing
+    /// playable is left on disk or behind the file, while playing or after a crash (the
+    /// player's case). Off, the file stays named and plain (`rivulet-node watch` renames it
     /// to its output).
-    pub unnamed: bool,
+    pub private: bool,
 }
 
 impl Default for WatchOptions {
@@ -66,7 +67,7 @@ impl Default for WatchOptions {
             look_ahead: 8,
             timeout: Duration::from_secs(10),
             playhead: None,
-            unnamed: false,
+            private: false,
         }
     }
 }
@@ -349,7 +350,7 @@ impl Viewer {
             sources.clone(),
             window,
             progress.clone(),
-            options.unnamed,
+            options.private,
         )
         .map_err(|source| WatchError::Write {
             path: download.to_owned(),
@@ -738,30 +739,63 @@ pub async fn watch(
     })
 }
 
-/// Deletes files in `dir` last modified more than `max_age` ago (the hidden download area
-/// at node start); returns how many went.
-pub fn clean_downloads(dir: &Path, max_age: Duration) -> usize {
+/// What the hidden download area may keep: files younger than `max_age`, and of those the
+/// newest up to `max_bytes` together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DownloadLimits {
+    pub max_age: Duration,
+    pub max_bytes: u64,
+}
+
+impl Default for DownloadLimits {
+    fn default() -> DownloadLimits {
+        DownloadLimits {
+            max_age: DOWNLOAD_MAX_AGE,
+            max_bytes: DOWNLOAD_MAX_BYTES,
+        }
+    }
+}
+
+/// Deletes the files in `dir` (the hidden download area) beyond `limits`: every file last
+/// modified more than `max_age` ago, then the oldest until the rest fit in `max_bytes`.
+/// Returns how many went. Run at node start and, by the app, while it runs.
+pub fn clean_downloads(dir: &Path, limits: DownloadLimits) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     let now = SystemTime::now();
-    entries
+    let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
         .flatten()
-        .filter(|e| {
-            e.metadata().is_ok_and(|m| {
-                m.is_file()
-                    && m.modified()
-                        .ok()
-                        .and_then(|t| now.duration_since(t).ok())
-                        .is_some_and(|age| age > max_age)
-            })
+        .filter_map(|e| {
+            let m = e.metadata().ok().filter(|m| m.is_file())?;
+            // A time in the future counts as now: kept by age, first to go by size.
+            let modified = m.modified().ok().map_or(now, |t| t.min(now));
+            Some((modified, m.len(), e.path()))
         })
-        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .collect();
+    // Newest first: what fits in the size cap is kept from the top.
+    files.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut kept = 0u64;
+    files
+        .into_iter()
+        .filter(|(modified, len, _)| {
+            let old = now
+                .duration_since(*modified)
+                .is_ok_and(|age| age > limits.max_age);
+            let fits = kept.saturating_add(*len) <= limits.max_bytes;
+            if !old && fits {
+                kept += len;
+            }
+            old || !fits
+        })
+        .filter(|(_, _, path)| std::fs::remove_file(path).is_ok())
         .count()
 }
 
 /// Seven days: how long hidden downloads are kept.
 pub const DOWNLOAD_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// 4 GB: the most the hidden download area keeps, however young its files.
+pub const DOWNLOAD_MAX_BYTES: u64 = 4_000_000_000;
 
 #[cfg(test)]
 mod tests {

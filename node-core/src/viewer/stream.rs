@@ -1,7 +1,9 @@
 //! The rebuilt movie as a seekable byte stream. Segments land in a sparse file as they are
 //! rebuilt (in any order); a [`StreamReader`] reads it like a file (`AsyncRead +
 //! AsyncSeek`), waiting for bytes not yet rebuilt, and its position tells the scheduler
-//! where the playhead is, so a seek moves the fetch window at once.
+//! where the playhead is, so a seek moves the fetch window at once. A private stream (the
+//! player's) is unlinked at once and sealed: its bytes are written encrypted under a key
+//! that lives only in this process, so even the open file holds nothing playable.
 
 use std::fs::File;
 use std::io::{self, SeekFrom};
@@ -12,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use chacha20::ChaCha20;
+use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -48,11 +52,50 @@ struct Presence {
     failed: Option<String>,
 }
 
+/// The key a private stream's bytes are sealed with: random per stream, never written
+/// anywhere. ChaCha20 at the byte offset, so any range seals and opens on its own.
+struct Seal {
+    key: [u8; 32],
+    nonce: [u8; 12],
+}
+
+impl std::fmt::Debug for Seal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Seal").finish_non_exhaustive()
+    }
+}
+
+impl Seal {
+    fn new() -> Seal {
+        let mut seal = Seal {
+            key: [0; 32],
+            nonce: [0; 12],
+        };
+        rand::fill(&mut seal.key);
+        rand::fill(&mut seal.nonce);
+        seal
+    }
+
+    /// Seals or opens (the same XOR) `bytes` that sit at byte `at` of the movie.
+    fn apply(&self, at: u64, bytes: &mut [u8]) -> io::Result<()> {
+        let mut cipher = ChaCha20::new(&self.key.into(), &self.nonce.into());
+        cipher
+            .try_seek(at)
+            .map_err(|_| io::Error::other(format!("offset {at} is beyond the stream's cipher")))?;
+        cipher
+            .try_apply_keystream(bytes)
+            .map_err(|_| io::Error::other("the stream is too long for its cipher"))
+    }
+}
+
 /// What the scheduler and readers share.
 #[derive(Debug)]
 pub struct StreamShared {
     manifest: Arc<Manifest>,
     file: File,
+    /// Set for a private stream: the file's bytes are sealed with it.
+    seal: Option<Seal>,
     path: PathBuf,
     presence: Mutex<Presence>,
     /// Bumped whenever a segment lands or the stream fails.
@@ -177,15 +220,15 @@ impl Drop for Stream {
 
 impl Stream {
     /// Starts rebuilding `manifest`'s movie into `path` (created, sparse) from `sources`;
-    /// when `unnamed`, `path` is unlinked at once and the bytes live only behind the open
-    /// file (readers read through it, never by name).
+    /// when `private`, `path` is unlinked at once and the bytes live only behind the open
+    /// file (readers read through it, never by name), sealed with a key of this process.
     pub fn start(
         manifest: Arc<Manifest>,
         path: &Path,
         sources: Arc<Sources>,
         window: Window,
         progress: Arc<Progress>,
-        unnamed: bool,
+        private: bool,
     ) -> io::Result<Stream> {
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -197,13 +240,14 @@ impl Stream {
             let _ = std::fs::remove_file(path);
             return Err(e);
         }
-        if unnamed {
+        if private {
             std::fs::remove_file(path)?;
         }
         let count = manifest.segment_count();
         let shared = Arc::new(StreamShared {
             manifest,
             file,
+            seal: private.then(Seal::new),
             path: path.to_owned(),
             presence: Mutex::new(Presence {
                 present: vec![false; count as usize],
@@ -295,9 +339,13 @@ async fn schedule(
                 let Some(Ok((s, result))) = done else { continue };
                 flying[s as usize] = false;
                 match result {
-                    Ok(bytes) => {
+                    Ok(mut bytes) => {
                         let at = shared.manifest.segment_offset(s);
-                        if let Err(e) = shared.file.write_all_at(&bytes, at) {
+                        let sealed = match &shared.seal {
+                            Some(seal) => seal.apply(at, &mut bytes),
+                            None => Ok(()),
+                        };
+                        if let Err(e) = sealed.and_then(|()| shared.file.write_all_at(&bytes, at)) {
                             shared.fail(format!("writing {}: {e}", shared.path.display()));
                             return;
                         }
@@ -417,6 +465,9 @@ impl AsyncRead for StreamReader {
         let n = ((end - self.pos) as usize).min(buf.remaining());
         let filled = buf.initialize_unfilled_to(n);
         self.shared.file.read_exact_at(filled, self.pos)?;
+        if let Some(seal) = &self.shared.seal {
+            seal.apply(self.pos, filled)?;
+        }
         buf.advance(n);
         self.pos += n as u64;
         if let Some(at) = self.seeked_at.take() {
