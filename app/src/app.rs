@@ -10,6 +10,7 @@ use iced::widget::{button, column, container, progress_bar, row, text};
 use iced::{Element, Length, Subscription, Task, window};
 use rivulet_node_core::cache::{CacheOptions, CacheStatus};
 use rivulet_node_core::viewer::{DownloadLimits, clean_downloads};
+use rivulet_tracker_client::Link;
 
 use crate::engine::{Command, NodeEvent, NodeHandle, ViewerFeed};
 use crate::link::Launch;
@@ -56,6 +57,10 @@ pub struct App {
     pub closing: bool,
     /// The demo caches' progress while the demo prepares: chunks held of those needed.
     pub warming: Option<(usize, usize)>,
+    /// The session's link to the tracker, followed while logged in.
+    link_feed: Option<LinkFeed>,
+    /// Since when and why the tracker cannot be reached (the banner), while it cannot.
+    pub tracker_down: Option<(std::time::SystemTime, String)>,
     demo_ready_ms: Option<u64>,
     reporter: Reporter,
     play_asked: Option<Instant>,
@@ -90,6 +95,47 @@ pub enum Message {
     SecondLaunch(crate::single::Handoff),
     /// Time to hold the hidden download area to its age and size limits again.
     CleanDownloads,
+    /// The logged-in session's link to the tracker changed.
+    Link(Link),
+    /// While the tracker is unreachable: ask it again whether it is back.
+    Probe,
+}
+
+/// How often the app asks an unreachable tracker whether it is back.
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// The session client's [`Link`] as a subscription's input: one subscription per log-in.
+#[derive(Clone, Debug)]
+pub struct LinkFeed {
+    id: u64,
+    link: tokio::sync::watch::Receiver<Link>,
+}
+
+impl std::hash::Hash for LinkFeed {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl LinkFeed {
+    fn new(link: tokio::sync::watch::Receiver<Link>) -> LinkFeed {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        LinkFeed {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            link,
+        }
+    }
+}
+
+/// Each change of the link after the subscription starts, as a message.
+pub fn link_changes(feed: &LinkFeed) -> impl iced::futures::Stream<Item = Message> + use<> {
+    let mut link = feed.link.clone();
+    link.mark_unchanged();
+    iced::futures::stream::unfold(link, |mut link| async move {
+        link.changed().await.ok()?;
+        let now = link.borrow_and_update().clone();
+        Some((Message::Link(now), link))
+    })
 }
 
 /// How often the running app cleans the hidden download area (also when a movie closes).
@@ -152,6 +198,8 @@ impl App {
             launch,
             closing: false,
             warming: None,
+            link_feed: None,
+            tracker_down: None,
             demo_ready_ms: None,
             reporter: Reporter::from_env(crate::report::launched()),
             play_asked: None,
@@ -195,6 +243,8 @@ impl App {
             Message::ForceExit => iced::exit(),
             Message::SecondLaunch(handoff) => self.second_launch(handoff),
             Message::CleanDownloads => clean_downloads_task(),
+            Message::Link(link) => self.link_changed(link),
+            Message::Probe => self.probe(),
         };
         self.report();
         task
@@ -250,6 +300,8 @@ impl App {
         if !setting_up {
             self.start_cache(&done);
         }
+        self.link_feed = Some(LinkFeed::new(done.client.link()));
+        self.tracker_down = None;
         self.session = Some(done);
         if setting_up {
             self.screen = Screen::FirstRun(first_run::State::new(&self.settings));
@@ -677,21 +729,9 @@ impl App {
     /// password in the keyring stays until "Forget my saved password" in the settings.
     fn log_out(&mut self) -> Task<Message> {
         self.remember_position();
-        let Some(s) = self.session.take() else {
+        let Some(s) = self.end_session() else {
             return Task::none();
         };
-        self.viewer_feed = None;
-        if let Some(node) = &self.node {
-            node.send(Command::StopWatching);
-            node.send(Command::StopCache);
-        }
-        self.cache = None;
-        self.pane = None;
-        self.screen = Screen::Login(login::State::new(
-            &s.tracker,
-            &s.account.username,
-            s.remember,
-        ));
         let client = s.client;
         // The session is gone from the app either way; a tracker that could not be told
         // lets it expire, and the status bar says so.
@@ -705,6 +745,75 @@ impl App {
             },
             Message::Noted,
         )
+    }
+
+    /// Leaves the session in the app: the player and the cache stop, the log-in screen comes
+    /// back with the user name filled in. Returns the session that was.
+    fn end_session(&mut self) -> Option<login::LoggedIn> {
+        let s = self.session.take()?;
+        self.viewer_feed = None;
+        self.link_feed = None;
+        self.tracker_down = None;
+        if let Some(node) = &self.node {
+            node.send(Command::StopWatching);
+            node.send(Command::StopCache);
+        }
+        self.cache = None;
+        self.pane = None;
+        self.screen = Screen::Login(login::State::new(
+            &s.tracker,
+            &s.account.username,
+            s.remember,
+        ));
+        Some(s)
+    }
+
+    /// The tracker became unreachable (the banner shows), came back (the banner goes, a
+    /// catalogue that failed meanwhile loads again), or refused to renew the session (back
+    /// to the log-in screen, saying why).
+    fn link_changed(&mut self, link: Link) -> Task<Message> {
+        if self.session.is_none() {
+            return Task::none();
+        }
+        match link {
+            Link::Unreachable { since, error } => {
+                self.tracker_down = Some((since, error));
+                Task::none()
+            }
+            Link::Up => {
+                self.tracker_down = None;
+                match &self.screen {
+                    Screen::Catalogue(c) if c.error.is_some() => self.open_catalogue(),
+                    _ => Task::none(),
+                }
+            }
+            Link::SessionEnded { message, .. } => {
+                self.remember_position();
+                self.end_session();
+                if let Screen::Login(l) = &mut self.screen {
+                    l.error = Some(format!(
+                        "Your session has ended and the tracker refused to renew it ({message}). Log in again."
+                    ));
+                }
+                Task::none()
+            }
+        }
+    }
+
+    /// Asks the tracker for the account: its answer (or not) moves the link.
+    fn probe(&self) -> Task<Message> {
+        let Some(s) = &self.session else {
+            return Task::none();
+        };
+        let client = s.client.clone();
+        Task::perform(async move { client.me().await.err().map(|_| ()) }, |_| {
+            Message::Noted(None)
+        })
+    }
+
+    /// The session's link feed, which [`App::subscription`] follows while logged in.
+    pub fn link_feed(&self) -> Option<&LinkFeed> {
+        self.link_feed.as_ref()
     }
 
     /// Notes where the open player's movie was left, for the next time it opens.
@@ -836,7 +945,18 @@ impl App {
         .spacing(6)
         .padding([2, 8])
         .align_y(iced::Alignment::Center);
-        column![bar, with_pane].into()
+        match &self.tracker_down {
+            Some((since, error)) => {
+                let tracker = self.session.as_ref().map_or("", |s| s.tracker.as_str());
+                let banner =
+                    container(text(tracker_down_sentence(tracker, *since, error)).size(14))
+                        .padding([6, 12])
+                        .width(Length::Fill)
+                        .style(container::danger);
+                column![banner, bar, with_pane].into()
+            }
+            None => column![bar, with_pane].into(),
+        }
     }
 
     pub fn subscription(&self) -> Subscription<Message> {
@@ -847,6 +967,12 @@ impl App {
             Subscription::run(crate::single::handoffs).map(Message::SecondLaunch),
             iced::time::every(CLEAN_DOWNLOADS_EVERY).map(|_| Message::CleanDownloads),
         ];
+        if let Some(feed) = &self.link_feed {
+            subs.push(Subscription::run_with(feed.clone(), link_changes));
+        }
+        if self.tracker_down.is_some() {
+            subs.push(iced::time::every(PROBE_EVERY).map(|_| Message::Probe));
+        }
         match &self.screen {
             Screen::Player(_) => {
                 subs.push(
@@ -873,6 +999,20 @@ impl App {
         }
         Subscription::batch(subs)
     }
+}
+
+/// The banner's sentence while the tracker at `tracker` has been unreachable since `since`.
+pub fn tracker_down_sentence(tracker: &str, since: std::time::SystemTime, error: &str) -> String {
+    let secs = since.elapsed().map_or(0, |d| d.as_secs());
+    let how_long = if secs < 60 {
+        "a moment".to_owned()
+    } else {
+        format!("{} min", secs / 60)
+    };
+    format!(
+        "The tracker at {tracker} cannot be reached (for {how_long}); trying again every {} s. Playing continues from caches. ({error})",
+        PROBE_EVERY.as_secs()
+    )
 }
 
 /// Cleans the hidden download area off the UI thread (see [`clean_downloads`]).

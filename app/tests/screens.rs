@@ -621,6 +621,104 @@ async fn the_player_plays_and_seeks_a_bought_movie_with_mpv() {
     d.close().await;
 }
 
+/// The next change of the session's link, as the app's subscription would deliver it.
+async fn next_link_change(
+    changes: &mut std::pin::Pin<Box<impl iced::futures::Stream<Item = Message>>>,
+) -> Message {
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        iced::futures::StreamExt::next(changes),
+    )
+    .await
+    .expect("the link changed within 15 s")
+    .expect("the link is followed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_tracker_shows_a_banner_that_goes_when_it_is_back() {
+    let mut net = LocalNetwork::temp().movie(cheap()).start().await.unwrap();
+    net.register("ivy", PASSWORD).await.unwrap();
+    let url = net.url();
+    let mut d = Driver::new(false).await;
+    d.log_in(&url, "ivy", PASSWORD).await;
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    let feed = d
+        .app
+        .link_feed()
+        .cloned()
+        .expect("the link is followed while logged in");
+    let mut changes = Box::pin(rivulet_app::app::link_changes(&feed));
+
+    net.stop_tracker().await;
+    // The user goes back to the catalogue: its call finds no tracker.
+    d.send(Message::OpenCatalogue).await;
+    assert!(catalogue_of(&d).error.is_some());
+    let change = next_link_change(&mut changes).await;
+    d.send(change).await;
+    let (since, error) = d.app.tracker_down.clone().expect("the tracker is down");
+    let banner = rivulet_app::app::tracker_down_sentence(&url, since, &error);
+    assert!(banner.contains("cannot be reached"));
+    assert!(sees(&d, &banner), "the banner shows");
+    assert!(d.app.session.is_some(), "still logged in");
+    // Still down: the probe the app sends every few seconds changes nothing.
+    d.send(Message::Probe).await;
+    assert!(d.app.tracker_down.is_some());
+
+    net.start_tracker().await.unwrap();
+    d.send(Message::Probe).await;
+    let change = next_link_change(&mut changes).await;
+    d.send(change).await;
+    assert!(d.app.tracker_down.is_none());
+    assert!(!sees(&d, &banner), "the banner goes");
+    let catalogue = catalogue_of(&d);
+    assert!(
+        catalogue.error.is_none(),
+        "the catalogue loads again: {:?}",
+        catalogue.error
+    );
+    assert!(
+        catalogue.videos.iter().any(|v| v.id == "cheap"),
+        "its movies show"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ended_session_the_tracker_will_not_renew_returns_to_log_in_with_the_name() {
+    let net = LocalNetwork::temp().movie(cheap()).start().await.unwrap();
+    net.register("jay", PASSWORD).await.unwrap();
+    let mut d = Driver::new(false).await;
+    d.log_in(&net.url(), "jay", PASSWORD).await;
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    let feed = d.app.link_feed().cloned().expect("followed");
+    let mut changes = Box::pin(rivulet_app::app::link_changes(&feed));
+    // The password changed elsewhere and the session expired: the kept session cannot be
+    // renewed.
+    let new_password = "another-pass-2";
+    net.set_password("jay", new_password).await.unwrap();
+    net.expire_sessions().await.unwrap();
+    d.send(Message::OpenCatalogue).await;
+    let change = next_link_change(&mut changes).await;
+    d.send(change).await;
+    let Screen::Login(login) = &d.app.screen else {
+        panic!("not the log-in screen: {:?}", d.app.screen);
+    };
+    assert_eq!(login.username, "jay");
+    assert!(
+        login
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("session has ended")),
+        "{:?}",
+        login.error
+    );
+    assert!(d.app.session.is_none() && d.app.link_feed().is_none());
+    // The new password logs in from there.
+    d.log_in(&net.url(), "jay", new_password).await;
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    net.shutdown().await;
+}
+
 /// Sets `path`'s modification time `ago` in the past.
 fn age(path: &std::path::Path, ago: Duration) {
     std::fs::File::options()

@@ -680,12 +680,27 @@ impl LocalNetwork {
     /// caches made before reach it at the same address, and it has forgotten every node
     /// (they register again).
     pub async fn restart_tracker(&mut self) -> Result<(), LocalNetError> {
+        self.stop_tracker().await;
+        self.start_tracker().await
+    }
+
+    /// Stops the tracker (and its origin), keeping its ports for [`LocalNetwork::start_tracker`]:
+    /// until then, clients find nothing listening, as when a tracker is down. Whatever needs
+    /// the running tracker ([`LocalNetwork::server`] and what uses it) panics meanwhile.
+    pub async fn stop_tracker(&mut self) {
         if let Some(tracker) = self.tracker.take() {
             self.config.http = tracker.http_addr();
             self.config.ftp = tracker.ftp_addr();
             let _ = tracker.shutdown().await;
         }
-        self.tracker = Some(bind_again(self.config.clone()).await?);
+    }
+
+    /// Starts a stopped tracker again on the same data, configuration and ports (nothing if
+    /// it runs).
+    pub async fn start_tracker(&mut self) -> Result<(), LocalNetError> {
+        if self.tracker.is_none() {
+            self.tracker = Some(bind_again(self.config.clone()).await?);
+        }
         Ok(())
     }
 

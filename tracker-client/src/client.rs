@@ -78,6 +78,7 @@ pub struct TrackerClient {
     http: reqwest::Client,
     base: String,
     auth: Auth,
+    link: crate::link::LinkState,
 }
 
 /// How a client proves who it is.
@@ -212,6 +213,7 @@ impl TrackerClient {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
             auth: Auth::None,
+            link: crate::link::LinkState::default(),
         }
     }
 
@@ -277,12 +279,21 @@ impl TrackerClient {
                 failed: None,
             }),
         };
+        // A new session watches its own link: an ended one of before is not its news.
         let client = TrackerClient {
             http: self.http.clone(),
             base: self.base.clone(),
             auth: Auth::Kept(Arc::new(kept)),
+            link: crate::link::LinkState::default(),
         };
         Ok((client, session.account))
+    }
+
+    /// How this client's calls to the tracker are going (shared by its clones): for a
+    /// banner while the tracker is unreachable, and to send the user back to the log-in
+    /// screen when a kept session ended and logging in again was refused.
+    pub fn link(&self) -> tokio::sync::watch::Receiver<crate::Link> {
+        self.link.watch()
     }
 
     /// The session token sent now, if any (a kept session's changes when it logs in again).
@@ -333,9 +344,10 @@ impl TrackerClient {
         let req = self
             .request(Method::POST, "/sessions")
             .json(&kept.credentials);
-        match Self::json::<Session>(Self::send_once(req, None).await).await {
+        match Self::json::<Session>(self.send_once(req, None).await).await {
             Ok(session) => {
                 tracing::info!(user = %kept.credentials.username, "logged in again");
+                self.link.renewed();
                 state.token = Some(session.token.clone());
                 *kept.current.write().unwrap_or_else(|e| e.into_inner()) = state.token.clone();
                 state.renew_at = renew_at(session.expires_at);
@@ -352,6 +364,14 @@ impl TrackerClient {
                     state.token = None;
                     *kept.current.write().unwrap_or_else(|e| e.into_inner()) = None;
                 }
+                if let ClientError::Api {
+                    code: code @ (ErrorCode::BadCredentials | ErrorCode::AccountDisabled),
+                    message,
+                    ..
+                } = &e
+                {
+                    self.link.ended(code, message);
+                }
                 state.failed = Some((failure, Instant::now() + RELOGIN_BACKOFF));
                 Err(e)
             }
@@ -363,10 +383,10 @@ impl TrackerClient {
     async fn send(&self, req: RequestBuilder) -> Result<reqwest::Response, ClientError> {
         let token = self.current_token().await?;
         let Auth::Kept(kept) = &self.auth else {
-            return Self::send_once(req, token.as_deref()).await;
+            return self.send_once(req, token.as_deref()).await;
         };
         let again = req.try_clone();
-        let first = Self::send_once(req, token.as_deref()).await;
+        let first = self.send_once(req, token.as_deref()).await;
         let refused = matches!(&first, Err(e) if e.code() == Some(&ErrorCode::Unauthorized));
         let Some(again) = again.filter(|_| refused) else {
             return first;
@@ -379,10 +399,12 @@ impl TrackerClient {
                 _ => self.relogin(kept, &mut state).await?,
             }
         };
-        Self::send_once(again, Some(&fresh)).await
+        self.send_once(again, Some(&fresh)).await
     }
 
+    /// Sends `req` once with `token`, noting in the link whether the tracker answered.
     async fn send_once(
+        &self,
         req: RequestBuilder,
         token: Option<&str>,
     ) -> Result<reqwest::Response, ClientError> {
@@ -390,7 +412,14 @@ impl TrackerClient {
             Some(token) => req.bearer_auth(token),
             None => req,
         };
-        let resp = req.send().await.map_err(transport)?;
+        let resp = match req.send().await.map_err(transport) {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.link.unreachable(&e.to_string());
+                return Err(e);
+            }
+        };
+        self.link.answered();
         if resp.status().is_success() {
             return Ok(resp);
         }

@@ -6,8 +6,12 @@ mod types;
 
 #[cfg(feature = "client")]
 mod client;
+#[cfg(feature = "client")]
+mod link;
 
 pub use types::*;
 
 #[cfg(feature = "client")]
 pub use client::{ClientError, HeartbeatOutbox, RELOGIN_BACKOFF, TrackerClient};
+#[cfg(feature = "client")]
+pub use link::Link;

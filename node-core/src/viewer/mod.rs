@@ -774,7 +774,7 @@ pub fn clean_downloads(dir: &Path, limits: DownloadLimits) -> usize {
         })
         .collect();
     // Newest first: what fits in the size cap is kept from the top.
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let mut kept = 0u64;
     files
         .into_iter()
