@@ -806,9 +806,13 @@ impl App {
             return Task::none();
         };
         let client = s.client.clone();
-        Task::perform(async move { client.me().await.err().map(|_| ()) }, |_| {
-            Message::Noted(None)
-        })
+        // Only the link's change matters, which the subscription delivers.
+        Task::perform(
+            async move {
+                let _ = client.me().await;
+            },
+            |()| Message::Noted(None),
+        )
     }
 
     /// The session's link feed, which [`App::subscription`] follows while logged in.
