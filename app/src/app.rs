@@ -356,7 +356,8 @@ impl App {
         };
         let options = CacheOptions::new(done.tracker.clone(), credentials, dir, key_path)
             .storage_bytes(self.settings.storage_bytes())
-            .upload_bps(self.settings.upload_bps());
+            .upload_bps(self.settings.upload_bps())
+            .download_bps(self.settings.download_bps());
         // A tracker on this machine (the demo, tests) gets a cache on this machine; any
         // other is served on every interface, on the port the user forwards.
         if tracker_is_local(&done.tracker) {
@@ -562,6 +563,7 @@ impl App {
                 node.send(Command::SetLimits {
                     upload_bps: self.settings.upload_bps(),
                     storage_bytes: self.settings.storage_bytes(),
+                    download_bps: self.settings.download_bps(),
                 });
             }
         }

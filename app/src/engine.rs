@@ -27,7 +27,12 @@ pub enum Command {
     /// Start (or restart with new options) the app's cache.
     StartCache(Box<CacheOptions>),
     /// Change the running cache's limits at once.
-    SetLimits { upload_bps: u64, storage_bytes: u64 },
+    SetLimits {
+        upload_bps: u64,
+        storage_bytes: u64,
+        /// The download budget, bits per second (0: none).
+        download_bps: u64,
+    },
     /// Stop the cache (it tells the tracker).
     StopCache,
     /// Join as a viewer of `video` and serve its stream to the player.
@@ -218,9 +223,11 @@ impl Worker {
                 Command::SetLimits {
                     upload_bps,
                     storage_bytes,
+                    download_bps,
                 } => {
                     if let Some((cache, _)) = &self.cache {
                         cache.set_limits(upload_bps, storage_bytes);
+                        cache.set_download_bps(download_bps);
                     }
                 }
                 Command::StopCache => self.stop_cache().await,

@@ -1,5 +1,5 @@
 //! The user's settings: tracker address, cache size and upload cap (a multiplier of the
-//! defaults or a custom value), cache folder. Tolerant: a missing file gives the defaults, a
+//! defaults or a custom value), the cache's download limit (none, or a rate), cache folder. Tolerant: a missing file gives the defaults, a
 //! broken one gives the defaults and a warning to show; writes go to a temporary file that is
 //! renamed over the old one.
 
@@ -42,6 +42,51 @@ impl Limit {
     }
 }
 
+/// The download limits offered besides "Unlimited" and a custom rate, Mbit/s.
+pub const DOWNLOAD_CHOICES_MBIT: [u64; 3] = [10, 25, 50];
+
+/// How fast the cache may download what it keeps (from the origin and other caches).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownloadLimit {
+    /// No limit (the default, shown on the first-run screen).
+    #[default]
+    Unlimited,
+    /// At most this many bits per second (0 reads as no limit).
+    Capped(u64),
+}
+
+impl DownloadLimit {
+    /// Bits per second, 0 for none (as [`rivulet_node_core::cache::CacheOptions`] takes it).
+    pub fn bps(self) -> u64 {
+        match self {
+            DownloadLimit::Unlimited => 0,
+            DownloadLimit::Capped(bps) => bps,
+        }
+    }
+
+    /// A limit typed in Mbit/s: a positive number, or what is wrong with it.
+    pub fn parse_mbit(typed: &str) -> Result<DownloadLimit, String> {
+        let typed = typed.trim();
+        match typed.parse::<f64>() {
+            Ok(mbit) if mbit.is_finite() && mbit > 0.0 && mbit * 1e6 >= 1.0 => {
+                Ok(DownloadLimit::Capped((mbit * 1e6) as u64))
+            }
+            _ => Err(format!(
+                "The download limit must be a positive number of Mbit/s, not {typed:?}."
+            )),
+        }
+    }
+
+    /// For the user: "unlimited" or "25 Mbit/s".
+    pub fn label(self) -> String {
+        match self.bps() {
+            0 => "unlimited".to_owned(),
+            bps => format!("{} Mbit/s", bps as f64 / 1e6),
+        }
+    }
+}
+
 /// Everything the settings pane edits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -54,6 +99,9 @@ pub struct Settings {
     pub storage: Limit,
     /// The cache's upload cap: a multiplier of 10 Mbit/s or bits per second.
     pub upload: Limit,
+    /// The cache's download limit; unlimited unless chosen (a file from before it existed
+    /// loads as unlimited).
+    pub download: DownloadLimit,
     /// The cache folder; the platform's default when unset.
     pub cache_dir: Option<PathBuf>,
     /// Whether the user asked to be remembered.
@@ -75,6 +123,7 @@ impl Default for Settings {
             username: String::new(),
             storage: Limit::default(),
             upload: Limit::default(),
+            download: DownloadLimit::default(),
             cache_dir: None,
             remember: false,
             listen_port: rivulet_node_core::net::DEFAULT_PORT,
@@ -91,6 +140,11 @@ impl Settings {
 
     pub fn upload_bps(&self) -> u64 {
         self.upload.resolve(DEFAULT_UPLOAD_BPS)
+    }
+
+    /// The download limit, bits per second (0: none).
+    pub fn download_bps(&self) -> u64 {
+        self.download.bps()
     }
 
     /// A listen port as typed: a number, then [`Settings::check_listen_port`].
@@ -277,6 +331,56 @@ mod tests {
         assert!(warning.is_none());
         assert_eq!(s.tracker, "http://t:1");
         assert_eq!(s.storage, Limit::Multiplier(1.0));
+    }
+
+    #[test]
+    fn a_file_from_before_the_download_limit_loads_as_unlimited_and_round_trips_a_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(
+            &path,
+            br#"{"tracker":"http://t:1","username":"ann","storage":{"multiplier":0.5},"upload":{"custom":2000000},"cache_dir":null,"remember":true,"listen_port":9000,"share":true,"set_up":true}"#,
+        )
+        .unwrap();
+        let (s, warning) = Settings::load(&path);
+        assert!(warning.is_none(), "{warning:?}");
+        assert_eq!(s.download, DownloadLimit::Unlimited);
+        assert_eq!(s.download_bps(), 0);
+        assert_eq!((s.upload_bps(), s.listen_port), (2_000_000, 9000));
+        let capped = Settings {
+            download: DownloadLimit::Capped(25_000_000),
+            ..s
+        };
+        capped.save(&path).unwrap();
+        assert_eq!(Settings::load(&path), (capped.clone(), None));
+        assert_eq!(capped.download_bps(), 25_000_000);
+        // A download limit that does not fit is named; the rest is kept.
+        std::fs::write(&path, br#"{"username":"ann","download":"fast"}"#).unwrap();
+        let (s, warning) = Settings::load(&path);
+        assert_eq!(
+            (s.username.as_str(), s.download),
+            ("ann", DownloadLimit::Unlimited)
+        );
+        assert!(warning.unwrap().contains("`download`"));
+    }
+
+    #[test]
+    fn a_typed_download_limit_is_a_positive_number_of_mbit() {
+        assert_eq!(
+            DownloadLimit::parse_mbit(" 12.5 "),
+            Ok(DownloadLimit::Capped(12_500_000))
+        );
+        for bad in ["", "0", "-3", "fast", "NaN", "inf", "1e-9"] {
+            assert_eq!(
+                DownloadLimit::parse_mbit(bad),
+                Err(format!(
+                    "The download limit must be a positive number of Mbit/s, not {:?}.",
+                    bad.trim()
+                ))
+            );
+        }
+        assert_eq!(DownloadLimit::Unlimited.label(), "unlimited");
+        assert_eq!(DownloadLimit::Capped(12_500_000).label(), "12.5 Mbit/s");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use common::{Driver, PASSWORD};
 use iced_test::simulator;
 use rivulet_app::app::{Message, Screen};
 use rivulet_app::screen::{catalogue, first_run, player, points, settings};
+use rivulet_app::settings::DownloadLimit;
 use rivulet_localnet::LoginLimits;
 use rivulet_localnet::process::walk;
 use rivulet_localnet::{LocalNetwork, MovieSpec};
@@ -1034,6 +1035,137 @@ async fn a_settings_change_reaches_the_running_cache() {
         })
         .await
     );
+}
+
+/// The settings file's download limit.
+fn saved_download(d: &Driver) -> DownloadLimit {
+    rivulet_app::settings::Settings::load(&d.dir.path().join("settings.json"))
+        .0
+        .download
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_run_shows_the_download_limit_and_the_cache_starts_with_the_choice() {
+    let net = LocalNetwork::temp().movie(cheap()).start().await.unwrap();
+    net.register("dora", PASSWORD).await.unwrap();
+    let mut d = Driver::with_settings(true, |s| s.set_up = false).await;
+    d.log_in(&net.url(), "dora", PASSWORD).await;
+    assert!(
+        matches!(d.app.screen, Screen::FirstRun(_)),
+        "{:?}",
+        d.app.screen
+    );
+    // The default is said, not assumed.
+    assert!(sees(&d, "Download for the cache: unlimited"));
+    for m in click(&d, "25 Mbit/s") {
+        d.send(m).await;
+    }
+    assert!(sees(&d, "Download for the cache: 25 Mbit/s"));
+    // A custom limit that is not a rate is said once and changes nothing.
+    for m in [
+        first_run::Message::DownloadCustom("fast".into()),
+        first_run::Message::Start,
+    ] {
+        d.send(Message::FirstRun(m)).await;
+    }
+    let refused = "The download limit must be a positive number of Mbit/s, not \"fast\".";
+    assert!(sees(&d, refused));
+    let Screen::FirstRun(state) = &d.app.screen else {
+        panic!("left the set-up on a bad limit: {:?}", d.app.screen);
+    };
+    assert_eq!(state.draft.download, DownloadLimit::Capped(25_000_000));
+    assert_eq!(saved_download(&d), DownloadLimit::Unlimited);
+    assert!(d.app.cache.is_none());
+    // A custom 12.5 Mbit/s is saved and the cache starts held to it.
+    for m in [
+        first_run::Message::DownloadCustom("12.5".into()),
+        first_run::Message::Start,
+    ] {
+        d.send(Message::FirstRun(m)).await;
+    }
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    assert!(
+        d.until(Duration::from_secs(30), |app| app
+            .cache
+            .as_ref()
+            .is_some_and(
+                |c| !c.node_id.is_empty() && c.download_bps == 12_500_000
+            ))
+        .await,
+        "the cache runs with another download limit: {:?}",
+        d.app.cache
+    );
+    assert_eq!(saved_download(&d), DownloadLimit::Capped(12_500_000));
+    d.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_download_limit_set_in_settings_reaches_the_running_cache() {
+    let net = LocalNetwork::temp().movie(cheap()).start().await.unwrap();
+    net.register("milo", PASSWORD).await.unwrap();
+    let mut d = Driver::new(true).await;
+    d.log_in(&net.url(), "milo", PASSWORD).await;
+    let limit_is = |bps: u64| {
+        move |app: &rivulet_app::app::App| {
+            app.cache
+                .as_ref()
+                .is_some_and(|c| !c.node_id.is_empty() && c.download_bps == bps)
+        }
+    };
+    assert!(
+        d.until(Duration::from_secs(30), limit_is(0)).await,
+        "no unlimited cache at first: {:?}",
+        d.app.cache
+    );
+
+    d.send(Message::OpenSettings).await;
+    assert!(sees(&d, "Download: unlimited"));
+    // Zero is not a limit: said once, nothing changes.
+    for m in [
+        settings::Message::DownloadCustom("0".into()),
+        settings::Message::Apply,
+    ] {
+        d.send(Message::Pane(m)).await;
+    }
+    let pane = d.app.pane.as_ref().unwrap();
+    assert_eq!(
+        pane.error.as_deref(),
+        Some("The download limit must be a positive number of Mbit/s, not \"0\".")
+    );
+    assert_eq!(pane.draft.download, DownloadLimit::Unlimited);
+    assert_eq!(saved_download(&d), DownloadLimit::Unlimited);
+    assert_eq!(d.app.cache.as_ref().unwrap().download_bps, 0);
+
+    // 2.5 Mbit/s reaches the running cache (the same one: no restart) and the file.
+    let node = d.app.cache.as_ref().unwrap().node_id.clone();
+    for m in [
+        settings::Message::DownloadCustom("2.5".into()),
+        settings::Message::Apply,
+    ] {
+        d.send(Message::Pane(m)).await;
+    }
+    assert!(
+        d.until(Duration::from_secs(10), limit_is(2_500_000)).await,
+        "the cache kept {:?}",
+        d.app.cache
+    );
+    assert_eq!(d.app.cache.as_ref().unwrap().node_id, node);
+    assert_eq!(d.app.pane.as_ref().unwrap().error, None);
+    assert!(sees(&d, "Download: 2.5 Mbit/s"));
+    assert_eq!(saved_download(&d), DownloadLimit::Capped(2_500_000));
+
+    // Back to unlimited with its button.
+    for m in click(&d, "Unlimited") {
+        d.send(m).await;
+    }
+    d.send(Message::Pane(settings::Message::Apply)).await;
+    assert!(
+        d.until(Duration::from_secs(10), limit_is(0)).await,
+        "the cache kept {:?}",
+        d.app.cache
+    );
+    assert_eq!(saved_download(&d), DownloadLimit::Unlimited);
+    d.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

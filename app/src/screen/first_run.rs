@@ -1,14 +1,15 @@
 //! First-run set-up, after the first log-in and before any cache starts: what the cache
 //! does, how points are earned and spent, and the choices — share (a cache) or watch only,
-//! storage and upload as 0.2 / 0.5 / 1 of 1.5 GB and 10 Mbit/s, the cache port. "Start"
-//! saves them; the settings pane changes them later.
+//! storage and upload as 0.2 / 0.5 / 1 of 1.5 GB and 10 Mbit/s, the cache's download limit
+//! (unlimited unless chosen: 10 / 25 / 50 Mbit/s or custom), the cache port. "Start" saves
+//! them; the settings pane changes them later.
 
 use iced::widget::{button, checkbox, column, container, row, text, text_input};
 use iced::{Element, Length, Task};
 
 use super::bytes;
-use super::settings::choices;
-use crate::settings::{Limit, Settings};
+use super::settings::{choices, custom_download_text, download_choices};
+use crate::settings::{DownloadLimit, Limit, Settings};
 
 #[derive(Debug)]
 pub struct State {
@@ -16,6 +17,8 @@ pub struct State {
     pub draft: Settings,
     /// The cache port, as typed.
     pub port_text: String,
+    /// A custom download limit in Mbit/s, as typed.
+    pub download_text: String,
     pub error: Option<String>,
 }
 
@@ -26,6 +29,10 @@ pub enum Message {
     Storage(f64),
     /// Upload as a multiplier of 10 Mbit/s.
     Upload(f64),
+    /// The download limit: unlimited or one of the rates offered.
+    Download(DownloadLimit),
+    /// A custom download limit in Mbit/s, as typed.
+    DownloadCustom(String),
     ListenPort(String),
     Start,
 }
@@ -42,6 +49,7 @@ impl State {
         State {
             draft: settings.clone(),
             port_text: settings.listen_port.to_string(),
+            download_text: custom_download_text(settings.download),
             error: None,
         }
     }
@@ -51,18 +59,29 @@ impl State {
             Message::Share(on) => self.draft.share = on,
             Message::Storage(m) => self.draft.storage = Limit::Multiplier(m),
             Message::Upload(m) => self.draft.upload = Limit::Multiplier(m),
+            Message::Download(limit) => {
+                self.draft.download = limit;
+                self.download_text.clear();
+            }
+            Message::DownloadCustom(typed) => self.download_text = typed,
             Message::ListenPort(p) => self.port_text = p,
-            Message::Start => match Settings::parse_listen_port(&self.port_text) {
-                Ok(port) => {
-                    let mut done = self.draft.clone();
-                    done.listen_port = port;
-                    done.set_up = true;
-                    return (Task::none(), Some(Event::Done(Box::new(done))));
-                }
+            Message::Start => match self.checked() {
+                Ok(done) => return (Task::none(), Some(Event::Done(Box::new(done)))),
                 Err(e) => self.error = Some(e),
             },
         }
         (Task::none(), None)
+    }
+
+    /// The choices with the typed port and download limit, marked set up; or what is wrong.
+    fn checked(&self) -> Result<Settings, String> {
+        let mut done = self.draft.clone();
+        done.listen_port = Settings::parse_listen_port(&self.port_text)?;
+        if !self.download_text.trim().is_empty() {
+            done.download = DownloadLimit::parse_mbit(&self.download_text)?;
+        }
+        done.set_up = true;
+        Ok(done)
     }
 
     pub fn view(&self) -> Element<'_, Message> {
@@ -93,6 +112,24 @@ impl State {
                     self.draft.upload_bps() as f64 / 1e6
                 )))
                 .push(choices(self.draft.upload, Message::Upload))
+                .push(text(format!(
+                    "Download for the cache: {}",
+                    self.draft.download.label()
+                )))
+                .push(
+                    text("What the cache fetches to keep; your own viewing is not limited.")
+                        .size(13),
+                )
+                .push(
+                    row![
+                        download_choices(self.draft.download, Message::Download),
+                        text_input("custom Mbit/s", &self.download_text)
+                            .on_input(Message::DownloadCustom)
+                            .width(110)
+                            .padding(6),
+                    ]
+                    .spacing(8),
+                )
                 .push(text(format!(
                     "Cache port (TCP; forward it and {}–{} on your router if you can)",
                     rivulet_node_core::net::DEFAULT_PASSIVE_PORTS.start(),

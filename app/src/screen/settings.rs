@@ -1,6 +1,7 @@
 //! Settings pane: tracker address; sharing on (a cache) or watch only; cache size and upload
-//! cap as 0.2 / 0.5 / 1 of 1.5 GB and 10 Mbit/s or custom values; cache folder. "Apply" hands the new settings to the app, which
-//! saves them and changes the running cache at once.
+//! cap as 0.2 / 0.5 / 1 of 1.5 GB and 10 Mbit/s or custom values; the cache's download limit
+//! (unlimited, 10 / 25 / 50 Mbit/s or custom); cache folder. "Apply" hands the new settings to
+//! the app, which saves them and changes the running cache at once.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use iced::{Element, Length, Task};
 use rivulet_node_core::cache::{CacheStatus, MULTIPLIERS};
 
 use super::bytes;
-use crate::settings::{Limit, Settings};
+use crate::settings::{DOWNLOAD_CHOICES_MBIT, DownloadLimit, Limit, Settings};
 
 #[derive(Debug)]
 pub struct State {
@@ -19,6 +20,8 @@ pub struct State {
     pub storage_text: String,
     /// Custom upload in Mbit/s, as typed.
     pub upload_text: String,
+    /// Custom download limit in Mbit/s, as typed.
+    pub download_text: String,
     pub cache_dir_text: String,
     /// The cache port, as typed.
     pub port_text: String,
@@ -38,6 +41,10 @@ pub enum Message {
     UploadMultiplier(f64),
     /// Custom upload in Mbit/s, as typed.
     UploadCustom(String),
+    /// Download limit: unlimited or one of [`DOWNLOAD_CHOICES_MBIT`].
+    Download(DownloadLimit),
+    /// Custom download limit in Mbit/s, as typed.
+    DownloadCustom(String),
     CacheDir(String),
     /// The cache port, as typed.
     ListenPort(String),
@@ -73,6 +80,7 @@ impl State {
             draft: settings.clone(),
             storage_text,
             upload_text,
+            download_text: custom_download_text(settings.download),
             cache_dir_text: settings
                 .cache_dir
                 .as_ref()
@@ -97,6 +105,11 @@ impl State {
                 self.upload_text.clear();
             }
             Message::UploadCustom(s) => self.upload_text = s,
+            Message::Download(limit) => {
+                self.draft.download = limit;
+                self.download_text.clear();
+            }
+            Message::DownloadCustom(s) => self.download_text = s,
             Message::CacheDir(s) => self.cache_dir_text = s,
             Message::ListenPort(s) => self.port_text = s,
             Message::Share(on) => self.draft.share = on,
@@ -132,6 +145,9 @@ impl State {
         if !self.upload_text.trim().is_empty() {
             let mbit = positive(&self.upload_text, "upload in Mbit/s")?;
             s.upload = Limit::Custom((mbit * 1e6) as u64);
+        }
+        if !self.download_text.trim().is_empty() {
+            s.download = DownloadLimit::parse_mbit(&self.download_text)?;
         }
         s.listen_port = Settings::parse_listen_port(&self.port_text)?;
         let dir = self.cache_dir_text.trim();
@@ -184,6 +200,12 @@ impl State {
                     .padding(6),
             ]
             .spacing(8),
+            text(format!("Download: {}", self.draft.download.label())),
+            download_choices(self.draft.download, Message::Download),
+            text_input("custom Mbit/s", &self.download_text)
+                .on_input(Message::DownloadCustom)
+                .width(90)
+                .padding(6),
             text("Cache folder (empty: the default)"),
             text_input(
                 &crate::environment::default_cache_dir()
@@ -223,10 +245,11 @@ impl State {
         }
         if let Some(c) = &self.cache {
             pane = pane.push(text(format!(
-                "Running cache: {} of {} used, upload cap {:.1} Mbit/s{}",
+                "Running cache: {} of {} used, upload cap {:.1} Mbit/s, download {}{}",
                 bytes(c.used_bytes),
                 bytes(c.storage_bytes),
                 c.upload_bps as f64 / 1e6,
+                DownloadLimit::Capped(c.download_bps).label(),
                 c.problem
                     .as_ref()
                     .map(|p| format!(" · problem: {p}"))
@@ -243,7 +266,6 @@ impl State {
     }
 }
 
-/// The 0.2 / 0.5 / 1 buttons, the current one highlighted.
 /// The 0.2 / 0.5 / 1 multiplier buttons, the `current` one highlighted.
 pub(super) fn choices<'a, M: Clone + 'a>(current: Limit, pick: fn(f64) -> M) -> Element<'a, M> {
     let buttons = MULTIPLIERS.iter().map(|&m| {
@@ -258,6 +280,48 @@ pub(super) fn choices<'a, M: Clone + 'a>(current: Limit, pick: fn(f64) -> M) -> 
             .into()
     });
     iced::widget::row(buttons).spacing(6).into()
+}
+
+/// The "Unlimited" and 10 / 25 / 50 Mbit/s buttons, the `current` one highlighted.
+pub(super) fn download_choices<'a, M: Clone + 'a>(
+    current: DownloadLimit,
+    pick: fn(DownloadLimit) -> M,
+) -> Element<'a, M> {
+    let offered = std::iter::once(DownloadLimit::Unlimited).chain(
+        DOWNLOAD_CHOICES_MBIT
+            .iter()
+            .map(|&mbit| DownloadLimit::Capped(mbit * 1_000_000)),
+    );
+    let buttons = offered.map(|limit| {
+        let label = match limit {
+            DownloadLimit::Unlimited => "Unlimited".to_owned(),
+            capped => capped.label(),
+        };
+        button(text(label))
+            .style(if current.bps() == limit.bps() {
+                button::primary
+            } else {
+                button::secondary
+            })
+            .on_press(pick(limit))
+            .into()
+    });
+    // Wrapped: four buttons do not fit the narrow pane on one line.
+    iced::widget::row(buttons)
+        .spacing(6)
+        .wrap()
+        .vertical_spacing(6)
+        .into()
+}
+
+/// What the custom download box starts with: the limit when no button shows it.
+pub(super) fn custom_download_text(limit: DownloadLimit) -> String {
+    let offered = DOWNLOAD_CHOICES_MBIT.map(|mbit| mbit * 1_000_000);
+    match limit.bps() {
+        0 => String::new(),
+        bps if offered.contains(&bps) => String::new(),
+        bps => format!("{}", bps as f64 / 1e6),
+    }
 }
 
 fn positive(typed: &str, what: &str) -> Result<f64, String> {

@@ -1,7 +1,8 @@
 //! The cache role: registers with the tracker as its account's cache, holds what placement
 //! asks (fetched from the origin within a download budget, kept in the hidden encrypted
 //! [`store`]), serves it to viewers over FTP under one upload cap, and reports holdings and
-//! bytes sent by heartbeat. Limits change live through [`Cache::set_limits`].
+//! bytes sent by heartbeat. Limits change live through [`Cache::set_limits`] and
+//! [`Cache::set_download_bps`].
 
 pub mod lock;
 pub mod store;
@@ -204,6 +205,9 @@ pub struct CacheStatus {
     pub used_bytes: u64,
     pub storage_bytes: u64,
     pub upload_bps: u64,
+    /// The download budget from the origin and other caches the fetchers are held to, bits
+    /// per second (0: none).
+    pub download_bps: u64,
     /// Bytes sent to viewers since start.
     pub sent_bytes: u64,
     /// Bytes fetched from the origin since start.
@@ -273,6 +277,15 @@ impl ChunkProvider for StoreProvider {
 struct Limits {
     upload_bps: u64,
     storage_bytes: u64,
+    /// Ours alone: the tracker is not told it.
+    download_bps: u64,
+}
+
+impl Limits {
+    /// What the tracker is told (a change of the download budget alone is not news to it).
+    fn reported(&self) -> (u64, u64) {
+        (self.upload_bps, self.storage_bytes)
+    }
 }
 
 /// What the fetchers share with the heartbeat loop.
@@ -296,7 +309,8 @@ struct Shared {
     origin_addr: String,
     /// The origin's certificate fingerprint: fetched over FTPS pinned to it when set.
     origin_pin: Option<String>,
-    download: RateCap,
+    /// The download budget, shared with [`Cache`] to change it live.
+    download: Arc<RateCap>,
     storage: AtomicU64,
     fetched: AtomicU64,
     work: Notify,
@@ -311,6 +325,8 @@ struct Shared {
 pub struct Cache {
     served: Arc<ServedBytes>,
     limits: watch::Sender<Limits>,
+    /// The fetchers' download budget ([`Shared::download`]).
+    download: Arc<RateCap>,
     status: watch::Receiver<CacheStatus>,
     tasks: Tasks,
     /// The tasks of `tasks`, for [`Cache::crash`].
@@ -418,6 +434,7 @@ impl Cache {
         let limits = Limits {
             upload_bps: options.upload_bps,
             storage_bytes: options.storage_bytes,
+            download_bps: options.download_bps,
         };
         let mut registration = NodeRegistration::cache(
             server.addr().to_string(),
@@ -434,6 +451,7 @@ impl Cache {
             .await
             .map_err(CacheError::Register)?;
         server.set_server_id(&registered.node_id);
+        let download = Arc::new(RateCap::new(options.download_bps));
         let shared = Arc::new(Shared {
             _folder_lock: folder_lock,
             store,
@@ -446,7 +464,7 @@ impl Cache {
             node_id: Mutex::new(registered.node_id.clone()),
             origin_addr: origin.ftp,
             origin_pin: origin.fingerprint,
-            download: RateCap::new(options.download_bps),
+            download: download.clone(),
             storage: AtomicU64::new(limits.storage_bytes),
             completed: Notify::new(),
             fetched: AtomicU64::new(0),
@@ -459,6 +477,7 @@ impl Cache {
             addr,
             storage_bytes: limits.storage_bytes,
             upload_bps: limits.upload_bps,
+            download_bps: limits.download_bps,
             reach: registered.reach.clone(),
             listen_port: server.addr().port(),
             passive_ports: options.passive_ports,
@@ -500,6 +519,7 @@ impl Cache {
         Ok(Cache {
             served: server_served,
             limits: limits_tx,
+            download,
             status: status_rx,
             tasks,
             handles,
@@ -508,10 +528,17 @@ impl Cache {
 
     /// Changes the upload cap (bits/s) and storage budget (bytes); both apply at once.
     pub fn set_limits(&self, upload_bps: u64, storage_bytes: u64) {
-        let _ = self.limits.send(Limits {
-            upload_bps,
-            storage_bytes,
+        self.limits.send_modify(|l| {
+            l.upload_bps = upload_bps;
+            l.storage_bytes = storage_bytes;
         });
+    }
+
+    /// Changes the download budget (bits/s, 0: none) at once: fetches waiting on the old
+    /// rate go on by the new one. The status shows it after the heartbeat that follows.
+    pub fn set_download_bps(&self, download_bps: u64) {
+        self.download.set(download_bps);
+        self.limits.send_modify(|l| l.download_bps = download_bps);
     }
 
     /// Follows the cache's status.
@@ -604,7 +631,7 @@ impl HeartbeatLoop {
         let shared = self.shared.clone();
         let now_limits = *self.limits.borrow();
         self.take_served();
-        let changed = self.reported_limits != Some(now_limits);
+        let changed = self.reported_limits.map(|l| l.reported()) != Some(now_limits.reported());
         let mut heartbeat = Heartbeat {
             holdings: shared.store.holdings(),
             upload_bps: changed.then_some(now_limits.upload_bps.max(1)),
@@ -670,6 +697,7 @@ impl HeartbeatLoop {
             s.used_bytes = shared.store.used();
             s.storage_bytes = now_limits.storage_bytes;
             s.upload_bps = now_limits.upload_bps;
+            s.download_bps = shared.download.get();
             s.sent_bytes = sent_total;
             s.fetched_bytes = shared.fetched.load(Ordering::Relaxed);
             s.fetched_from_caches_bytes = shared.fetched_from_caches.load(Ordering::Relaxed);

@@ -159,7 +159,8 @@ impl ServedBytes {
 /// budget): a token bucket that holds at
 /// least 10 ms of traffic (tokio's timers tick at 1 ms; a smaller bucket caps far below the
 /// rate) and starts empty, so no transfer gets a free burst. Zero means no cap. The rate can
-/// change while transfers run.
+/// change while transfers run: [`RateCap::set`] wakes every waiter, which then waits by the
+/// new rate (or not at all, with no cap).
 ///
 /// Urgent transfers (a player waiting for them) go first: while one runs, the others pause.
 #[derive(Debug)]
@@ -168,6 +169,8 @@ pub struct RateCap {
     bucket: Mutex<(f64, Instant)>,
     urgent: AtomicU64,
     calm: tokio::sync::Notify,
+    /// Notified when the rate changes.
+    changed: tokio::sync::Notify,
 }
 
 /// An urgent transfer in progress (see [`RateCap::urgent`]).
@@ -189,6 +192,7 @@ impl RateCap {
             bucket: Mutex::new((0.0, Instant::now())),
             urgent: AtomicU64::new(0),
             calm: tokio::sync::Notify::new(),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -199,9 +203,10 @@ impl RateCap {
         Urgent(self)
     }
 
-    /// Changes the cap at once (0: none).
+    /// Changes the cap at once (0: none): transfers waiting on the old rate wait by the new.
     pub fn set(&self, bits_per_sec: u64) {
         self.bits_per_sec.store(bits_per_sec, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
 
     pub fn get(&self) -> u64 {
@@ -231,6 +236,10 @@ impl RateCap {
     /// bucket alone decides.
     pub async fn acquire_urgent(&self, bytes: usize) {
         loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the rate is read, so a change meanwhile cuts the wait short.
+            changed.as_mut().enable();
             let rate = self.bits_per_sec.load(Ordering::Relaxed) as f64 / 8.0;
             if rate <= 0.0 {
                 return;
@@ -248,7 +257,10 @@ impl RateCap {
                 }
                 Duration::from_secs_f64((need - b.0) / rate)
             };
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = changed => {}
+            }
         }
     }
 }
@@ -1004,6 +1016,59 @@ mod tests {
             "/demo/1/2/now/now",
         ] {
             assert_eq!(chunk_path(Path::new(bad)), None, "{bad}");
+        }
+    }
+
+    /// How long `cap` takes to let `total` bytes through in [`CAPPED_PIECE`] steps.
+    async fn time_to_pass(cap: &RateCap, total: usize) -> Duration {
+        let began = Instant::now();
+        for _ in 0..total / CAPPED_PIECE {
+            cap.acquire(CAPPED_PIECE).await;
+        }
+        began.elapsed()
+    }
+
+    /// A download budget raised while the cache runs applies at once: the same bytes take
+    /// about bytes / rate at the low cap and a small fraction of that after the raise.
+    /// (The bucket reads the system clock, so the times are real and the checks generous.)
+    #[tokio::test]
+    async fn download_cap_raised_live_lets_the_same_bytes_through_far_sooner() {
+        let total = 20 * CAPPED_PIECE;
+        // 2.6 Mbit/s: 320 KiB in ≈ 1 s.
+        let cap = RateCap::new(2_621_440);
+        let low = time_to_pass(&cap, total).await;
+        assert!(low >= Duration::from_millis(800), "{low:?} at the low cap");
+        cap.set(262_144_000);
+        assert_eq!(cap.get(), 262_144_000);
+        let high = time_to_pass(&cap, total).await;
+        assert!(high * 5 < low, "{high:?} after the raise, {low:?} before");
+        // Lowered again, it slows down again.
+        cap.set(2_621_440);
+        let again = time_to_pass(&cap, total).await;
+        assert!(
+            again >= Duration::from_millis(800),
+            "{again:?} lowered again"
+        );
+    }
+
+    /// A transfer waiting on a very low cap is released by a change of rate, not at the end
+    /// of the wait the old rate asked for.
+    #[tokio::test]
+    async fn a_download_cap_change_wakes_the_transfers_waiting_on_the_old_rate() {
+        for new_rate in [0, 800_000_000] {
+            // 8 kbit/s: the first 16 KiB would take 16 s.
+            let cap = Arc::new(RateCap::new(8_000));
+            let waiting = tokio::spawn({
+                let cap = cap.clone();
+                async move { cap.acquire(CAPPED_PIECE).await }
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!waiting.is_finished(), "passed a cap of 8 kbit/s at once");
+            cap.set(new_rate);
+            tokio::time::timeout(Duration::from_secs(2), waiting)
+                .await
+                .unwrap_or_else(|_| panic!("still waiting 2 s after the cap became {new_rate}"))
+                .unwrap();
         }
     }
 }
