@@ -488,22 +488,45 @@ pub fn pick_peers(
     k: u16,
     residual: &mut HashMap<String, f64>,
 ) -> Vec<PeerPick> {
+    let mut picks = Vec::new();
+    add_peers(holders, rate, k, residual, &mut picks, 1.0 + HEADROOM);
+    picks
+}
+
+/// Adds peers to a viewer's `picks` as [`pick_peers`] chooses them, until they hold k
+/// distinct indices and offer `rate × share` between them (or [`MAX_PEERS`] are chosen). A
+/// round calls it twice over all viewers: first for every viewer's k indices and rate, then
+/// for the headroom, so the first viewers' headroom never leaves a later one without k.
+pub fn add_peers(
+    holders: &[(String, Vec<u16>)],
+    rate: f64,
+    k: u16,
+    residual: &mut HashMap<String, f64>,
+    picks: &mut Vec<PeerPick>,
+    share: f64,
+) {
     let need = usize::from(k.max(1));
     let offer = |cache: &str, indices: usize, residual: &HashMap<String, f64>| -> f64 {
         let left = residual.get(cache).copied().unwrap_or(0.0).max(0.0);
         left.min(rate * (indices as f64 / need as f64).min(1.0))
     };
+    let chosen: HashSet<&str> = picks.iter().map(|p| p.cache.as_str()).collect();
+    let mut held = BTreeSet::new();
+    for (c, indices) in holders {
+        if chosen.contains(c.as_str()) {
+            held.extend(indices.iter().copied());
+        }
+    }
     let mut candidates: Vec<(&String, &Vec<u16>, f64)> = holders
         .iter()
+        .filter(|(c, _)| !chosen.contains(c.as_str()))
         .map(|(c, indices)| (c, indices, offer(c, indices.len(), residual)))
         .filter(|(_, _, o)| *o > 0.0)
         .collect();
     candidates.sort_by(|a, b| a.0.cmp(b.0));
-    let mut held = BTreeSet::new();
-    let mut picks = Vec::new();
-    let mut covered = 0.0;
+    let mut covered: f64 = picks.iter().map(|p| p.rate).sum();
     while picks.len() < MAX_PEERS
-        && (covered < rate * (1.0 + HEADROOM) || held.len() < need)
+        && (covered < rate * share || held.len() < need)
         && !candidates.is_empty()
     {
         let missing = need.saturating_sub(held.len());
@@ -536,7 +559,6 @@ pub fn pick_peers(
             rate: offered,
         });
     }
-    picks
 }
 
 /// The network's state between rounds: the last placement, the peer sets, smoothed demand
@@ -727,16 +749,39 @@ impl Network {
             sources.retain(|(source, _), _| cache_info.contains_key(source));
             cache_info.contains_key(cache) && !sources.is_empty()
         });
-        for node in nodes.iter().filter(|n| n.kind == NodeKind::Viewer) {
-            let Some(video) = &node.watching else {
-                continue;
-            };
-            let Some(&(rate, k)) = facts.get(video) else {
-                continue;
-            };
-            let none = Vec::new();
-            let holders = holders.get(video).unwrap_or(&none);
-            let picks = pick_peers(holders, rate, k, &mut residual);
+        let none = Vec::new();
+        let watchers: Vec<(&NodeInfo, &String, f64, u16)> = nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Viewer)
+            .filter_map(|n| {
+                let video = n.watching.as_ref()?;
+                let &(rate, k) = facts.get(video)?;
+                Some((n, video, rate, k))
+            })
+            .collect();
+        // Every viewer's k indices and rate first, then the headroom (see [`add_peers`]),
+        // each from the upload its movie was planned; then, for viewers still short, from
+        // whatever upload is left.
+        let mut reserved = reserve_by_movie(&holders, &snapshots, &residual);
+        let mut all_picks: Vec<Vec<PeerPick>> = vec![Vec::new(); watchers.len()];
+        for share in [1.0, 1.0 + HEADROOM] {
+            for ((_, video, rate, k), picks) in watchers.iter().zip(&mut all_picks) {
+                let holders = holders.get(*video).unwrap_or(&none);
+                let reserved = reserved.entry((*video).clone()).or_default();
+                add_peers(holders, *rate, *k, reserved, picks, share);
+            }
+        }
+        for left in residual.values_mut() {
+            *left = 0.0;
+        }
+        for (cache, left) in reserved.into_values().flatten() {
+            *residual.entry(cache).or_default() += left;
+        }
+        for ((_, video, rate, k), picks) in watchers.iter().zip(&mut all_picks) {
+            let holders = holders.get(*video).unwrap_or(&none);
+            add_peers(holders, *rate, *k, &mut residual, picks, 1.0 + HEADROOM);
+        }
+        for ((node, video, _, _), picks) in watchers.into_iter().zip(all_picks) {
             let mut handed: HashSet<String> = match state.given.remove(&node.node_id) {
                 Some((v, handed)) if v == *video => handed,
                 _ => HashSet::new(),
@@ -953,6 +998,44 @@ pub fn silence_quiet_caches(live: &mut [NodeInfo], quiet_before: u64) {
 
 /// For each movie, the caches holding complete indices of it, with those indices, by id:
 /// built once a round so a viewer's pick looks only at its movie's holders.
+/// Each cache's upload (`upload`) split over the movies it holds complete indices of, in
+/// proportion to what placement plans per index of each (demand × rate / k) times the indices
+/// it holds: movie → cache → upload for that movie's viewers. Without it the viewers of the
+/// movie looked at first take upload that the plan meant for another movie, whose viewers
+/// then lack indices only those caches hold.
+fn reserve_by_movie(
+    holders: &HashMap<String, Vec<(String, Vec<u16>)>>,
+    movies: &[MovieSnapshot],
+    upload: &HashMap<String, f64>,
+) -> HashMap<String, HashMap<String, f64>> {
+    let per_index: HashMap<&str, f64> = movies
+        .iter()
+        .map(|m| (m.id.as_str(), m.demand * m.rate / f64::from(m.k.max(1))))
+        .collect();
+    let weight = |video: &str, indices: &[u16]| {
+        per_index.get(video).copied().unwrap_or(0.0) * indices.len() as f64
+    };
+    let mut total: HashMap<&str, f64> = HashMap::new();
+    for (video, caches) in holders {
+        for (cache, indices) in caches {
+            *total.entry(cache.as_str()).or_default() += weight(video, indices);
+        }
+    }
+    let mut out: HashMap<String, HashMap<String, f64>> = HashMap::new();
+    for (video, caches) in holders {
+        let entry = out.entry(video.clone()).or_default();
+        for (cache, indices) in caches {
+            let (Some(&up), Some(&all)) = (upload.get(cache), total.get(cache.as_str())) else {
+                continue;
+            };
+            if all > 0.0 {
+                entry.insert(cache.clone(), up * weight(video, indices) / all);
+            }
+        }
+    }
+    out
+}
+
 fn holders_by_movie(
     caches: &HashMap<String, NodeInfo>,
 ) -> HashMap<String, Vec<(String, Vec<u16>)>> {
@@ -1212,6 +1295,109 @@ mod tests {
             "{shown} B/s after showing 40 Mbit/s"
         );
         assert!(shown <= 10_000_000.0 + 1.0, "{shown}");
+    }
+
+    /// A node holding (or watching) movies of its own naming.
+    fn node_of(id: &str, kind: NodeKind, upload_bps: u64, holds: &[(&str, &[u16])]) -> NodeInfo {
+        NodeInfo {
+            watching: None,
+            holdings: holds
+                .iter()
+                .map(|(video, indices)| Holding {
+                    video: (*video).into(),
+                    indices: indices.to_vec(),
+                })
+                .collect(),
+            ..node(id, kind, upload_bps, &[])
+        }
+    }
+
+    fn facts(id: &str, rate: f64, k: u16) -> MovieFacts {
+        MovieFacts {
+            id: id.into(),
+            rate,
+            index_bytes: 1_000_000,
+            k,
+            n: 4 * k,
+            purchases: 0,
+        }
+    }
+
+    /// Distinct indices of `video` that viewer `v`'s peers hold between them.
+    fn covered_by_peers(net: &Network, v: &str, video: &str) -> BTreeSet<u16> {
+        net.peers(v, video)
+            .into_iter()
+            .flat_map(|(_, indices, _)| indices)
+            .collect()
+    }
+
+    #[test]
+    fn the_first_viewers_headroom_never_leaves_a_later_one_without_k() {
+        // k = 16 in blocks of 4; c4 holds two blocks. Rates in bytes/s of a 400 kB/s movie:
+        // c4 and c2, c3 can serve two viewers' share of their blocks, c0 and c1 one.
+        let rate = 400_000.0;
+        let bps = |share: f64| (share * rate * 8.0) as u64;
+        let block = |b: u16| (b * 4..b * 4 + 4).collect::<Vec<u16>>();
+        let both: Vec<u16> = (0..8).collect();
+        let mut nodes = vec![
+            node_of("c0", NodeKind::Cache, bps(0.25), &[("m", &block(0))]),
+            node_of("c1", NodeKind::Cache, bps(0.25), &[("m", &block(1))]),
+            node_of("c2", NodeKind::Cache, bps(0.5), &[("m", &block(2))]),
+            node_of("c3", NodeKind::Cache, bps(0.5), &[("m", &block(3))]),
+            node_of("c4", NodeKind::Cache, bps(0.5), &[("m", &both)]),
+        ];
+        for v in ["v1", "v2"] {
+            nodes.push(NodeInfo {
+                watching: Some("m".into()),
+                ..node_of(v, NodeKind::Viewer, 0, &[])
+            });
+        }
+        // Below the unproven allowance every declared upload is trusted as it is.
+        assert!(bps(0.5) < crate::measured::UNPROVEN_UPLOAD_BPS);
+        let net = Network::default();
+        net.round(&nodes, &[facts("m", rate, 16)], &HashSet::new());
+        // In one pass per viewer, v1's headroom took c0 and v2 was left 12 indices.
+        for v in ["v1", "v2"] {
+            assert_eq!(covered_by_peers(&net, v, "m").len(), 16, "{v}");
+        }
+    }
+
+    #[test]
+    fn the_viewers_of_one_movie_leave_another_the_upload_planned_for_it() {
+        // "shared" is the only cache with indices 0–3 of the little-watched movie b; movie a
+        // has sixteen viewers, who would take all of shared's upload if they could.
+        let a_all: Vec<u16> = (0..16).collect();
+        let mut nodes = vec![
+            node_of(
+                "shared",
+                NodeKind::Cache,
+                10_000_000,
+                &[("a", &a_all[..4]), ("b", &[0, 1, 2, 3])],
+            ),
+            node_of("a-rest", NodeKind::Cache, 10_000_000, &[("a", &a_all[4..])]),
+            node_of("b-rest", NodeKind::Cache, 10_000_000, &[("b", &a_all[4..])]),
+        ];
+        for i in 0..16 {
+            nodes.push(NodeInfo {
+                watching: Some("a".into()),
+                ..node_of(&format!("a{i:02}"), NodeKind::Viewer, 0, &[])
+            });
+        }
+        nodes.push(NodeInfo {
+            watching: Some("b".into()),
+            ..node_of("b-viewer", NodeKind::Viewer, 0, &[])
+        });
+        let movies = [facts("a", 400_000.0, 16), facts("b", 400_000.0, 16)];
+        let net = Network::default();
+        net.round(&nodes, &movies, &HashSet::new());
+        assert_eq!(covered_by_peers(&net, "b-viewer", "b").len(), 16);
+        let shared_for_b: f64 = net
+            .peers("b-viewer", "b")
+            .iter()
+            .filter(|(info, _, _)| info.node_id == "shared")
+            .map(|(_, _, rate)| rate)
+            .sum();
+        assert!(shared_for_b > 0.0);
     }
 
     fn cache(id: &str, upload: f64, storage: u64) -> CacheSnapshot {
