@@ -15,7 +15,7 @@ packages=(
   x11-apps        # app tests: xwd takes the screenshot
   xdotool         # app tests: key presses into the real window (player shortcuts)
   imagemagick     # app tests: converts the screenshot to PNG
-  dbus            # app tests: a private session bus for the keyring test (dbus-daemon, dbus-send)
+  dbus            # app tests: a private session bus for the keyring and tray tests (dbus-daemon, dbus-send)
   gnome-keyring   # app tests: a real Secret Service, where "remember me" keeps the password
   librsvg2-bin    # icons: rsvg-convert renders icons/rivulet.svg to PNG sizes
   chromium        # tests: the tracker's web pages in a real (headless) browser

@@ -1,7 +1,8 @@
 //! The application root: which screen shows, the settings pane, the log-in session, and the
 //! bridge to the engine. `update` dispatches each message to its screen and acts on the
 //! events screens raise; it never blocks (tracker calls and keyring access run as tasks,
-//! node work in the engine's worker).
+//! node work in the engine's worker). Closing the window with sharing on and a system tray
+//! present leaves the app running without a window (see [`on_close`]).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use crate::link::Launch;
 use crate::report::{Reporter, Status};
 use crate::screen::{catalogue, first_run, login, player, points, settings as pane};
 use crate::settings::Settings;
+use crate::tray::{TrayAction, TrayEvent, TrayFeed, TrayState};
 use crate::{credentials, environment};
 
 /// The main area.
@@ -66,6 +68,50 @@ pub struct App {
     play_asked: Option<Instant>,
     first_frame_ms: Option<u64>,
     play_to_frame_ms: Option<u64>,
+    /// Whether a system tray shows the app's icon (so closing the window may keep sharing).
+    pub tray: TrayState,
+    /// The window is closed and the app runs on from the tray, its cache serving.
+    pub in_tray: bool,
+    /// Sharing paused from the tray menu: the cache stays stopped until "Resume sharing"
+    /// (for this run; the settings are unchanged).
+    pub sharing_paused: bool,
+    /// Whether sharing runs, as the tray menu shows it (Pause or Resume).
+    tray_sharing: tokio::sync::watch::Sender<bool>,
+    /// "No system tray found" was said.
+    no_tray_said: bool,
+}
+
+/// What closing the window does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnClose {
+    /// The window closes; the app runs on from the tray and its cache keeps serving.
+    KeepSharing,
+    /// The full close: the engine stops (the cache and the viewer tell the tracker), the app
+    /// exits.
+    Quit,
+}
+
+/// What closing the window does: keep sharing when the user asked for it, a cache runs and a
+/// tray shows the icon (the way back to the window and to Quit); otherwise quit as always.
+pub fn on_close(settings: &Settings, cache_running: bool, tray: &TrayState) -> OnClose {
+    if settings.share && settings.keep_sharing_on_close && cache_running && tray.is_shown() {
+        OnClose::KeepSharing
+    } else {
+        OnClose::Quit
+    }
+}
+
+/// The window the app opens (at start, and again from the tray).
+pub fn window_settings() -> window::Settings {
+    let mut settings = window::Settings {
+        size: iced::Size::new(1320.0, 860.0),
+        icon: crate::icon::window_icon(),
+        // The app decides what the close button does (`Message::CloseRequested`).
+        exit_on_close_request: false,
+        ..window::Settings::default()
+    };
+    settings.platform_specific.application_id = "rivulet".into();
+    settings
 }
 
 #[derive(Clone, Debug)]
@@ -87,8 +133,12 @@ pub enum Message {
     Recalled(Option<String>),
     /// The keyring or the settings file answered; a sentence to show if it failed.
     Noted(Option<String>),
-    /// The window's close button.
+    /// The window's close button: quit, or keep sharing from the tray ([`on_close`]).
     CloseRequested,
+    /// The full close whatever the settings (SIGTERM, Ctrl-C, "Quit" in the tray menu).
+    Quit,
+    /// The tray icon: shown, unavailable, or a menu pick.
+    Tray(TrayEvent),
     /// The engine did not stop in time: leave anyway.
     ForceExit,
     /// A later launch handed over its link (or asks the window to come to the front).
@@ -205,8 +255,29 @@ impl App {
             play_asked: None,
             first_frame_ms: None,
             play_to_frame_ms: None,
+            tray: TrayState::default(),
+            in_tray: false,
+            sharing_paused: false,
+            tray_sharing: tokio::sync::watch::Sender::new(true),
+            no_tray_said: false,
         };
         (app, recall)
+    }
+
+    /// Opens the window (at start; from the tray after it was closed).
+    pub fn open_window(&mut self) -> Task<Message> {
+        self.in_tray = false;
+        window::open(window_settings()).1.discard()
+    }
+
+    /// [`App::view`] for the daemon, which asks per window (there is one).
+    pub fn view_window(&self, _window: window::Id) -> Element<'_, Message> {
+        self.view()
+    }
+
+    /// [`App::title`] for the daemon.
+    pub fn window_title(&self, _window: window::Id) -> String {
+        self.title()
     }
 
     pub fn title(&self) -> String {
@@ -225,10 +296,7 @@ impl App {
             Message::Points(m) => self.points(m),
             Message::Pane(m) => self.pane(m),
             Message::Node(e) => self.node_event(e),
-            Message::OpenSettings => {
-                self.pane = Some(pane::State::new(&self.settings, self.cache.clone()));
-                Task::none()
-            }
+            Message::OpenSettings => self.open_settings(),
             Message::OpenPoints => self.open_points(),
             Message::LogOut => self.log_out(),
             Message::OpenCatalogue => self.open_catalogue(),
@@ -239,15 +307,128 @@ impl App {
                 }
                 Task::none()
             }
-            Message::CloseRequested => self.close(),
+            Message::CloseRequested => self.close_requested(),
+            Message::Quit => self.close(),
+            Message::Tray(event) => self.tray_event(event),
             Message::ForceExit => iced::exit(),
             Message::SecondLaunch(handoff) => self.second_launch(handoff),
             Message::CleanDownloads => clean_downloads_task(),
             Message::Link(link) => self.link_changed(link),
             Message::Probe => self.probe(),
         };
+        self.tray_sharing.send_if_modified(|shown| {
+            let changed = *shown == self.sharing_paused;
+            *shown = !self.sharing_paused;
+            changed
+        });
         self.report();
         task
+    }
+
+    fn open_settings(&mut self) -> Task<Message> {
+        let mut pane = pane::State::new(&self.settings, self.cache.clone());
+        pane.no_tray = matches!(self.tray, TrayState::Absent(_));
+        self.pane = Some(pane);
+        Task::none()
+    }
+
+    /// The window's close button: the window closes and sharing goes on from the tray, or
+    /// the app quits ([`on_close`]).
+    fn close_requested(&mut self) -> Task<Message> {
+        if self.closing {
+            return Task::none();
+        }
+        match on_close(&self.settings, self.cache.is_some(), &self.tray) {
+            OnClose::KeepSharing => self.close_to_tray(),
+            OnClose::Quit => self.close(),
+        }
+    }
+
+    /// Closes the window and runs on without one. A movie playing stops (its place is kept):
+    /// there is nothing to show it in.
+    fn close_to_tray(&mut self) -> Task<Message> {
+        let left_player = if matches!(self.screen, Screen::Player(_)) {
+            self.leave_player()
+        } else {
+            Task::none()
+        };
+        self.in_tray = true;
+        tracing::info!("the window closed; sharing goes on from the tray");
+        Task::batch([left_player, window::latest().and_then(window::close)])
+    }
+
+    /// The window again: opened when it was closed, else brought to the front.
+    fn show_window(&mut self) -> Task<Message> {
+        if self.in_tray {
+            self.open_window()
+        } else {
+            window::latest().and_then(window::gain_focus)
+        }
+    }
+
+    fn tray_event(&mut self, event: TrayEvent) -> Task<Message> {
+        match event {
+            TrayEvent::Shown => {
+                self.tray = TrayState::Shown;
+                if let Some(p) = &mut self.pane {
+                    p.no_tray = false;
+                }
+                Task::none()
+            }
+            TrayEvent::Unavailable(why) => {
+                tracing::info!("no system tray ({why}): closing the window quits");
+                self.tray = TrayState::Absent(why);
+                if let Some(p) = &mut self.pane {
+                    p.no_tray = true;
+                }
+                if !self.no_tray_said && self.settings.share && self.settings.keep_sharing_on_close
+                {
+                    self.no_tray_said = true;
+                    self.notice = Some(crate::tray::NO_TRAY.into());
+                }
+                // Without the icon there would be no way back to a closed window.
+                if self.in_tray {
+                    self.open_window()
+                } else {
+                    Task::none()
+                }
+            }
+            TrayEvent::Action(TrayAction::Open) => self.show_window(),
+            TrayEvent::Action(TrayAction::PauseSharing) => self.pause_sharing(),
+            TrayEvent::Action(TrayAction::ResumeSharing) => self.resume_sharing(),
+            TrayEvent::Action(TrayAction::Quit) => self.close(),
+        }
+    }
+
+    /// Stops the cache for now (it tells the tracker it leaves); the settings stay as they are.
+    fn pause_sharing(&mut self) -> Task<Message> {
+        self.sharing_paused = true;
+        if let Some(node) = &self.node {
+            node.send(Command::StopCache);
+        }
+        self.cache = None;
+        if let Some(p) = &mut self.pane {
+            p.cache = None;
+        }
+        Task::none()
+    }
+
+    /// Starts the cache again after [`App::pause_sharing`] (when logged in and sharing).
+    fn resume_sharing(&mut self) -> Task<Message> {
+        self.sharing_paused = false;
+        if let Some(done) = self.session.clone() {
+            self.start_cache(&done);
+        }
+        Task::none()
+    }
+
+    /// The tray's input, which [`App::subscription`] follows while the tray is wanted.
+    pub fn tray_feed(&self) -> Option<TrayFeed> {
+        let wanted = self.settings.share
+            && self.settings.keep_sharing_on_close
+            && (self.settings.set_up || self.launch.demo)
+            && !self.closing;
+        wanted.then(|| TrayFeed::new(self.tray_sharing.subscribe()))
     }
 
     fn login(&mut self, message: login::Message) -> Task<Message> {
@@ -373,7 +554,7 @@ impl App {
     }
 
     fn start_cache(&mut self, done: &login::LoggedIn) {
-        if !self.settings.share {
+        if !self.settings.share || self.sharing_paused {
             return;
         }
         let options = self.cache_options(done);
@@ -439,7 +620,7 @@ impl App {
     /// A later launch: the window comes to the front and opens its link, now if logged in
     /// (leaving the movie playing, unless it is that one), else once logged in.
     fn second_launch(&mut self, handoff: crate::single::Handoff) -> Task<Message> {
-        let focus = window::latest().and_then(window::gain_focus::<Message>);
+        let focus = self.show_window();
         let Some(id) = handoff.watch else {
             return focus;
         };
@@ -492,14 +673,7 @@ impl App {
         }
         let task = task.map(Message::Player);
         match event {
-            Some(player::Event::Back) => {
-                self.remember_position();
-                self.viewer_feed = None;
-                if let Some(node) = &self.node {
-                    node.send(Command::StopWatching);
-                }
-                Task::batch([task, self.open_catalogue(), clean_downloads_task()])
-            }
+            Some(player::Event::Back) => Task::batch([task, self.leave_player()]),
             Some(player::Event::Fullscreen(on)) => {
                 let mode = if on {
                     window::Mode::Fullscreen
@@ -513,6 +687,17 @@ impl App {
             }
             None => task,
         }
+    }
+
+    /// Leaves the player for the catalogue: the movie's place is kept, the viewer stops, the
+    /// download area is cleaned.
+    fn leave_player(&mut self) -> Task<Message> {
+        self.remember_position();
+        self.viewer_feed = None;
+        if let Some(node) = &self.node {
+            node.send(Command::StopWatching);
+        }
+        Task::batch([self.open_catalogue(), clean_downloads_task()])
     }
 
     fn points(&mut self, message: points::Message) -> Task<Message> {
@@ -555,9 +740,11 @@ impl App {
             if sharing == (true, false) {
                 node.send(Command::StopCache);
                 self.cache = None;
-            } else if !self.settings.share {
-                // Watch only stays watch only.
+            } else if !self.settings.share || (self.sharing_paused && sharing.0) {
+                // Watch only stays watch only; paused from the tray, the new settings apply
+                // when sharing resumes.
             } else if moved || sharing == (false, true) {
+                self.sharing_paused = false;
                 node.send(Command::StartCache(Box::new(self.cache_options(done))));
             } else {
                 node.send(Command::SetLimits {
@@ -637,7 +824,7 @@ impl App {
                 } else if let Some(done) = self
                     .session
                     .clone()
-                    .filter(|_| self.settings.share && self.settings.set_up)
+                    .filter(|_| self.settings.share && self.settings.set_up && !self.sharing_paused)
                 {
                     let options = self.cache_options(&done);
                     handle.send(Command::StartCache(Box::new(options)));
@@ -671,7 +858,9 @@ impl App {
             }
             NodeEvent::CacheStarted => Task::none(),
             // A last report of a cache just stopped (watch only, logged out) is old news.
-            NodeEvent::CacheStatus(_) if !self.settings.share || self.session.is_none() => {
+            NodeEvent::CacheStatus(_)
+                if !self.settings.share || self.session.is_none() || self.sharing_paused =>
+            {
                 Task::none()
             }
             NodeEvent::CacheStatus(status) => {
@@ -723,8 +912,6 @@ impl App {
         }
     }
 
-    /// Stops the engine (cache and viewer tell the tracker), then exits; gives up waiting
-    /// after a few seconds.
     /// Logs out: the movie's place is kept, the player and the cache stop (the cache tells
     /// the tracker it leaves; the next log-in starts it for that account), the session ends
     /// at the tracker, and the log-in screen comes back with the user name filled in. A
@@ -841,7 +1028,12 @@ impl App {
         }
     }
 
+    /// Stops the engine (cache and viewer tell the tracker), then exits; gives up waiting
+    /// after a few seconds.
     fn close(&mut self) -> Task<Message> {
+        if self.closing {
+            return Task::none();
+        }
         self.remember_position();
         self.closing = true;
         match &self.node {
@@ -867,8 +1059,11 @@ impl App {
             first_frame_ms: self.first_frame_ms,
             demo_ready_ms: self.demo_ready_ms,
             play_to_frame_ms: self.play_to_frame_ms,
-            error: self.notice.clone(),
+            // That there is no tray is news for the user, not an error of the app.
+            error: self.notice.clone().filter(|n| n != crate::tray::NO_TRAY),
             links_opened: self.links_opened.clone(),
+            in_tray: self.in_tray,
+            tray_shown: self.tray.is_shown(),
             ..Status::default()
         };
         match &self.screen {
@@ -928,6 +1123,7 @@ impl App {
                 crate::screen::bytes(c.sent_bytes)
             ),
             None if !self.settings.share => "watch only: no cache".into(),
+            None if self.sharing_paused => "sharing paused".into(),
             None => "cache: starting".into(),
         };
         let bar = row![
@@ -969,12 +1165,15 @@ impl App {
         let mut subs = vec![
             Subscription::run(crate::engine::subscription_stream).map(Message::Node),
             window::close_requests().map(|_| Message::CloseRequested),
-            Subscription::run(termination).map(|()| Message::CloseRequested),
+            Subscription::run(termination).map(|()| Message::Quit),
             Subscription::run(crate::single::handoffs).map(Message::SecondLaunch),
             iced::time::every(CLEAN_DOWNLOADS_EVERY).map(|_| Message::CleanDownloads),
         ];
         if let Some(feed) = &self.link_feed {
             subs.push(Subscription::run_with(feed.clone(), link_changes));
+        }
+        if let Some(feed) = self.tray_feed() {
+            subs.push(Subscription::run_with(feed, crate::tray::events).map(Message::Tray));
         }
         if self.tracker_down.is_some() {
             subs.push(iced::time::every(PROBE_EVERY).map(|_| Message::Probe));
@@ -1040,8 +1239,9 @@ fn clean_downloads_task() -> Task<Message> {
     )
 }
 
-/// SIGTERM or Ctrl-C, once: treated like the window's close button, so the engine stops
-/// gracefully (the cache and the viewer tell the tracker they leave).
+/// SIGTERM or Ctrl-C, once: the full close (as "Quit" in the tray menu), so the engine stops
+/// gracefully (the cache and the viewer tell the tracker they leave), whatever closing the
+/// window would do.
 fn termination() -> impl iced::futures::Stream<Item = ()> {
     iced::stream::channel(1, async |mut out| {
         use iced::futures::SinkExt as _;
@@ -1132,6 +1332,28 @@ mod tests {
         ] {
             assert!(!tracker_is_local(remote), "{remote}");
         }
+    }
+
+    #[test]
+    fn closing_keeps_sharing_only_when_asked_with_a_cache_and_a_tray() {
+        let on = Settings::default();
+        let shown = TrayState::Shown;
+        assert_eq!(on_close(&on, true, &shown), OnClose::KeepSharing);
+        // Any one missing: the full close, as before there was a tray.
+        let off = Settings {
+            keep_sharing_on_close: false,
+            ..Settings::default()
+        };
+        let watch_only = Settings {
+            share: false,
+            ..Settings::default()
+        };
+        assert_eq!(on_close(&off, true, &shown), OnClose::Quit);
+        assert_eq!(on_close(&watch_only, true, &shown), OnClose::Quit);
+        assert_eq!(on_close(&on, false, &shown), OnClose::Quit);
+        assert_eq!(on_close(&on, true, &TrayState::Unknown), OnClose::Quit);
+        let absent = TrayState::Absent("no session bus".into());
+        assert_eq!(on_close(&on, true, &absent), OnClose::Quit);
     }
 
     #[test]

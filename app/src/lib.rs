@@ -1,5 +1,6 @@
 //! Rivulet's desktop app: log in, browse and buy, watch in an embedded mpv view, tune the
-//! cache, see points. The engine (`rivulet-node-core`) runs behind [`engine::NodeHandle`].
+//! cache, see points, keep sharing from the system tray. The engine (`rivulet-node-core`)
+//! runs behind [`engine::NodeHandle`].
 
 pub mod app;
 pub mod credentials;
@@ -13,4 +14,5 @@ pub mod resume;
 pub mod screen;
 pub mod settings;
 pub mod single;
+pub mod tray;
 pub mod video;

@@ -39,22 +39,20 @@ fn main() -> ExitCode {
         Err(e) => tracing::warn!("{e}; later launches will not find this app"),
     }
     let settings_path = environment::settings_file();
-    let mut window = iced::window::Settings {
-        size: iced::Size::new(1320.0, 860.0),
-        icon: rivulet_app::icon::window_icon(),
-        ..iced::window::Settings::default()
-    };
-    window.platform_specific.application_id = "rivulet".into();
-    let result = iced::application(
-        move || App::new(launch.clone(), settings_path.clone()),
+    // A daemon rather than an application: it keeps running when its window closes, which
+    // is how sharing goes on from the tray (docs/app.md, "Closing the window").
+    let result = iced::daemon(
+        move || {
+            let (mut app, task) = App::new(launch.clone(), settings_path.clone());
+            let open = app.open_window();
+            (app, iced::Task::batch([open, task]))
+        },
         App::update,
-        App::view,
+        App::view_window,
     )
-    .title(App::title)
+    .title(App::window_title)
     .subscription(App::subscription)
-    .theme(|_: &App| iced::Theme::Dark)
-    .window(window)
-    .exit_on_close_request(false)
+    .theme(iced::Theme::Dark)
     .run();
     match result {
         Ok(()) => ExitCode::SUCCESS,

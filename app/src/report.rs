@@ -37,6 +37,10 @@ pub struct Status {
     pub error: Option<String>,
     /// The movie ids later launches handed over (`rivulet://watch/ID`), oldest first.
     pub links_opened: Vec<String>,
+    /// The window is closed and the app runs on from the system tray.
+    pub in_tray: bool,
+    /// A system tray shows the app's icon.
+    pub tray_shown: bool,
 }
 
 /// Writes [`Status`] to the file the environment names, if any.

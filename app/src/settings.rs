@@ -1,6 +1,7 @@
 //! The user's settings: tracker address, cache size and upload cap (a multiplier of the
-//! defaults or a custom value), the cache's download limit (none, or a rate), cache folder. Tolerant: a missing file gives the defaults, a
-//! broken one gives the defaults and a warning to show; writes go to a temporary file that is
+//! defaults or a custom value), the cache's download limit (none, or a rate), cache folder,
+//! whether sharing goes on when the window closes. Tolerant: a missing file gives the defaults,
+//! a broken one gives the defaults and a warning to show; writes go to a temporary file that is
 //! renamed over the old one.
 
 use std::io::Write as _;
@@ -114,6 +115,10 @@ pub struct Settings {
     pub share: bool,
     /// The first-run set-up was done (its choices made); until then no cache starts.
     pub set_up: bool,
+    /// Closing the window leaves the app running in the system tray, its cache still serving
+    /// (when a tray is there; else closing quits). On unless turned off; nothing to keep in
+    /// watch-only mode.
+    pub keep_sharing_on_close: bool,
 }
 
 impl Default for Settings {
@@ -129,6 +134,7 @@ impl Default for Settings {
             listen_port: rivulet_node_core::net::DEFAULT_PORT,
             share: true,
             set_up: false,
+            keep_sharing_on_close: true,
         }
     }
 }
@@ -362,6 +368,30 @@ mod tests {
             ("ann", DownloadLimit::Unlimited)
         );
         assert!(warning.unwrap().contains("`download`"));
+    }
+
+    #[test]
+    fn keeping_sharing_on_close_is_on_for_old_files_and_round_trips_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(&path, br#"{"username":"ann","share":true,"set_up":true}"#).unwrap();
+        let (s, warning) = Settings::load(&path);
+        assert!(warning.is_none(), "{warning:?}");
+        assert!(s.keep_sharing_on_close);
+        let off = Settings {
+            keep_sharing_on_close: false,
+            ..s
+        };
+        off.save(&path).unwrap();
+        assert_eq!(Settings::load(&path), (off, None));
+        std::fs::write(
+            &path,
+            br#"{"username":"ann","keep_sharing_on_close":"yes"}"#,
+        )
+        .unwrap();
+        let (s, warning) = Settings::load(&path);
+        assert!(s.keep_sharing_on_close);
+        assert!(warning.unwrap().contains("`keep_sharing_on_close`"));
     }
 
     #[test]

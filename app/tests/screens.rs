@@ -1,6 +1,7 @@
 //! The screens against a real tracker on loopback, driven through `App::update` (and, where a
 //! click is the point, the `iced_test` simulator): log-in and its failures, the catalogue,
-//! buying, the player with real mpv, settings reaching the running cache, and points.
+//! buying, the player with real mpv, settings reaching the running cache, points, and what
+//! closing the window does with and without a system tray.
 
 mod common;
 
@@ -11,6 +12,7 @@ use iced_test::simulator;
 use rivulet_app::app::{Message, Screen};
 use rivulet_app::screen::{catalogue, first_run, player, points, settings};
 use rivulet_app::settings::DownloadLimit;
+use rivulet_app::tray::{NO_TRAY, TrayAction, TrayEvent};
 use rivulet_localnet::LoginLimits;
 use rivulet_localnet::process::walk;
 use rivulet_localnet::{LocalNetwork, MovieSpec};
@@ -1498,4 +1500,184 @@ async fn the_player_lists_and_switches_audio_and_subtitle_tracks() {
     assert_eq!(mpv(&d, "aid"), Some(audio[0].id.to_string()));
     d.close().await;
     net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeping_sharing_on_close_is_asked_on_the_first_run_and_changed_in_the_pane() {
+    let net = LocalNetwork::temp().start().await.unwrap();
+    net.register("ivy", PASSWORD).await.unwrap();
+    let mut d = Driver::with_settings(false, |s| s.set_up = false).await;
+    d.log_in(&net.url(), "ivy", PASSWORD).await;
+    let label = first_run::KEEP_SHARING_LABEL;
+    let Screen::FirstRun(state) = &d.app.screen else {
+        panic!("expected the set-up, got {:?}", d.app.screen);
+    };
+    // On unless unticked, and only asked while sharing.
+    assert!(state.draft.keep_sharing_on_close);
+    assert!(sees(&d, label));
+    d.send(Message::FirstRun(first_run::Message::Share(false)))
+        .await;
+    assert!(!sees(&d, label), "asked in watch-only mode");
+    d.send(Message::FirstRun(first_run::Message::Share(true)))
+        .await;
+    // Unticked through a click; "Start" saves it.
+    for m in click(&d, label) {
+        d.send(m).await;
+    }
+    d.send(Message::FirstRun(first_run::Message::Start)).await;
+    assert!(matches!(d.app.screen, Screen::Catalogue(_)));
+    let saved = |d: &Driver| {
+        rivulet_app::settings::Settings::load(&d.dir.path().join("settings.json"))
+            .0
+            .keep_sharing_on_close
+    };
+    assert!(!saved(&d));
+    assert!(d.app.tray_feed().is_none(), "a tray icon nobody asked for");
+
+    // The pane ticks it again; the tray is wanted from then on.
+    d.send(Message::OpenSettings).await;
+    for m in click(&d, label) {
+        d.send(m).await;
+    }
+    d.send(Message::Pane(settings::Message::Apply)).await;
+    assert!(saved(&d));
+    assert!(d.app.settings.keep_sharing_on_close);
+    assert!(d.app.tray_feed().is_some());
+    // No tray on this desktop: the pane says what closing does instead.
+    d.send(Message::Tray(TrayEvent::Unavailable(
+        "no session bus".into(),
+    )))
+    .await;
+    assert!(sees(&d, NO_TRAY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closing_the_window_keeps_sharing_with_a_tray_and_quits_without_one() {
+    let net = LocalNetwork::temp()
+        .movie(cheap())
+        .configure(|c| c.placement_interval = Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    net.register("tess", PASSWORD).await.unwrap();
+    net.register("hugo", PASSWORD).await.unwrap();
+    let mut d = Driver::new(true).await;
+    d.log_in(&net.url(), "tess", PASSWORD).await;
+    let cache_up =
+        |app: &rivulet_app::app::App| app.cache.as_ref().is_some_and(|c| !c.node_id.is_empty());
+    assert!(d.until(Duration::from_secs(30), cache_up).await, "no cache");
+    let tracker = net.login("tess", PASSWORD).await.unwrap();
+    let caches = |tracker: rivulet_tracker_client::TrackerClient| async move {
+        tracker
+            .my_nodes()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.kind == rivulet_tracker_client::NodeKind::Cache)
+            .count()
+    };
+    let caches_become = |n: usize| {
+        let tracker = tracker.clone();
+        rivulet_e2e::eventually(Duration::from_secs(15), move || {
+            let tracker = tracker.clone();
+            async move { caches(tracker).await == n }
+        })
+    };
+
+    // With a tray showing the icon, closing the window leaves the app running: no window,
+    // the engine not stopped, the cache still registered.
+    d.send(Message::Tray(TrayEvent::Shown)).await;
+    d.send(Message::CloseRequested).await;
+    assert!(d.app.in_tray && !d.app.closing);
+    assert!(
+        !d.until(Duration::from_secs(2), |app| app.node.is_none())
+            .await,
+        "the engine stopped"
+    );
+    assert_eq!(caches(tracker.clone()).await, 1);
+
+    // And it serves: hugo buys the movie, placement gives the cache chunks of it, and hugo's
+    // viewer gets bytes from it (the only cache) while the window is closed.
+    net.login("hugo", PASSWORD)
+        .await
+        .unwrap()
+        .buy("cheap")
+        .await
+        .unwrap();
+    assert!(
+        d.until(Duration::from_secs(30), |app| app
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.used_bytes > 0 && !c.holdings.is_empty()))
+            .await,
+        "the cache never held anything: {:?}",
+        d.app.cache
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let report = rivulet_node_core::headless::watch(
+        &net.url(),
+        "hugo",
+        PASSWORD,
+        "cheap",
+        &d.dir.path().join("hugo.mkv"),
+        &rivulet_node_core::viewer::WatchOptions::default(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(report.from_caches_bytes > 0, "{report:?}");
+    assert!(
+        d.until(Duration::from_secs(15), |app| app
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.sent_bytes > 0))
+            .await,
+        "the cache reports nothing sent: {:?}",
+        d.app.cache
+    );
+    assert!(d.app.in_tray);
+
+    // "Open" brings the window back; "Pause sharing" stops the cache (the tracker sees it
+    // leave) and the bar says so; "Resume sharing" starts it again.
+    d.send(Message::Tray(TrayEvent::Action(TrayAction::Open)))
+        .await;
+    assert!(!d.app.in_tray);
+    d.send(Message::Tray(TrayEvent::Action(TrayAction::PauseSharing)))
+        .await;
+    assert!(d.app.sharing_paused && d.app.cache.is_none());
+    assert!(sees(&d, "sharing paused"));
+    assert!(caches_become(0).await, "the paused cache is still listed");
+    d.send(Message::Tray(TrayEvent::Action(TrayAction::ResumeSharing)))
+        .await;
+    assert!(
+        d.until(Duration::from_secs(30), cache_up).await,
+        "sharing did not resume"
+    );
+    assert!(caches_become(1).await);
+
+    // The tray goes away while the window is closed: the window comes back (there would be
+    // no way to it otherwise) and the app says, once, that closing now quits.
+    d.send(Message::CloseRequested).await;
+    assert!(d.app.in_tray);
+    d.send(Message::Tray(TrayEvent::Unavailable(
+        "the StatusNotifierWatcher left the session bus".into(),
+    )))
+    .await;
+    assert!(!d.app.in_tray);
+    assert_eq!(d.app.notice.as_deref(), Some(NO_TRAY));
+    d.send(Message::OpenSettings).await;
+    assert!(sees(&d, NO_TRAY));
+
+    // Without a tray, closing is the full close: the engine stops, the cache leaves.
+    d.send(Message::CloseRequested).await;
+    assert!(d.app.closing && !d.app.in_tray);
+    assert!(
+        d.until(Duration::from_secs(20), |app| app.node.is_none())
+            .await,
+        "the engine did not stop"
+    );
+    assert!(
+        caches_become(0).await,
+        "the cache did not leave the tracker"
+    );
 }

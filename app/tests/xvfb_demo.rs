@@ -4,49 +4,13 @@
 //! caches (the demo waits for them to warm before it plays), then takes a screenshot of
 //! the screen (saved under target/test-artifacts/app/) and checks it shows a picture.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process killed when dropped.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts Xvfb on a free display number; returns it with the display.
-fn start_xvfb() -> (Reaped, String) {
-    for n in 140..240 {
-        if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-        {
-            continue;
-        }
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1320x860x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb runs (installer/deps.sh installs xvfb)");
-        let mut xvfb = Reaped(child);
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (xvfb, display);
-            }
-            if let Ok(Some(_)) = xvfb.0.try_wait() {
-                break; // lost a race for this number: try the next
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("no free X display between :140 and :239");
-}
+use common::x11::{Reaped, start_xvfb};
 
 #[derive(Debug, serde::Deserialize)]
 struct Status {

@@ -1,8 +1,9 @@
 //! First-run set-up, after the first log-in and before any cache starts: what the cache
 //! does, how points are earned and spent, and the choices — share (a cache) or watch only,
 //! storage and upload as 0.2 / 0.5 / 1 of 1.5 GB and 10 Mbit/s, the cache's download limit
-//! (unlimited unless chosen: 10 / 25 / 50 Mbit/s or custom), the cache port. "Start" saves
-//! them; the settings pane changes them later.
+//! (unlimited unless chosen: 10 / 25 / 50 Mbit/s or custom), the cache port, and whether
+//! sharing goes on from the system tray when the window closes (on unless unticked). "Start"
+//! saves them; the settings pane changes them later.
 
 use iced::widget::{button, checkbox, column, container, row, text, text_input};
 use iced::{Element, Length, Task};
@@ -10,6 +11,10 @@ use iced::{Element, Length, Task};
 use super::bytes;
 use super::settings::{choices, custom_download_text, download_choices};
 use crate::settings::{DownloadLimit, Limit, Settings};
+
+/// The toggle's words, here and in the settings pane.
+pub const KEEP_SHARING_LABEL: &str =
+    "Keep sharing when the window closes (Rivulet stays in the system tray)";
 
 #[derive(Debug)]
 pub struct State {
@@ -34,6 +39,8 @@ pub enum Message {
     /// A custom download limit in Mbit/s, as typed.
     DownloadCustom(String),
     ListenPort(String),
+    /// Keep sharing from the system tray when the window closes.
+    KeepSharing(bool),
     Start,
 }
 
@@ -65,6 +72,7 @@ impl State {
             }
             Message::DownloadCustom(typed) => self.download_text = typed,
             Message::ListenPort(p) => self.port_text = p,
+            Message::KeepSharing(on) => self.draft.keep_sharing_on_close = on,
             Message::Start => match self.checked() {
                 Ok(done) => return (Task::none(), Some(Event::Done(Box::new(done)))),
                 Err(e) => self.error = Some(e),
@@ -140,6 +148,11 @@ impl State {
                         .on_input(Message::ListenPort)
                         .width(90)
                         .padding(6),
+                )
+                .push(
+                    checkbox(self.draft.keep_sharing_on_close)
+                        .label(KEEP_SHARING_LABEL)
+                        .on_toggle(Message::KeepSharing),
                 );
         }
         page = page.push(

@@ -1,7 +1,9 @@
 //! Settings pane: tracker address; sharing on (a cache) or watch only; cache size and upload
 //! cap as 0.2 / 0.5 / 1 of 1.5 GB and 10 Mbit/s or custom values; the cache's download limit
-//! (unlimited, 10 / 25 / 50 Mbit/s or custom); cache folder. "Apply" hands the new settings to
-//! the app, which saves them and changes the running cache at once.
+//! (unlimited, 10 / 25 / 50 Mbit/s or custom); cache folder; whether sharing goes on from the
+//! system tray when the window closes (and, when no tray is there, that closing quits).
+//! "Apply" hands the new settings to the app, which saves them and changes the running cache
+//! at once.
 
 use std::path::PathBuf;
 
@@ -28,6 +30,8 @@ pub struct State {
     pub error: Option<String>,
     /// What the running cache reports.
     pub cache: Option<CacheStatus>,
+    /// No system tray was found: closing the window quits (said under the toggle).
+    pub no_tray: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +54,8 @@ pub enum Message {
     ListenPort(String),
     /// Share (run a cache) or watch only.
     Share(bool),
+    /// Keep sharing from the system tray when the window closes.
+    KeepSharing(bool),
     /// Check the draft and hand it to the app.
     Apply,
     /// Remove the remembered password from the OS keyring.
@@ -89,6 +95,7 @@ impl State {
             port_text: settings.listen_port.to_string(),
             error: None,
             cache,
+            no_tray: false,
         }
     }
 
@@ -113,6 +120,7 @@ impl State {
             Message::CacheDir(s) => self.cache_dir_text = s,
             Message::ListenPort(s) => self.port_text = s,
             Message::Share(on) => self.draft.share = on,
+            Message::KeepSharing(on) => self.draft.keep_sharing_on_close = on,
             Message::Apply => match self.checked() {
                 Ok(settings) => {
                     self.error = None;
@@ -179,6 +187,7 @@ impl State {
                 "Watch only: no cache runs; you spend points but earn none."
             })
             .size(13),
+            self.keep_sharing(),
             text(format!("Cache size: {}", bytes(self.draft.storage_bytes()))),
             row![
                 choices(self.draft.storage, Message::StorageMultiplier),
@@ -263,6 +272,26 @@ impl State {
             .padding(12)
             .style(container::rounded_box)
             .into()
+    }
+}
+
+impl State {
+    /// The "keep sharing when the window closes" toggle (while sharing), and what happens
+    /// instead when there is no tray.
+    fn keep_sharing(&self) -> Element<'_, Message> {
+        if !self.draft.share {
+            return column![].into();
+        }
+        let mut part = column![
+            checkbox(self.draft.keep_sharing_on_close)
+                .label(super::first_run::KEEP_SHARING_LABEL)
+                .on_toggle(Message::KeepSharing)
+        ]
+        .spacing(4);
+        if self.no_tray && self.draft.keep_sharing_on_close {
+            part = part.push(text(crate::tray::NO_TRAY).size(13).style(text::warning));
+        }
+        part.into()
     }
 }
 

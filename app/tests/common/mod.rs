@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod bus;
+pub mod x11;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
