@@ -581,6 +581,11 @@ struct RoundState {
     caches: HashMap<String, NodeInfo>,
     /// Movie → caches holding complete indices of it, with those indices, by id.
     holders: HashMap<String, Vec<(String, Vec<u16>)>>,
+    /// Movie → caches a viewer may ask for it, with the indices to ask for, by id (see
+    /// [`serving_by_movie`]).
+    serving: HashMap<String, Vec<(String, Vec<u16>)>>,
+    /// Cache → what it was told to hold, by the answer to its last heartbeat.
+    told: Placement,
     /// Movie → (rate, k).
     movies: HashMap<String, (f64, u16)>,
     /// Viewer → (movie, every cache handed to it for that movie while it watched it): the
@@ -741,6 +746,9 @@ impl Network {
             .map(|m| (m.id.clone(), (m.rate, m.k)))
             .collect();
         let holders = holders_by_movie(&cache_info);
+        let mut told = std::mem::take(&mut state.told);
+        told.retain(|cache, _| cache_info.contains_key(cache));
+        let serving = serving_by_movie(&holders, &caches, &told, &placement);
         let mut peers = HashMap::new();
         let mut given = HashMap::new();
         // What caches were told to fetch from each other, while both are live.
@@ -762,13 +770,13 @@ impl Network {
         // Every viewer's k indices and rate first, then the headroom (see [`add_peers`]),
         // each from the upload its movie was planned; then, for viewers still short, from
         // whatever upload is left.
-        let mut reserved = reserve_by_movie(&holders, &snapshots, &residual);
+        let mut reserved = reserve_by_movie(&serving, &snapshots, &residual);
         let mut all_picks: Vec<Vec<PeerPick>> = vec![Vec::new(); watchers.len()];
         for share in [1.0, 1.0 + HEADROOM] {
             for ((_, video, rate, k), picks) in watchers.iter().zip(&mut all_picks) {
-                let holders = holders.get(*video).unwrap_or(&none);
+                let serving = serving.get(*video).unwrap_or(&none);
                 let reserved = reserved.entry((*video).clone()).or_default();
-                add_peers(holders, *rate, *k, reserved, picks, share);
+                add_peers(serving, *rate, *k, reserved, picks, share);
             }
         }
         for left in residual.values_mut() {
@@ -778,8 +786,8 @@ impl Network {
             *residual.entry(cache).or_default() += left;
         }
         for ((_, video, rate, k), picks) in watchers.iter().zip(&mut all_picks) {
-            let holders = holders.get(*video).unwrap_or(&none);
-            add_peers(holders, *rate, *k, &mut residual, picks, 1.0 + HEADROOM);
+            let serving = serving.get(*video).unwrap_or(&none);
+            add_peers(serving, *rate, *k, &mut residual, picks, 1.0 + HEADROOM);
         }
         for ((node, video, _, _), picks) in watchers.into_iter().zip(all_picks) {
             let mut handed: HashSet<String> = match state.given.remove(&node.node_id) {
@@ -797,6 +805,8 @@ impl Network {
             demand,
             caches: cache_info,
             holders,
+            serving,
+            told,
             movies: facts,
             given,
             warm_given,
@@ -900,8 +910,11 @@ impl Network {
 
     /// What cache `id` should hold, or `None` when no round has seen it yet.
     pub fn hold(&self, id: &str) -> Option<Vec<Holding>> {
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *state;
         let placed = state.placement.get(id)?;
+        // What it has been told: what it may be asked for while it warms.
+        state.told.insert(id.to_owned(), placed.clone());
         Some(
             placed
                 .iter()
@@ -941,9 +954,54 @@ impl Network {
             .is_some_and(|movies| movies.contains_key(video))
     }
 
+    /// Viewer `id`, watching `video`, could not reach the caches `suspects`: its peer set
+    /// drops them (what they were asked for goes back to their upload left) and is topped
+    /// up at once from the other caches serving the movie, so the reply to the report that
+    /// names them brings their replacements; a crashed peer costs the viewer a fraction of a
+    /// second of origin, not the seconds until its next heartbeat and the next round. Only
+    /// this viewer's own set changes: whether others are still given a suspect is for the
+    /// tracker's own check of it (`reach.rs`) and its heartbeats.
+    pub fn replace_suspects(&self, id: &str, video: &str, suspects: &[String]) {
+        if suspects.is_empty() {
+            return;
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *state;
+        let Some(&(rate, k)) = state.movies.get(video) else {
+            return;
+        };
+        let Some((watching, picks)) = state.peers.get_mut(id) else {
+            return;
+        };
+        if watching != video || !picks.iter().any(|p| suspects.contains(&p.cache)) {
+            return;
+        }
+        picks.retain(|p| {
+            let gone = suspects.contains(&p.cache);
+            if gone && let Some(left) = state.residual.get_mut(&p.cache) {
+                *left += p.rate;
+            }
+            !gone
+        });
+        let others: Vec<(String, Vec<u16>)> = state
+            .serving
+            .get(video)
+            .into_iter()
+            .flatten()
+            .filter(|(c, _)| !suspects.contains(c))
+            .cloned()
+            .collect();
+        add_peers(&others, rate, k, &mut state.residual, picks, 1.0 + HEADROOM);
+        if let Some((v, handed)) = state.given.get_mut(id)
+            && v == video
+        {
+            handed.extend(picks.iter().map(|p| p.cache.clone()));
+        }
+    }
+
     /// Viewer `id`'s peers for `video`: from the last round, or picked now from the upload
     /// left if the viewer is new or changed movie. Each peer comes with its advertised
-    /// address and the indices it holds complete.
+    /// address and the indices to ask it for (see [`serving_by_movie`]).
     pub fn peers(&self, id: &str, video: &str) -> Vec<(NodeInfo, Vec<u16>, f64)> {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         let current = match state.peers.get(id) {
@@ -954,8 +1012,8 @@ impl Network {
                 };
                 let state = &mut *state;
                 let none = Vec::new();
-                let holders = state.holders.get(video).unwrap_or(&none);
-                let picks = pick_peers(holders, rate, k, &mut state.residual);
+                let serving = state.serving.get(video).unwrap_or(&none);
+                let picks = pick_peers(serving, rate, k, &mut state.residual);
                 state
                     .peers
                     .insert(id.to_owned(), (video.to_owned(), picks.clone()));
@@ -969,16 +1027,13 @@ impl Network {
                 picks
             }
         };
+        let serving = state.serving.get(video);
         current
             .into_iter()
             .filter_map(|pick| {
                 let info = state.caches.get(&pick.cache)?;
-                let indices = info
-                    .holdings
-                    .iter()
-                    .find(|h| h.video == video)
-                    .map(|h| h.indices.clone())?;
-                Some((info.clone(), indices, pick.rate))
+                let (_, indices) = serving?.iter().find(|(c, _)| *c == pick.cache)?;
+                Some((info.clone(), indices.clone(), pick.rate))
             })
             .collect()
     }
@@ -993,11 +1048,12 @@ pub fn silence_quiet_caches(live: &mut [NodeInfo], quiet_before: u64) {
         .filter(|n| n.kind == NodeKind::Cache && n.last_seen < quiet_before)
     {
         n.holdings.clear();
+        // No upload to give: nothing new is placed on it, nothing it was placed with is
+        // handed out, and its movies' supply is made up elsewhere at once.
+        n.upload_bps = 0;
     }
 }
 
-/// For each movie, the caches holding complete indices of it, with those indices, by id:
-/// built once a round so a viewer's pick looks only at its movie's holders.
 /// Each cache's upload (`upload`) split over the movies it holds complete indices of, in
 /// proportion to what placement plans per index of each (demand × rate / k) times the indices
 /// it holds: movie → cache → upload for that movie's viewers. Without it the viewers of the
@@ -1036,6 +1092,63 @@ fn reserve_by_movie(
     out
 }
 
+/// For each movie, the caches a viewer may ask for it, with the indices to ask for, by id:
+/// those it holds complete, and those it is placed with and was told of by the answer to a
+/// heartbeat (`told`): it is warming them in segment order, and a segment it has not got
+/// yet answers "missing" at once, so the viewer asks elsewhere. Waiting for a warming cache
+/// to complete a whole index, report it and be picked left viewers asking the origin for
+/// seconds after every placement change. Only caches with upload to give count (a quiet
+/// one has none, see [`silence_quiet_caches`]). `holders` are the complete ones
+/// ([`holders_by_movie`]).
+fn serving_by_movie(
+    holders: &HashMap<String, Vec<(String, Vec<u16>)>>,
+    caches: &[CacheSnapshot],
+    told: &Placement,
+    now: &Placement,
+) -> HashMap<String, Vec<(String, Vec<u16>)>> {
+    let mut by_movie: HashMap<String, BTreeMap<String, BTreeSet<u16>>> = HashMap::new();
+    for (video, list) in holders {
+        let entry = by_movie.entry(video.clone()).or_default();
+        for (cache, indices) in list {
+            entry
+                .entry(cache.clone())
+                .or_default()
+                .extend(indices.iter().copied());
+        }
+    }
+    for cache in caches.iter().filter(|c| c.upload > 0.0) {
+        let (Some(was), Some(is)) = (told.get(&cache.id), now.get(&cache.id)) else {
+            continue;
+        };
+        for (video, indices) in is {
+            let Some(was) = was.get(video) else {
+                continue;
+            };
+            let kept: Vec<u16> = indices.intersection(was).copied().collect();
+            if !kept.is_empty() {
+                by_movie
+                    .entry(video.clone())
+                    .or_default()
+                    .entry(cache.id.clone())
+                    .or_default()
+                    .extend(kept);
+            }
+        }
+    }
+    by_movie
+        .into_iter()
+        .map(|(video, caches)| {
+            let list = caches
+                .into_iter()
+                .map(|(c, indices)| (c, indices.into_iter().collect()))
+                .collect();
+            (video, list)
+        })
+        .collect()
+}
+
+/// For each movie, the caches holding complete indices of it, with those indices, by id:
+/// built once a round so a viewer's pick looks only at its movie's holders.
 fn holders_by_movie(
     caches: &HashMap<String, NodeInfo>,
 ) -> HashMap<String, Vec<(String, Vec<u16>)>> {
@@ -1398,6 +1511,157 @@ mod tests {
             .map(|(_, _, rate)| rate)
             .sum();
         assert!(shared_for_b > 0.0);
+    }
+
+    /// Four caches with a complete block each of a k = 16 movie, an empty "fresh" one, and
+    /// twelve viewers wanting more upload than the four have.
+    fn warming_scene() -> Vec<NodeInfo> {
+        let mut nodes: Vec<NodeInfo> = (0..4u16)
+            .map(|b| {
+                let block: Vec<u16> = (b * 4..b * 4 + 4).collect();
+                node_of(
+                    &format!("c{b}"),
+                    NodeKind::Cache,
+                    10_000_000,
+                    &[("m", &block)],
+                )
+            })
+            .collect();
+        nodes.push(node_of("fresh", NodeKind::Cache, 10_000_000, &[]));
+        for i in 0..12 {
+            nodes.push(NodeInfo {
+                watching: Some("m".into()),
+                ..node_of(&format!("v{i:02}"), NodeKind::Viewer, 0, &[])
+            });
+        }
+        nodes
+    }
+
+    /// The indices viewers were told to ask `cache` for, over all twelve.
+    fn asked_of(net: &Network, cache: &str) -> BTreeSet<u16> {
+        (0..12)
+            .flat_map(|i| net.peers(&format!("v{i:02}"), "m"))
+            .filter(|(info, _, _)| info.node_id == cache)
+            .flat_map(|(_, indices, _)| indices)
+            .collect()
+    }
+
+    #[test]
+    fn a_cache_told_what_to_hold_is_handed_to_viewers_while_it_warms() {
+        let nodes = warming_scene();
+        let movies = [facts("m", 400_000.0, 16)];
+        let net = Network::default();
+        net.round(&nodes, &movies, &HashSet::new());
+        let placed = net
+            .placed_indices("fresh", "m")
+            .expect("fresh takes a share");
+        assert!(!placed.is_empty());
+        net.round(&nodes, &movies, &HashSet::new());
+        assert!(
+            asked_of(&net, "fresh").is_empty(),
+            "placed, but not told yet"
+        );
+        // Its heartbeat's answer tells it; it reports nothing complete yet, and serves what
+        // it warms.
+        assert!(net.hold("fresh").is_some_and(|h| !h.is_empty()));
+        net.round(&nodes, &movies, &HashSet::new());
+        let asked = asked_of(&net, "fresh");
+        let still: BTreeSet<u16> = net
+            .placed_indices("fresh", "m")
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert!(
+            !asked.is_empty(),
+            "a warming cache is asked for what it was placed with"
+        );
+        assert!(asked.is_subset(&still), "{asked:?} ⊄ {still:?}");
+    }
+
+    #[test]
+    fn a_quiet_cache_is_handed_to_no_one_and_its_supply_is_made_up_at_once() {
+        let mut nodes = warming_scene();
+        let movies = [facts("m", 400_000.0, 16)];
+        let net = Network::default();
+        net.round(&nodes, &movies, &HashSet::new());
+        for c in ["c0", "c1", "c2", "c3", "fresh"] {
+            net.hold(c);
+        }
+        net.round(&nodes, &movies, &HashSet::new());
+        assert!(!asked_of(&net, "c0").is_empty());
+        let fresh_before = net.placed_indices("fresh", "m").unwrap_or_default().len();
+        // c0 falls silent (crashed?): last seen long ago.
+        for n in &mut nodes {
+            n.last_seen = if n.node_id == "c0" { 10 } else { 1_000 };
+        }
+        silence_quiet_caches(&mut nodes, 500);
+        net.round(&nodes, &movies, &HashSet::new());
+        assert!(asked_of(&net, "c0").is_empty(), "handed to no one");
+        assert!(
+            net.placed_indices("c0", "m").is_some_and(|i| i.len() == 4),
+            "still placed until it expires"
+        );
+        let fresh_after = net.placed_indices("fresh", "m").unwrap_or_default().len();
+        assert!(fresh_after > fresh_before, "{fresh_before} → {fresh_after}");
+    }
+
+    #[test]
+    fn a_viewer_that_cannot_reach_a_peer_gets_its_replacement_in_the_same_reply() {
+        // c0 and "spare" hold the same five indices; four caches of five cover a viewer's
+        // k = 16 and rate with headroom. The one it was given crashes.
+        let rate = 400_000.0;
+        let mut nodes: Vec<NodeInfo> = (0..4u16)
+            .map(|b| {
+                let five: Vec<u16> = (b * 5..b * 5 + 5).collect();
+                node_of(
+                    &format!("c{b}"),
+                    NodeKind::Cache,
+                    10_000_000,
+                    &[("m", &five)],
+                )
+            })
+            .collect();
+        let first: Vec<u16> = (0..5).collect();
+        nodes.push(node_of(
+            "spare",
+            NodeKind::Cache,
+            10_000_000,
+            &[("m", &first)],
+        ));
+        nodes.push(NodeInfo {
+            watching: Some("m".into()),
+            ..node_of("v", NodeKind::Viewer, 0, &[])
+        });
+        let net = Network::default();
+        net.round(&nodes, &[facts("m", rate, 16)], &HashSet::new());
+        let names = |net: &Network| -> BTreeSet<String> {
+            net.peers("v", "m")
+                .into_iter()
+                .map(|(info, _, _)| info.node_id)
+                .collect()
+        };
+        let before = names(&net);
+        // Whichever of the two it was given, that one is the one it cannot reach.
+        let (dead, other) = if before.contains("c0") {
+            ("c0", "spare")
+        } else {
+            ("spare", "c0")
+        };
+        assert!(
+            before.contains(dead) && !before.contains(other),
+            "{before:?}"
+        );
+        // Naming a cache it was never given changes nothing.
+        net.replace_suspects("v", "m", &[other.to_owned()]);
+        assert_eq!(names(&net), before);
+        net.replace_suspects("v", "m", &[dead.to_owned()]);
+        let after = names(&net);
+        assert!(!after.contains(dead) && after.contains(other), "{after:?}");
+        assert!(covered_by_peers(&net, "v", "m").len() >= 16);
+        assert!(
+            net.gave("v", other),
+            "the replacement's transfers are vouched for"
+        );
     }
 
     fn cache(id: &str, upload: f64, storage: u64) -> CacheSnapshot {

@@ -344,10 +344,12 @@ impl Tracker<'_> {
         };
         // A node names caches it could not reach: only those the tracker gave it count, and
         // the tracker checks them itself before it stops handing them out (reach.rs).
+        let suspects: Vec<String> = suspects
+            .into_iter()
+            .filter(|peer| state.network.gave(id.as_str(), peer))
+            .collect();
         for peer in &suspects {
-            if state.network.gave(id.as_str(), peer) {
-                state.reach.suspect(peer);
-            }
+            state.reach.suspect(peer);
         }
         // Node ids carry their kind, and `record` checked that this one is the caller's.
         if id.kind() == Some(NodeKind::Cache) {
@@ -368,6 +370,9 @@ impl Tracker<'_> {
                 reply.sources = self.warm_sources(id);
             }
         } else if let Some(video) = owned_watching {
+            state
+                .network
+                .replace_suspects(id.as_str(), &video, &suspects);
             reply.peers = self.peers(id, &video);
             reply.origin = vec![self.origin_ticket(id, &video, None)];
         }
