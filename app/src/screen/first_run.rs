@@ -13,8 +13,7 @@ use super::settings::{choices, custom_download_text, download_choices};
 use crate::settings::{DownloadLimit, Limit, Settings};
 
 /// The toggle's words, here and in the settings pane.
-pub const KEEP_SHARING_LABEL: &str =
-    "Keep sharing when the window closes (Rivulet stays in the system tray)";
+pub const KEEP_SHARING_LABEL: &str = "Keep sharing when the window closes";
 
 #[derive(Debug)]
 pub struct State {
@@ -153,6 +152,13 @@ impl State {
                     checkbox(self.draft.keep_sharing_on_close)
                         .label(KEEP_SHARING_LABEL)
                         .on_toggle(Message::KeepSharing),
+                )
+                .push(
+                    text(
+                        "Rivulet then stays in the system tray and the cache goes on \
+                         uploading; Quit in the tray's menu stops it.",
+                    )
+                    .size(13),
                 );
         }
         page = page.push(

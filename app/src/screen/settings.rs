@@ -178,16 +178,7 @@ impl State {
             text_input("http://127.0.0.1:7878", &self.draft.tracker)
                 .on_input(Message::Tracker)
                 .padding(6),
-            checkbox(self.draft.share)
-                .label("Share: a cache uploads movie chunks to other viewers and earns points")
-                .on_toggle(Message::Share),
-            text(if self.draft.share {
-                "Points are earned by what your cache uploads and spent on movies."
-            } else {
-                "Watch only: no cache runs; you spend points but earn none."
-            })
-            .size(13),
-            self.keep_sharing(),
+            self.sharing(),
             text(format!("Cache size: {}", bytes(self.draft.storage_bytes()))),
             row![
                 choices(self.draft.storage, Message::StorageMultiplier),
@@ -241,7 +232,7 @@ impl State {
             ]
             .spacing(8),
         ]
-        .spacing(8);
+        .spacing(6);
         if self.draft.remember {
             pane = pane.push(
                 button("Forget my saved password")
@@ -276,20 +267,30 @@ impl State {
 }
 
 impl State {
-    /// The "keep sharing when the window closes" toggle (while sharing), and what happens
-    /// instead when there is no tray.
-    fn keep_sharing(&self) -> Element<'_, Message> {
-        if !self.draft.share {
-            return column![].into();
-        }
+    /// Share or watch only, what that means, and (while sharing) the "keep sharing when the
+    /// window closes" toggle with what happens instead when there is no tray.
+    fn sharing(&self) -> Element<'_, Message> {
         let mut part = column![
-            checkbox(self.draft.keep_sharing_on_close)
-                .label(super::first_run::KEEP_SHARING_LABEL)
-                .on_toggle(Message::KeepSharing)
+            checkbox(self.draft.share)
+                .label("Share: a cache uploads movie chunks to other viewers and earns points")
+                .on_toggle(Message::Share),
+            text(if self.draft.share {
+                "Points are earned by what your cache uploads and spent on movies."
+            } else {
+                "Watch only: no cache runs; you spend points but earn none."
+            })
+            .size(13),
         ]
         .spacing(4);
-        if self.no_tray && self.draft.keep_sharing_on_close {
-            part = part.push(text(crate::tray::NO_TRAY).size(13).style(text::warning));
+        if self.draft.share {
+            part = part.push(
+                checkbox(self.draft.keep_sharing_on_close)
+                    .label(super::first_run::KEEP_SHARING_LABEL)
+                    .on_toggle(Message::KeepSharing),
+            );
+            if self.no_tray && self.draft.keep_sharing_on_close {
+                part = part.push(text(crate::tray::NO_TRAY).size(13).style(text::warning));
+            }
         }
         part.into()
     }
