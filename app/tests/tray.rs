@@ -11,14 +11,13 @@ mod common;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::bus::{SessionBus, watcher};
+use common::bus::{SessionBus, click, has_owner, labels, menu, watcher};
 use common::{Driver, PASSWORD};
 use iced::futures::StreamExt as _;
 use rivulet_app::app::{App, Message};
 use rivulet_app::tray::{self, NO_TRAY, TrayEvent};
 use rivulet_localnet::LocalNetwork;
 use tokio::sync::mpsc;
-use zbus::zvariant::Value;
 
 /// The app's tray stream, run as the app's subscription would, its events on the receiver.
 fn run_tray(
@@ -68,84 +67,6 @@ async fn until(
         d.send(message).await;
     }
     true
-}
-
-/// The icon's menu as a tray host reads it (`GetLayout` of the whole tree): id and label of
-/// each entry that has one, in order.
-async fn menu(conn: &zbus::Connection, item: &str) -> Vec<(i32, String)> {
-    let reply = conn
-        .call_method(
-            Some(item),
-            "/MenuBar",
-            Some("com.canonical.dbusmenu"),
-            "GetLayout",
-            &(0i32, -1i32, Vec::<String>::new()),
-        )
-        .await
-        .unwrap();
-    let body = reply.body();
-    let fields: zbus::zvariant::Structure<'_> = body.deserialize().unwrap();
-    let mut entries = Vec::new();
-    if let Some(root) = fields.fields().get(1) {
-        entries_of(root, &mut entries);
-    }
-    entries
-}
-
-fn entries_of(node: &Value<'_>, out: &mut Vec<(i32, String)>) {
-    let node = match node {
-        Value::Value(inner) => inner.as_ref(),
-        other => other,
-    };
-    let Value::Structure(s) = node else { return };
-    let [Value::I32(id), Value::Dict(props), Value::Array(children)] = s.fields() else {
-        return;
-    };
-    for (key, value) in props.iter() {
-        let value = match value {
-            Value::Value(inner) => inner.as_ref(),
-            other => other,
-        };
-        if let (Value::Str(key), Value::Str(label)) = (key, value)
-            && key.as_str() == "label"
-        {
-            out.push((*id, label.to_string()));
-        }
-    }
-    for child in children.iter() {
-        entries_of(child, out);
-    }
-}
-
-fn labels(entries: &[(i32, String)]) -> Vec<&str> {
-    entries.iter().map(|(_, label)| label.as_str()).collect()
-}
-
-/// Clicks the menu entry labelled `label`, as a tray host does.
-async fn click(conn: &zbus::Connection, item: &str, label: &str) {
-    let entries = menu(conn, item).await;
-    let (id, _) = entries
-        .iter()
-        .find(|(_, l)| l == label)
-        .unwrap_or_else(|| panic!("no {label:?} in the menu: {entries:?}"));
-    conn.call_method(
-        Some(item),
-        "/MenuBar",
-        Some("com.canonical.dbusmenu"),
-        "Event",
-        &(*id, "clicked", Value::from(0i32), 0u32),
-    )
-    .await
-    .unwrap();
-}
-
-async fn has_owner(conn: &zbus::Connection, name: &str) -> bool {
-    zbus::fdo::DBusProxy::new(conn)
-        .await
-        .unwrap()
-        .name_has_owner(name.try_into().unwrap())
-        .await
-        .unwrap()
 }
 
 /// The bus address is the process's environment: one test at a time sets it.

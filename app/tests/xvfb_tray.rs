@@ -3,7 +3,8 @@
 //! a tracker on loopback. The app logs in (the saved user, `RIVULET_PASSWORD`), puts its icon
 //! in the tray and runs the only cache of the network; its window is asked to close as a
 //! window manager does; the window goes, the process stays, and another user's viewer still
-//! gets its bytes from that cache. SIGTERM then is the full close: exit 0, the cache leaves.
+//! gets its bytes from that cache; "Open" in the tray's menu opens a window again. SIGTERM
+//! then is the full close: exit 0, the cache leaves.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::PASSWORD;
-use common::bus::{SessionBus, watcher};
+use common::bus::{SessionBus, click, labels, menu, watcher};
 use common::x11::{Reaped, ask_to_close, start_xvfb, windows_titled};
 use rivulet_app::settings::{Limit, Settings};
 use rivulet_localnet::{LocalNetwork, MovieSpec};
@@ -205,6 +206,33 @@ fn closing_the_window_with_sharing_on_keeps_serving_a_viewer() {
                 log_text()
             );
             assert!(read_status(&status_file).is_some_and(|s| s.in_tray));
+
+            // "Open" in the tray's menu, as a tray host sends it, opens a window again.
+            let host = zbus::connection::Builder::address(bus.address.as_str())
+                .unwrap()
+                .build()
+                .await
+                .unwrap();
+            assert_eq!(
+                labels(&menu(&host, &item).await),
+                ["Open", "Pause sharing", "Quit"]
+            );
+            click(&host, &item, "Open").await;
+            status_until(
+                &status_file,
+                &log_path,
+                "Open did not bring the window back",
+                |s| !s.in_tray,
+            )
+            .await;
+            assert!(
+                rivulet_e2e::eventually(Duration::from_secs(10), move || async move {
+                    !windows_titled(display_ref, "Rivulet").is_empty()
+                })
+                .await,
+                "no window after Open\n{}",
+                log_text()
+            );
 
             // SIGTERM is the full close: the engine stops, the cache leaves, exit 0.
             let pid = app.0.id().to_string();

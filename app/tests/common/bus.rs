@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
+use zbus::zvariant::Value;
 
 /// A private session bus, stopped when dropped.
 pub struct SessionBus {
@@ -99,4 +100,82 @@ pub async fn watcher(bus: &SessionBus) -> (zbus::Connection, mpsc::UnboundedRece
         .await
         .unwrap();
     (conn, registrations)
+}
+
+/// The icon's menu as a tray host reads it (`GetLayout` of the whole tree): id and label of
+/// each entry that has one, in order.
+pub async fn menu(conn: &zbus::Connection, item: &str) -> Vec<(i32, String)> {
+    let reply = conn
+        .call_method(
+            Some(item),
+            "/MenuBar",
+            Some("com.canonical.dbusmenu"),
+            "GetLayout",
+            &(0i32, -1i32, Vec::<String>::new()),
+        )
+        .await
+        .unwrap();
+    let body = reply.body();
+    let fields: zbus::zvariant::Structure<'_> = body.deserialize().unwrap();
+    let mut entries = Vec::new();
+    if let Some(root) = fields.fields().get(1) {
+        entries_of(root, &mut entries);
+    }
+    entries
+}
+
+fn entries_of(node: &Value<'_>, out: &mut Vec<(i32, String)>) {
+    let node = match node {
+        Value::Value(inner) => inner.as_ref(),
+        other => other,
+    };
+    let Value::Structure(s) = node else { return };
+    let [Value::I32(id), Value::Dict(props), Value::Array(children)] = s.fields() else {
+        return;
+    };
+    for (key, value) in props.iter() {
+        let value = match value {
+            Value::Value(inner) => inner.as_ref(),
+            other => other,
+        };
+        if let (Value::Str(key), Value::Str(label)) = (key, value)
+            && key.as_str() == "label"
+        {
+            out.push((*id, label.to_string()));
+        }
+    }
+    for child in children.iter() {
+        entries_of(child, out);
+    }
+}
+
+pub fn labels(entries: &[(i32, String)]) -> Vec<&str> {
+    entries.iter().map(|(_, label)| label.as_str()).collect()
+}
+
+/// Clicks the menu entry labelled `label`, as a tray host does.
+pub async fn click(conn: &zbus::Connection, item: &str, label: &str) {
+    let entries = menu(conn, item).await;
+    let (id, _) = entries
+        .iter()
+        .find(|(_, l)| l == label)
+        .unwrap_or_else(|| panic!("no {label:?} in the menu: {entries:?}"));
+    conn.call_method(
+        Some(item),
+        "/MenuBar",
+        Some("com.canonical.dbusmenu"),
+        "Event",
+        &(*id, "clicked", Value::from(0i32), 0u32),
+    )
+    .await
+    .unwrap();
+}
+
+pub async fn has_owner(conn: &zbus::Connection, name: &str) -> bool {
+    zbus::fdo::DBusProxy::new(conn)
+        .await
+        .unwrap()
+        .name_has_owner(name.try_into().unwrap())
+        .await
+        .unwrap()
 }
