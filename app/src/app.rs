@@ -316,6 +316,10 @@ impl App {
             Message::Link(link) => self.link_changed(link),
             Message::Probe => self.probe(),
         };
+        if !self.tray_wanted() {
+            // No icon runs: what the last one said no longer holds.
+            self.tray = TrayState::Unknown;
+        }
         self.tray_sharing.send_if_modified(|shown| {
             let changed = *shown == self.sharing_paused;
             *shown = !self.sharing_paused;
@@ -422,13 +426,19 @@ impl App {
         Task::none()
     }
 
-    /// The tray's input, which [`App::subscription`] follows while the tray is wanted.
-    pub fn tray_feed(&self) -> Option<TrayFeed> {
-        let wanted = self.settings.share
+    /// Whether the tray icon should run: sharing, with "keep sharing when the window closes",
+    /// once set up (or in the demo), and not while closing.
+    fn tray_wanted(&self) -> bool {
+        self.settings.share
             && self.settings.keep_sharing_on_close
             && (self.settings.set_up || self.launch.demo)
-            && !self.closing;
-        wanted.then(|| TrayFeed::new(self.tray_sharing.subscribe()))
+            && !self.closing
+    }
+
+    /// The tray's input, which [`App::subscription`] follows while the tray is wanted.
+    pub fn tray_feed(&self) -> Option<TrayFeed> {
+        self.tray_wanted()
+            .then(|| TrayFeed::new(self.tray_sharing.subscribe()))
     }
 
     fn login(&mut self, message: login::Message) -> Task<Message> {

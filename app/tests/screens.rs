@@ -1549,6 +1549,14 @@ async fn keeping_sharing_on_close_is_asked_on_the_first_run_and_changed_in_the_p
     )))
     .await;
     assert!(sees(&d, NO_TRAY));
+    // Turned off again: no icon runs, and what the last one said is forgotten.
+    for m in click(&d, label) {
+        d.send(m).await;
+    }
+    d.send(Message::Pane(settings::Message::Apply)).await;
+    assert!(d.app.tray_feed().is_none());
+    assert_eq!(d.app.tray, rivulet_app::tray::TrayState::Unknown);
+    assert!(!saved(&d));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
