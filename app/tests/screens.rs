@@ -1689,3 +1689,57 @@ async fn closing_the_window_keeps_sharing_with_a_tray_and_quits_without_one() {
         "the cache did not leave the tracker"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closing_to_the_tray_while_a_movie_plays_stops_it_and_keeps_its_place() {
+    let net = two_movies().await;
+    let mut d = owner_of_cheap(&net, "rae").await;
+    assert!(
+        d.until(Duration::from_secs(30), |app| app.cache.is_some())
+            .await,
+        "no cache"
+    );
+    d.send(Message::Catalogue(catalogue::Message::Watch(
+        "cheap".into(),
+    )))
+    .await;
+    play_until_the_clock_moves(&mut d).await;
+    // Far enough in to be worth remembering (under 5 s is forgotten).
+    d.send(Message::Player(player::Message::SeekMoved(8.0)))
+        .await;
+    d.send(Message::Player(player::Message::SeekReleased)).await;
+    assert!(
+        tick_until(&mut d, 30, |p| p.time >= 7.5).await,
+        "{:?}",
+        playing(&d)
+    );
+    let left = playing(&d).unwrap().2;
+
+    // There is nothing to show the movie in: it stops, its place is kept, the catalogue
+    // waits behind the closed window; the cache goes on.
+    d.send(Message::Tray(TrayEvent::Shown)).await;
+    d.send(Message::CloseRequested).await;
+    assert!(d.app.in_tray && !d.app.closing);
+    assert!(
+        matches!(d.app.screen, Screen::Catalogue(_)),
+        "{:?}",
+        d.app.screen
+    );
+    assert!(d.app.viewer_feed().is_none(), "the viewer still runs");
+    let spot = d
+        .app
+        .positions
+        .recent(&net.url(), "rae")
+        .next()
+        .cloned()
+        .expect("the place is kept");
+    assert_eq!(spot.video, "cheap");
+    assert!(spot.secs >= left - 0.01, "{spot:?} vs {left}");
+    assert!(d.app.cache.is_some() && d.app.node.is_some());
+    // "Open": the window again, on the catalogue with the movie to continue.
+    d.send(Message::Tray(TrayEvent::Action(TrayAction::Open)))
+        .await;
+    assert!(!d.app.in_tray);
+    assert!(sees(&d, "Continue watching"));
+    d.close().await;
+}

@@ -156,10 +156,10 @@ impl Driver {
         }
     }
 
-    /// Stops the engine and waits for it.
+    /// The full close (as SIGTERM or Quit in the tray): stops the engine and waits for it.
     pub async fn close(mut self) {
         if self.events.is_some() {
-            let _ = self.app.update(Message::CloseRequested);
+            let _ = self.app.update(Message::Quit);
             let stopped = self
                 .until(Duration::from_secs(20), |app| app.node.is_none())
                 .await;
