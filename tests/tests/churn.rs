@@ -239,3 +239,31 @@ async fn a_viewer_whose_peer_crashes_finishes_from_the_other_peers_and_the_track
     }
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cache_learns_its_placement_from_the_next_round_not_its_next_heartbeat() {
+    // Heartbeats every 10 s: a cache that waited for its second heartbeat to learn what to
+    // hold would hold nothing for 10 s.
+    let net = network_with_timeout(8, Duration::from_secs(30)).await;
+    net.register("ann", PASSWORD).await.unwrap();
+    let buyer = net.user("bob", PASSWORD).await.unwrap();
+    buyer.buy("m").await.unwrap();
+    let started = std::time::Instant::now();
+    let fresh = cache(&net, "ann", 1).await;
+    let status = fresh.status();
+    let holds = || {
+        status
+            .borrow()
+            .holdings
+            .iter()
+            .any(|h| !h.indices.is_empty())
+    };
+    assert!(
+        eventually(Duration::from_secs(6), || async { holds() }).await,
+        "nothing held {:?} after registering: {:?}",
+        started.elapsed(),
+        status.borrow()
+    );
+    fresh.stop().await;
+    net.shutdown().await;
+}

@@ -514,6 +514,8 @@ impl Cache {
             dropped_entries: 0,
             reported_limits: None,
             sent_total: 0,
+            placed: false,
+            quick_beats: UNPLACED_QUICK_BEATS,
         };
         handles.push(tasks.spawn("cache-heartbeats", beat.run(tasks.token())));
         Ok(Cache {
@@ -597,7 +599,20 @@ struct HeartbeatLoop {
     reported_limits: Option<Limits>,
     /// Bytes sent since start.
     sent_total: u64,
+    /// Whether the last reply placed it (until then it asks again every
+    /// [`UNPLACED_BEAT_GAP`], at most `quick_beats` more times).
+    placed: bool,
+    quick_beats: u32,
 }
+
+/// Time between heartbeats of a cache the tracker has not placed yet: a new cache learns
+/// what to hold from the first reply after the next round (about a second), not a whole
+/// heartbeat interval later, so it starts warming and serving that much sooner (under
+/// churn, several seconds of every newcomer's life).
+const UNPLACED_BEAT_GAP: Duration = Duration::from_secs(1);
+/// Quick heartbeats after registering, at most: one the tracker does not place (it could
+/// not reach it, say) goes back to the normal interval.
+const UNPLACED_QUICK_BEATS: u32 = 10;
 
 impl HeartbeatLoop {
     async fn run(mut self, stop: CancellationToken) -> Result<(), std::convert::Infallible> {
@@ -606,6 +621,9 @@ impl HeartbeatLoop {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                () = tokio::time::sleep(UNPLACED_BEAT_GAP), if !self.placed && self.quick_beats > 0 => {
+                    self.quick_beats -= 1;
+                }
                 _ = self.shared.completed.notified() => {
                     // Early, but not more than a few times a second.
                     tokio::time::sleep_until(last_beat + EARLY_BEAT_GAP).await;
@@ -653,6 +671,7 @@ impl HeartbeatLoop {
         let problem = match result {
             Ok(reply) => {
                 self.reported_limits = Some(now_limits);
+                self.placed = reply.placed;
                 reach = reply.reach.clone();
                 apply(
                     &self.client,
@@ -679,6 +698,7 @@ impl HeartbeatLoop {
                     Ok(()) => {
                         self.outbox.restart();
                         self.reported_limits = Some(now_limits);
+                        (self.placed, self.quick_beats) = (false, UNPLACED_QUICK_BEATS);
                         None
                     }
                     Err(e) => Some(format!("registering again: {e}")),
