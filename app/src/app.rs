@@ -427,11 +427,13 @@ impl App {
     }
 
     /// Whether the tray icon should run: sharing, with "keep sharing when the window closes",
-    /// once set up (or in the demo), and not while closing.
+    /// once the first-run choices are made, and not while closing. Not in the demo (it has
+    /// no first run; closing it ends it).
     fn tray_wanted(&self) -> bool {
         self.settings.share
             && self.settings.keep_sharing_on_close
-            && (self.settings.set_up || self.launch.demo)
+            && self.settings.set_up
+            && !self.launch.demo
             && !self.closing
     }
 
