@@ -957,7 +957,8 @@ impl Network {
     /// Viewer `id`, watching `video`, could not reach the caches `suspects`: its peer set
     /// drops them (what they were asked for goes back to their upload left) and is topped
     /// up at once from the other caches serving the movie, so the reply to the report that
-    /// names them brings their replacements; a crashed peer costs the viewer a fraction of a
+    /// names them brings their replacements (with no other cache to take their place, the
+    /// set stays as it is); a crashed peer costs the viewer a fraction of a
     /// second of origin, not the seconds until its next heartbeat and the next round. Only
     /// this viewer's own set changes: whether others are still given a suspect is for the
     /// tracker's own check of it (`reach.rs`) and its heartbeats.
@@ -976,13 +977,18 @@ impl Network {
         if watching != video || !picks.iter().any(|p| suspects.contains(&p.cache)) {
             return;
         }
-        picks.retain(|p| {
-            let gone = suspects.contains(&p.cache);
-            if gone && let Some(left) = state.residual.get_mut(&p.cache) {
-                *left += p.rate;
+        let (gone, mut kept): (Vec<PeerPick>, Vec<PeerPick>) = picks
+            .iter()
+            .cloned()
+            .partition(|p| suspects.contains(&p.cache));
+        let free = |residual: &mut HashMap<String, f64>, sign: f64| {
+            for p in &gone {
+                if let Some(left) = residual.get_mut(&p.cache) {
+                    *left += sign * p.rate;
+                }
             }
-            !gone
-        });
+        };
+        free(&mut state.residual, 1.0);
         let others: Vec<(String, Vec<u16>)> = state
             .serving
             .get(video)
@@ -991,7 +997,22 @@ impl Network {
             .filter(|(c, _)| !suspects.contains(c))
             .cloned()
             .collect();
-        add_peers(&others, rate, k, &mut state.residual, picks, 1.0 + HEADROOM);
+        let before = kept.len();
+        add_peers(
+            &others,
+            rate,
+            k,
+            &mut state.residual,
+            &mut kept,
+            1.0 + HEADROOM,
+        );
+        if kept.len() == before {
+            // No one to replace them with: the set stays as it was (the viewer rests a peer
+            // that fails, and the tracker's probe decides whether it is dead).
+            free(&mut state.residual, -1.0);
+            return;
+        }
+        *picks = kept;
         if let Some((v, handed)) = state.given.get_mut(id)
             && v == video
         {

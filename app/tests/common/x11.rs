@@ -15,34 +15,39 @@ impl Drop for Reaped {
     }
 }
 
-/// Starts Xvfb on a free display number; returns it with the display.
+/// Starts Xvfb on a display number it picks itself (`-displayfd`: two tests starting at
+/// once can never take the same one); returns it with the display.
 pub fn start_xvfb() -> (Reaped, String) {
-    for n in 140..240 {
-        if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-        {
-            continue;
-        }
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1320x860x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb runs (installer/deps.sh installs xvfb)");
-        let mut xvfb = Reaped(child);
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (xvfb, display);
-            }
-            if let Ok(Some(_)) = xvfb.0.try_wait() {
-                break; // lost a race for this number: try the next
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    use std::io::BufRead as _;
+    let child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1320x860x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Xvfb runs (installer/deps.sh installs xvfb)");
+    let mut xvfb = Reaped(child);
+    let stdout = xvfb.0.stdout.take().expect("Xvfb's stdout");
+    // Xvfb writes the number once it listens; a line read blocks until then (or it dies).
+    let mut line = String::new();
+    let read = std::io::BufReader::new(stdout).read_line(&mut line);
+    let n: u32 = match (read, line.trim().parse()) {
+        (Ok(_), Ok(n)) => n,
+        _ => panic!("Xvfb did not say which display it took: {line:?}"),
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+        assert!(Instant::now() < until, "Xvfb :{n} has no socket");
+        std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("no free X display between :140 and :239");
+    (xvfb, format!(":{n}"))
 }
 
 /// The windows on `display` titled exactly `title` (xdotool).
