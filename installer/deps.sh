@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Rivulet needs to build, run and test on Debian 12: the Debian packages
-# (as root, or through sudo), cargo-nextest and cargo-deb. Idempotent: a second run installs nothing.
+# (as root, or through sudo), cargo-nextest, cargo-deb and garage. Idempotent: a second run installs nothing.
 set -euo pipefail
 
 # Debian packages, one per line, with what needs them.
@@ -59,4 +59,10 @@ fi
 if ! cargo deb --version >/dev/null 2>&1; then
   echo "installer/deps.sh: installing cargo-deb" >&2
   cargo install --locked cargo-deb
+fi
+if ! command -v garage >/dev/null 2>&1; then
+  # tracker tests: the 3-node S3 store the origin's --store s3://… is tested against
+  # (rivulet_localnet::TestGarage). About 10 min of build on 2 cores; one 56 MB binary.
+  echo "installer/deps.sh: installing garage 2.5.0 (about 10 minutes)" >&2
+  cargo install --locked garage --version 2.5.0
 fi

@@ -37,6 +37,7 @@
 //! ```
 
 pub mod fixture;
+pub mod garage;
 mod movie;
 pub mod postgres;
 pub mod process;
@@ -51,6 +52,7 @@ use rivulet_tracker::server::{ServeConfig, Server};
 use rivulet_tracker_client::{Account, ClientError, Credentials, TrackerClient};
 use thiserror::Error;
 
+pub use garage::{GarageError, TestGarage};
 pub use movie::{MovieSource, MovieSpec, ingest_movies};
 pub use postgres::{PostgresError, TestPostgres};
 /// Failed log-in and sign-up limits, for [`LocalNetworkBuilder::configure`].

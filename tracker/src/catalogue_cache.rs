@@ -1,6 +1,7 @@
 //! The catalogue as the server sees it: the committed movies of the data dir, read once and
 //! read again only when `videos/` changes (an ingest's commit is a rename into it; an
-//! operator's change of a movie in place replaces `videos/.changed`, see [`mark_changed`]).
+//! operator's change of a movie in place replaces `videos/.changed`, see [`mark_changed`]);
+//! or the movies of an object store (`--store s3://…`), listed again every [`MAX_AGE`].
 
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::RwLock;
 
-use crate::catalogue::{self, StoredVideo};
+use crate::catalogue::{self, POSTER_FILE, StoredVideo};
 use crate::data_dir::DataDir;
+use crate::store::{ObjectMovies, StoreError};
 
 /// How long a listing is trusted even when the directory's time has not moved (its
 /// resolution can hide two commits in one tick).
@@ -36,6 +38,8 @@ type Stamp = (Option<SystemTime>, Option<(u64, i64, i64)>);
 #[derive(Debug)]
 pub struct CatalogueCache {
     data: DataDir,
+    /// The object store the movies are in, when not the data dir.
+    store: Option<ObjectMovies>,
     loaded: RwLock<Loaded>,
 }
 
@@ -49,8 +53,14 @@ struct Loaded {
 
 impl CatalogueCache {
     pub fn new(data: DataDir) -> CatalogueCache {
+        CatalogueCache::with_store(data, None)
+    }
+
+    /// The catalogue of `store` when given, else of the data dir's `videos/`.
+    pub fn with_store(data: DataDir, store: Option<ObjectMovies>) -> CatalogueCache {
         CatalogueCache {
             data,
+            store,
             loaded: RwLock::new(Loaded {
                 stamp: (None, None),
                 at: Instant::now(),
@@ -69,8 +79,29 @@ impl CatalogueCache {
         (modified, changed)
     }
 
+    /// The object store the movies are read from, if not the data dir.
+    pub fn store(&self) -> Option<&ObjectMovies> {
+        self.store.as_ref()
+    }
+
+    /// The JPEG poster of `video`.
+    pub async fn poster(&self, video: &StoredVideo) -> Result<Vec<u8>, StoreError> {
+        match &self.store {
+            Some(store) => store.read(&video.record.id, POSTER_FILE).await,
+            None => {
+                let path = video.poster_path();
+                tokio::fs::read(&path)
+                    .await
+                    .map_err(|source| StoreError::Local { path, source })
+            }
+        }
+    }
+
     /// Every movie that loads; broken ones are left out (and named by `videos`/`verify`).
     pub async fn all(&self) -> Arc<Vec<Arc<StoredVideo>>> {
+        if let Some(store) = &self.store {
+            return self.all_in_store(store).await;
+        }
         let stamp = self.stamp();
         {
             let l = self.loaded.read().await;
@@ -96,6 +127,36 @@ impl CatalogueCache {
             videos: videos.clone(),
         };
         videos
+    }
+
+    /// The store's movies, listed again when the listing is older than [`MAX_AGE`]. A
+    /// listing that fails keeps the last good one (a store briefly out of reach does not
+    /// empty the catalogue).
+    async fn all_in_store(&self, store: &ObjectMovies) -> Arc<Vec<Arc<StoredVideo>>> {
+        {
+            let l = self.loaded.read().await;
+            if l.stamp.0.is_some() && l.at.elapsed() < MAX_AGE {
+                return l.videos.clone();
+            }
+        }
+        let mut l = self.loaded.write().await;
+        if l.stamp.0.is_some() && l.at.elapsed() < MAX_AGE {
+            return l.videos.clone();
+        }
+        match store.list().await {
+            Ok((good, bad)) => {
+                for e in &bad {
+                    tracing::warn!("{}: {e}", store.url());
+                }
+                l.videos = Arc::new(good.into_iter().map(Arc::new).collect());
+                l.clean = bad.is_empty();
+            }
+            Err(e) => tracing::warn!("listing the catalogue failed: {e}"),
+        }
+        // Any stamp marks "listed once"; the store's listing ages by time alone.
+        l.stamp = (Some(SystemTime::UNIX_EPOCH), None);
+        l.at = Instant::now();
+        l.videos.clone()
     }
 
     /// One movie (shared, not copied: the origin asks for every chunk it serves).

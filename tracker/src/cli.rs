@@ -23,6 +23,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the tracker: HTTP API and database (SIGINT or SIGTERM stops it gracefully).
     Serve(Box<ServeArgs>),
+    /// Run an origin on its own: the chunks of the store's movies over FTP to holders of
+    /// the tracker's tickets; prints its FTP address (SIGINT or SIGTERM stops it).
+    Origin(Box<OriginArgs>),
+    /// Print the tracker's public ticket key (hex), which `origin --ticket-key` takes.
+    TicketKey {
+        /// Data directory [default: the platform's data dir for rivulet-tracker].
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Create an account; the password comes from RIVULET_PASSWORD or the first line of stdin.
     Account {
         /// The username.
@@ -57,6 +66,11 @@ pub enum Command {
         /// Data directory [default: the platform's data dir for rivulet-tracker].
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Put the movie in this object store, s3://BUCKET[/PREFIX], instead of the data
+        /// dir's videos/ (endpoint, region and keys from AWS_ENDPOINT_URL, AWS_REGION,
+        /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; path-style requests).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// List, change or remove the catalogue's movies (`videos` alone lists them).
     Videos {
@@ -271,6 +285,58 @@ pub struct ServeArgs {
     /// cookies Secure, as when serving HTTPS itself.
     #[arg(long)]
     pub behind_https_proxy: bool,
+    /// The movies: s3://BUCKET[/PREFIX] (endpoint, region and keys from AWS_ENDPOINT_URL,
+    /// AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) [default: the data dir's videos/].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Memory for the origin's segments read from the store, in bytes [default: 256MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub segment_cache: Option<u64>,
+    /// The origin address nodes are told, HOST:PORT, when origins run on their own
+    /// (`rivulet-tracker origin`, several behind one TCP load balancer) [default: this
+    /// process's origin].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub origin_address: Option<String>,
+}
+
+/// `origin`'s settings.
+#[derive(clap::Args, Debug, Default, Clone, PartialEq)]
+pub struct OriginArgs {
+    /// The movies: s3://BUCKET[/PREFIX] (endpoint, region and keys from the AWS_*
+    /// environment) [default: the data dir's videos/].
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Data directory: its videos/ without --store, its ticket.key without --ticket-key
+    /// [default: the platform's data dir for rivulet-tracker].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The tracker's public ticket key, 64 hex digits (`rivulet-tracker ticket-key`).
+    #[arg(long, value_name = "HEX")]
+    pub ticket_key: Option<String>,
+    /// Address of the FTP server [default: 127.0.0.1:2121].
+    #[arg(long)]
+    pub ftp: Option<std::net::SocketAddr>,
+    /// Memory for segments read from the store [default: 256MiB].
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub segment_cache: Option<u64>,
+    /// Upload cap in bits per second, over all connections [default: 0, none].
+    #[arg(long, value_name = "BITS_PER_SEC")]
+    pub upload_bps: Option<u64>,
+    /// Upload cap per FTP connection, in bits per second [default: 0, none].
+    #[arg(long, value_name = "BITS_PER_SEC")]
+    pub connection_bps: Option<u64>,
+    /// Serve FTPS with this PEM certificate chain (with --tls-key): the certificate whose
+    /// fingerprint the tracker publishes for its origin.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// A size such as 256MiB or 1GB.
+fn parse_size(s: &str) -> Result<u64, String> {
+    rivulet_node_core::units::parse_size(s, crate::store::DEFAULT_SEGMENT_CACHE_BYTES)
 }
 
 /// The most points a new account may start with.
@@ -342,6 +408,9 @@ impl ServeArgs {
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             behind_https_proxy: self.behind_https_proxy || file.behind_https_proxy,
+            store: self.store.or(file.store),
+            segment_cache: self.segment_cache.or(file.segment_cache),
+            origin_address: self.origin_address.or(file.origin_address),
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::catalogue::{
 use crate::data_dir::{DataDir, DataDirError, Staging};
 use crate::ffmpeg::{self, ToolError};
 use crate::matroska::{self, MatroskaHead};
+use crate::store::{ObjectMovies, StoreError, UploadError};
 
 /// Longest side of a poster, in pixels.
 pub const POSTER_MAX_WIDTH: u32 = 480;
@@ -69,6 +70,8 @@ pub enum IngestError {
     DataDir(#[from] DataDirError),
     #[error("hashing the stream file failed: {0}")]
     Format(#[from] FormatError),
+    #[error("uploading the new video: {0}")]
+    Store(#[from] StoreError),
     #[error("writing the new video into {path} failed: {source}")]
     Write {
         path: PathBuf,
@@ -141,8 +144,28 @@ pub fn ingest(data: &DataDir, request: &IngestRequest) -> Result<String, IngestE
     ingest_timed(data, request).map(|done| done.id)
 }
 
+/// Where an ingest commits its movie.
+#[derive(Clone, Copy, Debug)]
+pub enum IngestTarget<'a> {
+    /// The data dir's `videos/` (the default).
+    DataDir,
+    /// An object store (`--store s3://…`); the data dir holds only the staging area.
+    Store(&'a ObjectMovies),
+}
+
 /// [`ingest`], also telling how long each phase took.
 pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested, IngestError> {
+    ingest_to(data, IngestTarget::DataDir, request)
+}
+
+/// [`ingest_timed`] into `target`: staged in the data dir as always, then moved into
+/// `videos/` or uploaded to the store (record last, see `store`). Blocking: for a store it
+/// runs its own small runtime, so call it from a thread that is not inside one.
+pub fn ingest_to(
+    data: &DataDir,
+    target: IngestTarget<'_>,
+    request: &IngestRequest,
+) -> Result<Ingested, IngestError> {
     let mut timings = IngestTimings::default();
     let mut clock = Instant::now();
     let mut lap = move || {
@@ -152,6 +175,22 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
         spent
     };
     let (title, id, input_size) = check_request(data, request)?;
+    let runtime = match target {
+        IngestTarget::DataDir => None,
+        IngestTarget::Store(store) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| IngestError::Write {
+                    path: data.root().to_owned(),
+                    source,
+                })?;
+            if runtime.block_on(store.has_movie(&id))? {
+                return Err(IngestError::IdTaken(id));
+            }
+            Some(runtime)
+        }
+    };
     let input = request.input.as_path();
     let staging = data.begin_staging(&format!("{id}.{}", catalogue::new_id()))?;
     *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -186,6 +225,17 @@ pub fn ingest_timed(data: &DataDir, request: &IngestRequest) -> Result<Ingested,
             .map_or(0, |d| d.as_secs()),
     };
     write_files(&dir, &hashed, &record).map_err(write_err)?;
+    if let (IngestTarget::Store(store), Some(runtime)) = (target, runtime) {
+        let uploaded = runtime.block_on(store.upload_movie(staging.path(), &id));
+        *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        drop(staging);
+        timings.commit = lap();
+        return match uploaded {
+            Ok(()) => Ok(Ingested { id, timings }),
+            Err(UploadError::IdTaken(id)) => Err(IngestError::IdTaken(id)),
+            Err(UploadError::Store(e)) => Err(IngestError::Store(e)),
+        };
+    }
     let committed = commit_phase(data, staging, &id);
     timings.commit = lap();
     match committed {

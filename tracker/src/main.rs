@@ -72,7 +72,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             config.behind_https_proxy = args.behind_https_proxy;
+            config.store = args.store;
+            config.segment_cache_bytes = args.segment_cache.unwrap_or(defaults.segment_cache_bytes);
+            config.origin_address = args.origin_address;
             serve(config)
+        }
+        Command::Origin(args) => origin(*args),
+        Command::TicketKey { data } => {
+            let key = rivulet_tracker::origin::read_ticket_key(&data_path(data))?;
+            println!("{}", key.to_hex());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Account {
             name,
@@ -87,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             price,
             id,
             data,
+            store,
         } => ingest_movie(
             IngestRequest {
                 input: file,
@@ -95,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 id,
             },
             data_path(data),
+            store.as_deref(),
         ),
         Command::Videos { action, json, data } => {
             let data = data_path(data);
@@ -268,13 +279,53 @@ fn accounts_command(
     })
 }
 
-/// `ingest`: adds a movie and prints its id.
-fn ingest_movie(request: IngestRequest, data: PathBuf) -> anyhow::Result<ExitCode> {
+/// `ingest`: adds a movie (to the data dir or `store`) and prints its id.
+fn ingest_movie(
+    request: IngestRequest,
+    data: PathBuf,
+    store: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let store = rivulet_tracker::store::open_configured(store, None)?;
     ingest::remove_staging_on_signal()?;
     let data = DataDir::create(data)?;
-    let id = ingest::ingest(&data, &request)?;
+    let target = match &store {
+        Some(store) => ingest::IngestTarget::Store(store),
+        None => ingest::IngestTarget::DataDir,
+    };
+    let id = ingest::ingest_to(&data, target, &request)?.id;
     println!("{id}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `origin`: serves the store's chunks until SIGINT or SIGTERM.
+fn origin(args: rivulet_tracker::cli::OriginArgs) -> anyhow::Result<ExitCode> {
+    use rivulet_tracker::origin::{Origin, OriginConfig};
+    let config = OriginConfig {
+        store: args.store,
+        s3: None,
+        data: data_path(args.data),
+        ticket_key: args.ticket_key,
+        ftp: args
+            .ftp
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 2121))),
+        segment_cache_bytes: args
+            .segment_cache
+            .unwrap_or(rivulet_tracker::store::DEFAULT_SEGMENT_CACHE_BYTES),
+        upload_bps: args.upload_bps.unwrap_or(0),
+        connection_bps: args.connection_bps.unwrap_or(0),
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(rivulet_tracker::server::TlsFiles { cert, key }),
+            _ => None,
+        },
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let origin = Origin::bind(config).await?;
+        // The first line says where to connect; tests and scripts read it.
+        println!("{}", origin.addr());
+        origin.run_until_signal().await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// `videos`: lists the catalogue; fails when an entry is broken.

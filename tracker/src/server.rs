@@ -86,6 +86,17 @@ pub struct ServeConfig {
     pub behind_https_proxy: bool,
     /// FTPS on the origin (its certificate: the HTTPS one, else one made in the data dir).
     pub origin_tls: TlsMode,
+    /// Where the movies are (`--store`): `None` for the data dir's `videos/`, or
+    /// `s3://BUCKET/PREFIX` (endpoint, region and keys from the AWS_* environment).
+    pub store: Option<String>,
+    /// How to reach the store; `None`: from the AWS_* environment, as the AWS tools do.
+    pub s3: Option<crate::store::S3Settings>,
+    /// Memory for the origin's segments read from a store, in bytes.
+    pub segment_cache_bytes: u64,
+    /// The origin address nodes are told (`--origin-address HOST:PORT`), when origins run on
+    /// their own (`rivulet-tracker origin`, e.g. several behind one TCP load balancer);
+    /// `None`: this process's own origin.
+    pub origin_address: Option<String>,
 }
 
 /// A PEM certificate chain and its private key.
@@ -130,6 +141,10 @@ impl ServeConfig {
             tls: None,
             behind_https_proxy: false,
             origin_tls: TlsMode::default(),
+            store: None,
+            s3: None,
+            segment_cache_bytes: crate::store::DEFAULT_SEGMENT_CACHE_BYTES,
+            origin_address: None,
         }
     }
 
@@ -181,6 +196,9 @@ pub enum ServeError {
     /// The TLS certificate or key could not be read or made.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The object store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The HTTP address could not be bound.
     #[error("the HTTP API on {addr}: {source}")]
     Http {
@@ -336,6 +354,7 @@ impl Server {
             Some(identity) => Some(http_serve::https_config(identity).map_err(ServeError::Tls)?),
             None => None,
         };
+        let store = crate::store::open_configured(config.store.as_deref(), config.s3.as_ref())?;
         let data = DataDir::create(&config.data)?;
         let lock = ServeLock::take(data.root()).map_err(|e| ServeError::Locked(e.to_string()))?;
         let db = db::open_configured(config.database.as_deref(), data.root()).await?;
@@ -369,19 +388,24 @@ impl Server {
             }),
             None => None,
         };
-        let catalogue = Arc::new(CatalogueCache::new(data));
+        let catalogue = Arc::new(CatalogueCache::with_store(data, store));
         let http_error = |source| ServeError::Http {
             addr: config.http,
             source,
         };
         let listener = TcpListener::bind(config.http).await.map_err(http_error)?;
         let http_addr = listener.local_addr().map_err(http_error)?;
-        let ftp = origin_ftp::start(config.ftp, catalogue.clone(), signer.public_key())
-            .await
-            .map_err(|source| ServeError::Ftp {
-                addr: config.ftp,
-                source,
-            })?;
+        let ftp = origin_ftp::start(
+            config.ftp,
+            catalogue.clone(),
+            signer.public_key(),
+            config.segment_cache_bytes,
+        )
+        .await
+        .map_err(|source| ServeError::Ftp {
+            addr: config.ftp,
+            source,
+        })?;
         ftp.set_tls(origin_tls);
         ftp.upload_cap().set(config.origin_upload_bps);
         ftp.set_connection_cap(config.origin_connection_bps);
@@ -400,7 +424,10 @@ impl Server {
             db: db.clone(),
             catalogue,
             signer: Arc::new(signer),
-            origin_ftp: advertised_ftp(config.advertise.as_deref(), ftp.addr()),
+            origin_ftp: config
+                .origin_address
+                .clone()
+                .unwrap_or_else(|| advertised_ftp(config.advertise.as_deref(), ftp.addr())),
             origin_fingerprint: origin_identity.map(|i| i.fingerprint),
             origin_counters: ftp.served().clone(),
             metrics: Arc::default(),

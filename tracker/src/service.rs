@@ -238,7 +238,9 @@ impl Tracker<'_> {
     /// The JPEG poster of `id`.
     pub async fn poster(&self, id: &str) -> TrackerResult<Vec<u8>> {
         let video = self.find(id).await?;
-        tokio::fs::read(video.poster_path())
+        self.state
+            .catalogue
+            .poster(&video)
             .await
             .map_err(|_| TrackerError::NotFound(format!("{id:?} has no poster")))
     }
