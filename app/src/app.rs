@@ -1067,7 +1067,8 @@ impl App {
                 Screen::Catalogue(_) => "catalogue",
                 Screen::Player(_) => "player",
                 Screen::Points(_) => "points",
-            },
+            }
+            .into(),
             first_frame_ms: self.first_frame_ms,
             demo_ready_ms: self.demo_ready_ms,
             play_to_frame_ms: self.play_to_frame_ms,
@@ -1076,6 +1077,15 @@ impl App {
             links_opened: self.links_opened.clone(),
             in_tray: self.in_tray,
             tray_shown: self.tray.is_shown(),
+            user: self.session.as_ref().map(|s| s.account.username.clone()),
+            points: self.session.as_ref().map(|s| s.account.balance),
+            cache: self.cache.as_ref().map(|c| crate::report::CacheReport {
+                storage_bytes: c.storage_bytes,
+                upload_bps: c.upload_bps,
+                download_bps: c.download_bps,
+                sent_bytes: c.sent_bytes,
+            }),
+            pane_open: self.pane.is_some(),
             ..Status::default()
         };
         match &self.screen {
@@ -1091,7 +1101,19 @@ impl App {
                     status.error = Some(e.clone());
                 }
             }
-            Screen::Login(l) => status.error = l.error.clone().or(status.error),
+            Screen::Login(l) => {
+                status.error = l.error.clone().or(status.error);
+                status.login_name = Some(l.username.clone());
+            }
+            Screen::Catalogue(c) => {
+                status.points = Some(c.account.balance);
+                status.continue_watching = c
+                    .continue_watching
+                    .iter()
+                    .map(|r| r.video.clone())
+                    .collect();
+            }
+            Screen::Points(p) => status.points = Some(p.account.balance),
             Screen::Starting(s) if s.contains("could not") => status.error = Some(s.clone()),
             _ => {}
         }

@@ -1,11 +1,12 @@
 //! A machine-readable status line for tests and benchmarks: when `RIVULET_STATUS_FILE` names
 //! a file, the app rewrites it (atomically) with what it is doing — the screen, playback time,
-//! frames rendered by mpv and frames shown in the window, and the first error.
+//! frames rendered by mpv and frames shown in the window, and the first error. Tests read it
+//! back with the same [`Status`].
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// When the process started, as near as the app can tell: the first call wins (`main` calls
 /// it first thing).
@@ -15,9 +16,11 @@ pub fn launched() -> Instant {
 }
 
 /// One snapshot of the app.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Status {
-    pub screen: &'static str,
+    /// The screen showing: `starting`, `login`, `first-run`, `catalogue`, `player`, `points`.
+    pub screen: String,
     /// Milliseconds since the process started.
     pub uptime_ms: u64,
     pub time_pos: f64,
@@ -41,6 +44,29 @@ pub struct Status {
     pub in_tray: bool,
     /// A system tray shows the app's icon.
     pub tray_shown: bool,
+    /// The account logged in, if any.
+    pub user: Option<String>,
+    /// The points the screen shows for that account (its balance).
+    pub points: Option<u64>,
+    /// The user name the log-in screen has filled in, while it shows.
+    pub login_name: Option<String>,
+    /// The running cache's limits and traffic, while one runs.
+    pub cache: Option<CacheReport>,
+    /// The continue-watching row of the catalogue: movie ids, most recent first.
+    pub continue_watching: Vec<String>,
+    /// The settings pane is open.
+    pub pane_open: bool,
+}
+
+/// What the running cache is held to and has done, from its last status.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct CacheReport {
+    pub storage_bytes: u64,
+    pub upload_bps: u64,
+    /// The download budget, bits per second (0: unlimited).
+    pub download_bps: u64,
+    pub sent_bytes: u64,
 }
 
 /// Writes [`Status`] to the file the environment names, if any.
