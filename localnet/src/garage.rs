@@ -26,7 +26,7 @@ pub const REGION: &str = "garage";
 #[derive(Debug, Error)]
 pub enum GarageError {
     #[error(
-        "garage is not installed (not on PATH, $GARAGE unset): run installer/deps.sh (cargo install garage --locked)"
+        "garage is not installed (not at $GARAGE or on PATH): run installer/deps.sh (cargo install garage --locked)"
     )]
     NotInstalled,
     #[error("{what}: {source}")]

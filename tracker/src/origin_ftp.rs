@@ -38,7 +38,7 @@ impl Producer {
 struct OriginChunks {
     catalogue: Arc<CatalogueCache>,
     chunkers: Mutex<HashMap<String, Producer>>,
-    segments: SegmentCache,
+    segments: Arc<SegmentCache>,
 }
 
 impl OriginChunks {
@@ -134,7 +134,7 @@ pub async fn start(
     let provider = Arc::new(OriginChunks {
         catalogue,
         chunkers: Mutex::default(),
-        segments: SegmentCache::new(segment_cache_bytes),
+        segments: Arc::new(SegmentCache::new(segment_cache_bytes)),
     });
     ChunkServer::start(bind, ORIGIN, key, provider, 0).await
 }

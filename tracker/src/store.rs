@@ -33,6 +33,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SEGMENT_CACHE_BYTES: u64 = 256 << 20;
 /// Largest record, manifest, leaf table or poster read whole from a store.
 const MAX_SMALL_OBJECT: u64 = 256 << 20;
+/// Segments past the one asked for that the origin fetches ahead (a viewer and a cache
+/// read a movie forward, and a GET of the store takes tens of milliseconds).
+pub const READ_AHEAD: u32 = 2;
 /// Bytes per part of a stream file's multipart upload.
 const UPLOAD_PART: usize = 8 << 20;
 
@@ -508,20 +511,36 @@ impl StoreChunker {
         &self.manifest
     }
 
-    /// Segment `segment`, zero-padded to k whole shards, from `cache` or one ranged GET.
+    /// Segment `segment`, zero-padded to k whole shards, from `cache` or one ranged GET;
+    /// the next [`READ_AHEAD`] segments are fetched meanwhile when the cache has not got
+    /// them.
     pub async fn segment(
-        &self,
-        cache: &SegmentCache,
+        self: &Arc<Self>,
+        cache: &Arc<SegmentCache>,
         segment: u32,
     ) -> Result<Arc<Vec<u8>>, StoreError> {
-        let key = SegmentKey {
+        let ahead = (segment + 1)..(segment + 1 + READ_AHEAD).min(self.manifest.segment_count());
+        for next in ahead {
+            let key = self.key(next);
+            if !cache.has(&key) {
+                let (this, cache) = (self.clone(), cache.clone());
+                tokio::spawn(async move {
+                    // A failed read-ahead is not kept; the read that needs it reports it.
+                    let _ = cache.get_or_fetch(key, || this.fetch_segment(next)).await;
+                });
+            }
+        }
+        cache
+            .get_or_fetch(self.key(segment), || self.fetch_segment(segment))
+            .await
+    }
+
+    fn key(&self, segment: u32) -> SegmentKey {
+        SegmentKey {
             video: self.id.clone(),
             file: self.manifest.blake3,
             segment,
-        };
-        cache
-            .get_or_fetch(key, || self.fetch_segment(segment))
-            .await
+        }
     }
 
     async fn fetch_segment(&self, segment: u32) -> Result<Vec<u8>, StoreError> {
@@ -616,6 +635,11 @@ impl SegmentCache {
             hits: l.hits,
             misses: l.misses,
         }
+    }
+
+    /// Whether segment `key` is held or being fetched.
+    pub fn has(&self, key: &SegmentKey) -> bool {
+        self.lock().slots.contains_key(key)
     }
 
     /// The segment `key` from memory, or from `fetch` (once, however many ask at a time).

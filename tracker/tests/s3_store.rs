@@ -21,7 +21,7 @@ use rivulet_tracker::data_dir::DataDir;
 use rivulet_tracker::ingest::{self, IngestRequest, IngestTarget};
 use rivulet_tracker::nodes::ORIGIN;
 use rivulet_tracker::origin::{Origin, OriginConfig};
-use rivulet_tracker::store::{SegmentCache, StoreChunker, StoreError};
+use rivulet_tracker::store::{SegmentCache, SegmentKey, StoreChunker, StoreError};
 use rivulet_tracker::tickets;
 
 /// Every test's bound: Garage, ffmpeg and the transfers together.
@@ -262,7 +262,7 @@ async fn hostile_objects_are_clear_errors_and_the_origin_keeps_serving() {
             bad[0]
         );
 
-        let cache = SegmentCache::new(8 << 20);
+        let cache = std::sync::Arc::new(SegmentCache::new(8 << 20));
         let load = |id: &str| {
             let mut v = local.clone();
             v.record.id = id.into();
@@ -270,7 +270,7 @@ async fn hostile_objects_are_clear_errors_and_the_origin_keeps_serving() {
         };
         let last = local.manifest.segment_count() - 1;
         let middle = (file.len() as u64 / 2 / u64::from(local.manifest.segment_size)) as u32;
-        let short = StoreChunker::open(&store, &load("short")).await.unwrap();
+        let short = std::sync::Arc::new(StoreChunker::open(&store, &load("short")).await.unwrap());
         let e = short.segment(&cache, last).await.unwrap_err();
         assert!(matches!(e, StoreError::Truncated { .. }), "{e}");
         assert!(
@@ -278,10 +278,11 @@ async fn hostile_objects_are_clear_errors_and_the_origin_keeps_serving() {
                 .contains("hostile/short/stream.mkv is truncated"),
             "{e}"
         );
-        let gone = StoreChunker::open(&store, &load("gone")).await.unwrap();
+        let gone = std::sync::Arc::new(StoreChunker::open(&store, &load("gone")).await.unwrap());
         let e = gone.segment(&cache, 0).await.unwrap_err();
         assert!(matches!(e, StoreError::Truncated { got: 0, .. }), "{e}");
-        let flipped = StoreChunker::open(&store, &load("flipped")).await.unwrap();
+        let flipped =
+            std::sync::Arc::new(StoreChunker::open(&store, &load("flipped")).await.unwrap());
         let e = flipped.segment(&cache, middle).await.unwrap_err();
         assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
         assert!(e.to_string().contains(&format!("segment {middle}")), "{e}");
@@ -292,7 +293,15 @@ async fn hostile_objects_are_clear_errors_and_the_origin_keeps_serving() {
             matches!(e, StoreError::NotFound(_)) && e.to_string().contains("leaves.bin"),
             "{e}"
         );
-        assert_eq!(cache.stats().segments, 0, "no bad segment is kept");
+        // No segment that failed its read is kept.
+        for (id, segment) in [("short", last), ("gone", 0), ("flipped", middle)] {
+            let key = SegmentKey {
+                video: id.into(),
+                file: local.manifest.blake3,
+                segment,
+            };
+            assert!(!cache.has(&key), "{id} segment {segment} kept");
+        }
 
         // Through the origin: each hostile movie fails its transfer; the good one is served.
         let signer = TicketSigner::from_seed(&[9; 32]);
