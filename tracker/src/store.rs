@@ -264,7 +264,9 @@ impl ObjectMovies {
         {
             Ok(bytes) if bytes.len() as u64 == wanted => Ok(bytes.to_vec()),
             Ok(bytes) => Err(truncated(bytes.len() as u64)),
-            // A range past the end: the object is shorter than the manifest says.
+            // A range past the end (416, or a shorter Content-Range): the object is shorter
+            // than the manifest says. Its size decides; an object long enough means the
+            // error was something else, passed on as it is.
             Err(e) if is_range_error(&e) => {
                 let size = self
                     .store
@@ -272,6 +274,9 @@ impl ObjectMovies {
                     .await
                     .map_err(|e| self.request_error(id, file, e))?
                     .size;
+                if size >= range.end {
+                    return Err(self.request_error(id, file, e));
+                }
                 Err(truncated(size.saturating_sub(range.start)))
             }
             Err(e) => Err(self.request_error(id, file, e)),
@@ -452,7 +457,8 @@ pub enum UploadError {
     Store(#[from] StoreError),
 }
 
-/// Whether `e` is the store refusing a range (416) rather than failing.
+/// Whether `e` may be the store refusing a range (416) or answering a shorter one
+/// (object_store's range errors are not public types, so this reads the message).
 fn is_range_error(e: &object_store::Error) -> bool {
     let text = e.to_string();
     text.contains("416") || text.contains("Range") || text.contains("range")

@@ -466,6 +466,14 @@ async fn the_command_line_ingests_into_garage_and_a_standalone_origin_serves_it(
         common::assert_one_line_error(&bad_key, "not a public ticket key");
         let no_key = with_env(&["origin", "--store", &url]).output().unwrap();
         common::assert_one_line_error(&no_key, "no ticket key");
+        let bad_store = with_env(&["origin", "--store", "s3:/movies"])
+            .output()
+            .unwrap();
+        common::assert_one_line_error(&bad_store, "expected s3://BUCKET");
+        let serve = with_env(&["serve", "--store", "gs://movies", "--http", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        common::assert_one_line_error(&serve, "expected s3://BUCKET");
         terminate(&mut origin);
     })
     .await
