@@ -569,3 +569,49 @@ async fn a_viewer_watches_a_movie_whose_only_source_is_an_origin_reading_garage(
     .await
     .expect("within the test's time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_keeps_serving_when_a_garage_node_dies_mid_movie() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let mut g = garage().await;
+        let dir = tempfile::tempdir().unwrap();
+        let input = movie(dir.path(), 8);
+        let data = dir.path().join("data");
+        let local = ingest_local(&data, &input, "film").await;
+        g.movies("quorum")
+            .upload_movie(&local.dir, "film")
+            .await
+            .unwrap();
+        let signer = TicketSigner::from_seed(&[4; 32]);
+        let folder = Origin::bind(OriginConfig::loopback(data, None, signer.public_key()))
+            .await
+            .unwrap();
+        let mut config = OriginConfig::loopback(
+            dir.path().join("origin-data"),
+            Some((g.url("quorum"), g.settings())),
+            signer.public_key(),
+        );
+        // No segment kept: every batch after the kill is read from the cluster again.
+        config.segment_cache_bytes = 0;
+        let store = Origin::bind(config).await.unwrap();
+        let m = &local.manifest;
+        let mut a = session(&signer, &folder.addr().to_string(), "film").await;
+        let mut b = session(&signer, &store.addr().to_string(), "film").await;
+        let half = m.segment_count() / 2;
+        for segment in 0..m.segment_count() {
+            if segment == half {
+                // Node 3 dies (the origin talks to node 1): 2 of 3 replicas still answer.
+                g.kill_node(2);
+            }
+            let want = a.fetch(segment, m.k + 1, 1 << 22).await.unwrap();
+            let got = b.fetch(segment, m.k + 1, 1 << 22).await.unwrap();
+            assert!(want == got, "segment {segment} differs");
+        }
+        a.close().await;
+        b.close().await;
+        folder.shutdown().await;
+        store.shutdown().await;
+    })
+    .await
+    .expect("within the test's time");
+}
