@@ -466,6 +466,13 @@ async fn the_command_line_ingests_into_garage_and_a_standalone_origin_serves_it(
         common::assert_one_line_error(&bad_key, "not a public ticket key");
         let no_key = with_env(&["origin", "--store", &url]).output().unwrap();
         common::assert_one_line_error(&no_key, "no ticket key");
+        // `ticket-key` prints the public half of the data dir's key, which origins take.
+        let tracker_key = tickets::load_or_create(&data)
+            .unwrap()
+            .public_key()
+            .to_hex();
+        let printed = with_env(&["ticket-key"]).output().unwrap();
+        assert_eq!(common::stdout(&printed), tracker_key);
         let bad_store = with_env(&["origin", "--store", "s3:/movies"])
             .output()
             .unwrap();
