@@ -155,37 +155,11 @@ pub enum Message {
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// The session client's [`Link`] as a subscription's input: one subscription per log-in.
-#[derive(Clone, Debug)]
-pub struct LinkFeed {
-    id: u64,
-    link: tokio::sync::watch::Receiver<Link>,
-}
-
-impl std::hash::Hash for LinkFeed {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
-    }
-}
-
-impl LinkFeed {
-    fn new(link: tokio::sync::watch::Receiver<Link>) -> LinkFeed {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        LinkFeed {
-            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            link,
-        }
-    }
-}
+pub type LinkFeed = crate::feed::Feed<Link>;
 
 /// Each change of the link after the subscription starts, as a message.
 pub fn link_changes(feed: &LinkFeed) -> impl iced::futures::Stream<Item = Message> + use<> {
-    let mut link = feed.link.clone();
-    link.mark_unchanged();
-    iced::futures::stream::unfold(link, |mut link| async move {
-        link.changed().await.ok()?;
-        let now = link.borrow_and_update().clone();
-        Some((Message::Link(now), link))
-    })
+    iced::futures::StreamExt::map(feed.changes(), Message::Link)
 }
 
 /// How often the running app cleans the hidden download area (also when a movie closes).
@@ -643,16 +617,11 @@ impl App {
         }
         let open = match &self.screen {
             Screen::Player(p) if p.video_id == id => Task::none(),
-            screen => {
-                if matches!(screen, Screen::Player(_)) {
-                    self.remember_position();
-                    self.viewer_feed = None;
-                    if let Some(node) = &self.node {
-                        node.send(Command::StopWatching);
-                    }
-                }
+            Screen::Player(_) => {
+                self.stop_player();
                 self.open_player(&id, &id, 0)
             }
+            _ => self.open_player(&id, &id, 0),
         };
         Task::batch([focus, open])
     }
@@ -704,12 +673,19 @@ impl App {
     /// Leaves the player for the catalogue: the movie's place is kept, the viewer stops, the
     /// download area is cleaned.
     fn leave_player(&mut self) -> Task<Message> {
+        self.stop_player();
+        Task::batch([self.open_catalogue(), clean_downloads_task()])
+    }
+
+    /// Stops the movie playing (Back, another movie from a later launch, the window closing
+    /// to the tray): where it was is kept and its viewer stops; the screen that replaces the
+    /// player drops mpv.
+    fn stop_player(&mut self) {
         self.remember_position();
         self.viewer_feed = None;
         if let Some(node) = &self.node {
             node.send(Command::StopWatching);
         }
-        Task::batch([self.open_catalogue(), clean_downloads_task()])
     }
 
     fn points(&mut self, message: points::Message) -> Task<Message> {
@@ -929,7 +905,6 @@ impl App {
     /// at the tracker, and the log-in screen comes back with the user name filled in. A
     /// password in the keyring stays until "Forget my saved password" in the settings.
     fn log_out(&mut self) -> Task<Message> {
-        self.remember_position();
         let Some(s) = self.end_session() else {
             return Task::none();
         };
@@ -948,15 +923,15 @@ impl App {
         )
     }
 
-    /// Leaves the session in the app: the player and the cache stop, the log-in screen comes
-    /// back with the user name filled in. Returns the session that was.
+    /// Leaves the session in the app: the movie's place is kept, the player and the cache stop,
+    /// the log-in screen comes back with the user name filled in. Returns the session that was.
     fn end_session(&mut self) -> Option<login::LoggedIn> {
+        self.session.as_ref()?;
+        self.stop_player();
         let s = self.session.take()?;
-        self.viewer_feed = None;
         self.link_feed = None;
         self.tracker_down = None;
         if let Some(node) = &self.node {
-            node.send(Command::StopWatching);
             node.send(Command::StopCache);
         }
         self.cache = None;
@@ -989,7 +964,6 @@ impl App {
                 }
             }
             Link::SessionEnded { message, .. } => {
-                self.remember_position();
                 self.end_session();
                 if let Screen::Login(l) = &mut self.screen {
                     l.error = Some(format!(

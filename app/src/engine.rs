@@ -4,12 +4,10 @@
 //! nothing here blocks the UI, and [`Command::Shutdown`] stops everything gracefully (the
 //! cache and the viewer tell the tracker they leave).
 
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use iced::futures::{SinkExt as _, Stream};
+use iced::futures::{SinkExt as _, Stream, StreamExt as _};
 use rivulet_node_core::cache::{Cache, CacheOptions, CacheStatus};
 use rivulet_node_core::task::Tasks;
 use rivulet_node_core::viewer::http::StreamServer;
@@ -51,43 +49,14 @@ pub enum Command {
 /// Where the bytes of the movie being watched come from, for the player's live panel.
 pub use rivulet_node_core::viewer::ViewerStatus;
 
-/// A viewer's status for the GUI to subscribe to ([`viewer_status`]); two feeds are the
-/// same subscription when they follow the same viewer.
-#[derive(Clone, Debug)]
-pub struct ViewerFeed {
-    id: u64,
-    status: watch::Receiver<ViewerStatus>,
-}
-
-impl Hash for ViewerFeed {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
-    }
-}
-
-/// Numbers the viewers the engine starts, so that each gets its own subscription.
-static NEXT_FEED: AtomicU64 = AtomicU64::new(0);
-
-impl ViewerFeed {
-    fn new(status: watch::Receiver<ViewerStatus>) -> ViewerFeed {
-        ViewerFeed {
-            id: NEXT_FEED.fetch_add(1, Ordering::Relaxed),
-            status,
-        }
-    }
-}
+/// A viewer's status for the GUI to subscribe to ([`viewer_status`]); each viewer the engine
+/// starts gets a feed of its own.
+pub type ViewerFeed = crate::feed::Feed<ViewerStatus>;
 
 /// The viewer's status as a stream, for `Subscription::run_with`: the current value, then
 /// each change, until the viewer closes.
 pub fn viewer_status(feed: &ViewerFeed) -> impl Stream<Item = NodeEvent> + use<> {
-    let status = feed.status.clone();
-    iced::futures::stream::unfold((status, true), |(mut status, first)| async move {
-        if !first {
-            status.changed().await.ok()?;
-        }
-        let now = status.borrow_and_update().clone();
-        Some((NodeEvent::Viewer(now), (status, false)))
-    })
+    feed.values().map(NodeEvent::Viewer)
 }
 
 /// What the engine tells the UI.

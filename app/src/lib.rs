@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod demo;
 pub mod engine;
 pub mod environment;
+pub mod feed;
 pub mod icon;
 pub mod link;
 pub mod report;
