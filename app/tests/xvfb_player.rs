@@ -19,9 +19,9 @@ use rivulet_localnet::{LocalNetwork, MovieSpec};
 const WAIT: Duration = Duration::from_secs(60);
 const MATROSKA_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
 
-/// A network with a 40 s movie that ann owns, and the app's settings for ann (set up, a
-/// small cache).
-async fn ann_owns_a_film(home: &Path) -> LocalNetwork {
+/// A network with a 40 s movie that ann owns, and the app's settings for ann (set up; a
+/// small cache when `share`).
+async fn ann_owns_a_film(home: &Path, share: bool) -> LocalNetwork {
     let net = LocalNetwork::temp()
         .movie(MovieSpec::sample("film", 40).price(10))
         .start()
@@ -38,6 +38,7 @@ async fn ann_owns_a_film(home: &Path) -> LocalNetwork {
         tracker: net.url(),
         username: "ann".into(),
         storage: Limit::Custom(200_000_000),
+        share,
         set_up: true,
         ..Settings::default()
     }
@@ -80,7 +81,8 @@ fn reopening_a_movie_resumes_within_2_s_of_where_it_was_left() {
     let home = tempfile::tempdir().unwrap();
     let mut app = RealApp::new(home.path());
     run(Duration::from_secs(240), async {
-        let net = ann_owns_a_film(home.path()).await;
+        // Watch only: the player's own path, with no cache beside it.
+        let net = ann_owns_a_film(home.path(), false).await;
         app.launch(&["rivulet://watch/film"], Some(PASSWORD));
         app.wait_for("the film did not play to 8 s", WAIT, |s| {
             s.screen == "player" && s.frames_shown > 0 && s.time_pos >= 8.0
@@ -180,7 +182,8 @@ fn no_file_holds_the_movie_in_clear_while_it_plays_or_after_the_player_closes() 
     let home = tempfile::tempdir().unwrap();
     let mut app = RealApp::new(home.path());
     run(Duration::from_secs(240), async {
-        let net = ann_owns_a_film(home.path()).await;
+        // Sharing: the cache's store is under the app's folders too.
+        let net = ann_owns_a_film(home.path(), true).await;
         let movie = std::fs::read(net.stream_file("film")).unwrap();
         assert!(movie.starts_with(&MATROSKA_MAGIC));
         let pieces = pieces_of(&movie);
