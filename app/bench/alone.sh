@@ -65,10 +65,13 @@ for _ in $(seq 120); do
 done
 sleep 3
 
-display=:$((150 + RANDOM % 80))
-Xvfb "$display" -screen 0 1320x860x24 -nolisten tcp >/dev/null 2>&1 &
+# Xvfb picks a free display itself and writes its number once it listens (-displayfd):
+# no two runs can race for one.
+display_file=$(mktemp)
+Xvfb -displayfd 3 -screen 0 1320x860x24 -nolisten tcp 3>"$display_file" >/dev/null 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do [ -e "/tmp/.X11-unix/X${display#:}" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -s "$display_file" ] && break; sleep 0.1; done
+display=:$(head -n1 "$display_file")
 home=$work/app-home-$$
 mkdir -p "$home/config"
 printf '{"tracker": "%s", "username": "bench"}\n' "$url" >"$home/config/settings.json"

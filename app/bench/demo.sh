@@ -9,11 +9,14 @@ bin=${1:?usage: demo.sh BINARY [tiny-skia|wgpu] [SECONDS]}
 backend=${2:-tiny-skia}
 seconds=${3:-20}
 home=${RIVULET_BENCH_HOME:-$(mktemp -d)}
-display=:$((150 + RANDOM % 80))
-Xvfb "$display" -screen 0 1320x860x24 -nolisten tcp >/dev/null 2>&1 &
+# Xvfb picks a free display itself and writes its number once it listens (-displayfd):
+# no two runs can race for one.
+display_file=$(mktemp)
+Xvfb -displayfd 3 -screen 0 1320x860x24 -nolisten tcp 3>"$display_file" >/dev/null 2>&1 &
 xvfb=$!
 trap 'kill $xvfb 2>/dev/null || true; [ -n "${app:-}" ] && kill $app 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -e "/tmp/.X11-unix/X${display#:}" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -s "$display_file" ] && break; sleep 0.1; done
+display=:$(head -n1 "$display_file")
 
 run() { # $1: status file; waits for a shown frame and 1 s more of playback
   DISPLAY=$display RIVULET_HOME=$home RIVULET_STATUS_FILE=$1 RIVULET_MPV_AO=null \
