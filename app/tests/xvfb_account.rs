@@ -1,7 +1,8 @@
 //! End to end: the real `rivulet` under Xvfb against a tracker on loopback, clicked and typed
 //! into through X as a person would (where to click comes from iced's own layout of the
 //! same screen, see `common::real_app::Layout`). The first-run choices are saved and the
-//! running cache starts with them; "watch only" registers no cache at the tracker; log out
+//! running cache starts with them, and a limit changed in the settings pane reaches it at
+//! once; "watch only" registers no cache at the tracker; log out
 //! and log in as another user shows that user's points and moves the cache to them; a
 //! session the tracker will not renew returns to the log-in screen with the name filled in.
 //! Each step leaves a screenshot under target/test-artifacts/app/ (docs/app.md shows them).
@@ -16,6 +17,7 @@ use common::{Driver, PASSWORD};
 use rivulet_app::app::{Message, Screen};
 use rivulet_app::screen::login;
 use rivulet_app::settings::{DownloadLimit, Limit, Settings};
+use rivulet_app::tray::TrayEvent;
 use rivulet_localnet::{AccountSpec, LocalNetwork, MovieSpec};
 use rivulet_tracker_client::{NodeInfo, NodeKind, TrackerClient};
 
@@ -147,12 +149,40 @@ fn the_first_run_choices_are_saved_and_the_running_cache_starts_with_them() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         app.screenshot("tray-notice");
 
-        // The settings pane shows the choices.
+        // The settings pane shows the choices (the twin told there is no tray either, so
+        // its pane has the same note and the same layout).
+        mirror
+            .send(Message::Tray(TrayEvent::Unavailable(
+                "no session bus".into(),
+            )))
+            .await;
         app.click(&mut mirror, "Settings", 0).await;
         app.wait_for("the settings pane did not open", WAIT, |s| s.pane_open)
             .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         app.screenshot("settings-pane");
+        // Changed there, the download limit reaches the running cache at once.
+        let faster = DownloadLimit::Capped(25_000_000);
+        app.click(&mut mirror, &faster.label(), 0).await;
+        app.click(&mut mirror, "Apply", 0).await;
+        app.wait_for(
+            "the new download limit did not reach the cache",
+            WAIT,
+            |s| {
+                s.cache
+                    .as_ref()
+                    .is_some_and(|c| c.download_bps == 25_000_000)
+            },
+        )
+        .await;
+        let home_dir = home.path();
+        assert!(
+            rivulet_e2e::eventually(Duration::from_secs(10), || async move {
+                settings_in(home_dir).download == faster
+            })
+            .await,
+            "the pane's download limit was not saved"
+        );
 
         app.terminate().await;
         net.shutdown().await;
