@@ -1,7 +1,8 @@
 //! Caches that come and go, against a real tracker and origin on loopback: a cache placed
 //! with indices another cache holds fetches them from that cache (the origin sends it
 //! nothing), and a viewer whose peer crashes mid-movie finishes it from the other peers,
-//! byte for byte, while the tracker stops handing out the dead cache within seconds.
+//! byte for byte, while the tracker stops handing out the dead cache within seconds; a
+//! warming cache fetches first what lies just past where viewers ask it.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,8 +11,9 @@ use rivulet_e2e::{eventually, sha256_file};
 use rivulet_localnet::{CacheSpec, LocalNetwork, MovieSpec};
 use rivulet_node_core::cache::Cache;
 use rivulet_node_core::format::Manifest;
+use rivulet_node_core::peer::ftp::{ChunkSession, MAX_BATCH};
 use rivulet_node_core::viewer::{self, Viewer, WatchOptions};
-use rivulet_tracker_client::ReachState;
+use rivulet_tracker_client::{NodeRegistration, ReachState, TicketRequest};
 
 const PASSWORD: &str = "churn-pass-1";
 const PLACEMENT_EVERY: Duration = Duration::from_millis(300);
@@ -266,4 +268,105 @@ async fn a_new_cache_learns_its_placement_from_the_next_round_not_its_next_heart
     );
     fresh.stop().await;
     net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warming_cache_fetches_next_what_lies_just_past_where_viewers_ask() {
+    let net = network(120).await;
+    net.register("ann", PASSWORD).await.unwrap();
+    let viewer_client = net.user("vera", PASSWORD).await.unwrap();
+    viewer_client.buy("m").await.unwrap();
+    let manifest = Manifest::from_json(&viewer_client.manifest("m").await.unwrap()).unwrap();
+    let segments = manifest.segment_count();
+    assert!(
+        segments >= 40,
+        "the movie is long enough to warm slowly: {segments}"
+    );
+    // Its download budget lets the cache warm about a segment a second (k − 1 indices of
+    // each): from the start, it would reach the last third only after half a minute.
+    let wire = manifest.wire_len(1) as u64;
+    let per_segment = wire * u64::from(manifest.k - 1);
+    let spec = CacheSpec::new("ann", PASSWORD)
+        .storage(200_000_000)
+        .upload(1_000_000_000);
+    let mut options = net.cache_options(&spec);
+    options.download_bps = per_segment * 8;
+    let cache = Cache::start(options).await.unwrap();
+    let status = cache.status();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            status.borrow().fetched_bytes > 0
+        })
+        .await,
+        "the cache never began to warm: {:?}",
+        status.borrow()
+    );
+    // A viewer in the last third asks the cache for a segment it does not have yet.
+    let me = viewer_client
+        .register_node(&NodeRegistration::viewer())
+        .await
+        .unwrap();
+    let (addr, cache_id) = {
+        let s = status.borrow();
+        (s.addr.clone(), s.node_id.clone())
+    };
+    let ticket = viewer_client
+        .ticket(&TicketRequest::new(me.node_id.clone(), cache_id, "m"))
+        .await
+        .unwrap()
+        .ticket;
+    let there = |segment: u32| chunks_there(&addr, &me.node_id, &ticket, &manifest, segment);
+    let whole = usize::from(manifest.k - 1);
+    let asked = segments * 2 / 3;
+    let first = there(asked).await;
+    assert!(
+        first < whole,
+        "the cache had segment {asked} already ({first} chunks): warming was not slow"
+    );
+    let started = std::time::Instant::now();
+    // It fetches the segments just past the ask next, long before it would reach them
+    // from the start.
+    let next = asked + 2;
+    let mut held = 0;
+    while held < whole && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        held = there(next).await;
+    }
+    assert!(
+        held >= whole,
+        "segment {next} never came ahead of the rest: {held} chunks after {:?}",
+        started.elapsed()
+    );
+    // While a segment between the start and the ask is still missing: it skipped ahead.
+    let middle = asked - 5;
+    assert!(
+        there(middle).await < whole,
+        "segment {middle} was there too: the cache did not skip ahead"
+    );
+    cache.stop().await;
+    net.shutdown().await;
+}
+
+/// How many chunks of `segment` the cache at `addr` sends a viewer asking for every index.
+async fn chunks_there(
+    addr: &str,
+    viewer: &str,
+    ticket: &str,
+    manifest: &Manifest,
+    segment: u32,
+) -> usize {
+    let t = Duration::from_secs(5);
+    let mut session = ChunkSession::connect(addr, viewer, ticket, "m", t)
+        .await
+        .unwrap();
+    let indices: Vec<u16> = (0..manifest.n).collect();
+    let mut got = 0;
+    for batch in indices.chunks(MAX_BATCH) {
+        got += session
+            .fetch_batch(segment, batch, manifest.wire_len(segment), false)
+            .await
+            .map_or(0, |chunks| chunks.len());
+    }
+    session.close().await;
+    got
 }

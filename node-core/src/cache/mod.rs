@@ -6,6 +6,7 @@
 
 pub mod lock;
 pub mod store;
+pub mod warm_order;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ use crate::ticket::TicketKey;
 use crate::viewer::{Progress, REPORT_MAX_CHUNKS};
 use lock::{FolderLock, FolderLockError};
 use store::ChunkStore;
+use warm_order::RecentAsks;
 
 /// The report's defaults: 1.5 GB of storage and 10 Mbit/s of upload, each scaled by the
 /// multiplier the user picks (0.2, 0.5 or 1).
@@ -258,17 +260,27 @@ impl CacheStatus {
     }
 }
 
-/// Serves the store's chunks.
+/// Serves the store's chunks, and remembers where viewers ask in the movies the cache is
+/// placed with (what it fetches next: [`warm_order`]).
 #[derive(Debug)]
-struct StoreProvider(Arc<ChunkStore>);
+struct StoreProvider {
+    store: Arc<ChunkStore>,
+    asks: Arc<RecentAsks>,
+}
 
 #[async_trait]
 impl ChunkProvider for StoreProvider {
     async fn chunk(&self, video: &str, segment: u32, index: u16) -> ChunkResult {
-        let (store, video) = (self.0.clone(), video.to_owned());
-        tokio::task::spawn_blocking(move || store.get(&video, segment, index))
-            .await
-            .map_err(|e| e.to_string())
+        let (store, asks, video) = (self.store.clone(), self.asks.clone(), video.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let got = store.get(&video, segment, index);
+            if got.is_some() || store.wants(&video, segment, index) {
+                asks.record(&video, segment, std::time::Instant::now());
+            }
+            got
+        })
+        .await
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -294,6 +306,10 @@ struct Shared {
     /// Held while any task of the cache runs: no other process uses the folder meanwhile.
     _folder_lock: FolderLock,
     store: Arc<ChunkStore>,
+    /// Where viewers asked lately: what to fetch first.
+    asks: Arc<RecentAsks>,
+    /// The (movie, segment) groups a fetcher is fetching now (the others skip them).
+    fetching: Mutex<BTreeSet<(String, u32)>>,
     /// Origin tickets by movie.
     tickets: Mutex<HashMap<String, String>>,
     /// Other caches to fetch placed indices from, by movie (the tracker's latest word).
@@ -370,11 +386,15 @@ impl Cache {
             passive_ports: options.passive_ports,
             ..ServerLimits::default()
         };
+        let asks = Arc::new(RecentAsks::default());
         let server = ChunkServer::start_with_limits(
             options.listen,
             "",
             key,
-            Arc::new(StoreProvider(store.clone())),
+            Arc::new(StoreProvider {
+                store: store.clone(),
+                asks: asks.clone(),
+            }),
             options.upload_bps,
             server_limits,
         )
@@ -455,6 +475,8 @@ impl Cache {
         let shared = Arc::new(Shared {
             _folder_lock: folder_lock,
             store,
+            asks,
+            fetching: Mutex::default(),
             tickets: Mutex::default(),
             sources: Mutex::default(),
             rested: Mutex::default(),
@@ -486,10 +508,10 @@ impl Cache {
         });
         let tasks = Tasks::new();
         let mut handles: Vec<_> = (0..FETCHERS)
-            .map(|worker| {
+            .map(|_| {
                 tasks.spawn_until_cancelled(
                     "cache-fetcher",
-                    fetch_loop(shared.clone(), worker, tasks.token()),
+                    fetch_loop(shared.clone(), tasks.token()),
                 )
             })
             .collect();
@@ -961,12 +983,33 @@ fn complete_indices(store: &ChunkStore) -> usize {
 /// Shortest time between a heartbeat and one sent early because an index completed.
 const EARLY_BEAT_GAP: Duration = Duration::from_millis(250);
 
-/// Fetches missing chunks from the origin, a segment's wanted indices of a movie in one
-/// transfer (worker `worker` of [`FETCHERS`] takes every FETCHERS-th such group), verifying
-/// each chunk before it is stored.
+/// A (movie, segment) group one fetcher took; the others skip it until it is dropped.
+struct Claim<'a> {
+    fetching: &'a Mutex<BTreeSet<(String, u32)>>,
+    key: (String, u32),
+}
+
+impl<'a> Claim<'a> {
+    fn take(fetching: &'a Mutex<BTreeSet<(String, u32)>>, key: (String, u32)) -> Option<Self> {
+        let taken = lock(fetching).insert(key.clone());
+        // Not `then_some`: a Claim made eagerly and dropped would lock `fetching` again.
+        taken.then(|| Claim { fetching, key })
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        lock(self.fetching).remove(&self.key);
+    }
+}
+
+/// Fetches missing chunks, a segment's wanted indices of a movie in one transfer, from other
+/// caches first and the origin for the rest, verifying each chunk before it is stored. The
+/// segments just ahead of where viewers ask come first ([`warm_order`]); the order is made
+/// again when they ask somewhere new. [`FETCHERS`] of these run, each taking the next group
+/// no other one has.
 async fn fetch_loop(
     shared: Arc<Shared>,
-    worker: usize,
     stop: CancellationToken,
 ) -> Result<(), std::convert::Infallible> {
     let mut sessions: HashMap<String, ChunkSession> = HashMap::new();
@@ -984,22 +1027,22 @@ async fn fetch_loop(
                 _ => groups.push(((video, segment), vec![index])),
             }
         }
-        let mine: Vec<_> = groups
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % FETCHERS == worker)
-            .map(|(_, g)| g)
-            .collect();
-        if mine.is_empty() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), shared.work.notified()).await;
-            continue;
-        }
+        let plan = shared.asks.generation();
+        warm_order::order(&mut groups, &shared.asks.recent(std::time::Instant::now()));
         let complete_before = complete_indices(&shared.store);
-        let (mut failed, mut stored_any) = (false, false);
-        for ((video, segment), mut indices) in mine {
+        let (mut failed, mut stored_any, mut took_any) = (false, false, false);
+        for ((video, segment), mut indices) in groups {
             if stop.is_cancelled() {
                 return Ok(());
             }
+            if took_any && shared.asks.generation() != plan {
+                // Viewers asked somewhere new: order again.
+                break;
+            }
+            let Some(_claim) = Claim::take(&shared.fetching, (video.clone(), segment)) else {
+                continue;
+            };
+            took_any = true;
             indices.retain(|i| shared.store.wants(&video, segment, *i));
             if indices.is_empty() {
                 continue;
