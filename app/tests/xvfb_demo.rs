@@ -2,13 +2,15 @@
 //! logs in and plays the demo movie in the window. Asserts from the app's status file that
 //! playback time advances, decoded frames reach the window and bytes come from the demo
 //! caches (the demo waits for them to warm before it plays), then takes a screenshot of
-//! the screen (saved under target/test-artifacts/app/) and checks it shows a picture.
+//! the screen (saved under target/test-artifacts/app/) and checks it shows a picture; keys
+//! pause and seek mpv; after Esc closes the player no file of the app holds the movie.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::real_app::{RealApp, run};
+use common::clear::{MATROSKA_MAGIC, Pieces, files_under_except, in_clear, open_files_except};
+use common::real_app::{RealApp, files_under, run};
 
 #[test]
 fn demo_plays_the_demo_movie_in_a_real_window() {
@@ -98,6 +100,33 @@ fn demo_plays_the_demo_movie_in_a_real_window() {
             s.time_pos >= playing.time_pos + 4.0
         })
         .await;
+
+        // Esc closes the player. Then nothing under the app's folders and nothing the
+        // process has open (the demo network's own tracker and origin aside: they are the
+        // server, which keeps the movie and serves it from an open file) starts with the Matroska magic or holds any piece
+        // of the demo movie in clear.
+        app.key("Escape");
+        app.wait_for("Esc did not close the player", keys, |s| {
+            s.screen == "catalogue"
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let server = home.path().join("data/demo/tracker");
+        let movie = files_under(&server)
+            .into_iter()
+            .filter_map(|f| std::fs::read(f).ok())
+            .filter(|b| b.starts_with(&MATROSKA_MAGIC))
+            .max_by_key(Vec::len)
+            .expect("the demo's origin holds no movie");
+        let pieces = Pieces::of(&movie);
+        let files = files_under_except(home.path(), std::slice::from_ref(&server));
+        let found = in_clear(&files, &pieces);
+        assert!(found.is_empty(), "after the player closed: {found:#?}");
+        let found = in_clear(&open_files_except(app.pid(), &[server]), &pieces);
+        assert!(
+            found.is_empty(),
+            "open files after the player closed: {found:#?}"
+        );
 
         // SIGTERM closes like the window's close button: the engine stops, the app exits 0.
         app.terminate().await;

@@ -6,18 +6,17 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::PASSWORD;
+use common::clear::{Pieces, in_clear, open_files};
 use common::real_app::{RealApp, files_under, run};
 use rivulet_app::resume::Positions;
 use rivulet_app::settings::{Limit, Settings};
 use rivulet_localnet::{LocalNetwork, MovieSpec};
 
 const WAIT: Duration = Duration::from_secs(60);
-const MATROSKA_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
 
 /// A network with a 40 s movie that ann owns, and the app's settings for ann (set up; a
 /// small cache when `share`).
@@ -119,64 +118,6 @@ fn reopening_a_movie_resumes_within_2_s_of_where_it_was_left() {
     });
 }
 
-/// 32-byte pieces of `movie` every 16 KiB (those with some variety: padding says nothing),
-/// indexed by their first 8 bytes.
-fn pieces_of(movie: &[u8]) -> HashMap<[u8; 8], Vec<[u8; 32]>> {
-    let mut pieces: HashMap<[u8; 8], Vec<[u8; 32]>> = HashMap::new();
-    for at in (64..movie.len().saturating_sub(32)).step_by(16 * 1024) {
-        let piece: [u8; 32] = movie[at..at + 32].try_into().unwrap();
-        let distinct: std::collections::HashSet<u8> = piece.iter().copied().collect();
-        if distinct.len() >= 12 {
-            pieces
-                .entry(piece[..8].try_into().unwrap())
-                .or_default()
-                .push(piece);
-        }
-    }
-    pieces
-}
-
-/// The first piece of the movie `bytes` holds, with where.
-fn piece_in(bytes: &[u8], pieces: &HashMap<[u8; 8], Vec<[u8; 32]>>) -> Option<usize> {
-    (0..bytes.len().saturating_sub(32)).find(|&i| {
-        let key: [u8; 8] = bytes[i..i + 8].try_into().unwrap();
-        pieces
-            .get(&key)
-            .is_some_and(|ps| ps.iter().any(|p| bytes[i..i + 32] == *p))
-    })
-}
-
-/// What in `files` is playable or holds the movie in clear, said for the failure.
-fn in_clear(files: &[PathBuf], pieces: &HashMap<[u8; 8], Vec<[u8; 32]>>) -> Vec<String> {
-    let mut found = Vec::new();
-    for f in files {
-        let Ok(bytes) = std::fs::read(f) else {
-            continue;
-        };
-        if bytes.starts_with(&MATROSKA_MAGIC) {
-            found.push(format!("{} starts with the Matroska magic", f.display()));
-        } else if let Some(at) = piece_in(&bytes, pieces) {
-            found.push(format!(
-                "{} holds the movie's bytes in clear at {at}",
-                f.display()
-            ));
-        }
-    }
-    found
-}
-
-/// The regular files the process `pid` has open (as an attacker with the same user reads
-/// them: through /proc, even when unlinked).
-fn open_files(pid: u32) -> Vec<PathBuf> {
-    let fds = PathBuf::from(format!("/proc/{pid}/fd"));
-    std::fs::read_dir(&fds)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|fd| std::fs::metadata(fd).is_ok_and(|m| m.is_file()))
-        .collect()
-}
-
 #[test]
 fn no_file_holds_the_movie_in_clear_while_it_plays_or_after_the_player_closes() {
     let home = tempfile::tempdir().unwrap();
@@ -185,11 +126,7 @@ fn no_file_holds_the_movie_in_clear_while_it_plays_or_after_the_player_closes() 
         // Sharing: the cache's store is under the app's folders too.
         let net = ann_owns_a_film(home.path(), true).await;
         let movie = std::fs::read(net.stream_file("film")).unwrap();
-        assert!(movie.starts_with(&MATROSKA_MAGIC));
-        let pieces = pieces_of(&movie);
-        assert!(pieces.len() > 20, "too few pieces to look for");
-        // The check finds the movie where it is in clear.
-        assert_eq!(piece_in(&movie[5000..], &pieces).map(|_| ()), Some(()));
+        let pieces = Pieces::of(&movie);
 
         app.launch(&["rivulet://watch/film"], Some(PASSWORD));
         app.wait_for("the film did not play to 6 s", WAIT, |s| {
@@ -218,7 +155,7 @@ fn no_file_holds_the_movie_in_clear_while_it_plays_or_after_the_player_closes() 
             "checked {} open files while playing and {} files under the app's home after, {} pieces of a {} byte movie",
             open.len(),
             files.len(),
-            pieces.values().map(Vec::len).sum::<usize>(),
+            pieces.count(),
             movie.len()
         );
         app.terminate().await;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bus;
+pub mod clear;
 pub mod real_app;
 pub mod x11;
 
