@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use rivulet_node_core::format::{Manifest, StreamChunker, build_manifest};
 use rivulet_node_core::peer::chunk_server::{ChunkProvider, ChunkResult, ChunkServer};
 use rivulet_node_core::ticket::{TicketClaims, TicketSigner};
-use rivulet_node_core::viewer::Progress;
 use rivulet_node_core::viewer::sources::Sources;
-use rivulet_node_core::viewer::stream::{Stream, Window};
+use rivulet_node_core::viewer::stream::{Stream, StreamFile, Window};
+use rivulet_node_core::viewer::{DEFAULT_SPILL_BYTES, Progress};
 use rivulet_tracker_client::{HeartbeatReply, Peer, VideoTicket};
 use tokio::io::AsyncReadExt;
 
@@ -168,7 +168,9 @@ async fn liars_are_blamed_the_dead_skipped_the_slow_raced_and_the_movie_exact() 
             segment_time: None,
         },
         progress.clone(),
-        true,
+        StreamFile::Sealed {
+            spill_bytes: DEFAULT_SPILL_BYTES,
+        },
     )
     .unwrap();
     // Unnamed: the rebuilt bytes have no name on disk while they are read.

@@ -2,7 +2,8 @@
 //! order, seek anywhere (also to parts not rebuilt yet) through `AsyncSeek` and through
 //! loopback HTTP Range requests, with the random token required; old hidden downloads are
 //! cleaned. A private stream (the player's) leaves no file by name and holds its bytes
-//! sealed behind its open file.
+//! sealed behind its open file, within its spill cap: what lies far behind the playhead is
+//! punched out of the file and fetched again on a seek back.
 
 use std::io::SeekFrom;
 use std::time::{Duration, SystemTime};
@@ -212,4 +213,181 @@ fn hidden_downloads_older_than_seven_days_or_beyond_the_size_cap_are_cleaned() {
     assert_eq!(viewer::clean_downloads(dir.path(), capped), 1);
     assert!(!a.exists() && b.exists() && c.exists());
     assert_eq!(viewer::clean_downloads(dir.path(), capped), 0);
+}
+
+/// What the file behind `fd` (a `/proc/self/fd/N` of this process) takes on disk.
+fn allocated(fd: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(fd).map_or(0, |m| m.blocks() * 512)
+}
+
+/// Follows the disk use of the file behind `fd` every 2 ms until dropped; `peak()` is the
+/// most seen so far.
+struct DiskUse {
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    fd: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DiskUse {
+    fn follow(fd: std::path::PathBuf) -> DiskUse {
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(allocated(&fd)));
+        let (seen, path) = (peak.clone(), fd.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                seen.fetch_max(allocated(&path), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        DiskUse { peak, fd, task }
+    }
+
+    fn peak(&self) -> u64 {
+        let now = allocated(&self.fd);
+        self.peak
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed)
+            .max(now)
+    }
+}
+
+impl Drop for DiskUse {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Joins `film` with a private stream of `spill_bytes` (fetching as fast as the sources
+/// go) and reads it from the start to `upto` in 64 KiB reads, checking each against
+/// `origin`; returns the session, its reader and its disk use.
+async fn play_private(
+    net: &LocalNetwork,
+    name: &str,
+    spill_bytes: u64,
+    origin: &[u8],
+    upto: usize,
+) -> (Viewer, viewer::stream::StreamReader, DiskUse) {
+    let client = net.login("player", PASSWORD).await.unwrap();
+    let part = net.path(name);
+    let options = WatchOptions {
+        private: true,
+        spill_bytes,
+        ..WatchOptions::default()
+    };
+    let join = JoinOptions::new(&part).buy(true).watch(options);
+    let session = Viewer::join(&client, "film", &join).await.unwrap();
+    let fds = open_deleted(&part);
+    assert_eq!(fds.len(), 1, "the stream's file is open, unlinked");
+    let disk = DiskUse::follow(fds[0].clone());
+    let mut reader = session.stream().reader();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = 0;
+    while at < upto {
+        let n = buf.len().min(upto - at);
+        tokio::time::timeout(Duration::from_secs(20), reader.read_exact(&mut buf[..n]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            buf[..n] == origin[at..at + n],
+            "bytes {at}..{} differ",
+            at + n
+        );
+        at += n;
+        disk.peak();
+    }
+    (session, reader, disk)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_stream_stays_within_its_spill_cap_and_fetches_again_what_it_dropped() {
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("film", 24).price(0))
+        .start()
+        .await
+        .unwrap();
+    net.register("player", PASSWORD).await.unwrap();
+    let origin = std::fs::read(net.stream_file("film")).unwrap();
+
+    // Unbounded, as before the cap: the sealed file grows to the whole movie.
+    let (session, reader, disk) =
+        play_private(&net, ".whole.part", u64::MAX, &origin, origin.len()).await;
+    let whole_peak = disk.peak();
+    assert_eq!(session.stream().shared().spill_cap(), None);
+    drop((reader, disk));
+    session.close().await;
+
+    let cap: u64 = 3 << 20;
+    let (session, mut reader, disk) =
+        play_private(&net, ".capped.part", cap, &origin, origin.len()).await;
+    let shared = session.stream().shared().clone();
+    let manifest = shared.manifest().clone();
+    let segment = u64::from(manifest.segment_size);
+    assert!(
+        manifest.segment_count() >= 6 && origin.len() as u64 > cap + segment,
+        "the movie ({} bytes) is well over the cap",
+        origin.len()
+    );
+    assert_eq!(shared.spill_cap(), Some(cap));
+    let played_peak = disk.peak();
+    assert!(
+        played_peak <= cap + segment,
+        "{played_peak} bytes on disk against a cap of {cap}"
+    );
+    assert!(whole_peak > cap + segment, "unbounded it took {whole_peak}");
+    assert!(shared.dropped_segments() > 0);
+    assert!(!shared.is_present(1), "segment 1, far behind, was dropped");
+
+    // Back to a dropped segment: fetched again, byte for byte, still within the cap.
+    let back = segment as usize + 12_345;
+    reader.seek(SeekFrom::Start(back as u64)).await.unwrap();
+    let mut again = vec![0u8; 1_500_000];
+    tokio::time::timeout(Duration::from_secs(20), reader.read_exact(&mut again))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        again == origin[back..back + again.len()],
+        "the refetched bytes differ"
+    );
+    assert!(shared.is_present(1));
+    let after_seek = disk.peak();
+    assert!(
+        after_seek <= cap + segment,
+        "{after_seek} bytes on disk after the seek back"
+    );
+    println!(
+        "sealed file on disk, {} byte movie: unbounded {whole_peak}, cap {cap}: at most {after_seek} ({} segments dropped)",
+        origin.len(),
+        shared.dropped_segments()
+    );
+    drop((reader, disk));
+    session.close().await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spill_cap_under_two_segments_is_raised_to_two_and_the_movie_still_plays() {
+    let net = LocalNetwork::temp()
+        .movie(MovieSpec::sample("film", 12).price(0))
+        .start()
+        .await
+        .unwrap();
+    net.register("player", PASSWORD).await.unwrap();
+    let origin = std::fs::read(net.stream_file("film")).unwrap();
+    for (i, asked) in [0u64, 1000].into_iter().enumerate() {
+        let name = format!(".tiny-{i}.part");
+        let (session, reader, disk) = play_private(&net, &name, asked, &origin, origin.len()).await;
+        let shared = session.stream().shared();
+        let segment = u64::from(shared.manifest().segment_size);
+        assert!(
+            shared.manifest().segment_count() > 2,
+            "the movie is over two segments"
+        );
+        assert_eq!(shared.spill_cap(), Some(2 * segment), "asked {asked}");
+        let peak = disk.peak();
+        assert!(peak <= 3 * segment, "{peak} bytes on disk, asked {asked}");
+        drop((reader, disk));
+        session.close().await;
+    }
+    net.shutdown().await;
 }

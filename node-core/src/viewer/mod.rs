@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 pub use segment::{PENDING_MAX_CHUNKS, Progress, REPORT_MAX_CHUNKS, REPORT_MAX_PEERS};
 use sources::Sources;
-use stream::{Stream, StreamReader, Window};
+use stream::{Stream, StreamFile, StreamReader, Window};
 
 use crate::format::{Digest, Manifest};
 use crate::task::Tasks;
@@ -57,7 +57,16 @@ pub struct WatchOptions {
     /// player's case). Off, the file stays named and plain (`rivulet-node watch` renames it
     /// to its output).
     pub private: bool,
+    /// For a private stream, the most bytes its sealed file holds on disk: segments
+    /// farthest from the playhead are dropped (and fetched again on a seek back to them),
+    /// and no more is fetched ahead than this leaves room for. At least two segments,
+    /// whatever is asked. [`DEFAULT_SPILL_BYTES`] unless set.
+    pub spill_bytes: u64,
 }
+
+/// 256 MiB: what a private stream holds on disk at most unless told otherwise (about ten
+/// minutes of a 3.2 Mbit/s movie).
+pub const DEFAULT_SPILL_BYTES: u64 = 256 << 20;
 
 impl Default for WatchOptions {
     fn default() -> WatchOptions {
@@ -68,6 +77,7 @@ impl Default for WatchOptions {
             timeout: Duration::from_secs(10),
             playhead: None,
             private: false,
+            spill_bytes: DEFAULT_SPILL_BYTES,
         }
     }
 }
@@ -350,7 +360,13 @@ impl Viewer {
             sources.clone(),
             window,
             progress.clone(),
-            options.private,
+            if options.private {
+                StreamFile::Sealed {
+                    spill_bytes: options.spill_bytes,
+                }
+            } else {
+                StreamFile::Plain
+            },
         )
         .map_err(|source| WatchError::Write {
             path: download.to_owned(),

@@ -3,7 +3,17 @@
 //! AsyncSeek`), waiting for bytes not yet rebuilt, and its position tells the scheduler
 //! where the playhead is, so a seek moves the fetch window at once. A private stream (the
 //! player's) is unlinked at once and sealed: its bytes are written encrypted under a key
-//! that lives only in this process, so even the open file holds nothing playable.
+//! that lives only in this process, so even the open file holds nothing playable; and it is
+//! bounded: it holds at most its spill cap, segments farthest from the playhead are punched
+//! out of the file (`fallocate(PUNCH_HOLE)`, so the disk space goes back) and fetched again
+//! if the player comes back to them, and the scheduler fetches no further ahead than the cap
+//! leaves room for.
+//!
+//! Invariants of a bounded stream: segments held plus segments in flight stay within the
+//! budget, except the one under the playhead (what the player waits for is always fetched);
+//! a segment that lands over the budget with nothing to drop for it, and outside the fetch
+//! window, is thrown away rather than written; a reader that read a segment while it was
+//! dropped (its epoch changed) reads it again once it is back.
 
 use std::fs::File;
 use std::io::{self, SeekFrom};
@@ -44,11 +54,31 @@ const SEGMENT_PATIENCE: Duration = Duration::from_secs(20);
 /// [`RETRY_MAX`]).
 const RETRY_STEP: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// The fewest segments a bounded stream holds: the one being played and the next.
+pub const MIN_SPILL_SEGMENTS: u32 = 2;
+
+/// How a stream keeps its rebuilt bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamFile {
+    /// Named and plain, every segment kept (a watch moves the file to its output).
+    Plain,
+    /// Unlinked at once, sealed with a key of this process, and holding at most
+    /// `spill_bytes` (at least [`MIN_SPILL_SEGMENTS`] segments, whatever is asked).
+    Sealed {
+        /// The most bytes the file holds on disk.
+        spill_bytes: u64,
+    },
+}
 
 #[derive(Debug, Default)]
 struct Presence {
     present: Vec<bool>,
+    /// Bumped each time a segment is dropped, so a reader can tell it read a hole.
+    epoch: Vec<u32>,
+    /// Segments held now.
     count: u32,
+    /// Segments dropped so far (a bounded stream).
+    dropped: u64,
     failed: Option<String>,
 }
 
@@ -96,6 +126,8 @@ pub struct StreamShared {
     file: File,
     /// Set for a private stream: the file's bytes are sealed with it.
     seal: Option<Seal>,
+    /// Set for a bounded stream: the most segments held at once.
+    budget: Option<u32>,
     path: PathBuf,
     presence: Mutex<Presence>,
     /// Bumped whenever a segment lands or the stream fails.
@@ -134,9 +166,62 @@ impl StreamShared {
         self.seeks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Segments rebuilt so far.
+    /// Segments rebuilt and held now (a bounded stream drops those far from the playhead).
     pub fn complete_segments(&self) -> u32 {
         self.lock().count
+    }
+
+    /// Segments dropped from the file so far to keep it within its spill cap.
+    pub fn dropped_segments(&self) -> u64 {
+        self.lock().dropped
+    }
+
+    /// The most bytes the file holds on disk (a bounded stream; the cap asked for, raised to
+    /// [`MIN_SPILL_SEGMENTS`] segments), or `None` when it keeps every segment.
+    pub fn spill_cap(&self) -> Option<u64> {
+        let segments = self.budget?;
+        Some(u64::from(segments) * u64::from(self.manifest.segment_size))
+    }
+
+    /// `segment`'s epoch if it is held.
+    fn held(&self, segment: u32) -> Option<u32> {
+        let presence = self.lock();
+        let s = segment as usize;
+        presence
+            .present
+            .get(s)
+            .copied()
+            .unwrap_or(false)
+            .then(|| presence.epoch[s])
+    }
+
+    /// Drops the held segment farthest from `playhead` outside the fetch window
+    /// `playhead..end`, punching its bytes out of the file; false when there is none.
+    fn drop_farthest(&self, playhead: u32, end: u32) -> bool {
+        let victim = {
+            let mut presence = self.lock();
+            let distance = |t: u32| t.abs_diff(playhead);
+            let victim = (0..presence.present.len() as u32)
+                .filter(|&t| presence.present[t as usize] && !(playhead..end).contains(&t))
+                .max_by_key(|&t| distance(t));
+            let Some(t) = victim else { return false };
+            presence.present[t as usize] = false;
+            presence.epoch[t as usize] = presence.epoch[t as usize].wrapping_add(1);
+            presence.count -= 1;
+            presence.dropped += 1;
+            t
+        };
+        let m = &self.manifest;
+        let (at, len) = (m.segment_offset(victim), m.segment_len(victim) as u64);
+        if let Err(e) = punch_hole(&self.file, at, len) {
+            // Still forgotten (and sealed): only the disk space stays taken.
+            tracing::warn!(
+                segment = victim,
+                "punching a dropped segment out of the stream file: {e}"
+            );
+        }
+        tracing::trace!(segment = victim, playhead, "dropped from the stream file");
+        true
     }
 
     pub fn manifest(&self) -> &Arc<Manifest> {
@@ -228,8 +313,9 @@ impl Stream {
         sources: Arc<Sources>,
         window: Window,
         progress: Arc<Progress>,
-        private: bool,
+        keep: StreamFile,
     ) -> io::Result<Stream> {
+        let private = matches!(keep, StreamFile::Sealed { .. });
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -244,13 +330,19 @@ impl Stream {
             std::fs::remove_file(path)?;
         }
         let count = manifest.segment_count();
+        let budget = match keep {
+            StreamFile::Plain => None,
+            StreamFile::Sealed { spill_bytes } => spill_budget(&manifest, spill_bytes),
+        };
         let shared = Arc::new(StreamShared {
             manifest,
             file,
             seal: private.then(Seal::new),
+            budget,
             path: path.to_owned(),
             presence: Mutex::new(Presence {
                 present: vec![false; count as usize],
+                epoch: vec![0; count as usize],
                 ..Presence::default()
             }),
             version: watch::channel(0).0,
@@ -271,8 +363,66 @@ impl Stream {
     }
 }
 
+/// The most segments a stream sealed with `spill_bytes` holds: at least
+/// [`MIN_SPILL_SEGMENTS`]; `None` when the whole movie fits.
+fn spill_budget(manifest: &Manifest, spill_bytes: u64) -> Option<u32> {
+    let asked = spill_bytes / u64::from(manifest.segment_size);
+    let segments = u32::try_from(asked).unwrap_or(u32::MAX);
+    if segments < MIN_SPILL_SEGMENTS {
+        tracing::warn!(
+            spill_bytes,
+            segment_size = manifest.segment_size,
+            "a spill cap under {MIN_SPILL_SEGMENTS} segments: raised to {MIN_SPILL_SEGMENTS}"
+        );
+    }
+    let segments = segments.max(MIN_SPILL_SEGMENTS);
+    (segments < manifest.segment_count()).then_some(segments)
+}
+
+/// Frees `len` bytes of `file`'s disk space at `at`, keeping its size (reads there give
+/// zeros).
+#[cfg(target_os = "linux")]
+fn punch_hole(file: &File, at: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(at), Ok(len)) = (libc::off_t::try_from(at), libc::off_t::try_from(len)) else {
+        return Err(io::Error::other("a range beyond the file offsets"));
+    };
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: the descriptor stays open while `file` is borrowed, and fallocate reads no
+    // memory of ours.
+    let done = unsafe { libc::fallocate(file.as_raw_fd(), mode, at, len) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn punch_hole(_file: &File, _at: u64, _len: u64) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "punching holes needs Linux",
+    ))
+}
+
+/// The segments to fetch for a player at `playhead`: `playhead..end`, and whether the
+/// holes before it come next (only when the window and the budget are both unbounded).
+fn fetch_window(playhead: u32, count: u32, window: &Window, budget: Option<u32>) -> (u32, bool) {
+    // A bounded stream keeps a quarter of its budget for what lies behind the playhead.
+    let room = budget.map(|b| (b - b / 4).max(1));
+    let span = match (window.ahead.map(|a| a.saturating_add(1)), room) {
+        (Some(a), Some(r)) => Some(a.min(r)),
+        (a, r) => a.or(r),
+    };
+    let end = span.map_or(count, |n| playhead.saturating_add(n).min(count));
+    (end, span.is_none())
+}
+
 /// Keeps `window.parallel` segments in flight, nearest the playhead first, then fills the
-/// rest of the movie; a seek (a new playhead) is served before anything else.
+/// rest of the movie; a seek (a new playhead) is served before anything else. A bounded
+/// stream fetches within its budget, dropping the held segments farthest from the playhead
+/// to make room.
 async fn schedule(
     shared: Arc<StreamShared>,
     sources: Arc<Sources>,
@@ -285,17 +435,12 @@ async fn schedule(
     let mut flying = vec![false; count as usize];
     let mut tries = vec![0u32; count as usize];
     let mut first_failure: Vec<Option<tokio::time::Instant>> = vec![None; count as usize];
+    let budget = shared.budget;
     loop {
         let playhead = *want.borrow_and_update();
         // What to fetch next: from the playhead on (within the window), then the holes.
-        let limit = window
-            .ahead
-            .map_or(count, |a| playhead.saturating_add(a + 1).min(count));
-        let candidates = (playhead..limit).chain(if window.ahead.is_none() {
-            0..playhead
-        } else {
-            0..0
-        });
+        let (limit, wrap) = fetch_window(playhead, count, &window, budget);
+        let candidates = (playhead..limit).chain(if wrap { 0..playhead } else { 0..0 });
         let mut next = Vec::new();
         {
             let presence = shared.lock();
@@ -314,6 +459,15 @@ async fn schedule(
                 && !(s == playhead && in_flight.len() < window.parallel * 2)
             {
                 break;
+            }
+            if let Some(budget) = budget {
+                let full =
+                    || shared.complete_segments() as usize + in_flight.len() >= budget as usize;
+                while full() && shared.drop_farthest(playhead, limit) {}
+                // Over the budget only for what the player waits for.
+                if full() && s != playhead {
+                    break;
+                }
             }
             flying[s as usize] = true;
             let race_after = match window.segment_time {
@@ -340,6 +494,16 @@ async fn schedule(
                 flying[s as usize] = false;
                 match result {
                     Ok(mut bytes) => {
+                        if let Some(budget) = budget
+                            && shared.complete_segments() >= budget
+                        {
+                            let playhead = *want.borrow();
+                            let (end, _) = fetch_window(playhead, count, &window, Some(budget));
+                            if !shared.drop_farthest(playhead, end) && !(playhead..end).contains(&s) {
+                                // Left behind by a seek, and no room: not worth a drop.
+                                continue;
+                            }
+                        }
                         let at = shared.manifest.segment_offset(s);
                         let sealed = match &shared.seal {
                             Some(seal) => seal.apply(at, &mut bytes),
@@ -439,32 +603,41 @@ impl AsyncRead for StreamReader {
         }
         let segment = (self.pos / u64::from(m.segment_size)) as u32;
         self.shared.set_playhead(segment);
-        if self.shared.is_present(segment) {
-            self.waiting = None;
-        } else {
-            // A wait left from another segment (before a seek) is not this one's.
-            if self.waiting.as_ref().is_some_and(|(s, _)| *s != segment) {
-                self.waiting = None;
-            }
-            let shared = self.shared.clone();
-            let (_, waiting) = self.waiting.get_or_insert_with(|| {
-                (
-                    segment,
-                    Box::pin(async move { shared.wait_for(segment).await }),
-                )
-            });
-            match waiting.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(result) => {
-                    self.waiting = None;
-                    result?;
-                }
-            }
-        }
         let end = m.segment_offset(segment) + m.segment_len(segment) as u64;
         let n = ((end - self.pos) as usize).min(buf.remaining());
+        loop {
+            let Some(epoch) = self.shared.held(segment) else {
+                // A wait left from another segment (before a seek) is not this one's.
+                if self.waiting.as_ref().is_some_and(|(s, _)| *s != segment) {
+                    self.waiting = None;
+                }
+                let shared = self.shared.clone();
+                let (_, waiting) = self.waiting.get_or_insert_with(|| {
+                    (
+                        segment,
+                        Box::pin(async move { shared.wait_for(segment).await }),
+                    )
+                });
+                match waiting.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(result) => {
+                        self.waiting = None;
+                        result?;
+                        continue;
+                    }
+                }
+            };
+            self.waiting = None;
+            let pos = self.pos;
+            self.shared
+                .file
+                .read_exact_at(buf.initialize_unfilled_to(n), pos)?;
+            // Dropped while it was read: what was read may be a hole; read it once back.
+            if self.shared.held(segment) == Some(epoch) {
+                break;
+            }
+        }
         let filled = buf.initialize_unfilled_to(n);
-        self.shared.file.read_exact_at(filled, self.pos)?;
         if let Some(seal) = &self.shared.seal {
             seal.apply(self.pos, filled)?;
         }
