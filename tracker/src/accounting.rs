@@ -24,13 +24,56 @@ pub(crate) struct Judge<'a> {
     pub(crate) network: &'a Network,
 }
 
+/// How many times a batch is tried when the database aborts its transaction to break a
+/// deadlock or a serialization conflict (two trackers crediting the same rows).
+const ATTEMPTS: u32 = 4;
+
+/// Writes `batch` in one transaction and answers each heartbeat. A transaction PostgreSQL
+/// aborts as a deadlock's victim or for a serialization conflict is tried again (up to
+/// [`ATTEMPTS`] in all), its judgement undone first so that nothing counts twice or is lost.
 pub(crate) async fn write_batch(
     db: &AnyPool,
     batch: Vec<HeartbeatJob>,
     bytes_per_point: i64,
     judge: Judge<'_>,
 ) {
-    match write_batch_tx(db, &batch, bytes_per_point, judge).await {
+    let Judge { ledger, network } = judge;
+    let mut attempt = 1;
+    let result = loop {
+        ledger.begin();
+        let judge = Judge {
+            ledger: &mut *ledger,
+            network,
+        };
+        match write_batch_tx(db, &batch, bytes_per_point, judge).await {
+            Ok((outcomes, uploads)) => {
+                ledger.commit();
+                let now = Instant::now();
+                for (cache, bytes) in uploads {
+                    network.record_upload(&cache, bytes, now);
+                }
+                break Ok(outcomes);
+            }
+            Err(e) if attempt < ATTEMPTS && crate::db::is_retryable(&e) => {
+                ledger.rollback();
+                tracing::debug!(
+                    attempt,
+                    "heartbeat batch aborted by the database, again: {e}"
+                );
+                // A few milliseconds apart, so two trackers do not collide again at once.
+                let pause = 5 * u64::from(attempt) + u64::from(rand::random::<u8>() % 10);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                // As before retries: whether a failed commit wrote is not known, so what was
+                // judged stays judged (a report sent again is not counted twice).
+                ledger.commit();
+                break Err(e);
+            }
+        }
+    };
+    match result {
         Ok(outcomes) => {
             for (job, outcome) in batch.into_iter().zip(outcomes) {
                 let _ = job.done.send(outcome);
@@ -46,6 +89,10 @@ pub(crate) async fn write_batch(
         }
     }
 }
+
+/// What a committed batch answers each heartbeat, and the bytes credited per cache (counted
+/// toward its measured upload once the batch has committed).
+type BatchWritten = (Vec<Result<Option<String>, NodeError>>, Vec<(String, u64)>);
 
 /// A node named in a batch, as the tracker knows it.
 struct Known {
@@ -93,7 +140,7 @@ async fn write_batch_tx(
     batch: &[HeartbeatJob],
     bytes_per_point: i64,
     judge: Judge<'_>,
-) -> Result<Vec<Result<Option<String>, NodeError>>, sqlx::Error> {
+) -> Result<BatchWritten, sqlx::Error> {
     let Judge { ledger, network } = judge;
     let now = unix_ms();
     let instant = Instant::now();
@@ -111,6 +158,7 @@ async fn write_batch_tx(
     let known = known_nodes(&mut tx, &named).await?;
     let updated = update_nodes(&mut tx, batch, now).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut uploads: Vec<(String, u64)> = Vec::new();
     let mut transfers: HashMap<TransferKey, (i64, i64)> = HashMap::new();
     let mut watched_now: BTreeSet<(i64, &str)> = BTreeSet::new();
     for job in batch {
@@ -207,7 +255,7 @@ async fn write_batch_tx(
             );
             match result {
                 Ok(bytes) => {
-                    network.record_upload(&p.peer, bytes, instant);
+                    uploads.push((p.peer.clone(), bytes));
                     add(&p.peer, &job.node_id, &p.video, 0, bytes)
                 }
                 Err(why) => tracing::debug!(
@@ -217,7 +265,10 @@ async fn write_batch_tx(
             }
         }
     }
-    let rows: Vec<(TransferKey, (i64, i64))> = transfers.into_iter().collect();
+    // Rows go in key order (and accounts in id order below), so two trackers writing
+    // batches at once lock shared rows in the same order and do not deadlock.
+    let mut rows: Vec<(TransferKey, (i64, i64))> = transfers.into_iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for chunk in rows.chunks(100) {
         // Kinds are looked up as the rows go in: `origin`, a live node's kind, or `gone`.
         let mut q = crate::db::Sql::new(
@@ -268,7 +319,7 @@ async fn write_batch_tx(
     record_watched(&mut tx, &watched_now, now / 1000).await?;
     settle(&mut tx, &rows, &known, bytes_per_point).await?;
     tx.commit().await?;
-    Ok(outcomes)
+    Ok((outcomes, uploads))
 }
 
 /// A node as a batch's update left it.
@@ -291,9 +342,12 @@ async fn update_nodes(
     for job in batch {
         last.insert((job.node_id.as_str(), job.account_id), job);
     }
-    let jobs: Vec<&HeartbeatJob> = last.into_values().collect();
+    let mut jobs: Vec<&HeartbeatJob> = last.into_values().collect();
+    jobs.sort_unstable_by(|a, b| a.node_id.cmp(&b.node_id));
     let mut updated = HashMap::new();
     for chunk in jobs.chunks(100) {
+        let ids: Vec<String> = chunk.iter().map(|job| job.node_id.clone()).collect();
+        lock_in_order(tx, "nodes", &ids).await?;
         let mut q = crate::db::Sql::new(
             "WITH v (id, account_id, watching, holdings, upload, storage) AS (",
         );
@@ -373,7 +427,8 @@ async fn settle(
         sums.0 = sums.0.saturating_add(*reported).min(BYTES_CEILING);
         sums.1 = sums.1.saturating_add(*confirmed).min(BYTES_CEILING);
     }
-    let pairs: Vec<_> = pairs.into_iter().collect();
+    let mut pairs: Vec<_> = pairs.into_iter().collect();
+    pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let clamp = |column: &str| {
         format!(
             "{column} = CASE WHEN pair_totals.{column} > {BYTES_CEILING} - excluded.{column}
@@ -434,6 +489,7 @@ async fn settle(
             credited.push((from, to, video, agreed));
         }
     }
+    credited.sort_unstable();
     for chunk in credited.chunks(100) {
         let mut q = crate::db::Sql::new(
             "INSERT INTO pair_totals (from_node, to_node, video_id, credited_bytes) ",
@@ -450,14 +506,41 @@ async fn settle(
         );
         q.build().execute(&mut *tx).await?;
     }
-    let accounts: Vec<(i64, (i64, i64))> = accounts
+    let mut accounts: Vec<(i64, (i64, i64))> = accounts
         .into_iter()
         .filter(|(_, (uploaded, newly))| *uploaded != 0 || *newly != 0)
         .collect();
+    accounts.sort_unstable_by_key(|(id, _)| *id);
     let now = unix_ms();
     for chunk in accounts.chunks(100) {
         credit_accounts(tx, chunk, bytes_per_point, now).await?;
     }
+    Ok(())
+}
+
+/// On PostgreSQL, locks the rows `ids` (sorted) of `table` in id order before an `UPDATE …
+/// FROM (VALUES …)` writes them, whose join locks them in whatever order its plan reads
+/// them: two trackers' batches then wait for each other instead of deadlocking. `FOR NO KEY
+/// UPDATE`, as the update itself, so a foreign key check on the row is not held up. SQLite
+/// runs one writer at a time and needs none.
+async fn lock_in_order<T>(
+    tx: &mut sqlx::AnyConnection,
+    table: &str,
+    ids: &[T],
+) -> Result<(), sqlx::Error>
+where
+    T: Clone + for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Sync + 'static,
+{
+    if ids.is_empty() || crate::db::engine_of(tx) != crate::db::Engine::Postgres {
+        return Ok(());
+    }
+    let mut q = crate::db::Sql::new(format!("SELECT id FROM {table} WHERE id IN ("));
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(id.clone());
+    }
+    q.push(") ORDER BY id FOR NO KEY UPDATE");
+    q.build().fetch_all(&mut *tx).await?;
     Ok(())
 }
 
@@ -482,6 +565,8 @@ async fn credit_accounts(
     bytes_per_point: i64,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    let ids: Vec<i64> = accounts.iter().map(|(account, _)| *account).collect();
+    lock_in_order(tx, "accounts", &ids).await?;
     let mut q = crate::db::Sql::new("SELECT id, earned_points FROM accounts WHERE id IN (");
     let mut list = q.separated(", ");
     for (account, _) in accounts {

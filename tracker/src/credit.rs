@@ -46,7 +46,7 @@ struct Watch {
 }
 
 /// A cache's credit allowance: a token bucket filled at its upload rate.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Allowance {
     bytes: f64,
     at: Instant,
@@ -82,12 +82,66 @@ pub struct Ledger {
     /// apart from its viewing ([`Role`]).
     watches: HashMap<(i64, String, Role), Watch>,
     allowances: HashMap<String, Allowance>,
+    /// While a batch's transaction runs: how to undo what it changed, should the database
+    /// abort it (see [`Ledger::begin`]).
+    journal: Option<Vec<Undo>>,
+}
+
+/// One change to the ledger, as it is undone.
+#[derive(Debug)]
+enum Undo {
+    Seq(String, Option<(u64, Instant)>),
+    Watching(String, Option<String>),
+    Allowance(String, Option<Allowance>),
+    Chunk((i64, String, Role), ChunkRef),
 }
 
 impl Ledger {
+    /// Starts keeping what changes, so that [`Ledger::rollback`] can undo it: a batch whose
+    /// transaction the database aborts (a deadlock between two trackers) is tried again as
+    /// if it had never been judged.
+    pub fn begin(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// Keeps what changed since [`Ledger::begin`].
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes what changed since [`Ledger::begin`], newest first.
+    pub fn rollback(&mut self) {
+        for undo in self.journal.take().unwrap_or_default().into_iter().rev() {
+            match undo {
+                Undo::Seq(node, Some(was)) => drop(self.seq.insert(node, was)),
+                Undo::Seq(node, None) => drop(self.seq.remove(&node)),
+                Undo::Watching(node, Some(was)) => drop(self.watching.insert(node, was)),
+                Undo::Watching(node, None) => drop(self.watching.remove(&node)),
+                Undo::Allowance(cache, Some(was)) => drop(self.allowances.insert(cache, was)),
+                Undo::Allowance(cache, None) => drop(self.allowances.remove(&cache)),
+                Undo::Chunk(key, chunk) => {
+                    if let Some(watch) = self.watches.get_mut(&key) {
+                        watch.chunks.remove(&chunk);
+                        if let Some(count) = watch.per_segment.get_mut(&chunk.0) {
+                            *count = count.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn journal(&mut self, undo: impl FnOnce() -> Undo) {
+        if let Some(journal) = &mut self.journal {
+            journal.push(undo());
+        }
+    }
+
     /// Whether heartbeat `seq` of `node` is new: its bytes count. 0 never counts; a number
     /// at or below the highest counted is a heartbeat sent again.
     pub fn fresh(&mut self, node: &str, seq: u64, now: Instant) -> bool {
+        let was = self.seq.get(node).copied();
+        self.journal(|| Undo::Seq(node.to_owned(), was));
         let entry = self.seq.entry(node.to_owned()).or_insert((0, now));
         entry.1 = now;
         if seq == 0 || seq <= entry.0 {
@@ -100,10 +154,13 @@ impl Ledger {
     /// Records what viewer `node` watches now (an owned movie, or none) and returns what it
     /// watched at its previous heartbeat.
     pub fn watch(&mut self, node: &str, now_watching: Option<&str>) -> Option<String> {
-        match now_watching {
+        let was = match now_watching {
             Some(v) => self.watching.insert(node.to_owned(), v.to_owned()),
             None => self.watching.remove(node),
-        }
+        };
+        let undo = was.clone();
+        self.journal(|| Undo::Watching(node.to_owned(), undo));
+        was
     }
 
     /// Checks the pair, then counts the receipts `chunks` of `video` that viewer `viewer`
@@ -167,6 +224,10 @@ impl Ledger {
         }
         let rate = sender.upload_bps.min(MAX_UPLOAD_BPS) as f64 / 8.0 * UPLOAD_SLACK;
         let burst = rate * BURST_SECS;
+        let was = self.allowances.get(cache).copied();
+        self.journal(|| Undo::Allowance(cache.to_owned(), was));
+        let key = (viewer_account, video.to_owned(), role);
+        let journal = &mut self.journal;
         let allowance = self
             .allowances
             .entry(cache.to_owned())
@@ -177,10 +238,7 @@ impl Ledger {
         let elapsed = now.saturating_duration_since(allowance.at).as_secs_f64();
         allowance.bytes = (allowance.bytes + rate * elapsed).min(burst);
         allowance.at = now;
-        let watch = self
-            .watches
-            .entry((viewer_account, video.to_owned(), role))
-            .or_default();
+        let watch = self.watches.entry(key.clone()).or_default();
         watch.seen = Some(now);
         let mut credited = 0u64;
         for &chunk in chunks.iter().take(MAX_RECEIPTS) {
@@ -196,6 +254,9 @@ impl Ledger {
             }
             watch.chunks.insert(chunk);
             watch.per_segment.insert(segment, count + 1);
+            if let Some(journal) = journal {
+                journal.push(Undo::Chunk(key.clone(), chunk));
+            }
             allowance.bytes -= len as f64;
             credited += len;
         }
@@ -293,6 +354,36 @@ mod tests {
             .unwrap();
         assert_eq!(again, 0, "a receipt sent again earns nothing");
         assert_eq!(l.credited_chunks(1, "m"), 4);
+    }
+
+    #[test]
+    fn a_batch_rolled_back_is_judged_again_as_if_it_never_ran() {
+        let m = manifest(2, 4, 8);
+        let mut l = Ledger::default();
+        let now = Instant::now();
+        let chunks: Vec<ChunkRef> = (0..4).map(|i| ChunkRef(0, i)).collect();
+        // A small upload cap: the allowance runs out, and must come back on rollback.
+        let s = sender(2, 8 * 3 * m.chunk_len(0) as u64 / 25);
+        let judge = |l: &mut Ledger| {
+            let fresh = l.fresh("v", 1, now);
+            let before = l.watch("v", Some("m"));
+            let credited = l
+                .confirm("v", 1, "c", s, "m", &m, &chunks, true, true, now)
+                .unwrap();
+            (fresh, before, credited)
+        };
+        l.begin();
+        let first = judge(&mut l);
+        assert!(first.0 && first.2 > 0, "{first:?}");
+        l.rollback();
+        l.begin();
+        assert_eq!(judge(&mut l), first, "the same judgement again");
+        l.commit();
+        assert_eq!(
+            l.credited_chunks(1, "m") as u64 * m.chunk_len(0) as u64,
+            first.2
+        );
+        assert!(!l.fresh("v", 1, now), "once committed, seq 1 is counted");
     }
 
     #[test]

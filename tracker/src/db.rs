@@ -158,6 +158,24 @@ async fn connect(options: AnyConnectOptions, engine: Engine) -> Result<Database,
     }
 }
 
+/// The engine behind the connection `conn`.
+pub fn engine_of(conn: &sqlx::AnyConnection) -> Engine {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        Engine::Sqlite
+    } else {
+        Engine::Postgres
+    }
+}
+
+/// Whether PostgreSQL aborted a transaction that may simply be tried again: it was chosen
+/// to break a deadlock (40P01) or lost a serialization conflict (40001).
+pub fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
+        _ => false,
+    }
+}
+
 /// Begins a transaction that writes. On SQLite it takes the write lock at once (`BEGIN
 /// IMMEDIATE`), so a transaction that reads before it writes cannot fail to upgrade when an
 /// operator command writes beside `serve`; PostgreSQL locks the rows it updates.

@@ -16,6 +16,7 @@ pub mod earnings;
 pub mod ffmpeg;
 pub mod http_serve;
 pub mod ingest;
+pub mod leader;
 pub mod login_limit;
 pub mod matroska;
 pub mod measured;

@@ -1,5 +1,5 @@
-//! `/metrics` in Prometheus text format: live nodes by kind, bytes the origin sent to caches
-//! and to viewers, and request counts and latencies per route.
+//! `/metrics` in Prometheus text format: live nodes by kind, whether this tracker leads,
+//! bytes the origin sent to caches and to viewers, and request counts and latencies per route.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -102,6 +102,13 @@ pub async fn render(State(state): State<AppState>) -> Response {
         let n = kinds.iter().find(|(k, _)| k == kind).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "rivulet_nodes{{kind=\"{kind}\"}} {n}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP rivulet_tracker_leader 1 while this tracker leads (placement, node expiry).\n\
+         # TYPE rivulet_tracker_leader gauge\n\
+         rivulet_tracker_leader {}",
+        u8::from(state.leadership.is_leader())
+    );
     let c = &state.origin_counters;
     let _ = writeln!(
         out,

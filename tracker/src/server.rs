@@ -21,6 +21,7 @@ use crate::catalogue_cache::CatalogueCache;
 use crate::data_dir::DataDir;
 use crate::db;
 use crate::http_serve::{self, HttpLimits, HttpsMode};
+use crate::leader::{self, Leadership};
 use crate::login_limit::{LoginLimiter, LoginLimits};
 use crate::nodes;
 use crate::ops::{self, ServeLock};
@@ -310,7 +311,20 @@ async fn place_periodically(
             .collect();
         network.round(&live, &movies, &waiting);
     }
+    // Stopped or no longer leading: a round over nothing empties the map, so a follower
+    // hands out no stale placement or peers (caches told `placed: false` keep what they hold).
+    network.round(&[], &[], &HashSet::new());
     Ok(())
+}
+
+/// Spawns leader work `name` into `tasks`: `work` runs while this tracker leads (see
+/// [`Leadership::while_leading`]), with a token cancelled when it stops leading.
+fn spawn_leading<W, F>(tasks: &Tasks, leadership: &Leadership, name: &'static str, work: W)
+where
+    W: FnMut(CancellationToken) -> F + Send + 'static,
+    F: std::future::Future<Output = Result<(), std::convert::Infallible>> + Send + 'static,
+{
+    tasks.spawn(name, leadership.clone().while_leading(tasks.token(), work));
 }
 
 /// The address nodes should dial for the origin's FTP server on `port`.
@@ -338,6 +352,8 @@ pub struct Server {
     db: db::Database,
     settings: Arc<Settings>,
     sessions: Arc<crate::sessions::SessionCache>,
+    /// Whether this tracker leads the ones sharing its database.
+    leadership: Leadership,
     /// Held until [`Server::shutdown`] returns: `restore` and other serves keep off.
     lock: std::sync::Mutex<Option<ServeLock>>,
 }
@@ -358,9 +374,10 @@ impl Server {
         let data = DataDir::create(&config.data)?;
         let lock = ServeLock::take(data.root()).map_err(|e| ServeError::Locked(e.to_string()))?;
         let db = db::open_configured(config.database.as_deref(), data.root()).await?;
-        // Nothing is known to be alive after a restart: nodes learn it from their next
-        // heartbeat and register again.
-        nodes::forget_all(&db.write).await?;
+        // One tracker of those sharing the database leads (placement, expiry, roll-up); one
+        // that leads alone forgets the nodes a previous run left (leader.rs).
+        let lease = leader::Lease::take(&db).await?;
+        let leadership = lease.leadership();
         let signer =
             tickets::load_or_create(data.root()).map_err(|source| ServeError::TicketKey {
                 path: data.root().join(tickets::KEY_FILE),
@@ -446,23 +463,24 @@ impl Server {
             node_timeout: config.node_timeout,
             reach: reachable.clone(),
             public: config.public,
+            leadership: leadership.clone(),
         };
-        tasks.spawn(
-            "placement",
+        let quiet_after =
+            // Two heartbeats (a third of the timeout each) and a second of slack.
+            Duration::from_secs(2 * (config.node_timeout.as_secs() / 3).max(1) + 1);
+        let (db_read, catalogue) = (db.read.clone(), state.catalogue.clone());
+        let (placed, proved, reached) = (network.clone(), proofs.clone(), reachable.clone());
+        spawn_leading(&tasks, &leadership, "placement", move |stop| {
             place_periodically(
-                db.read.clone(),
-                state.catalogue.clone(),
-                network.clone(),
-                proofs.clone(),
-                reachable.clone(),
-                (
-                    config.placement_interval,
-                    // Two heartbeats (a third of the timeout each) and a second of slack.
-                    Duration::from_secs(2 * (config.node_timeout.as_secs() / 3).max(1) + 1),
-                ),
-                tasks.token(),
-            ),
-        );
+                db_read.clone(),
+                catalogue.clone(),
+                placed.clone(),
+                proved.clone(),
+                reached.clone(),
+                (config.placement_interval, quiet_after),
+                stop,
+            )
+        });
         let addresses = {
             let network = network.clone();
             Arc::new(move |id: &str| {
@@ -496,10 +514,10 @@ impl Server {
                 tasks.token(),
             ),
         );
-        tasks.spawn(
-            "node-expiry",
-            expire_silent_nodes(db.write.clone(), config.node_timeout, tasks.token()),
-        );
+        let db_write = db.write.clone();
+        spawn_leading(&tasks, &leadership, "node-expiry", move |stop| {
+            expire_silent_nodes(db_write.clone(), config.node_timeout, stop)
+        });
         tasks.spawn(
             "settings-reload",
             settings::reload_periodically(
@@ -509,10 +527,11 @@ impl Server {
                 tasks.token(),
             ),
         );
-        tasks.spawn(
-            "transfer-rollup",
-            ops::roll_up_periodically(db.write.clone(), ops::ROLL_UP_EVERY, tasks.token()),
-        );
+        let db_write = db.write.clone();
+        spawn_leading(&tasks, &leadership, "transfer-rollup", move |stop| {
+            ops::roll_up_periodically(db_write.clone(), ops::ROLL_UP_EVERY, stop)
+        });
+        tasks.spawn("leader-lease", lease.run(tasks.token()));
         let (ftp_addr, origin_served) = (ftp.addr(), ftp.served().clone());
         let stop = tasks.token();
         tasks.spawn("origin-ftp", async move {
@@ -553,6 +572,7 @@ impl Server {
             db,
             settings,
             sessions,
+            leadership,
             lock: std::sync::Mutex::new(Some(lock)),
         })
     }
@@ -580,6 +600,12 @@ impl Server {
     /// The server's background tasks (for tests: empty once [`Server::shutdown`] returned).
     pub fn tasks(&self) -> &Tasks {
         &self.tasks
+    }
+
+    /// Whether this tracker leads (runs placement, node expiry and the roll-up) among those
+    /// sharing its database; always on SQLite.
+    pub fn is_leader(&self) -> bool {
+        self.leadership.is_leader()
     }
 
     /// The live settings (sign-up points, points rate).
@@ -636,8 +662,9 @@ mod tests {
             .unwrap()
             .unwrap();
         // http, origin-ftp, origin-counters, placement, proofs, node-expiry,
-        // heartbeat-writer, settings-reload, transfer-rollup, reachability.
-        assert_eq!(server.tasks().len(), 10);
+        // heartbeat-writer, settings-reload, transfer-rollup, reachability, leader-lease.
+        assert_eq!(server.tasks().len(), 11);
+        assert!(server.is_leader(), "on SQLite the one process leads");
         tokio::time::timeout(Duration::from_secs(30), server.shutdown())
             .await
             .unwrap()

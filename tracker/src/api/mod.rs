@@ -67,6 +67,8 @@ pub struct AppState {
     pub reach: Arc<crate::reach::Reachability>,
     /// A public tracker refuses caches' loopback, private and foreign addresses.
     pub public: bool,
+    /// Whether this tracker leads the ones sharing its database (`/metrics` says it).
+    pub leadership: crate::leader::Leadership,
 }
 
 /// A JSON body whose every rejection (syntax, types, missing fields, size, content type)
