@@ -171,6 +171,10 @@ pub struct Phase {
     /// origin sent for chunks dropped once their segment was complete is in
     /// `origin_to_viewers_bytes` only).
     pub origin_bytes_by_reason: [u64; 3],
+    /// Caches' answers that failed, by kind: missing, unreachable, bad, other.
+    pub peer_failures: [u64; 4],
+    /// Chunks caches were asked for and lacked: placed there and warming, not placed there.
+    pub cache_misses: [u64; 2],
     /// Bytes caches sent to other caches (warming from peers instead of the origin).
     pub caches_to_caches_bytes: u64,
     /// Caches running at the end that the tracker's probe had found unreachable.
@@ -320,6 +324,8 @@ struct Tally {
     origin_asks: [u64; 3],
     /// Verified origin bytes for those asks, by the same reasons.
     origin_bytes_by: [u64; 3],
+    /// Failed cache answers: missing, unreachable, bad, other (`viewer::PeerFailures`).
+    peer_failures: [u64; 4],
 }
 
 impl Tally {
@@ -412,6 +418,7 @@ async fn viewer_loop(
             + session.progress().from_caches_bytes.load(Ordering::Relaxed);
         let asks = session.progress().origin_asks.get();
         let origin_bytes_by = session.progress().origin_bytes_by.get();
+        let peer_failures = session.progress().peer_failures.get();
         session.close().await;
         let mut t = tally.lock().await;
         t.received += received;
@@ -420,6 +427,9 @@ async fn viewer_loop(
         }
         for (total, b) in t.origin_bytes_by.iter_mut().zip(origin_bytes_by) {
             *total += b;
+        }
+        for (total, f) in t.peer_failures.iter_mut().zip(peer_failures) {
+            *total += f;
         }
         match watched {
             Ok(Ok(report)) => {
@@ -486,6 +496,8 @@ pub async fn run_phase(
 
     let mut caches: Vec<Cache> = Vec::new();
     let mut gone_distinct = 0u64;
+    // Chunks caches were asked for and lacked: (placed, warming; not placed there).
+    let mut gone_missed = (0u64, 0u64);
     let mut gone_sent = 0u64;
     let mut gone_to_caches = 0u64;
     let mut cache_serial = 0u32;
@@ -583,6 +595,9 @@ pub async fn run_phase(
             next_churn = Some(at + every);
             let victim = caches.swap_remove((rng.next_u64() % caches.len() as u64) as usize);
             gone_distinct += victim.status().borrow().distinct_sent_bytes;
+            let s = victim.status().borrow().clone();
+            gone_missed.0 += s.missed_warming;
+            gone_missed.1 += s.missed_unplaced;
             gone_sent += victim.served().to_viewers.load(Ordering::Relaxed);
             gone_to_caches += victim.served().to_caches.load(Ordering::Relaxed);
             if config.crash {
@@ -598,6 +613,10 @@ pub async fn run_phase(
     let origin = tracker.origin_served();
     let o2v = origin.to_viewers.load(Ordering::Relaxed);
     let o2c = origin.to_caches.load(Ordering::Relaxed);
+    let cache_misses = caches.iter().fold(gone_missed, |(w, u), c| {
+        let s = c.status().borrow().clone();
+        (w + s.missed_warming, u + s.missed_unplaced)
+    });
     let distinct: u64 = gone_distinct
         + caches
             .iter()
@@ -656,6 +675,8 @@ pub async fn run_phase(
         origin_asks_race: tally.origin_asks[1],
         origin_asks_retry: tally.origin_asks[2],
         origin_bytes_by_reason: tally.origin_bytes_by,
+        peer_failures: tally.peer_failures,
+        cache_misses: [cache_misses.0, cache_misses.1],
         caches_to_caches_bytes: c2c,
         caches_probed_unreachable: probed,
         series,

@@ -219,6 +219,10 @@ pub struct CacheStatus {
     /// Bytes of the distinct chunks sent (each once): the least this cache had to fetch
     /// for what it served.
     pub distinct_sent_bytes: u64,
+    /// Chunks asked of it that it did not have: placed here and not fetched yet (warming),
+    /// and not placed here (never, or no longer).
+    pub missed_warming: u64,
+    pub missed_unplaced: u64,
     /// The last problem talking to the tracker or the origin, if it persists.
     pub problem: Option<String>,
     /// What the tracker's reachability probe last found (`None`: an older tracker, or no
@@ -274,8 +278,12 @@ impl ChunkProvider for StoreProvider {
         let (store, asks, video) = (self.store.clone(), self.asks.clone(), video.to_owned());
         tokio::task::spawn_blocking(move || {
             let got = store.get(&video, segment, index);
-            if got.is_some() || store.wants(&video, segment, index) {
+            let placed = got.is_some() || store.wants(&video, segment, index);
+            if placed {
                 asks.record(&video, segment, std::time::Instant::now());
+            }
+            if got.is_none() {
+                asks.missed(placed);
             }
             got
         })
@@ -744,6 +752,7 @@ impl HeartbeatLoop {
             s.fetched_bytes = shared.fetched.load(Ordering::Relaxed);
             s.fetched_from_caches_bytes = shared.fetched_from_caches.load(Ordering::Relaxed);
             s.distinct_sent_bytes = distinct;
+            (s.missed_warming, s.missed_unplaced) = shared.asks.misses();
             s.problem = problem;
             if reach.is_some() {
                 s.reach = reach;

@@ -27,6 +27,10 @@ pub struct RecentAsks {
     by_movie: Mutex<HashMap<String, VecDeque<(u32, Instant)>>>,
     /// Bumped when an ask names a position not remembered yet: the fetch order is stale.
     generation: AtomicU64,
+    /// Asks for a chunk not there yet: placed here and still warming, or not placed here
+    /// (never, or no longer).
+    missed_warming: AtomicU64,
+    missed_unplaced: AtomicU64,
 }
 
 impl RecentAsks {
@@ -58,6 +62,24 @@ impl RecentAsks {
         while asks.len() > ASKS_PER_MOVIE {
             asks.pop_front();
         }
+    }
+
+    /// Counts an ask for a chunk not there: `placed` if the cache is to hold it.
+    pub fn missed(&self, placed: bool) {
+        let counter = if placed {
+            &self.missed_warming
+        } else {
+            &self.missed_unplaced
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Asks missed so far: (placed and warming, not placed here).
+    pub fn misses(&self) -> (u64, u64) {
+        (
+            self.missed_warming.load(Ordering::Relaxed),
+            self.missed_unplaced.load(Ordering::Relaxed),
+        )
     }
 
     /// Changes whenever a new position was asked for.

@@ -29,7 +29,9 @@ use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-pub use segment::{PENDING_MAX_CHUNKS, Progress, REPORT_MAX_CHUNKS, REPORT_MAX_PEERS};
+pub use segment::{
+    PENDING_MAX_CHUNKS, PeerFailures, Progress, REPORT_MAX_CHUNKS, REPORT_MAX_PEERS,
+};
 use sources::Sources;
 use stream::{Stream, StreamFile, StreamReader, Window};
 

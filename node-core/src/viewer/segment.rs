@@ -40,6 +40,8 @@ pub struct Progress {
     pub origin_asks: OriginAsks,
     /// Verified bytes the origin sent for those asks, by the same reasons.
     pub origin_bytes_by: OriginAsks,
+    /// Why caches' answers failed (each then asked of another cache or the origin).
+    pub peer_failures: PeerFailures,
     unreported: std::sync::Mutex<Unreported>,
     totals: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
@@ -218,6 +220,38 @@ impl OriginAsks {
     }
 }
 
+/// See [`Progress::peer_failures`]: failed cache answers, by kind.
+#[derive(Debug, Default)]
+pub struct PeerFailures {
+    /// The cache did not have the chunk (not yet warmed, or no longer placed there).
+    pub missing: AtomicU64,
+    /// It could not be connected to, the transfer broke, or it timed out (gone, or busy).
+    pub unreachable: AtomicU64,
+    /// It sent a chunk that does not verify.
+    pub bad: AtomicU64,
+    /// Any other failure (an answer too large, a refusal).
+    pub other: AtomicU64,
+}
+
+impl PeerFailures {
+    fn count(&self, e: &FetchError) {
+        let counter = match e {
+            FetchError::Missing { .. } => &self.missing,
+            FetchError::Connect { .. }
+            | FetchError::Transfer { .. }
+            | FetchError::Timeout { .. } => &self.unreachable,
+            _ => &self.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The four counts: missing, unreachable, bad, other.
+    pub fn get(&self) -> [u64; 4] {
+        [&self.missing, &self.unreachable, &self.bad, &self.other]
+            .map(|a| a.load(Ordering::Relaxed))
+    }
+}
+
 /// Why a segment could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
@@ -350,6 +384,7 @@ pub async fn fetch_segment(
                         }
                         Err(e) if peer == ORIGIN => return Err(SegmentError::OriginBad(e)),
                         Err(_) => {
+                            progress.peer_failures.bad.fetch_add(1, Ordering::Relaxed);
                             sources.blame(&peer);
                             if raced || !attempt.ask_another_cache(&sources.caches(), &peer) {
                                 attempt.ask_origin(&origin, 1, Why::Retry, &progress.origin_asks);
@@ -362,7 +397,10 @@ pub async fn fetch_segment(
                             if origin_failures >= ORIGIN_TRIES {
                                 return Err(SegmentError::Origin(e));
                             }
-                        } else if !matches!(e, FetchError::Missing { .. }) {
+                        } else {
+                            progress.peer_failures.count(&e);
+                        }
+                        if peer != ORIGIN && !matches!(e, FetchError::Missing { .. }) {
                             sources.failed(
                                 &peer,
                                 matches!(

@@ -447,6 +447,18 @@ fn phase_json(p: &Phase) -> serde_json::Value {
             "race": p.origin_asks_race,
             "retry": p.origin_asks_retry,
         },
+        // Caches' answers that failed, by kind (each then asked elsewhere).
+        "peer_failures": {
+            "missing": p.peer_failures[0],
+            "unreachable": p.peer_failures[1],
+            "bad": p.peer_failures[2],
+            "other": p.peer_failures[3],
+        },
+        // What caches were asked for and lacked (as last heartbeated).
+        "cache_misses": {
+            "warming": p.cache_misses[0],
+            "not_placed": p.cache_misses[1],
+        },
         // Where the origin's bytes went, by why they were sent.
         "origin_bytes_by_reason": {
             "warming": p.origin_to_caches_bytes,
