@@ -349,7 +349,9 @@ async fn a_private_stream_stays_within_its_spill_cap_and_fetches_again_what_it_d
         again == origin[back..back + again.len()],
         "the refetched bytes differ"
     );
-    assert!(shared.is_present(1));
+    // Segment 1 was dropped (asserted above), so those bytes were fetched again; whether it
+    // is still held now depends on how far the reader has gone past it (it may be dropped
+    // again to make room), so that is not asserted.
     let after_seek = disk.peak();
     assert!(
         after_seek <= cap + segment,
