@@ -15,7 +15,7 @@ use std::time::Duration;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, PutPayload, RetryConfig, WriteMultipart};
-use rivulet_node_core::format::{Digest, LeafTable, Manifest, encode_chunk, merkle::MerkleTree};
+use rivulet_node_core::format::{Digest, LeafTable, Manifest, chunk_of_segment};
 use rivulet_node_core::format::{FormatError, tree_hash};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
@@ -570,13 +570,14 @@ impl StoreChunker {
 
     /// Chunk `index` of `segment` in wire form, from the padded segment bytes `data`.
     pub fn chunk(&self, segment: u32, index: u16, data: &[u8]) -> Result<Vec<u8>, FormatError> {
-        let shard = self.manifest.chunk_len(segment);
-        let shards: Vec<&[u8]> = data.chunks(shard).collect();
-        let mut payload = vec![0u8; shard];
-        self.codec
-            .encode_chunk(&shards, usize::from(index), &mut payload)?;
-        let proof = MerkleTree::new(self.leaves.segment(segment)).proof(usize::from(index));
-        Ok(encode_chunk(segment, index, &proof, &payload))
+        chunk_of_segment(
+            &self.manifest,
+            &self.codec,
+            &self.leaves,
+            segment,
+            index,
+            data,
+        )
     }
 }
 

@@ -12,7 +12,7 @@ pub mod tree_hash;
 pub use chunk::{CHUNK_HEADER_LEN, ChunkHeader, encode_chunk};
 pub use digest::Digest;
 pub use manifest::{FORMAT_VERSION, Manifest, SegmentHashes};
-pub use stream::{LeafTable, ManifestBuilder, StreamChunker, build_manifest};
+pub use stream::{LeafTable, ManifestBuilder, StreamChunker, build_manifest, chunk_of_segment};
 
 use thiserror::Error;
 

@@ -383,12 +383,32 @@ impl StreamChunker {
             });
         }
         let data = read_padded_segment(&self.file, &self.manifest, segment)?;
-        let shard = self.manifest.chunk_len(segment);
-        let shards: Vec<&[u8]> = data.chunks(shard).collect();
-        let mut payload = vec![0u8; shard];
-        self.codec
-            .encode_chunk(&shards, usize::from(index), &mut payload)?;
-        let proof = MerkleTree::new(self.leaves.segment(segment)).proof(usize::from(index));
-        Ok(encode_chunk(segment, index, &proof, &payload))
+        chunk_of_segment(
+            &self.manifest,
+            &self.codec,
+            &self.leaves,
+            segment,
+            index,
+            &data,
+        )
     }
+}
+
+/// Chunk `index` of `segment` in wire form (coded shard, Merkle proof, header), from the
+/// segment's bytes padded to k shards of [`Manifest::chunk_len`]: what an origin sends,
+/// whether it read the segment from a file or from an object store.
+pub fn chunk_of_segment(
+    manifest: &Manifest,
+    codec: &Codec,
+    leaves: &LeafTable,
+    segment: u32,
+    index: u16,
+    data: &[u8],
+) -> Result<Vec<u8>, FormatError> {
+    let shard = manifest.chunk_len(segment);
+    let shards: Vec<&[u8]> = data.chunks(shard).collect();
+    let mut payload = vec![0u8; shard];
+    codec.encode_chunk(&shards, usize::from(index), &mut payload)?;
+    let proof = MerkleTree::new(leaves.segment(segment)).proof(usize::from(index));
+    Ok(encode_chunk(segment, index, &proof, &payload))
 }
